@@ -1,0 +1,344 @@
+// compress: the joulecut command line. Each subcommand is one call into the C++ API.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <ATen/Parallel.h>
+
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "joulecut/atomic_file.h"
+#include "joulecut/error.h"
+#include "joulecut/evaluate.h"
+#include "joulecut/graph_stats.h"
+#include "joulecut/model.h"
+#include "joulecut/models.h"
+#include "joulecut/platform.h"
+#include "joulecut/torch_compat.h"
+#include "joulecut/version.h"
+
+namespace {
+
+using joulecut::UserError;
+using json = nlohmann::json;
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+std::string human_count(double v) {
+  char buffer[32];
+  if (v >= 1e9) std::snprintf(buffer, sizeof buffer, "%.2fG", v / 1e9);
+  else if (v >= 1e6) std::snprintf(buffer, sizeof buffer, "%.2fM", v / 1e6);
+  else if (v >= 1e3) std::snprintf(buffer, sizeof buffer, "%.1fk", v / 1e3);
+  else std::snprintf(buffer, sizeof buffer, "%.0f", v);
+  return buffer;
+}
+
+std::string human_bytes(double v) {
+  char buffer[32];
+  if (v >= 1 << 20) std::snprintf(buffer, sizeof buffer, "%.2f MiB", v / (1 << 20));
+  else if (v >= 1 << 10) std::snprintf(buffer, sizeof buffer, "%.1f KiB", v / (1 << 10));
+  else std::snprintf(buffer, sizeof buffer, "%.0f B", v);
+  return buffer;
+}
+
+// Settings shared by every subcommand that runs a model.
+struct RunSettings {
+  int threads = 0;
+};
+
+void apply_threads(const RunSettings& settings) {
+  const int n = joulecut::configure_threads(settings.threads);
+  const auto blas = joulecut::blas_info();
+  if (blas.is_reference())
+    std::fprintf(stderr,
+                 "compress: warning: LibTorch is calling the reference BLAS (%s), ~60x slower than OpenBLAS "
+                 "for fp32 linear layers; install libopenblas0-pthread (scripts/setup)\n",
+                 blas.library.c_str());
+  (void)n;
+}
+
+json runtime_json() {
+  const auto blas = joulecut::blas_info();
+  return {{"threads", at::get_num_threads()},
+          {"blas", blas.name},
+          {"blas_library", blas.library},
+          {"blas_config", blas.config},
+          {"blas_threads", blas.threads},
+          {"libtorch", joulecut::compat::torch_version()},
+          {"joulecut", JOULECUT_VERSION},
+          {"git_revision", JOULECUT_GIT_REVISION},
+          {"cpu", joulecut::cpu_model()}};
+}
+
+// ---- compress info ------------------------------------------------------------------------
+struct InfoOptions {
+  std::string model;
+  bool json = false;
+};
+
+void run_info(const InfoOptions& options) {
+  joulecut::configure_threads(1);
+  auto loaded = joulecut::load_model(options.model);
+  const joulecut::DatasetSpec spec =
+      loaded.metadata ? loaded.metadata->dataset : joulecut::fashion_mnist_spec();
+  loaded.module.eval();
+  const at::Tensor example = at::zeros({1, spec.channels, spec.height, spec.width});
+  joulecut::ModelStats stats;
+  try {
+    stats = joulecut::analyze_model(loaded.module, example);
+  } catch (const UserError& e) {
+    throw UserError(options.model + ": " + e.what());
+  }
+  if (options.json) {
+    json layers = json::array();
+    for (const auto& l : stats.layers)
+      layers.push_back({{"name", l.name},
+                        {"op", l.op},
+                        {"input_shape", l.input_shape},
+                        {"weight_shape", l.weight_shape},
+                        {"output_shape", l.output_shape},
+                        {"params", l.params},
+                        {"macs", l.macs},
+                        {"weight_sparsity", l.weight_shape.empty() ? 0.0 : double(l.weight_zeros) /
+                                                double(c10::multiply_integers(l.weight_shape))},
+                        {"dtype", l.dtype}});
+    json out = {{"model", options.model},
+                {"file_bytes", loaded.file_bytes},
+                {"sha256", joulecut::sha256_file(options.model)},
+                {"arch", loaded.metadata ? loaded.metadata->arch : ""},
+                {"input_shape", {1, spec.channels, spec.height, spec.width}},
+                {"input_spec_source", loaded.metadata ? "model metadata" : "default (fashion-mnist)"},
+                {"parameters", stats.parameters},
+                {"parameter_bytes", stats.parameter_bytes},
+                {"macs_per_inference", stats.macs},
+                {"weight_sparsity", stats.weight_sparsity()},
+                {"dtypes", stats.dtypes},
+                {"layers", layers}};
+    if (loaded.metadata) out["provenance"] = json::parse(loaded.metadata->provenance_json);
+    std::cout << out.dump(2) << "\n";
+    return;
+  }
+  std::printf("model      %s (%s, sha256 %s)\n", options.model.c_str(), human_bytes(double(loaded.file_bytes)).c_str(),
+              joulecut::sha256_file(options.model).substr(0, 16).c_str());
+  if (loaded.metadata) {
+    std::printf("arch       %s\n", loaded.metadata->arch.empty() ? "(not a reference model)" : loaded.metadata->arch.c_str());
+    std::printf("input      %s, %s, normalized (x - %.4f) / %.4f\n",
+                shape_text({1, spec.channels, spec.height, spec.width}).c_str(), spec.name.c_str(), spec.mean,
+                spec.stddev);
+  } else {
+    std::printf("input      %s (no joulecut metadata in the file: assumed fashion-mnist)\n",
+                shape_text({1, spec.channels, spec.height, spec.width}).c_str());
+  }
+  std::string dtypes;
+  for (const auto& d : stats.dtypes) dtypes += (dtypes.empty() ? "" : ", ") + d;
+  std::printf("params     %s (%s in parameters and buffers), dtype %s\n", human_count(double(stats.parameters)).c_str(),
+              human_bytes(double(stats.parameter_bytes)).c_str(), dtypes.empty() ? "none" : dtypes.c_str());
+  std::printf("MACs       %s per inference (conv, linear and matmul layers)\n", human_count(double(stats.macs)).c_str());
+  std::printf("sparsity   %.2f%% zero weights in those layers\n\n", 100 * stats.weight_sparsity());
+  std::printf("%-28s %-18s %-16s %-16s %10s %12s %9s\n", "layer", "op", "weight", "output", "params", "MACs", "sparsity");
+  for (const auto& l : stats.layers) {
+    const double elems = l.weight_shape.empty() ? 1.0 : double(c10::multiply_integers(l.weight_shape));
+    std::printf("%-28s %-18s %-16s %-16s %10lld %12lld %8.2f%%\n", l.name.c_str(), l.op.c_str(),
+                shape_text(l.weight_shape).c_str(), shape_text(l.output_shape).c_str(), (long long)l.params,
+                (long long)l.macs, 100.0 * double(l.weight_zeros) / elems);
+  }
+}
+
+// ---- compress eval ------------------------------------------------------------------------
+struct EvalCliOptions {
+  std::string model;
+  joulecut::DataSource data;
+  std::int64_t batch = 256;
+  std::int64_t limit = 0;
+  bool json = false;
+};
+
+void run_eval(const EvalCliOptions& options, const RunSettings& settings) {
+  apply_threads(settings);
+  auto loaded = joulecut::load_model(options.model);
+  std::optional<joulecut::DatasetSpec> spec;
+  if (loaded.metadata) spec = loaded.metadata->dataset;
+  auto data = joulecut::take_first(joulecut::load_dataset(options.data, joulecut::Split::test, spec), options.limit);
+  joulecut::check_model_accepts(loaded.module, data, options.model);
+  const auto result = joulecut::evaluate(loaded.module, data, {options.batch});
+  const auto& acc = result.accuracy;
+  const auto classes = std::int64_t(result.confusion.size());
+  const auto class_name = [&](std::int64_t c) {
+    return c < std::int64_t(data.spec.class_names.size()) ? data.spec.class_names[c] : "class " + std::to_string(c);
+  };
+  struct Confusion {
+    std::int64_t truth, predicted, count;
+  };
+  std::vector<Confusion> confusions;
+  for (std::int64_t t = 0; t < classes; ++t)
+    for (std::int64_t p = 0; p < classes; ++p)
+      if (t != p && result.confusion[t][p] > 0) confusions.push_back({t, p, result.confusion[t][p]});
+  std::sort(confusions.begin(), confusions.end(), [](auto& a, auto& b) { return a.count > b.count; });
+  if (confusions.size() > 5) confusions.resize(5);
+
+  if (options.json) {
+    json per_class = json::array();
+    for (std::int64_t c = 0; c < classes; ++c) {
+      std::int64_t total = 0;
+      for (auto v : result.confusion[c]) total += v;
+      per_class.push_back({{"class", class_name(c)},
+                           {"samples", total},
+                           {"accuracy", total ? double(result.confusion[c][c]) / double(total) : 0.0}});
+    }
+    json top = json::array();
+    for (const auto& c : confusions)
+      top.push_back({{"true", class_name(c.truth)}, {"predicted", class_name(c.predicted)}, {"count", c.count}});
+    json out = {{"model", options.model},
+                {"data", data.description},
+                {"samples", acc.trials},
+                {"correct", acc.successes},
+                {"accuracy", acc.value},
+                {"accuracy_ci95", {acc.low, acc.high}},
+                {"ci_method", "Wilson score interval, 95%"},
+                {"per_class", per_class},
+                {"confusion", result.confusion},
+                {"most_confused", top},
+                {"seconds", result.seconds},
+                {"runtime", runtime_json()}};
+    std::cout << out.dump(2) << "\n";
+    return;
+  }
+  std::printf("model     %s\n", options.model.c_str());
+  std::printf("data      %s\n", data.description.c_str());
+  std::printf("accuracy  %.2f%%  (95%% CI %.2f-%.2f%%, Wilson; %lld of %lld correct)\n", 100 * acc.value,
+              100 * acc.low, 100 * acc.high, (long long)acc.successes, (long long)acc.trials);
+  std::printf("\nper class:\n");
+  for (std::int64_t c = 0; c < classes; ++c) {
+    std::int64_t total = 0;
+    for (auto v : result.confusion[c]) total += v;
+    if (total == 0) continue;
+    std::printf("  %-12s %6.2f%%  (%lld)\n", class_name(c).c_str(), 100.0 * double(result.confusion[c][c]) / double(total),
+                (long long)total);
+  }
+  std::printf("\nmost confused (true -> predicted):\n");
+  for (const auto& c : confusions)
+    std::printf("  %-12s -> %-12s %lld\n", class_name(c.truth).c_str(), class_name(c.predicted).c_str(),
+                (long long)c.count);
+  const auto blas = joulecut::blas_info();
+  std::printf("\n%d threads, BLAS %s, LibTorch %s, %.2f s\n", at::get_num_threads(), blas.name.c_str(),
+              joulecut::compat::torch_version().c_str(), result.seconds);
+}
+
+// ---- compress train -----------------------------------------------------------------------
+struct TrainCliOptions {
+  joulecut::TrainOptions train;
+  joulecut::DataSource data;
+  std::string output;
+  bool json = false;
+};
+
+void run_train(TrainCliOptions options, const RunSettings& settings, const std::string& command) {
+  apply_threads(settings);
+  options.train = joulecut::with_defaults(options.train);
+  // Fail before hours of training, not after.
+  const std::string dir = std::filesystem::path(options.output).parent_path().string();
+  if (!dir.empty() && !std::filesystem::is_directory(dir))
+    throw UserError(options.output + ": cannot write: directory " + dir + " does not exist");
+  std::fprintf(stderr, "training %s (%s): %d epochs, batch %lld, lr %g, seed %llu, %d threads\n",
+               options.train.arch.c_str(), joulecut::describe_architecture(options.train.arch).c_str(),
+               options.train.epochs, (long long)options.train.batch, options.train.learning_rate,
+               (unsigned long long)options.train.seed, at::get_num_threads());
+  auto result = joulecut::train_reference_model(options.train, options.data, command);
+  joulecut::save_model(result.module, result.metadata, options.output);
+  const std::string sha = joulecut::sha256_file(options.output);
+  double mean_epoch = 0;
+  for (double s : result.epoch_seconds) mean_epoch += s / double(result.epoch_seconds.size());
+  if (options.json) {
+    json out = json::parse(result.metadata.provenance_json);
+    out["output"] = options.output;
+    out["sha256"] = sha;
+    std::cout << out.dump(2) << "\n";
+    return;
+  }
+  std::printf("wrote %s\n  sha256 %s\n  test accuracy %.2f%%, %.1f s per epoch (%d threads)\n", options.output.c_str(),
+              sha.c_str(), 100 * result.test_accuracy, mean_epoch, at::get_num_threads());
+}
+
+void add_data_options(CLI::App* app, joulecut::DataSource& data) {
+  app->add_option("--data", data.data,
+                  "Data set: 'fashion-mnist' (Debian package dataset-fashion-mnist) or a directory of MNIST-style "
+                  "IDX files ({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz])")
+      ->capture_default_str();
+  app->add_option("--images", data.images, "An IDX images file (gzip or plain); use with --labels");
+  app->add_option("--labels", data.labels, "The IDX labels file matching --images");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"joulecut compress: make neural networks cheaper to run, and measure what it bought.\n"
+               "Run 'compress SUBCOMMAND --help' for each job."};
+  app.set_version_flag("--version", std::string("joulecut ") + JOULECUT_VERSION + " (" + JOULECUT_GIT_REVISION +
+                                        "), LibTorch " + joulecut::compat::torch_version());
+  app.require_subcommand(1);
+  RunSettings settings;
+  app.add_option("--threads", settings.threads, "LibTorch threads (default: all logical cores); BLAS runs 1 thread")
+      ->check(CLI::NonNegativeNumber);
+
+  InfoOptions info;
+  auto* info_cmd = app.add_subcommand("info", "Layers, parameters, MACs per layer and in total, dtype, sparsity, size");
+  info_cmd->add_option("model", info.model, "TorchScript file")->required();
+  info_cmd->add_flag("--json", info.json, "Machine-readable output");
+
+  EvalCliOptions eval;
+  auto* eval_cmd = app.add_subcommand("eval", "Top-1 accuracy on a test set, with a 95% confidence interval");
+  eval_cmd->add_option("model", eval.model, "TorchScript file")->required();
+  add_data_options(eval_cmd, eval.data);
+  eval_cmd->add_option("--batch", eval.batch, "Evaluation batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  eval_cmd->add_option("--limit", eval.limit, "Use only the first N test images (0: all)")->capture_default_str();
+  eval_cmd->add_flag("--json", eval.json, "Machine-readable output");
+
+  TrainCliOptions train;
+  auto* train_cmd = app.add_subcommand("train", "Train a reference model in C++ and write it as TorchScript");
+  std::string arch_help = "Architecture:";
+  for (const auto& a : joulecut::reference_architectures()) arch_help += "\n  " + a + ": " + joulecut::describe_architecture(a);
+  train_cmd->add_option("arch", train.train.arch, arch_help)->required()->check(CLI::IsMember(joulecut::reference_architectures()));
+  train_cmd->add_option("-o,--output", train.output, "Output TorchScript file (written atomically)")->required();
+  add_data_options(train_cmd, train.data);
+  train_cmd->add_option("--epochs", train.train.epochs, "Epochs (default: the architecture's)");
+  train_cmd->add_option("--batch", train.train.batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  train_cmd->add_option("--lr", train.train.learning_rate, "Peak learning rate (default: the architecture's)");
+  train_cmd->add_option("--weight-decay", train.train.weight_decay, "Weight decay (default: the architecture's)");
+  train_cmd->add_option("--seed", train.train.seed, "Seed for initialisation and shuffling")->capture_default_str();
+  train_cmd->add_option("--train-limit", train.train.train_limit, "Train on the first N images only (0: all)");
+  bool no_progress = false;
+  train_cmd->add_flag("--no-progress", no_progress, "No progress bar");
+  train_cmd->add_flag("--json", train.json, "Machine-readable summary");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  std::string command = "compress";
+  for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+  try {
+    if (*info_cmd) run_info(info);
+    if (*eval_cmd) run_eval(eval, settings);
+    if (*train_cmd) {
+      train.train.progress = !no_progress;
+      run_train(train, settings, command);
+    }
+  } catch (const UserError& e) {
+    std::fprintf(stderr, "compress: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    // Unexpected failures inside LibTorch: one line; JOULECUT_DEBUG=1 shows the whole trace.
+    if (std::getenv("JOULECUT_DEBUG")) std::fprintf(stderr, "%s\n", e.what());
+    std::fprintf(stderr, "compress: error: %s (set JOULECUT_DEBUG=1 for the full trace)\n",
+                 joulecut::torch_error_summary(e).c_str());
+    return 1;
+  }
+  return 0;
+}

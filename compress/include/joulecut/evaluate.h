@@ -1,0 +1,35 @@
+#pragma once
+// Top-1 accuracy of a classifier on a labelled data set.
+#include <torch/script.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "joulecut/data.h"
+#include "joulecut/measure/stats.h"
+
+namespace joulecut {
+
+struct EvalOptions {
+  std::int64_t batch = 256;
+};
+
+struct EvalResult {
+  measure::ProportionCI accuracy;
+  std::vector<std::vector<std::int64_t>> confusion;  // [true class][predicted class]
+  double seconds = 0;
+};
+
+// Checks that the model accepts the data set's input shape and returns one score per class.
+// Throws UserError naming `model_path` with the shapes involved.
+void check_model_accepts(torch::jit::Module& module, const TensorDataset& data, const std::string& model_path);
+
+// Evaluates in eval mode without gradients. The module is switched to eval mode.
+EvalResult evaluate(torch::jit::Module& module, const TensorDataset& data, const EvalOptions& options = {});
+
+// Sets LibTorch's intra-op threads and pins the BLAS pool to one thread so they do not
+// oversubscribe. threads <= 0 means all logical cores. Returns the thread count set.
+int configure_threads(int threads);
+
+}  // namespace joulecut

@@ -1,0 +1,167 @@
+#include "joulecut/graph_stats.h"
+
+#include <ATen/ATen.h>
+#include <ATen/record_function.h>
+#include <ATen/core/grad_mode.h>
+
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "joulecut/error.h"
+#include "joulecut/model.h"
+#include "joulecut/torch_compat.h"
+
+namespace joulecut {
+
+double ModelStats::weight_sparsity() const {
+  std::int64_t weights = 0;
+  for (const auto& l : layers) weights += l.weight_shape.empty() ? 0 : c10::multiply_integers(l.weight_shape);
+  return weights == 0 ? 0.0 : double(layer_weight_zeros) / double(weights);
+}
+
+namespace {
+
+enum class OpKind { none, conv, linear, matmul, addmm };
+
+OpKind classify(const std::string& name) {
+  static const std::map<std::string, OpKind> kinds = {
+      {"aten::conv1d", OpKind::conv},        {"aten::conv2d", OpKind::conv},
+      {"aten::conv3d", OpKind::conv},        {"aten::convolution", OpKind::conv},
+      {"aten::_convolution", OpKind::conv},  {"aten::linear", OpKind::linear},
+      {"aten::mm", OpKind::matmul},          {"aten::bmm", OpKind::matmul},
+      {"aten::matmul", OpKind::matmul},      {"aten::addmm", OpKind::addmm},
+  };
+  const auto it = kinds.find(name);
+  return it == kinds.end() ? OpKind::none : it->second;
+}
+
+std::vector<std::int64_t> shape_of(const c10::IValue& v) {
+  if (!v.isTensor()) return {};
+  const auto sizes = v.toTensor().sizes();
+  return {sizes.begin(), sizes.end()};
+}
+
+struct Recording : at::ObserverContext {
+  LayerStats layer;
+  OpKind kind = OpKind::none;
+  at::Tensor weight;
+  at::Tensor bias;
+};
+
+// State of one analysis; only the thread running the model touches it.
+struct Recorder {
+  std::map<const void*, std::string> names;  // weight data pointer -> parameter path
+  std::vector<LayerStats> layers;
+  int depth = 0;  // > 0 while inside a counted op: its internals are not counted again
+};
+thread_local Recorder* active = nullptr;
+
+std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction& fn) {
+  if (!active) return nullptr;
+  const OpKind kind = classify(fn.name());
+  if (kind == OpKind::none || active->depth > 0) return nullptr;
+  ++active->depth;
+  auto rec = std::make_unique<Recording>();
+  rec->kind = kind;
+  rec->layer.op = fn.name();
+  const auto inputs = fn.inputs();
+  // addmm(bias, a, b); the others take (input, weight, [bias], ...).
+  const std::size_t in = kind == OpKind::addmm ? 1 : 0;
+  const std::size_t w = kind == OpKind::addmm ? 2 : 1;
+  if (inputs.size() > w && inputs[in].isTensor() && inputs[w].isTensor()) {
+    rec->layer.input_shape = shape_of(inputs[in]);
+    rec->weight = inputs[w].toTensor();
+    rec->layer.activation_bytes += inputs[in].toTensor().nbytes();
+    const std::size_t b = kind == OpKind::addmm ? 0 : 2;
+    if (inputs.size() > b && inputs[b].isTensor()) rec->bias = inputs[b].toTensor();
+  }
+  return rec;
+}
+
+void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
+  if (!active || !context) return;
+  --active->depth;
+  auto* rec = static_cast<Recording*>(context);
+  LayerStats layer = rec->layer;
+  const auto outputs = fn.outputs();
+  if (!rec->weight.defined() || outputs.empty() || !outputs[0].isTensor()) return;
+  const at::Tensor out = outputs[0].toTensor();
+  const at::Tensor& w = rec->weight;
+  layer.output_shape = shape_of(outputs[0]);
+  layer.weight_shape = {w.sizes().begin(), w.sizes().end()};
+  layer.activation_bytes += out.nbytes();
+  layer.dtype = std::string(c10::toString(w.scalar_type()));
+  const std::int64_t out_elems = out.numel();
+  switch (rec->kind) {
+    case OpKind::conv:  // weight [Cout, Cin/groups, k...]: each output element sums Cin/groups*k...
+      layer.macs = w.dim() >= 2 ? out_elems * (w.numel() / w.size(0)) : 0;
+      break;
+    case OpKind::linear:  // weight [out, in]
+      layer.macs = out_elems * w.size(-1);
+      break;
+    case OpKind::matmul:
+    case OpKind::addmm:  // a [.., k] x b [k, ..]
+      layer.macs = out_elems * (layer.input_shape.empty() ? 0 : layer.input_shape.back());
+      break;
+    case OpKind::none:
+      break;
+  }
+  layer.params = w.numel() + (rec->bias.defined() ? rec->bias.numel() : 0);
+  layer.weight_bytes = w.nbytes() + (rec->bias.defined() ? rec->bias.nbytes() : 0);
+  layer.weight_zeros = (w.is_floating_point() ? (w == 0).sum().item<std::int64_t>() : 0);
+  const auto it = active->names.find(w.data_ptr());
+  if (it != active->names.end()) {
+    layer.name = it->second;
+  } else {
+    layer.name = "op#" + std::to_string(active->layers.size());
+  }
+  active->layers.push_back(std::move(layer));
+}
+
+}  // namespace
+
+ModelStats analyze_model(torch::jit::Module& module, const at::Tensor& example) {
+  Recorder recorder;
+  ModelStats stats;
+  stats.batch = example.dim() > 0 ? example.size(0) : 1;
+  std::set<std::string> dtypes;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
+    stats.parameters += p.value.numel();
+    stats.parameter_bytes += p.value.nbytes();
+    dtypes.insert(std::string(c10::toString(p.value.scalar_type())));
+    std::string name = p.name;
+    const auto dot = name.rfind('.');
+    recorder.names[p.value.data_ptr()] = dot == std::string::npos ? name : name.substr(0, dot);
+  }
+  for (const auto& b : module.named_buffers(/*recurse=*/true)) stats.parameter_bytes += b.value.nbytes();
+  stats.dtypes.assign(dtypes.begin(), dtypes.end());
+
+  auto handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback(on_enter, on_exit).needsInputs(true).needsOutputs(true).scopes(
+          {at::RecordScope::FUNCTION}));
+  active = &recorder;
+  try {
+    at::NoGradGuard no_grad;
+    module.forward({example});
+  } catch (const std::exception& e) {
+    active = nullptr;
+    at::removeCallback(handle);
+    std::ostringstream shape;
+    shape << example.sizes();
+    throw UserError("model fails on an input of shape " + shape.str() + " (" +
+                    torch_error_summary(e) + ")");
+  }
+  active = nullptr;
+  at::removeCallback(handle);
+  JOULECUT_ASSERT(recorder.depth == 0, "unbalanced RecordFunction callbacks");
+  stats.layers = std::move(recorder.layers);
+  for (const auto& l : stats.layers) {
+    stats.macs += l.macs;
+    stats.layer_params += l.params;
+    stats.layer_weight_zeros += l.weight_zeros;
+  }
+  return stats;
+}
+
+}  // namespace joulecut

@@ -1,0 +1,40 @@
+#pragma once
+// Summary statistics used for every figure joulecut prints. Torch-free.
+#include <cstdint>
+#include <vector>
+
+namespace joulecut::measure {
+
+// Mean of repeated windows with a two-sided 95% confidence interval from Student's t.
+struct MeanCI {
+  double mean = 0;
+  double half_width = 0;  // the interval is mean +- half_width; 0 when n < 2 (unknown, see n)
+  double stddev = 0;      // sample standard deviation (n - 1)
+  std::int64_t n = 0;
+  double low() const { return mean - half_width; }
+  double high() const { return mean + half_width; }
+};
+
+// Precondition: none; an empty sample gives n == 0 and zeros.
+MeanCI mean_ci95(const std::vector<double>& samples);
+
+// Two-sided 97.5% quantile of Student's t with `df` degrees of freedom (df >= 1).
+double student_t_975(std::int64_t df);
+
+// A proportion (e.g. top-1 accuracy) with its 95% Wilson score interval, which stays
+// inside [0, 1] and behaves at small n, unlike the normal approximation.
+struct ProportionCI {
+  double value = 0;
+  double low = 0;
+  double high = 0;
+  std::int64_t successes = 0;
+  std::int64_t trials = 0;
+};
+
+// Precondition: 0 <= successes <= trials.
+ProportionCI wilson_ci95(std::int64_t successes, std::int64_t trials);
+
+// Quantile by linear interpolation between order statistics (q in [0, 1]).
+double quantile(std::vector<double> samples, double q);
+
+}  // namespace joulecut::measure

@@ -1,0 +1,2 @@
+// Filled by the measurement harness (runner, meters, reports).
+namespace joulecut::measure {}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# CLI tests: the real binary with real flags. Errors must be one line on stderr, name the
+# file, exit non-zero; successes must print what they promise.
+# Usage: test_cli.sh COMPRESS MAKE_FIXTURES SOURCE_DIR
+set -u
+compress=$1 make_fixtures=$2 src=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$make_fixtures" "$tmp" || { echo "make_fixtures failed"; exit 1; }
+models="$src/models/trained"
+passed=0 failed=0
+
+report() {  # name ok|fail detail
+  if [ "$2" = ok ]; then passed=$((passed + 1)); echo "ok    $1"; else failed=$((failed + 1)); echo "FAIL  $1: $3"; fi
+}
+
+# expect_error NAME REGEX ARGS... : non-zero exit, exactly one stderr line matching REGEX.
+expect_error() {
+  local name=$1 regex=$2; shift 2
+  "$compress" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$? lines
+  lines=$(wc -l <"$tmp/err")
+  if [ $rc -eq 0 ]; then report "$name" fail "exit 0";
+  elif [ $rc -ge 128 ]; then report "$name" fail "crashed (exit $rc): $(head -3 "$tmp/err")";
+  elif [ "$lines" -ne 1 ]; then report "$name" fail "stderr has $lines lines: $(head -5 "$tmp/err")";
+  elif ! grep -Eq -- "$regex" "$tmp/err"; then report "$name" fail "stderr '$(cat "$tmp/err")' does not match '$regex'";
+  else report "$name" ok; fi
+}
+
+# expect_ok NAME REGEX ARGS... : exit 0 and stdout matching REGEX.
+expect_ok() {
+  local name=$1 regex=$2; shift 2
+  "$compress" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  if [ $rc -ne 0 ]; then report "$name" fail "exit $rc: $(head -3 "$tmp/err")";
+  elif ! grep -Eq -- "$regex" "$tmp/out"; then report "$name" fail "stdout does not match '$regex': $(head -5 "$tmp/out")";
+  else report "$name" ok; fi
+}
+
+head -c 40000 "$models/mlp.pt" >"$tmp/truncated.pt"
+echo "not a model" >"$tmp/text.pt"
+mkdir -p "$tmp/empty-dir"
+
+expect_error "info: missing file" "missing\.pt: cannot open model" info "$tmp/missing.pt"
+expect_error "info: not TorchScript" "text\.pt: not a TorchScript archive" info "$tmp/text.pt"
+expect_error "info: truncated archive" "truncated\.pt: truncated or corrupt TorchScript archive" info "$tmp/truncated.pt"
+expect_error "eval: missing file" "missing\.pt: cannot open model" eval "$tmp/missing.pt"
+expect_error "eval: wrong input shape" "wrong-input\.pt: model does not accept fashion-mnist input of shape \[2, 1, 28, 28\]" eval "$tmp/wrong-input.pt"
+expect_error "info: wrong input shape" "wrong-input\.pt: model fails on an input of shape" info "$tmp/wrong-input.pt"
+expect_error "eval: tuple output" "tuple-output\.pt: model returns Tuple" eval "$tmp/tuple-output.pt"
+expect_error "eval: unknown data set" "nowhere: unknown data set" eval "$models/mlp.pt" --data "$tmp/nowhere"
+expect_error "eval: directory without idx files" "t10k-images-idx3-ubyte.gz: missing" eval "$models/mlp.pt" --data "$tmp/empty-dir"
+expect_error "eval: images without labels" "--images and --labels must be given together" eval "$models/mlp.pt" --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+expect_error "eval: swapped idx files" "1 dimensions, expected 3" eval "$models/mlp.pt" --images /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --labels /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+expect_error "eval: corrupt idx" "text\.pt: not an IDX file" eval "$models/mlp.pt" --images "$tmp/text.pt" --labels "$tmp/text.pt"
+expect_error "train: unknown architecture" "arch: vgg not in" train vgg -o "$tmp/x.pt"
+expect_error "train: output directory missing" "no/such/dir does not exist" train mlp -o "$tmp/no/such/dir/x.pt"
+expect_error "no subcommand" "subcommand" --threads 1
+expect_error "bad thread count" "threads" --threads -3 info "$models/mlp.pt"
+
+expect_ok "info: reference model" "MACs +266\.2k per inference" info "$models/mlp.pt"
+expect_ok "info: residual CNN layers" "layer3\.shortcut_conv" info "$models/resnet8.pt"
+expect_ok "info --json" '"macs_per_inference": 416520' info --json "$models/lenet5.pt"
+python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/out" && report "info --json parses" ok || report "info --json parses" fail "invalid JSON"
+expect_ok "eval: reference model with CI" "accuracy +[0-9.]+%  \(95% CI [0-9.]+-[0-9.]+%, Wilson" eval "$models/mlp.pt" --limit 2000
+expect_ok "eval --json" '"ci_method": "Wilson score interval, 95%"' eval --json "$models/lenet5.pt" --limit 500
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["samples"]==500 and 0<d["accuracy"]<=1' "$tmp/out" && report "eval --json parses" ok || report "eval --json parses" fail "invalid JSON or counts"
+expect_ok "eval: user idx pair" "data +/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz" eval "$models/mlp.pt" --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --limit 1000
+expect_ok "help lists subcommands" "info.*eval.*train|train" --help
+for sub in info eval train; do expect_ok "$sub --help" "Usage|Options" "$sub" --help; done
+sha_before=$(sha256sum "$models/mlp.pt")
+expect_ok "inputs are never modified" "accuracy" eval "$models/mlp.pt" --limit 100
+[ "$(sha256sum "$models/mlp.pt")" = "$sha_before" ] && report "input unchanged" ok || report "input unchanged" fail "mlp.pt changed"
+
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
