@@ -12,6 +12,7 @@
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
 #include "joulecut/graph_stats.h"
+#include "joulecut/measure/measure_files.h"
 #include "joulecut/model.h"
 #include "joulecut/models.h"
 #include "joulecut/platform.h"
@@ -264,6 +265,94 @@ void run_train(TrainCliOptions options, const RunSettings& settings, const std::
               sha.c_str(), 100 * result.test_accuracy, mean_epoch, at::get_num_threads());
 }
 
+void add_data_options(CLI::App* app, joulecut::DataSource& data);
+
+// ---- compress measure / compare ------------------------------------------------------------
+struct MeasureCliOptions {
+  joulecut::measure::MeasureJob job;
+  std::string format = "table";
+  std::string output;
+  std::string batches = "1,64";
+  double cpu_watts = 0;
+  bool no_optimize = false;
+  bool no_progress = false;
+};
+
+std::vector<std::int64_t> parse_batches(const std::string& text) {
+  std::vector<std::int64_t> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      std::size_t used = 0;
+      const long long v = std::stoll(item, &used);
+      if (used != item.size() || v <= 0) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw UserError("--batch '" + text + "': expected positive integers separated by commas, e.g. 1,64");
+    }
+  }
+  if (out.empty()) throw UserError("--batch: give at least one batch size");
+  return out;
+}
+
+void run_measure(MeasureCliOptions options, const RunSettings& settings) {
+  apply_threads(settings);
+  if (joulecut::blas_info().is_reference())
+    throw UserError("refusing to measure on the reference BLAS: it would fake the fp32 baseline; install "
+                    "libopenblas0-pthread (scripts/setup)");
+  options.job.batches = parse_batches(options.batches);
+  options.job.optimize = !options.no_optimize;
+  options.job.progress = !options.no_progress;
+  if (options.cpu_watts > 0) options.job.run.cpu_watts = options.cpu_watts;
+  if (options.format != "table" && options.format != "csv" && options.format != "json")
+    throw UserError("--format '" + options.format + "': choose table, csv or json");
+  for (const auto& m : options.job.models)
+    if (!options.output.empty()) joulecut::refuse_to_overwrite_input(m, options.output);
+  const auto report = joulecut::measure::measure_files(options.job);
+  std::ostringstream text;
+  joulecut::measure::write_report(text, report, options.format);
+  if (options.output.empty()) {
+    std::cout << text.str();
+  } else {
+    joulecut::write_file_atomic(options.output, text.str());
+    std::fprintf(stderr, "wrote %s\n", options.output.c_str());
+  }
+}
+
+void add_measure_options(CLI::App* app, MeasureCliOptions& o) {
+  auto& run = o.job.run;
+  add_data_options(app, o.job.data);
+  app->add_option("--device", run.device, "cpu, cuda or cuda:N")->capture_default_str();
+  app->add_option("--batch", o.batches, "Batch sizes, comma-separated")->capture_default_str();
+  app->add_option("--meter", run.meter,
+                  "Energy meter: auto (NVML for cuda, RAPL for cpu; says which ran and why), rapl, nvml, or "
+                  "model (modeled only)")
+      ->capture_default_str();
+  app->add_option("--windows", run.windows, "Measurement windows (mean and 95% CI over them)")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 100000));
+  app->add_option("--min-window", run.min_window_seconds,
+                  "Minimum window length in seconds (raised to 20 meter update periods)")
+      ->capture_default_str();
+  app->add_option("--warmup", run.warmup_seconds, "Warm-up seconds per model before measuring")->capture_default_str();
+  app->add_option("--idle", run.idle_seconds, "Measure idle power for this many seconds first and also report net energy")
+      ->capture_default_str();
+  app->add_option("--cpu-watts", o.cpu_watts, "CPU power at full load for the time x power model (e.g. its TDP)");
+  app->add_option("--energy-constants", run.energy_constants,
+                  "JSON file of energy per op / per byte (default: Horowitz ISSCC 2014, measure/data/energy_per_op.json)");
+  app->add_option("--rapl-root", run.rapl.root, "powercap sysfs root")->capture_default_str();
+  app->add_option("--rapl-domains", run.rapl.domains, "package+dram, package or psys")->capture_default_str();
+  app->add_option("--nvml-library", run.nvml.library, "NVML library to dlopen")->capture_default_str();
+  app->add_flag("--no-optimize", o.no_optimize,
+                "Measure the plain module (default: frozen + optimize_for_inference, as deployed)");
+  app->add_option("--accuracy-limit", o.job.accuracy_limit, "Test images for accuracy (0: all, -1: skip)")
+      ->capture_default_str();
+  app->add_option("--format", o.format, "table, csv or json")->capture_default_str();
+  app->add_option("-o,--output", o.output, "Write the report to this file (atomically) instead of stdout");
+  app->add_flag("--no-progress", o.no_progress, "No progress bar");
+}
+
 void add_data_options(CLI::App* app, joulecut::DataSource& data) {
   app->add_option("--data", data.data,
                   "Data set: 'fashion-mnist' (Debian package dataset-fashion-mnist) or a directory of MNIST-style "
@@ -315,6 +404,20 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("--no-progress", no_progress, "No progress bar");
   train_cmd->add_flag("--json", train.json, "Machine-readable summary");
 
+  MeasureCliOptions measure;
+  auto* measure_cmd = app.add_subcommand(
+      "measure", "Latency, throughput, accuracy, size and energy per inference (with provenance and 95% CIs)");
+  measure_cmd->add_option("model", measure.job.models, "TorchScript file")->required()->expected(1);
+  add_measure_options(measure_cmd, measure);
+
+  MeasureCliOptions compare;
+  auto* compare_cmd = app.add_subcommand(
+      "compare", "Measure several models side by side, windows interleaved, ratios against the first");
+  compare_cmd->add_option("models", compare.job.models, "TorchScript files; the first is the baseline")
+      ->required()
+      ->expected(2, 1000);
+  add_measure_options(compare_cmd, compare);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -326,6 +429,8 @@ int main(int argc, char** argv) {
   try {
     if (*info_cmd) run_info(info);
     if (*eval_cmd) run_eval(eval, settings);
+    if (*measure_cmd) run_measure(measure, settings);
+    if (*compare_cmd) run_measure(compare, settings);
     if (*train_cmd) {
       train.train.progress = !no_progress;
       run_train(train, settings, command);

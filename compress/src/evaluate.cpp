@@ -26,7 +26,7 @@ void check_model_accepts(torch::jit::Module& module, const TensorDataset& data, 
   at::Tensor out;
   try {
     at::NoGradGuard no_grad;  // not InferenceMode: TorchScript autodiff graphs would try to save its tensors
-    module.eval();
+    if (module.hasattr("training")) module.eval();
     const auto result = module.forward({sample});
     if (!result.isTensor())
       throw UserError(model_path + ": model returns " + result.tagKind() + ", expected one tensor of class scores");
@@ -50,15 +50,15 @@ EvalResult evaluate(torch::jit::Module& module, const TensorDataset& data, const
   const auto classes = std::max<std::int64_t>(data.spec.classes, 1);
   EvalResult result;
   result.confusion.assign(classes, std::vector<std::int64_t>(classes, 0));
-  module.eval();
+  if (module.hasattr("training")) module.eval();  // frozen modules have no mode left
   at::NoGradGuard no_grad;  // not InferenceMode: TorchScript autodiff graphs would try to save its tensors
   const auto start = std::chrono::steady_clock::now();
   std::int64_t correct = 0;
   for (std::int64_t i = 0; i < data.size(); i += options.batch) {
     const auto n = std::min(options.batch, data.size() - i);
     const at::Tensor logits = module.forward({data.images.narrow(0, i, n)}).toTensor();
-    const at::Tensor predicted = logits.argmax(1).to(at::kLong).contiguous();
-    const at::Tensor truth = data.labels.narrow(0, i, n).contiguous();
+    const at::Tensor predicted = logits.argmax(1).to(at::kCPU, at::kLong).contiguous();
+    const at::Tensor truth = data.labels.narrow(0, i, n).to(at::kCPU).contiguous();
     const auto* p = predicted.data_ptr<std::int64_t>();
     const auto* t = truth.data_ptr<std::int64_t>();
     for (std::int64_t k = 0; k < n; ++k) {

@@ -1,0 +1,42 @@
+#pragma once
+// Reporters: console table, CSV and JSON, from plain results. Every energy figure is printed
+// with its provenance (measured / sampled / modeled) and its meter or model; modeled figures
+// have their own columns and never appear under a measured heading. Torch-free.
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "joulecut/measure/manifest.h"
+#include "joulecut/measure/stats.h"
+
+namespace joulecut::measure {
+
+struct RunResult;
+
+// What is known about a model apart from its runs.
+struct ModelSummary {
+  std::string label;
+  std::string path;
+  std::int64_t file_bytes = 0;
+  std::int64_t parameters = 0;
+  std::int64_t macs_per_inference = 0;
+  std::optional<ProportionCI> accuracy;
+  std::string accuracy_data;  // e.g. "fashion-mnist test (10000 images)"
+};
+
+struct Report {
+  std::vector<ModelSummary> models;  // the first is the baseline for ratios
+  std::vector<RunResult> runs;       // any order; ratios compare runs of equal batch
+  Manifest manifest;
+  std::string title;
+};
+
+void write_table(std::ostream& out, const Report& report);
+void write_csv(std::ostream& out, const Report& report);
+void write_json(std::ostream& out, const Report& report);
+// format: "table", "csv" or "json" (UserError otherwise).
+void write_report(std::ostream& out, const Report& report, const std::string& format);
+
+}  // namespace joulecut::measure

@@ -1,0 +1,125 @@
+#include "joulecut/measure/measure_files.h"
+
+#include <ATen/ATen.h>
+
+#include <map>
+
+#include "joulecut/error.h"
+#include "joulecut/evaluate.h"
+#include "joulecut/graph_stats.h"
+#include "joulecut/model.h"
+
+namespace joulecut::measure {
+namespace {
+
+std::string dtype_name(const std::string& c10_name) {
+  static const std::map<std::string, std::string> names = {
+      {"Float", "float32"}, {"Half", "float16"}, {"BFloat16", "bfloat16"}, {"QInt8", "int8"},
+      {"QUInt8", "int8"},   {"Char", "int8"},   {"Byte", "int8"}};
+  const auto it = names.find(c10_name);
+  return it == names.end() ? "float32" : it->second;
+}
+
+OpCounts op_counts(const ModelStats& stats) {
+  OpCounts ops;
+  ops.batch = stats.batch;
+  ops.macs = stats.macs;
+  for (const auto& l : stats.layers) {
+    ops.weight_bytes += l.weight_bytes;
+    ops.activation_bytes += l.activation_bytes;
+  }
+  if (!stats.layers.empty()) ops.dtype = dtype_name(stats.layers.front().dtype);
+  return ops;
+}
+
+// `count` inputs from the data set, repeating it if the batch is larger than the set.
+at::Tensor input_batch(const TensorDataset& data, std::int64_t count) {
+  if (count <= data.size()) return data.images.narrow(0, 0, count).contiguous();
+  const auto repeats = (count + data.size() - 1) / data.size();
+  return data.images.repeat({repeats, 1, 1, 1}).narrow(0, 0, count).contiguous();
+}
+
+std::string unique_label(const std::string& path, const std::vector<ModelSummary>& taken) {
+  std::string label = path.substr(path.find_last_of('/') + 1);
+  if (label.size() > 3 && label.compare(label.size() - 3, 3, ".pt") == 0) label.resize(label.size() - 3);
+  std::string candidate = label;
+  for (int n = 2;; ++n) {
+    bool clash = false;
+    for (const auto& m : taken) clash = clash || m.label == candidate;
+    if (!clash) return candidate;
+    candidate = label + "#" + std::to_string(n);
+  }
+}
+
+}  // namespace
+
+Report measure_files(const MeasureJob& job) {
+  if (job.models.empty()) throw UserError("no model to measure");
+  if (job.batches.empty()) throw UserError("--batch: give at least one batch size");
+  for (auto b : job.batches)
+    if (b <= 0) throw UserError("--batch " + std::to_string(b) + ": batch sizes must be positive");
+  const c10::Device device = parse_device(job.run.device);
+  MeterChoice choice = choose_meter(job.run);
+  std::fprintf(stderr, "energy meter: %s\n", choice.explanation.c_str());
+
+  Report report;
+  std::vector<torch::jit::Module> prepared;
+  std::vector<torch::jit::Module> originals;
+  std::optional<TensorDataset> data;
+  std::string how;
+  for (const auto& path : job.models) {
+    LoadedModel loaded = load_model(path);
+    std::optional<DatasetSpec> spec;
+    if (loaded.metadata) spec = loaded.metadata->dataset;
+    if (!data) data = load_dataset(job.data, Split::test, spec);
+    check_model_accepts(loaded.module, *data, path);
+    ModelSummary summary;
+    summary.label = unique_label(path, report.models);
+    summary.path = path;
+    summary.file_bytes = std::int64_t(loaded.file_bytes);
+    loaded.module.eval();
+    const ModelStats stats = analyze_model(loaded.module, input_batch(*data, 1));
+    summary.parameters = stats.parameters;
+    summary.macs_per_inference = stats.macs;
+    torch::jit::Module deployed = prepare_for_inference(loaded.module, job.optimize, device, &how);
+    if (job.accuracy_limit >= 0) {
+      TensorDataset eval_data = take_first(*data, job.accuracy_limit);
+      if (device.is_cuda()) {
+        eval_data.images = eval_data.images.to(device);
+        eval_data.labels = eval_data.labels.to(device);
+      }
+      summary.accuracy = evaluate(deployed, eval_data).accuracy;
+      summary.accuracy_data = eval_data.description + ", model as measured";
+    }
+    report.models.push_back(summary);
+    prepared.push_back(deployed);
+    originals.push_back(loaded.module);
+  }
+
+  for (const auto batch : job.batches) {
+    RunOptions options = job.run;
+    options.batch = batch;
+    const at::Tensor input = input_batch(*data, batch).to(device);
+    std::vector<Candidate> candidates;
+    for (std::size_t i = 0; i < prepared.size(); ++i) {
+      Candidate c{report.models[i].label, prepared[i], {}};
+      c.ops = op_counts(analyze_model(originals[i], input_batch(*data, batch)));
+      candidates.push_back(c);
+    }
+    for (auto& r : run_interleaved(candidates, input, options, choice, job.progress)) report.runs.push_back(r);
+  }
+
+  report.manifest = collect_manifest(job.run, choice);
+  std::string batches;
+  for (auto b : job.batches) batches += (batches.empty() ? "" : ",") + std::to_string(b);
+  report.manifest.set("batches", batches);
+  report.manifest.set("dtype", "as stored in each model");
+  report.manifest.set("prepared", how);
+  report.manifest.set("input", "first images of " + data->description + " (real data, fixed order)");
+  report.manifest.set("seeds", "none drawn while measuring; each model's training seed is in its metadata");
+  report.title = job.models.size() == 1 ? "compress measure " + job.models.front()
+                                        : "compress compare (ratios against " + report.models.front().label + ")";
+  return report;
+}
+
+}  // namespace joulecut::measure

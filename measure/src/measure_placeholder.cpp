@@ -1,2 +1,0 @@
-// Filled by the measurement harness (runner, meters, reports).
-namespace joulecut::measure {}

@@ -1,0 +1,197 @@
+#include "joulecut/measure/report.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+
+#include "joulecut/error.h"
+#include "joulecut/measure/runner.h"
+
+namespace joulecut::measure {
+namespace {
+
+std::string fmt(const char* format, double a, double b = 0) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, format, a, b);
+  return buffer;
+}
+
+// Energy per inference in millijoules with its 95% CI half-width.
+std::string mj(const MeanCI& v) {
+  if (v.n <= 1) return fmt("%.4g", v.mean * 1e3);
+  return fmt("%.4g ± %.2g", v.mean * 1e3, v.half_width * 1e3);
+}
+
+const RunResult* baseline_for(const Report& report, const RunResult& run) {
+  if (report.models.empty()) return nullptr;
+  for (const auto& r : report.runs)
+    if (r.label == report.models.front().label && r.batch == run.batch) return &r;
+  return nullptr;
+}
+
+std::string ratio(double base, double value) { return value > 0 && base > 0 ? fmt("%.2fx", base / value) : "-"; }
+
+void pad(std::ostream& out, const std::string& text, std::size_t width, bool right = false) {
+  // UTF-8 aware enough for "±": count code points, not bytes.
+  std::size_t shown = 0;
+  for (unsigned char ch : text) shown += (ch & 0xC0) != 0x80;
+  if (right) out << std::string(width > shown ? width - shown : 0, ' ') << text;
+  else out << text << std::string(width > shown ? width - shown : 0, ' ');
+}
+
+}  // namespace
+
+void write_table(std::ostream& out, const Report& report) {
+  if (!report.title.empty()) out << report.title << "\n\n";
+  // Models: size and accuracy.
+  out << "model                 params      MACs/inf    file        accuracy (95% CI, Wilson)\n";
+  for (const auto& m : report.models) {
+    pad(out, m.label, 22);
+    pad(out, std::to_string(m.parameters), 12);
+    pad(out, std::to_string(m.macs_per_inference), 12);
+    pad(out, fmt("%.1f KiB", double(m.file_bytes) / 1024), 12);
+    out << (m.accuracy ? fmt("%.2f%%", 100 * m.accuracy->value) + fmt(" (%.2f-", 100 * m.accuracy->low) +
+                             fmt("%.2f%%)", 100 * m.accuracy->high)
+                       : "not evaluated")
+        << "\n";
+  }
+  out << "\n";
+  const bool any_measured = !report.runs.empty() && report.runs.front().measured.has_value();
+  std::string measured_heading = "mJ/inf MEASURED";
+  if (any_measured) {
+    const auto& m = *report.runs.front().measured;
+    measured_heading = std::string("mJ/inf ") + (m.provenance == Provenance::measured ? "MEASURED" : "SAMPLED") +
+                       " (" + m.meter + ")";
+  }
+  const std::vector<std::pair<std::string, std::size_t>> columns = {
+      {"model", 22},          {"batch", 6},           {"p50 ms", 10},          {"mean ms ± CI", 18},
+      {"inf/s", 10},          {measured_heading, 26}, {"mJ/inf MODELED (time x power)", 31},
+      {"mJ/inf MODELED (ops)", 21}, {"speed-up", 9},  {"energy ratio", 12}};
+  for (const auto& [name, width] : columns) pad(out, name, width);
+  out << "\n";
+  for (const auto& r : report.runs) {
+    const RunResult* base = baseline_for(report, r);
+    pad(out, r.label, 22);
+    pad(out, std::to_string(r.batch), 6);
+    pad(out, fmt("%.4g", r.p50_seconds * 1e3), 10);
+    pad(out, fmt("%.4g ± %.2g", r.latency_seconds.mean * 1e3, r.latency_seconds.half_width * 1e3), 18);
+    pad(out, fmt("%.0f", r.throughput.mean), 10);
+    pad(out, r.measured ? mj(r.measured->joules_per_inference) : "n/a (no meter)", 26);
+    pad(out, mj(r.modeled_time_power.joules_per_inference), 31);
+    pad(out, mj(r.modeled_ops.joules_per_inference), 21);
+    pad(out, base ? ratio(base->p50_seconds, r.p50_seconds) : "-", 9);
+    // The energy ratio uses the best figure there is, and says which.
+    std::string energy_ratio = "-";
+    if (base && r.measured && base->measured)
+      energy_ratio = ratio(base->measured->joules_per_inference.mean, r.measured->joules_per_inference.mean) + " meas.";
+    else if (base)
+      energy_ratio = ratio(base->modeled_time_power.joules_per_inference.mean,
+                           r.modeled_time_power.joules_per_inference.mean) + " mod.";
+    pad(out, energy_ratio, 12);
+    out << "\n";
+  }
+  out << "\nspeed-up and energy ratio: baseline (" << (report.models.empty() ? "-" : report.models.front().label)
+      << ") / this model at the same batch, measured side by side in this run; > 1 is better.\n";
+  for (const auto& r : report.runs)
+    if (r.measured && r.measured->net_joules_per_inference)
+      out << "net of idle, " << r.label << " batch " << r.batch << ": " << mj(*r.measured->net_joules_per_inference)
+          << " mJ/inf (measured)\n";
+  if (!report.runs.empty()) {
+    out << "modeled (time x power): " << report.runs.front().modeled_time_power.detail << "\n";
+    out << "modeled (ops): " << report.runs.front().modeled_ops.detail << "\n";
+  }
+  out << "\nmanifest:\n";
+  for (const auto& [k, v] : report.manifest.entries) out << "  " << k << ": " << v << "\n";
+}
+
+void write_csv(std::ostream& out, const Report& report) {
+  for (const auto& [k, v] : report.manifest.entries) out << "# " << k << ": " << v << "\n";
+  out << "model,batch,windows,iterations_per_window,p50_ms,p99_ms,mean_ms,mean_ms_ci95,throughput_per_s,"
+         "energy_measured_mj_per_inf,energy_measured_ci95,energy_measured_provenance,energy_measured_meter,"
+         "energy_net_mj_per_inf,energy_net_ci95,"
+         "energy_modeled_time_power_mj_per_inf,energy_modeled_time_power_ci95,energy_modeled_ops_mj_per_inf,"
+         "speedup_vs_baseline,accuracy,accuracy_ci95_low,accuracy_ci95_high,parameters,macs_per_inf,file_bytes\n";
+  for (const auto& r : report.runs) {
+    const RunResult* base = baseline_for(report, r);
+    const ModelSummary* model = nullptr;
+    for (const auto& m : report.models)
+      if (m.label == r.label) model = &m;
+    out << '"' << r.label << "\"," << r.batch << ',' << r.windows << ',' << r.iterations_per_window << ','
+        << r.p50_seconds * 1e3 << ',' << r.p99_seconds * 1e3 << ',' << r.latency_seconds.mean * 1e3 << ','
+        << r.latency_seconds.half_width * 1e3 << ',' << r.throughput.mean << ',';
+    if (r.measured)
+      out << r.measured->joules_per_inference.mean * 1e3 << ',' << r.measured->joules_per_inference.half_width * 1e3
+          << ',' << provenance_name(r.measured->provenance) << ',' << r.measured->meter << ',';
+    else
+      out << ",,,none,";
+    if (r.measured && r.measured->net_joules_per_inference)
+      out << r.measured->net_joules_per_inference->mean * 1e3 << ','
+          << r.measured->net_joules_per_inference->half_width * 1e3 << ',';
+    else
+      out << ",,";
+    out << r.modeled_time_power.joules_per_inference.mean * 1e3 << ','
+        << r.modeled_time_power.joules_per_inference.half_width * 1e3 << ','
+        << r.modeled_ops.joules_per_inference.mean * 1e3 << ','
+        << (base && r.p50_seconds > 0 ? base->p50_seconds / r.p50_seconds : 0.0) << ',';
+    if (model && model->accuracy)
+      out << model->accuracy->value << ',' << model->accuracy->low << ',' << model->accuracy->high << ',';
+    else
+      out << ",,,";
+    out << (model ? model->parameters : 0) << ',' << (model ? model->macs_per_inference : 0) << ','
+        << (model ? model->file_bytes : 0) << "\n";
+  }
+}
+
+void write_json(std::ostream& out, const Report& report) {
+  using json = nlohmann::json;
+  auto ci = [](const MeanCI& v) {
+    return json{{"mean", v.mean}, {"ci95_half_width", v.half_width}, {"stddev", v.stddev}, {"n", v.n}};
+  };
+  json models = json::array();
+  for (const auto& m : report.models) {
+    json j = {{"label", m.label}, {"path", m.path}, {"file_bytes", m.file_bytes}, {"parameters", m.parameters},
+              {"macs_per_inference", m.macs_per_inference}};
+    if (m.accuracy)
+      j["accuracy"] = {{"value", m.accuracy->value}, {"ci95", {m.accuracy->low, m.accuracy->high}},
+                       {"method", "Wilson score interval"}, {"correct", m.accuracy->successes},
+                       {"samples", m.accuracy->trials}, {"data", m.accuracy_data}};
+    models.push_back(j);
+  }
+  json runs = json::array();
+  for (const auto& r : report.runs) {
+    json energy = json::array();
+    if (r.measured) {
+      json e = {{"provenance", provenance_name(r.measured->provenance)}, {"meter", r.measured->meter},
+                {"domains", r.measured->domains}, {"joules_per_inference", ci(r.measured->joules_per_inference)},
+                {"counter_wraps_corrected", r.measured->wraps}, {"basis", "gross"}};
+      energy.push_back(e);
+      if (r.measured->net_joules_per_inference) {
+        e["basis"] = "net of idle";
+        e["joules_per_inference"] = ci(*r.measured->net_joules_per_inference);
+        energy.push_back(e);
+      }
+    }
+    for (const auto* m : {&r.modeled_time_power, &r.modeled_ops})
+      energy.push_back({{"provenance", "modeled"}, {"model", m->model}, {"detail", m->detail},
+                        {"joules_per_inference", ci(m->joules_per_inference)}});
+    const RunResult* base = baseline_for(report, r);
+    runs.push_back({{"model", r.label}, {"device", r.device}, {"batch", r.batch}, {"windows", r.windows},
+                    {"iterations_per_window", r.iterations_per_window}, {"window_seconds", r.window_seconds},
+                    {"latency_seconds_per_batch", ci(r.latency_seconds)}, {"p50_seconds", r.p50_seconds},
+                    {"p99_seconds", r.p99_seconds}, {"throughput_per_second", ci(r.throughput)},
+                    {"speedup_vs_baseline", base && r.p50_seconds > 0 ? base->p50_seconds / r.p50_seconds : 0.0},
+                    {"energy", energy}});
+  }
+  json manifest = json::object();
+  for (const auto& [k, v] : report.manifest.entries) manifest[k] = v;
+  out << json{{"title", report.title}, {"models", models}, {"runs", runs}, {"manifest", manifest}}.dump(2) << "\n";
+}
+
+void write_report(std::ostream& out, const Report& report, const std::string& format) {
+  if (format == "table") write_table(out, report);
+  else if (format == "csv") write_csv(out, report);
+  else if (format == "json") write_json(out, report);
+  else throw UserError("--format '" + format + "': choose table, csv or json");
+}
+
+}  // namespace joulecut::measure
