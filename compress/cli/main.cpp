@@ -372,7 +372,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   RunSettings settings;
   app.add_option("--threads", settings.threads, "LibTorch threads (default: all logical cores); BLAS runs 1 thread")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 4096));
+  // Usage errors, like every other error: one line, then a non-zero exit.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("compress: error: ") + e.what() + " (see --help)\n";
+  });
 
   InfoOptions info;
   auto* info_cmd = app.add_subcommand("info", "Layers, parameters, MACs per layer and in total, dtype, sparsity, size");

@@ -60,7 +60,6 @@ Report measure_files(const MeasureJob& job) {
     if (b <= 0) throw UserError("--batch " + std::to_string(b) + ": batch sizes must be positive");
   const c10::Device device = parse_device(job.run.device);
   MeterChoice choice = choose_meter(job.run);
-  std::fprintf(stderr, "energy meter: %s\n", choice.explanation.c_str());
 
   Report report;
   std::vector<torch::jit::Module> prepared;
@@ -96,6 +95,7 @@ Report measure_files(const MeasureJob& job) {
     originals.push_back(loaded.module);
   }
 
+  if (job.progress) std::fprintf(stderr, "energy meter: %s\n", choice.explanation.c_str());
   for (const auto batch : job.batches) {
     RunOptions options = job.run;
     options.batch = batch;

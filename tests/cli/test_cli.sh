@@ -33,7 +33,7 @@ expect_ok() {
   "$compress" "$@" >"$tmp/out" 2>"$tmp/err"
   local rc=$?
   if [ $rc -ne 0 ]; then report "$name" fail "exit $rc: $(head -3 "$tmp/err")";
-  elif ! grep -Eq -- "$regex" "$tmp/out"; then report "$name" fail "stdout does not match '$regex': $(head -5 "$tmp/out")";
+  elif [ -n "$regex" ] && ! grep -Eq -- "$regex" "$tmp/out"; then report "$name" fail "stdout does not match '$regex': $(head -5 "$tmp/out")";
   else report "$name" ok; fi
 }
 
@@ -67,10 +67,47 @@ expect_ok "eval --json" '"ci_method": "Wilson score interval, 95%"' eval --json 
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["samples"]==500 and 0<d["accuracy"]<=1' "$tmp/out" && report "eval --json parses" ok || report "eval --json parses" fail "invalid JSON or counts"
 expect_ok "eval: user idx pair" "data +/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz" eval "$models/mlp.pt" --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --limit 1000
 expect_ok "help lists subcommands" "info.*eval.*train|train" --help
-for sub in info eval train; do expect_ok "$sub --help" "Usage|Options" "$sub" --help; done
+for sub in info eval train measure compare; do expect_ok "$sub --help" "Usage|Options" "$sub" --help; done
 sha_before=$(sha256sum "$models/mlp.pt")
 expect_ok "inputs are never modified" "accuracy" eval "$models/mlp.pt" --limit 100
 [ "$(sha256sum "$models/mlp.pt")" = "$sha_before" ] && report "input unchanged" ok || report "input unchanged" fail "mlp.pt changed"
+
+# measure / compare (short windows: these check behaviour, not performance)
+quick=(--windows 3 --min-window 0.02 --warmup 0.05 --accuracy-limit 500 --no-progress)
+expect_error "measure: named meter unavailable" "--meter rapl is not available here: no powercap tree" measure "$models/mlp.pt" --meter rapl --rapl-root "$tmp/no-powercap" "${quick[@]}"
+expect_error "measure: nvml unavailable" "--meter nvml is not available here: cannot load" measure "$models/mlp.pt" --meter nvml --nvml-library /nonexistent/libnvidia-ml.so.1 "${quick[@]}"
+if ! nvidia-smi >/dev/null 2>&1; then
+  expect_error "measure: no CUDA" "--device cuda" measure "$models/mlp.pt" --device cuda "${quick[@]}"
+fi
+expect_error "measure: bad device" "expected cpu, cuda or cuda:N" measure "$models/mlp.pt" --device tpu "${quick[@]}"
+expect_error "measure: bad batch" "--batch '1,x'" measure "$models/mlp.pt" --batch 1,x "${quick[@]}"
+expect_error "measure: wrong input shape" "wrong-input\.pt: model does not accept" measure "$tmp/wrong-input.pt" "${quick[@]}"
+expect_error "measure: never overwrite input" "refusing to overwrite the input model" measure "$tmp/wrong-input.pt" -o "$tmp/wrong-input.pt" "${quick[@]}"
+expect_ok "measure: modeled energy labelled" "MODELED \(time x power\)" measure "$models/lenet5.pt" --batch 1,8 "${quick[@]}"
+grep -q "n/a (no meter)" "$tmp/out" && grep -q "meter: no hardware energy meter, energy is modeled only" "$tmp/out" \
+  && report "measure: says which meter ran and why" ok || report "measure: says which meter ran and why" fail "$(head -20 "$tmp/out")"
+expect_ok "measure --format json" '"provenance": "modeled"' measure "$models/mlp.pt" --format json "${quick[@]}"
+python3 - "$tmp/out" <<'PY' && report "measure json: CIs, manifest, provenance" ok || report "measure json: CIs, manifest, provenance" fail "$(head -c 400 "$tmp/out")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert {r["batch"] for r in d["runs"]} == {1, 64}
+for r in d["runs"]:
+    assert r["latency_seconds_per_batch"]["n"] == 3 and r["latency_seconds_per_batch"]["ci95_half_width"] >= 0
+    assert all(e["provenance"] == "modeled" for e in r["energy"])
+for key in ("cpu", "libtorch", "blas", "threads", "meter", "protocol", "seeds"):
+    assert key in d["manifest"], key
+assert "OpenBLAS" in d["manifest"]["blas"]
+assert 0.85 < d["models"][0]["accuracy"]["value"] <= 1
+PY
+mkdir -p "$tmp/powercap/intel-rapl:0"
+echo package-0 >"$tmp/powercap/intel-rapl:0/name"; echo 12345 >"$tmp/powercap/intel-rapl:0/energy_uj"; echo 262143328850 >"$tmp/powercap/intel-rapl:0/max_energy_range_uj"
+expect_ok "measure: fake powercap tree is read as measured" "MEASURED \(rapl\)" measure "$models/mlp.pt" --meter rapl --rapl-root "$tmp/powercap" --batch 1 "${quick[@]}"
+expect_ok "measure --format csv" "energy_measured_provenance" measure "$models/mlp.pt" --format csv --batch 1 "${quick[@]}"
+expect_ok "measure -o writes a file" "" measure "$models/mlp.pt" --batch 1 -o "$tmp/report.txt" "${quick[@]}"
+grep -q "manifest:" "$tmp/report.txt" && report "measure -o content" ok || report "measure -o content" fail "no manifest in $tmp/report.txt"
+expect_ok "compare: ratios against the first" "speed-up" compare "$models/lenet5.pt" "$models/mlp.pt" --batch 16 "${quick[@]}"
+grep -Eq "^mlp +16 .*x" "$tmp/out" && report "compare: a row per model" ok || report "compare: a row per model" fail "$(cat "$tmp/out" | head -12)"
+expect_error "compare: needs two models" "models" compare "$models/mlp.pt" "${quick[@]}"
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

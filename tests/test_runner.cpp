@@ -1,0 +1,153 @@
+#include <catch2/catch.hpp>
+
+#include <ATen/ATen.h>
+
+#include <sstream>
+
+#include "joulecut/error.h"
+#include "joulecut/measure/report.h"
+#include "joulecut/measure/runner.h"
+#include "joulecut/torch_compat.h"
+#include "joulecut/models.h"
+#include "powercap_fixture.h"
+#include "temp_dir.h"
+
+using namespace joulecut::measure;
+using Catch::Matchers::Contains;
+using Catch::Matchers::WithinAbs;
+
+namespace {
+RunOptions quick(const std::string& meter) {
+  RunOptions o;
+  o.meter = meter;
+  o.windows = 3;
+  o.min_window_seconds = 0.01;
+  o.warmup_seconds = 0.01;
+  o.batch = 4;
+  return o;
+}
+}  // namespace
+
+TEST_CASE("runner: windows, latency statistics and modeled energy without a meter", "[runner]") {
+  auto module = joulecut::build_reference_model("mlp", 1);
+  std::string how;
+  auto deployed = prepare_for_inference(module, true, c10::Device(c10::kCPU), &how);
+  CHECK_THAT(how, Contains("frozen"));
+  OpCounts ops;
+  ops.macs = 4 * 266200;
+  ops.batch = 4;
+  const auto r = measure(deployed, at::randn({4, 1, 28, 28}), quick("model"), ops);
+  CHECK(r.windows == 3);
+  CHECK(r.iterations_per_window >= 1);
+  CHECK(r.latency_seconds.n == 3);
+  CHECK(r.latency_seconds.mean > 0);
+  CHECK(r.p50_seconds > 0);
+  CHECK(r.p99_seconds >= r.p50_seconds);
+  CHECK(r.throughput.mean > 0);
+  CHECK_FALSE(r.measured.has_value());
+  CHECK(r.modeled_time_power.joules_per_inference.mean > 0);
+  CHECK(r.modeled_ops.joules_per_inference.mean > 0);
+  // The module as deployed gives the same answers as the module it came from.
+  at::NoGradGuard no_grad;
+  module.eval();
+  const auto x = at::randn({2, 1, 28, 28});
+  CHECK(at::allclose(module.forward({x}).toTensor(), deployed.forward({x}).toTensor(), 1e-4, 1e-5));
+}
+
+TEST_CASE("runner: a RAPL tree gives measured figures", "[runner][rapl]") {
+  TempDir t;
+  write_zone(t.file("intel-rapl:0"), "package-0", 0);
+  auto options = quick("rapl");
+  options.rapl.root = t.path.string();
+  auto choice = choose_meter(options);
+  REQUIRE(choice.meter);
+  CHECK_THAT(choice.explanation, Contains("rapl (asked for): package-0"));
+  auto module = joulecut::build_reference_model("mlp", 1);
+  std::vector<Candidate> candidates{{"a", module, {}}, {"b", module, {}}};
+  const auto results = run_interleaved(candidates, at::randn({4, 1, 28, 28}), options, choice, false);
+  REQUIRE(results.size() == 2);
+  REQUIRE(results[0].measured.has_value());
+  CHECK(results[0].measured->provenance == Provenance::measured);
+  CHECK(results[0].measured->meter == "rapl");
+}
+
+TEST_CASE("meter choice: auto explains a fallback, a named meter must exist", "[runner]") {
+  TempDir t;
+  auto options = quick("auto");
+  options.rapl.root = t.file("absent");
+  const auto choice = choose_meter(options);
+  CHECK_FALSE(choice.meter);
+  CHECK_THAT(choice.explanation, Contains("modeled only") && Contains("rapl unavailable"));
+  options.meter = "rapl";
+  CHECK_THROWS_WITH(choose_meter(options), Contains("--meter rapl is not available here"));
+  options.meter = "nvml";
+  options.nvml.library = "/nonexistent/libnvidia-ml.so.1";
+  CHECK_THROWS_WITH(choose_meter(options), Contains("--meter nvml is not available here"));
+  options.meter = "joulemeter";
+  CHECK_THROWS_AS(choose_meter(options), joulecut::UserError);
+}
+
+TEST_CASE("devices: a missing CUDA is a clear error", "[runner][device]") {
+  CHECK(parse_device("cpu").is_cpu());
+  CHECK_THROWS_WITH(parse_device("tpu"), Contains("expected cpu, cuda or cuda:N"));
+  if (joulecut::compat::cuda_device_count() == 0) CHECK_THROWS_WITH(parse_device("cuda"), Contains("--device cuda"));
+}
+
+TEST_CASE("energy session: nested windows subtract readings", "[runner][rapl]") {
+  TempDir t;
+  const auto pkg = t.file("intel-rapl:0");
+  write_zone(pkg, "package-0", 0);
+  RunOptions options;
+  options.meter = "rapl";
+  options.rapl.root = t.path.string();
+  EnergySession session(options);
+  session.begin("outer");
+  set_energy(pkg, 1000000);
+  session.begin("inner");
+  set_energy(pkg, 3000000);
+  const auto inner = session.end("inner");
+  const auto outer = session.end("outer");
+  REQUIRE(inner.measured);
+  CHECK_THAT(inner.measured->joules, WithinAbs(2.0, 1e-9));
+  CHECK_THAT(outer.measured->joules, WithinAbs(3.0, 1e-9));
+  CHECK(outer.modeled.model == "time x power");
+  CHECK_THROWS_WITH(session.end("never"), Contains("never begun"));
+}
+
+TEST_CASE("reports never put a modeled figure under a measured heading", "[report]") {
+  Report report;
+  report.models.push_back({"base", "base.pt", 1000, 10, 100, std::nullopt, ""});
+  RunResult r;
+  r.label = "base";
+  r.batch = 1;
+  r.latency_seconds = mean_ci95({0.001, 0.0011, 0.0009});
+  r.p50_seconds = 0.001;
+  r.throughput = mean_ci95({1000, 990, 1010});
+  r.modeled_time_power.joules_per_inference = mean_ci95({0.002, 0.0021});
+  r.modeled_time_power.model = "time x power";
+  r.modeled_ops.joules_per_inference.mean = 0.0005;
+  r.modeled_ops.joules_per_inference.n = 1;
+  report.runs.push_back(r);
+  report.manifest.set("meter", "modeled only");
+
+  std::ostringstream table, csv, json;
+  write_table(table, report);
+  write_csv(csv, report);
+  write_json(json, report);
+  CHECK_THAT(table.str(), Contains("n/a (no meter)") && Contains("MODELED (time x power)") &&
+                              Contains("meter: modeled only"));
+  CHECK_THAT(csv.str(), Contains(",,,none,"));
+  CHECK(json.str().find("\"provenance\": \"measured\"") == std::string::npos);
+  CHECK_THAT(json.str(), Contains("\"provenance\": \"modeled\""));
+
+  MeasuredEnergyStats m;
+  m.joules_per_inference = mean_ci95({0.003, 0.0031});
+  m.meter = "rapl";
+  report.runs[0].measured = m;
+  std::ostringstream table2, json2;
+  write_table(table2, report);
+  write_json(json2, report);
+  CHECK_THAT(table2.str(), Contains("MEASURED (rapl)"));
+  CHECK_THAT(json2.str(), Contains("\"provenance\": \"measured\"") && Contains("\"meter\": \"rapl\""));
+  CHECK_THROWS_AS(write_report(table2, report, "xml"), joulecut::UserError);
+}
