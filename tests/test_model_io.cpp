@@ -97,3 +97,31 @@ TEST_CASE("a model that does not fit the data set's input is reported", "[io][mo
     CHECK(message.find('\n') == std::string::npos);
   }
 }
+
+// Files written by Python PyTorch 1.13 (tests/fixtures/make_python_fixtures.py): joulecut
+// loads, runs and counts models it did not write.
+TEST_CASE("TorchScript scripted and traced by Python load and run", "[io][model][macs]") {
+  const std::vector<float> expected = {0.095747f, -0.097602f, -0.264124f, 0.108740f, 0.029009f,
+                                       -0.069833f, -0.101879f, 0.025213f, -0.070046f, 0.207596f};
+  for (const char* name : {"python-scripted-cnn.pt", "python-traced-cnn.pt"}) {
+    INFO(name);
+    auto loaded = joulecut::load_model(std::string(JOULECUT_FIXTURES) + "/" + name);
+    CHECK_FALSE(loaded.metadata.has_value());
+    loaded.module.eval();
+    at::NoGradGuard no_grad;
+    const auto x = at::linspace(-1, 1, 784).reshape({1, 1, 28, 28});
+    const auto y = loaded.module.forward({x}).toTensor();
+    REQUIRE(y.numel() == 10);
+    for (int i = 0; i < 10; ++i) CHECK(y[0][i].item<float>() == Approx(expected[i]).margin(1e-5));
+    const auto stats = joulecut::analyze_model(loaded.module, at::zeros({1, 1, 28, 28}));
+    REQUIRE(stats.layers.size() == 3);
+    CHECK(stats.layers[0].macs == 8 * 28 * 28 * 9);
+    CHECK(stats.layers[1].macs == 16 * 14 * 14 * (4 * 9));  // groups = 2
+    CHECK(stats.layers[2].macs == 16 * 10);
+    if (std::string(name) == "python-scripted-cnn.pt") {
+      CHECK(stats.layers[0].name == "features.0");
+      CHECK(stats.layers[1].name == "features.4");
+      CHECK(stats.layers[2].name == "classifier");
+    }
+  }
+}

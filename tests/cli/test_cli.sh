@@ -60,6 +60,8 @@ expect_error "bad thread count" "threads" --threads -3 info "$models/mlp.pt"
 
 expect_ok "info: reference model" "MACs +266\.2k per inference" info "$models/mlp.pt"
 expect_ok "info: residual CNN layers" "layer3\.shortcut_conv" info "$models/resnet8.pt"
+expect_ok "info: a model scripted by Python" "features\.4 +aten::conv2d" info "$src/tests/fixtures/python-scripted-cnn.pt"
+expect_ok "eval: a model traced by Python" "accuracy" eval "$src/tests/fixtures/python-traced-cnn.pt" --limit 200
 expect_ok "info --json" '"macs_per_inference": 416520' info --json "$models/lenet5.pt"
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/out" && report "info --json parses" ok || report "info --json parses" fail "invalid JSON"
 expect_ok "eval: reference model with CI" "accuracy +[0-9.]+%  \(95% CI [0-9.]+-[0-9.]+%, Wilson" eval "$models/mlp.pt" --limit 2000
