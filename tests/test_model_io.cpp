@@ -8,6 +8,7 @@
 #include "joulecut/atomic_file.h"
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
+#include "joulecut/graph_stats.h"
 #include "joulecut/model.h"
 #include "joulecut/models.h"
 #include "temp_dir.h"
