@@ -16,6 +16,7 @@
 #include "joulecut/model.h"
 #include "joulecut/models.h"
 #include "joulecut/platform.h"
+#include "joulecut/prune.h"
 #include "joulecut/torch_compat.h"
 #include "joulecut/version.h"
 
@@ -258,6 +259,7 @@ void run_train(TrainCliOptions options, const RunSettings& settings, const std::
     json out = json::parse(result.metadata.provenance_json);
     out["output"] = options.output;
     out["sha256"] = sha;
+    out["epoch_seconds"] = result.epoch_seconds;  // not stored in the file: it would change its hash
     std::cout << out.dump(2) << "\n";
     return;
   }
@@ -266,6 +268,88 @@ void run_train(TrainCliOptions options, const RunSettings& settings, const std::
 }
 
 void add_data_options(CLI::App* app, joulecut::DataSource& data);
+
+// ---- compress prune -----------------------------------------------------------------------
+struct PruneCliOptions {
+  std::string model, output, method = "magnitude";
+  joulecut::MagnitudePruneOptions magnitude;
+  joulecut::NMPruneOptions nm;
+  joulecut::LayerSelection layers;
+  int finetune_epochs = 0;
+  double finetune_lr = 0.01;
+  std::uint64_t seed = 1;
+  joulecut::DataSource data;
+  bool no_measure = false;
+  bool no_progress = false;
+  int windows = 5;
+  std::string batches = "64";
+};
+
+std::vector<std::int64_t> parse_batches(const std::string& text);
+
+void run_prune(PruneCliOptions o, const RunSettings& settings, const std::string& command) {
+  apply_threads(settings);
+  joulecut::refuse_to_overwrite_input(o.model, o.output);
+  const std::string dir = std::filesystem::path(o.output).parent_path().string();
+  if (!dir.empty() && !std::filesystem::is_directory(dir))
+    throw UserError(o.output + ": cannot write: directory " + dir + " does not exist");
+  std::unique_ptr<joulecut::Pass> pass;
+  if (o.method == "magnitude") {
+    o.magnitude.layers = o.layers;
+    o.magnitude.finetune_epochs = o.finetune_epochs;
+    o.magnitude.finetune_lr = o.finetune_lr;
+    pass = std::make_unique<joulecut::MagnitudePrunePass>(o.magnitude);
+  } else if (o.method == "nm") {
+    o.nm.layers = o.layers;
+    o.nm.finetune_epochs = o.finetune_epochs;
+    o.nm.finetune_lr = o.finetune_lr;
+    pass = std::make_unique<joulecut::NMPrunePass>(o.nm);
+  } else {
+    throw UserError("--method '" + o.method + "': choose magnitude or nm (channel pruning is not built yet)");
+  }
+  auto loaded = joulecut::load_model(o.model);
+  std::optional<joulecut::DatasetSpec> spec;
+  if (loaded.metadata) spec = loaded.metadata->dataset;
+  joulecut::PassContext context;
+  context.seed = o.seed;
+  context.progress = !o.no_progress;
+  std::optional<joulecut::TensorDataset> train, test;
+  if (o.finetune_epochs > 0) {
+    train = joulecut::load_dataset(o.data, joulecut::Split::train, spec);
+    test = joulecut::load_dataset(o.data, joulecut::Split::test, spec);
+    joulecut::check_model_accepts(loaded.module, *test, o.model);
+    context.train = &*train;
+    context.test = &*test;
+  }
+  const auto result = pass->run(loaded.module, context);
+  joulecut::ModelMetadata metadata;
+  if (loaded.metadata) metadata = *loaded.metadata;
+  else metadata.dataset = spec ? *spec : joulecut::fashion_mnist_spec();
+  json provenance = {{"command", command},
+                     {"pipeline", pass->text()},
+                     {"seed", o.seed},
+                     {"source", o.model},
+                     {"source_sha256", joulecut::sha256_file(o.model)},
+                     {"source_provenance", loaded.metadata ? json::parse(loaded.metadata->provenance_json) : json()}};
+  metadata.provenance_json = provenance.dump();
+  joulecut::save_model(result.module, metadata, o.output, o.model);
+
+  std::printf("%s: %s\n", result.report.pass.c_str(), result.report.summary.c_str());
+  std::printf("  %-24s %10s %10s  %s\n", "layer", "before", "after", "");
+  for (const auto& l : result.report.layers)
+    std::printf("  %-24s %9.2f%% %9.2f%%  %s\n", l.layer.c_str(), 100 * l.before, 100 * l.after, l.note.c_str());
+  for (const auto& n : result.report.notes) std::printf("  note: %s\n", n.c_str());
+  std::printf("wrote %s (sha256 %s)\n\n", o.output.c_str(), joulecut::sha256_file(o.output).substr(0, 16).c_str());
+  if (o.no_measure) return;
+  // Passes never measure; the harness does, before and after, side by side.
+  joulecut::measure::MeasureJob job;
+  job.models = {o.model, o.output};
+  job.data = o.data;
+  job.batches = parse_batches(o.batches);
+  job.run.windows = o.windows;
+  job.progress = !o.no_progress;
+  joulecut::measure::write_table(std::cout, joulecut::measure::measure_files(job));
+}
 
 // ---- compress measure / compare ------------------------------------------------------------
 struct MeasureCliOptions {
@@ -414,6 +498,32 @@ int main(int argc, char** argv) {
   measure_cmd->add_option("model", measure.job.models, "TorchScript file")->required()->expected(1);
   add_measure_options(measure_cmd, measure);
 
+  PruneCliOptions prune;
+  auto* prune_cmd = app.add_subcommand("prune", "Prune a model, optionally fine-tune, then measure before and after");
+  prune_cmd->footer("Passes (also usable in pipelines):\n" + joulecut::describe_passes());
+  prune_cmd->add_option("model", prune.model, "TorchScript file (never modified)")->required();
+  prune_cmd->add_option("-o,--output", prune.output, "Pruned TorchScript file (written atomically)")->required();
+  prune_cmd->add_option("--method", prune.method, "magnitude (unstructured L1) or nm (N:M along the input dimension)")
+      ->capture_default_str();
+  prune_cmd->add_option("--sparsity", prune.magnitude.sparsity, "magnitude: fraction of weights zeroed, in [0, 1)")
+      ->capture_default_str();
+  prune_cmd->add_option("--scope", prune.magnitude.scope, "magnitude: layer (each layer) or global (one threshold)")
+      ->capture_default_str();
+  prune_cmd->add_option("--n", prune.nm.n, "nm: weights kept per group")->capture_default_str();
+  prune_cmd->add_option("--m", prune.nm.m, "nm: group size along the input dimension")->capture_default_str();
+  prune_cmd->add_option("--include", prune.layers.include, "Only layers matching these '|'-separated globs");
+  prune_cmd->add_option("--exclude", prune.layers.exclude, "Skip layers matching these '|'-separated globs");
+  prune_cmd->add_flag("--first-last", prune.layers.include_first_last, "Also prune the first and last layers");
+  prune_cmd->add_option("--finetune-epochs", prune.finetune_epochs, "Fine-tune with the zeros kept (0: none)")
+      ->capture_default_str();
+  prune_cmd->add_option("--finetune-lr", prune.finetune_lr, "Peak fine-tuning learning rate (cosine)")->capture_default_str();
+  prune_cmd->add_option("--seed", prune.seed, "Seed for fine-tuning")->capture_default_str();
+  add_data_options(prune_cmd, prune.data);
+  prune_cmd->add_option("--batch", prune.batches, "Batch sizes for the before/after measurement")->capture_default_str();
+  prune_cmd->add_option("--windows", prune.windows, "Measurement windows")->capture_default_str()->check(CLI::Range(2, 100000));
+  prune_cmd->add_flag("--no-measure", prune.no_measure, "Skip the before/after measurement");
+  prune_cmd->add_flag("--no-progress", prune.no_progress, "No progress bars");
+
   MeasureCliOptions compare;
   auto* compare_cmd = app.add_subcommand(
       "compare", "Measure several models side by side, windows interleaved, ratios against the first");
@@ -434,6 +544,7 @@ int main(int argc, char** argv) {
     if (*info_cmd) run_info(info);
     if (*eval_cmd) run_eval(eval, settings);
     if (*measure_cmd) run_measure(measure, settings);
+    if (*prune_cmd) run_prune(prune, settings, command);
     if (*compare_cmd) run_measure(compare, settings);
     if (*train_cmd) {
       train.train.progress = !no_progress;

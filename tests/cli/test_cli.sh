@@ -69,7 +69,7 @@ expect_ok "eval --json" '"ci_method": "Wilson score interval, 95%"' eval --json 
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["samples"]==500 and 0<d["accuracy"]<=1' "$tmp/out" && report "eval --json parses" ok || report "eval --json parses" fail "invalid JSON or counts"
 expect_ok "eval: user idx pair" "data +/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz" eval "$models/mlp.pt" --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --limit 1000
 expect_ok "help lists subcommands" "info.*eval.*train|train" --help
-for sub in info eval train measure compare; do expect_ok "$sub --help" "Usage|Options" "$sub" --help; done
+for sub in info eval train measure compare prune; do expect_ok "$sub --help" "Usage|Options" "$sub" --help; done
 sha_before=$(sha256sum "$models/mlp.pt")
 expect_ok "inputs are never modified" "accuracy" eval "$models/mlp.pt" --limit 100
 [ "$(sha256sum "$models/mlp.pt")" = "$sha_before" ] && report "input unchanged" ok || report "input unchanged" fail "mlp.pt changed"
@@ -110,6 +110,18 @@ grep -q "manifest:" "$tmp/report.txt" && report "measure -o content" ok || repor
 expect_ok "compare: ratios against the first" "speed-up" compare "$models/lenet5.pt" "$models/mlp.pt" --batch 16 "${quick[@]}"
 grep -Eq "^mlp +16 .*x" "$tmp/out" && report "compare: a row per model" ok || report "compare: a row per model" fail "$(cat "$tmp/out" | head -12)"
 expect_error "compare: needs two models" "models" compare "$models/mlp.pt" "${quick[@]}"
+
+# prune
+expect_error "prune: sparsity outside [0, 1)" "sparsity=1 must be in \[0, 1\)" prune "$models/lenet5.pt" -o "$tmp/p.pt" --sparsity 1 --no-measure
+expect_error "prune: N >= M" "need 0 < n < m" prune "$models/lenet5.pt" -o "$tmp/p.pt" --method nm --n 4 --m 4 --no-measure
+expect_error "prune: pattern matches nothing" "'attn\*' matches no layer" prune "$models/lenet5.pt" -o "$tmp/p.pt" --include 'attn*' --no-measure
+expect_error "prune: never overwrite the input" "refusing to overwrite the input" prune "$models/lenet5.pt" -o "$models/lenet5.pt" --no-measure
+expect_error "prune: unknown method" "--method 'svd'" prune "$models/lenet5.pt" -o "$tmp/p.pt" --method svd --no-measure
+[ ! -e "$tmp/p.pt" ] && report "prune: nothing written on error" ok || report "prune: nothing written on error" fail "$tmp/p.pt exists"
+expect_ok "prune: magnitude, measured before and after" "l5-pruned +64 " prune "$models/lenet5.pt" -o "$tmp/l5-pruned.pt" --sparsity 0.8 --windows 2 --no-progress
+grep -q "no speedup expected: masked zeros" "$tmp/out" && report "prune: says masked zeros give no speedup" ok || report "prune: says masked zeros give no speedup" fail "$(head -12 "$tmp/out")"
+expect_ok "prune: output is a loadable model" "sparsity +7[0-9]\.[0-9]+% zero weights" info "$tmp/l5-pruned.pt"
+expect_ok "prune: N:M" "prune-nm: " prune "$models/mlp.pt" -o "$tmp/mlp-24.pt" --method nm --no-measure
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

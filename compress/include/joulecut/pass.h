@@ -1,0 +1,72 @@
+#pragma once
+// The pass interface shared by every compression pass (see STYLE.md, after LLVM's new pass
+// manager): a small class with a textual name, a plain options struct, and
+// run(module, context) -> result. Passes clone, then transform: the input module is never
+// changed. Passes never measure; the pipeline measures between passes.
+#include <torch/script.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "joulecut/data.h"
+
+namespace joulecut {
+
+// What a pass may use besides the module.
+struct PassContext {
+  const TensorDataset* train = nullptr;  // fine-tuning, calibration
+  const TensorDataset* test = nullptr;   // progress reports only; never used to choose
+  std::uint64_t seed = 1;
+  bool progress = true;
+};
+
+// What a pass changed, per layer.
+struct LayerChange {
+  std::string layer;
+  std::string what;  // e.g. "sparsity"
+  double before = 0;
+  double after = 0;
+  std::string note;
+};
+
+struct PassReport {
+  std::string pass;                // the pass as text, with its options
+  std::string summary;             // one line
+  std::vector<LayerChange> layers;
+  std::vector<std::string> notes;  // e.g. "no speedup expected: masked zeros"
+};
+
+struct PassResult {
+  torch::jit::Module module;
+  PassReport report;
+};
+
+class Pass {
+ public:
+  virtual ~Pass() = default;
+  virtual std::string name() const = 0;
+  // The options as text, "k=v,k=v", only those that differ from the defaults, in the order
+  // the registry lists them; "" when all are defaults.
+  virtual std::string options_text() const = 0;
+  // Precondition: `module` is not frozen (passes read named parameters). Throws UserError
+  // when the pass cannot apply; a pass that applies to nothing says so, it never silently
+  // does nothing.
+  virtual PassResult run(const torch::jit::Module& module, PassContext& context) const = 0;
+  std::string text() const;  // name<options>, as written in a pipeline
+};
+
+// Options as parsed from "k=v,k=v"; each pass's parser takes what it knows and rejects the
+// rest with the pass's name in the message.
+using PassOptionMap = std::map<std::string, std::string>;
+
+// Parses "a<k=v,k=v>,b" into passes from the registry (compress/src/passes.def).
+std::vector<std::unique_ptr<Pass>> parse_pipeline(const std::string& text);
+// Prints passes back as text: parse_pipeline(print_pipeline(p)) gives the same passes.
+std::string print_pipeline(const std::vector<std::unique_ptr<Pass>>& passes);
+// Every registered pass name with its options and their defaults, for --help.
+std::string describe_passes();
+
+}  // namespace joulecut
