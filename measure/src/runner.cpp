@@ -169,6 +169,18 @@ std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const
   Meter* meter = choice.meter.get();
   const double min_window = std::max(options.min_window_seconds, meter ? 20 * meter->update_period_seconds() : 0.0);
   const auto time_power = make_time_power_model(options.cpu_watts, logical_cores());
+  // Read before any window runs, so a bad constants file fails at once.
+  const auto constants = options.energy_constants.empty()
+                             ? default_op_energy_constants()
+                             : parse_op_energy_constants(
+                                   [&] {
+                                     std::ifstream in(options.energy_constants);
+                                     if (!in) throw UserError(options.energy_constants + ": cannot open");
+                                     std::stringstream text;
+                                     text << in.rdbuf();
+                                     return text.str();
+                                   }(),
+                                   options.energy_constants);
   const auto sync = [&] { compat::synchronize(device); };
   at::NoGradGuard no_grad;
 
@@ -278,17 +290,6 @@ std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const
     r.modeled_time_power.joules_per_inference = mean_ci95(s.modeled_tp);
     r.modeled_time_power.model = "time x power";
     r.modeled_time_power.detail = model_time_power(time_power, 1, 1).detail;
-    const auto constants = options.energy_constants.empty()
-                               ? default_op_energy_constants()
-                               : parse_op_energy_constants(
-                                     [&] {
-                                       std::ifstream in(options.energy_constants);
-                                       if (!in) throw UserError(options.energy_constants + ": cannot open");
-                                       std::stringstream text;
-                                       text << in.rdbuf();
-                                       return text.str();
-                                     }(),
-                                     options.energy_constants);
     const auto ops = model_op_energy(constants, candidates[c].ops);
     r.modeled_ops.joules_per_inference.mean = ops.joules;
     r.modeled_ops.joules_per_inference.n = 1;

@@ -82,6 +82,7 @@ if ! nvidia-smi >/dev/null 2>&1; then
   expect_error "measure: no CUDA" "--device cuda" measure "$models/mlp.pt" --device cuda "${quick[@]}"
 fi
 expect_error "measure: bad device" "expected cpu, cuda or cuda:N" measure "$models/mlp.pt" --device tpu "${quick[@]}"
+expect_error "measure: bad energy constants" "/nonexistent\.json: cannot open" measure "$models/mlp.pt" --energy-constants /nonexistent.json "${quick[@]}"
 expect_error "measure: bad batch" "--batch '1,x'" measure "$models/mlp.pt" --batch 1,x "${quick[@]}"
 expect_error "measure: wrong input shape" "wrong-input\.pt: model does not accept" measure "$tmp/wrong-input.pt" "${quick[@]}"
 expect_error "measure: never overwrite input" "refusing to overwrite the input model" measure "$tmp/wrong-input.pt" -o "$tmp/wrong-input.pt" "${quick[@]}"
