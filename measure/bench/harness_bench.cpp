@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <vector>
@@ -62,6 +63,26 @@ int main(int argc, char** argv) {
                   r.latency_seconds.mean * 1e3, r.latency_seconds.half_width * 1e3, bare_mean * 1e3,
                   ratios.back());
     }
+    // The harness's own cost per iteration (two clock reads, one push, a poll check), isolated
+    // on a model that does nothing, so the machine's noise on real work does not hide it.
+    torch::jit::Module identity("Identity");
+    identity.define("def forward(self, x):\n    return x\n");
+    std::vector<double> bookkeeping;
+    for (int round = 0; round < 5; ++round) {
+      const auto r = measure::measure(identity, input, options);
+      const std::int64_t n = r.iterations_per_window;
+      const auto t0 = Clock::now();
+      for (std::int64_t i = 0; i < n; ++i) identity.forward({input});
+      const double bare_identity = std::chrono::duration<double>(Clock::now() - t0).count() / double(n);
+      bookkeeping.push_back(r.latency_seconds.mean - bare_identity);
+    }
+    std::sort(bookkeeping.begin(), bookkeeping.end());
+    const double per_iteration = bookkeeping[2];
+    const double model_latency = measure::quantile(means, 0.5);
+    std::printf("bookkeeping: %.0f ns per iteration (median of 5, measured on an identity module) = %.4f%% of this "
+                "model's %.4f ms per batch\n",
+                per_iteration * 1e9, 100 * per_iteration / model_latency, model_latency * 1e3);
+
     const auto ratio = measure::mean_ci95(ratios);
     const auto spread = measure::mean_ci95(means);
     std::printf("overhead: harness/bare = %.4f ± %.4f (mean ± 95%% CI over 5 rounds), i.e. %+.2f%%\n", ratio.mean,

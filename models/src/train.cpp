@@ -3,15 +3,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include <chrono>
-#include <cmath>
-#include <cstdio>
 #include <map>
-#include <numeric>
-#include <random>
 
 #include "joulecut/error.h"
-#include "joulecut/evaluate.h"
 #include "joulecut/models.h"
 #include "joulecut/platform.h"
 #include "joulecut/train_loop.h"
