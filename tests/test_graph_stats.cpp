@@ -52,3 +52,19 @@ TEST_CASE("weight sparsity is counted", "[stats][macs]") {
   CHECK(stats.layers[0].weight_zeros == 150 * 784);
   CHECK(stats.weight_sparsity() == Approx(150.0 * 784 / (784 * 300 + 300 * 100 + 100 * 10)));
 }
+
+TEST_CASE("counts do not change once a model has run", "[stats][macs]") {
+  auto m = joulecut::build_reference_model("resnet8", 1);
+  m.eval();
+  const auto first = joulecut::analyze_model(m, at::zeros({1, 1, 28, 28}));
+  {
+    at::NoGradGuard no_grad;
+    for (int i = 0; i < 3; ++i) m.forward({at::zeros({1, 1, 28, 28})});  // let the executor optimize
+  }
+  const auto later = joulecut::analyze_model(m, at::zeros({1, 1, 28, 28}));
+  CHECK(first.macs == later.macs);
+  REQUIRE(later.layers.size() == 10);
+  // layer2's 1x1 shortcut: 32 x 14 x 14 outputs, 16 inputs each.
+  CHECK(later.layers[5].name == "layer2.shortcut_conv");
+  CHECK(later.layers[5].macs == 32 * 14 * 14 * 16);
+}

@@ -121,7 +121,15 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
 
 }  // namespace
 
-ModelStats analyze_model(torch::jit::Module& module, const at::Tensor& example) {
+ModelStats analyze_model(torch::jit::Module& input_module, const at::Tensor& example) {
+  // A fresh clone, run once: after a module has run, the graph executor may replace its graph
+  // with an optimized plan whose recorded op arguments are not the layers' weights, and the
+  // counts must not depend on what ran before.
+  torch::jit::Module module;
+  {
+    at::NoGradGuard no_grad;
+    module = input_module.clone();
+  }
   Recorder recorder;
   ModelStats stats;
   stats.batch = example.dim() > 0 ? example.size(0) : 1;
