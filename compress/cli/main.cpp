@@ -54,14 +54,13 @@ struct RunSettings {
 };
 
 void apply_threads(const RunSettings& settings) {
-  const int n = joulecut::configure_threads(settings.threads);
+  joulecut::configure_threads(settings.threads);
   const auto blas = joulecut::blas_info();
   if (blas.is_reference())
     std::fprintf(stderr,
                  "compress: warning: LibTorch is calling the reference BLAS (%s), ~60x slower than OpenBLAS "
                  "for fp32 linear layers; install libopenblas0-pthread (scripts/setup)\n",
                  blas.library.c_str());
-  (void)n;
 }
 
 json runtime_json() {

@@ -86,6 +86,24 @@ void print_selection(std::vector<std::string>& out, const LayerSelection& s) {
   if (s.include_first_last) append(out, "first-last", "true");
 }
 
+// Fine-tuning options, shared by every pruning pass.
+void read_finetune(OptionReader& r, int* epochs, double* lr) {
+  *epochs = r.integer("finetune-epochs", *epochs);
+  *lr = r.number("finetune-lr", *lr);
+}
+
+// Prints only what differs from the options struct's defaults (`defaults`).
+template <typename Options>
+void print_finetune(std::vector<std::string>& out, const Options& options, const Options& defaults) {
+  if (options.finetune_epochs != defaults.finetune_epochs)
+    append(out, "finetune-epochs", std::to_string(options.finetune_epochs));
+  if (options.finetune_lr != defaults.finetune_lr) append(out, "finetune-lr", number_text(options.finetune_lr));
+}
+
+void check_finetune(const std::string& pass, int epochs) {
+  if (epochs < 0) throw UserError(pass + ": finetune-epochs must be >= 0");
+}
+
 std::string join(const std::vector<std::string>& items) {
   std::string out;
   for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
@@ -207,7 +225,7 @@ MagnitudePrunePass::MagnitudePrunePass(MagnitudePruneOptions options) : options_
     throw UserError("prune-magnitude: sparsity=" + number_text(options_.sparsity) + " must be in [0, 1)");
   if (options_.scope != "layer" && options_.scope != "global")
     throw UserError("prune-magnitude: scope='" + options_.scope + "' must be layer or global");
-  if (options_.finetune_epochs < 0) throw UserError("prune-magnitude: finetune-epochs must be >= 0");
+  check_finetune("prune-magnitude", options_.finetune_epochs);
 }
 
 MagnitudePruneOptions MagnitudePrunePass::parse(const PassOptionMap& map) {
@@ -216,8 +234,7 @@ MagnitudePruneOptions MagnitudePrunePass::parse(const PassOptionMap& map) {
   o.sparsity = r.number("sparsity", o.sparsity);
   o.scope = r.text("scope", o.scope);
   o.layers = read_selection(r);
-  o.finetune_epochs = r.integer("finetune-epochs", o.finetune_epochs);
-  o.finetune_lr = r.number("finetune-lr", o.finetune_lr);
+  read_finetune(r, &o.finetune_epochs, &o.finetune_lr);
   r.finish();
   return o;
 }
@@ -228,8 +245,7 @@ std::string MagnitudePrunePass::options_text() const {
   if (options_.sparsity != d.sparsity) append(out, "sparsity", number_text(options_.sparsity));
   if (options_.scope != d.scope) append(out, "scope", options_.scope);
   print_selection(out, options_.layers);
-  if (options_.finetune_epochs != d.finetune_epochs) append(out, "finetune-epochs", std::to_string(options_.finetune_epochs));
-  if (options_.finetune_lr != d.finetune_lr) append(out, "finetune-lr", number_text(options_.finetune_lr));
+  print_finetune(out, options_, d);
   return join(out);
 }
 
@@ -272,7 +288,7 @@ NMPrunePass::NMPrunePass(NMPruneOptions options) : options_(std::move(options)) 
   if (options_.m <= 0 || options_.n <= 0 || options_.n >= options_.m)
     throw UserError("prune-nm: n=" + std::to_string(options_.n) + " m=" + std::to_string(options_.m) +
                     ": need 0 < n < m (e.g. n=2,m=4)");
-  if (options_.finetune_epochs < 0) throw UserError("prune-nm: finetune-epochs must be >= 0");
+  check_finetune("prune-nm", options_.finetune_epochs);
 }
 
 NMPruneOptions NMPrunePass::parse(const PassOptionMap& map) {
@@ -281,8 +297,7 @@ NMPruneOptions NMPrunePass::parse(const PassOptionMap& map) {
   o.n = r.integer("n", o.n);
   o.m = r.integer("m", o.m);
   o.layers = read_selection(r);
-  o.finetune_epochs = r.integer("finetune-epochs", o.finetune_epochs);
-  o.finetune_lr = r.number("finetune-lr", o.finetune_lr);
+  read_finetune(r, &o.finetune_epochs, &o.finetune_lr);
   r.finish();
   return o;
 }
@@ -293,8 +308,7 @@ std::string NMPrunePass::options_text() const {
   if (options_.n != d.n) append(out, "n", std::to_string(options_.n));
   if (options_.m != d.m) append(out, "m", std::to_string(options_.m));
   print_selection(out, options_.layers);
-  if (options_.finetune_epochs != d.finetune_epochs) append(out, "finetune-epochs", std::to_string(options_.finetune_epochs));
-  if (options_.finetune_lr != d.finetune_lr) append(out, "finetune-lr", number_text(options_.finetune_lr));
+  print_finetune(out, options_, d);
   return join(out);
 }
 
