@@ -273,6 +273,7 @@ struct PruneCliOptions {
   std::string model, output, method = "magnitude";
   joulecut::MagnitudePruneOptions magnitude;
   joulecut::NMPruneOptions nm;
+  joulecut::ChannelPruneOptions channel;
   joulecut::LayerSelection layers;
   int finetune_epochs = 0;
   double finetune_lr = 0.01;
@@ -303,8 +304,13 @@ void run_prune(PruneCliOptions o, const RunSettings& settings, const std::string
     o.nm.finetune_epochs = o.finetune_epochs;
     o.nm.finetune_lr = o.finetune_lr;
     pass = std::make_unique<joulecut::NMPrunePass>(o.nm);
+  } else if (o.method == "channel") {
+    o.channel.layers = o.layers;
+    o.channel.finetune_epochs = o.finetune_epochs;
+    o.channel.finetune_lr = o.finetune_lr;
+    pass = std::make_unique<joulecut::ChannelPrunePass>(o.channel);
   } else {
-    throw UserError("--method '" + o.method + "': choose magnitude or nm (channel pruning is not built yet)");
+    throw UserError("--method '" + o.method + "': choose magnitude, nm or channel");
   }
   auto loaded = joulecut::load_model(o.model);
   std::optional<joulecut::DatasetSpec> spec;
@@ -334,9 +340,16 @@ void run_prune(PruneCliOptions o, const RunSettings& settings, const std::string
   joulecut::save_model(result.module, metadata, o.output, o.model);
 
   std::printf("%s: %s\n", result.report.pass.c_str(), result.report.summary.c_str());
-  std::printf("  %-24s %10s %10s  %s\n", "layer", "before", "after", "");
-  for (const auto& l : result.report.layers)
-    std::printf("  %-24s %9.2f%% %9.2f%%  %s\n", l.layer.c_str(), 100 * l.before, 100 * l.after, l.note.c_str());
+  const bool counts = !result.report.layers.empty() && result.report.layers[0].what == "channels";
+  std::printf("  %-10s %10s %10s  %s\n", counts ? "channels" : "sparsity", "before", "after", "layer");
+  for (const auto& l : result.report.layers) {
+    if (counts)
+      std::printf("  %-10s %10.0f %10.0f  %s%s%s\n", "", l.before, l.after, l.layer.c_str(), l.note.empty() ? "" : "  ",
+                  l.note.c_str());
+    else
+      std::printf("  %-10s %9.2f%% %9.2f%%  %s%s%s\n", "", 100 * l.before, 100 * l.after, l.layer.c_str(),
+                  l.note.empty() ? "" : "  ", l.note.c_str());
+  }
   for (const auto& n : result.report.notes) std::printf("  note: %s\n", n.c_str());
   std::printf("wrote %s (sha256 %s)\n\n", o.output.c_str(), joulecut::sha256_file(o.output).substr(0, 16).c_str());
   if (o.no_measure) return;
@@ -502,11 +515,17 @@ int main(int argc, char** argv) {
   prune_cmd->footer("Passes (also usable in pipelines):\n" + joulecut::describe_passes());
   prune_cmd->add_option("model", prune.model, "TorchScript file (never modified)")->required();
   prune_cmd->add_option("-o,--output", prune.output, "Pruned TorchScript file (written atomically)")->required();
-  prune_cmd->add_option("--method", prune.method, "magnitude (unstructured L1) or nm (N:M along the input dimension)")
+  prune_cmd->add_option("--method", prune.method, "magnitude (unstructured L1), nm (N:M along the input dimension) or channel (structured: layers shrink)")
       ->capture_default_str();
   prune_cmd->add_option("--sparsity", prune.magnitude.sparsity, "magnitude: fraction of weights zeroed, in [0, 1)")
       ->capture_default_str();
   prune_cmd->add_option("--scope", prune.magnitude.scope, "magnitude: layer (each layer) or global (one threshold)")
+      ->capture_default_str();
+  prune_cmd->add_option("--ratio", prune.channel.ratio, "channel: fraction of each group's channels removed, in [0, 1)")
+      ->capture_default_str();
+  prune_cmd->add_option("--criterion", prune.channel.criterion, "channel: l1, l2 (filter norms) or bn-scale")
+      ->capture_default_str();
+  prune_cmd->add_option("--round-to", prune.channel.round_to, "channel: round kept channels up to a multiple of this")
       ->capture_default_str();
   prune_cmd->add_option("--n", prune.nm.n, "nm: weights kept per group")->capture_default_str();
   prune_cmd->add_option("--m", prune.nm.m, "nm: group size along the input dimension")->capture_default_str();

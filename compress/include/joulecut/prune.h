@@ -2,7 +2,9 @@
 // Pruning passes. Prunable layers are the module's parameters named "*.weight" with two or
 // more dimensions (Linear and Conv weights), in module order, found by name, so they work on
 // models scripted or traced by Python as well as ours.
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "joulecut/pass.h"
 
@@ -32,6 +34,48 @@ struct NMPruneOptions {
   LayerSelection layers;
   int finetune_epochs = 0;
   double finetune_lr = 0.01;
+};
+
+// Structured channel pruning: removes whole output channels of Conv2d/Linear layers, with the
+// matching BatchNorm entries and the consumers' input channels, so layers physically shrink.
+// Channels that must go together (residual adds, concatenation, depthwise convolutions,
+// flatten-to-linear) are found by analysing the TorchScript graph: see ChannelGroup.
+struct ChannelPruneOptions {
+  double ratio = 0.5;            // fraction of each group's channels removed, in [0, 1)
+  std::string criterion = "l1";  // l1 | l2 (filter norms) | bn-scale (|gamma| of the group's BatchNorms)
+  int round_to = 1;              // kept channels rounded up to a multiple of this (8: SIMD-friendly)
+  // include/exclude match the layers producing a group's channels: a group is pruned when
+  // one of its producers is included and none is excluded. first-last does not apply: the
+  // model's inputs and outputs are never pruned.
+  LayerSelection layers;
+  int finetune_epochs = 0;
+  double finetune_lr = 0.01;
+};
+
+// One set of channels that must be pruned together.
+struct ChannelGroup {
+  std::vector<std::string> producers;  // layers whose output channels these are ("layer1.conv1")
+  std::vector<std::string> members;    // every parameter sliced with them, "name[dim]"
+  std::int64_t channels = 0;
+  std::string blocked_by;              // why it can't be pruned ("" when it can)
+};
+
+// The channel groups of `module`'s forward graph (inlined). Groups without a producer (the
+// model's input) are left out. Throws UserError when the graph can't be read.
+std::vector<ChannelGroup> channel_groups(const torch::jit::Module& module);
+
+class ChannelPrunePass final : public Pass {
+ public:
+  explicit ChannelPrunePass(ChannelPruneOptions options = {});
+  static ChannelPruneOptions parse(const PassOptionMap& options);
+  std::string name() const override { return "prune-channel"; }
+  std::string options_text() const override;
+  // The result's forward is the inlined, rewritten graph (group counts of depthwise
+  // convolutions and reshape sizes follow the new widths); submodules keep their attributes.
+  PassResult run(const torch::jit::Module& module, PassContext& context) const override;
+
+ private:
+  ChannelPruneOptions options_;
 };
 
 class MagnitudePrunePass final : public Pass {

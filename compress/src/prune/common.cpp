@@ -1,0 +1,128 @@
+#include "common.h"
+
+#include <fnmatch.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "joulecut/error.h"
+#include "joulecut/train_loop.h"
+
+namespace joulecut::prune_detail {
+
+LayerSelection read_selection(OptionReader& reader) {
+  LayerSelection s;
+  s.include = reader.text("include", "");
+  s.exclude = reader.text("exclude", "");
+  s.include_first_last = reader.flag("first-last", false);
+  return s;
+}
+
+void print_selection(std::vector<std::string>& out, const LayerSelection& s) {
+  if (!s.include.empty()) append_option(out, "include", s.include);
+  if (!s.exclude.empty()) append_option(out, "exclude", s.exclude);
+  if (s.include_first_last) append_option(out, "first-last", "true");
+}
+
+void read_finetune(OptionReader& r, int* epochs, double* lr) {
+  *epochs = r.integer("finetune-epochs", *epochs);
+  *lr = r.number("finetune-lr", *lr);
+}
+
+void check_finetune(const std::string& pass, int epochs) {
+  if (epochs < 0) throw UserError(pass + ": finetune-epochs must be >= 0");
+}
+
+bool matches_any(const std::string& name, const std::string& patterns) {
+  std::stringstream in(patterns);
+  std::string pattern;
+  while (std::getline(in, pattern, '|'))
+    if (!pattern.empty() && fnmatch(pattern.c_str(), name.c_str(), 0) == 0) return true;
+  return false;
+}
+
+std::vector<PrunableLayer> prunable_layers(const torch::jit::Module& module, const std::string& pass) {
+  std::vector<PrunableLayer> all;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
+    const std::string suffix = ".weight";
+    if (p.value.dim() < 2 || p.name.size() <= suffix.size() ||
+        p.name.compare(p.name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    all.push_back({p.name.substr(0, p.name.size() - suffix.size()), p.value});
+  }
+  if (all.empty())
+    throw UserError(pass + ": the model has no prunable layer (no Linear or Conv weights; a frozen model "
+                           "keeps its weights as constants: prune before freezing)");
+  return all;
+}
+
+void check_patterns(const LayerSelection& selection, const std::vector<std::string>& names, const std::string& pass) {
+  for (const auto* patterns : {&selection.include, &selection.exclude}) {
+    std::stringstream in(*patterns);
+    std::string pattern;
+    while (std::getline(in, pattern, '|')) {
+      bool any = false;
+      for (const auto& n : names) any = any || fnmatch(pattern.c_str(), n.c_str(), 0) == 0;
+      if (!pattern.empty() && !any) {
+        std::string list;
+        for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+        throw UserError(pass + ": layer pattern '" + pattern + "' matches no layer (layers: " + list + ")");
+      }
+    }
+  }
+}
+
+std::vector<PrunableLayer> select_layers(const torch::jit::Module& module, const LayerSelection& selection,
+                                         const std::string& pass) {
+  const std::vector<PrunableLayer> all = prunable_layers(module, pass);
+  std::vector<std::string> names;
+  for (const auto& l : all) names.push_back(l.name);
+  check_patterns(selection, names, pass);
+  std::vector<PrunableLayer> chosen;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const bool edge = i == 0 || i + 1 == all.size();
+    const bool included = selection.include.empty() ? (!edge || selection.include_first_last)
+                                                    : matches_any(all[i].name, selection.include);
+    if (included && !matches_any(all[i].name, selection.exclude)) chosen.push_back(all[i]);
+  }
+  if (chosen.empty())
+    throw UserError(pass + ": no layer left to prune after include/exclude (the first and last layers are "
+                           "excluded unless first-last=true)");
+  return chosen;
+}
+
+torch::jit::Module clone_for_transform(const torch::jit::Module& input) {
+  at::NoGradGuard no_grad;
+  torch::jit::Module copy = input.clone();
+  // Copies made under no_grad don't require grad; the output must stay trainable like its input.
+  const auto originals = input.parameters(/*recurse=*/true);
+  const auto copies = copy.parameters(/*recurse=*/true);
+  for (auto o = originals.begin(), c = copies.begin(); o != originals.end() && c != copies.end(); ++o, ++c)
+    (*c).requires_grad_((*o).requires_grad());
+  return copy;
+}
+
+double zero_fraction(const at::Tensor& w) { return (w == 0).sum().item<double>() / double(w.numel()); }
+
+void finetune(torch::jit::Module& module, int epochs, double lr, PassContext& context, PassReport& report,
+              const std::string& pass, const std::string& what, const std::function<void()>& after_step) {
+  if (epochs <= 0) return;
+  if (!context.train) throw UserError(pass + ": finetune-epochs needs training data (--data)");
+  at::AutoGradMode grad_enabled(true);  // callers prune under no_grad
+  LoopOptions loop;
+  loop.epochs = epochs;
+  loop.learning_rate = lr;
+  loop.seed = context.seed;
+  loop.progress = context.progress;
+  const auto result = train_loop(module, *context.train, context.test, loop, after_step);
+  char note[200];
+  std::snprintf(note, sizeof note, "fine-tuned %d epoch(s), lr %g, seed %llu%s%s", epochs, lr,
+                (unsigned long long)context.seed, what.empty() ? "" : ", ", what.c_str());
+  report.notes.push_back(note);
+  if (context.test) {
+    std::snprintf(note, sizeof note, "test accuracy after fine-tuning %.2f%%", 100 * result.test_accuracy);
+    report.notes.push_back(note);
+  }
+}
+
+}  // namespace joulecut::prune_detail

@@ -1,0 +1,56 @@
+#pragma once
+// Internal: what the pruning passes share (layer selection, fine-tuning options, fine-tuning).
+#include <torch/script.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "../pass_options.h"
+#include "joulecut/prune.h"
+
+namespace joulecut::prune_detail {
+
+LayerSelection read_selection(OptionReader& reader);
+void print_selection(std::vector<std::string>& out, const LayerSelection& s);
+
+// Fine-tuning options, shared by every pruning pass.
+void read_finetune(OptionReader& r, int* epochs, double* lr);
+void check_finetune(const std::string& pass, int epochs);
+// Prints only what differs from the options struct's defaults (`defaults`).
+template <typename Options>
+void print_finetune(std::vector<std::string>& out, const Options& options, const Options& defaults) {
+  if (options.finetune_epochs != defaults.finetune_epochs)
+    append_option(out, "finetune-epochs", std::to_string(options.finetune_epochs));
+  if (options.finetune_lr != defaults.finetune_lr) append_option(out, "finetune-lr", number_text(options.finetune_lr));
+}
+
+// True when `name` matches one of the '|'-separated glob `patterns`.
+bool matches_any(const std::string& name, const std::string& patterns);
+
+struct PrunableLayer {
+  std::string name;  // "features.0"
+  at::Tensor weight;
+};
+
+// Every "*.weight" parameter with two or more dimensions, in module order. Throws UserError
+// when there is none.
+std::vector<PrunableLayer> prunable_layers(const torch::jit::Module& module, const std::string& pass);
+// Throws UserError naming a pattern of `selection` that matches none of `names`.
+void check_patterns(const LayerSelection& selection, const std::vector<std::string>& names, const std::string& pass);
+// The layers `selection` picks (first and last excluded unless asked); throws when none.
+std::vector<PrunableLayer> select_layers(const torch::jit::Module& module, const LayerSelection& selection,
+                                         const std::string& pass);
+
+// Clone, then transform: copies made without autograd history, so the copy's parameters are
+// plain leaves and the input's are untouched.
+torch::jit::Module clone_for_transform(const torch::jit::Module& input);
+
+double zero_fraction(const at::Tensor& w);
+
+// Fine-tunes `module` on context.train when epochs > 0 (throws UserError without training
+// data); `after_step` runs after every optimizer step. Adds notes to `report`.
+void finetune(torch::jit::Module& module, int epochs, double lr, PassContext& context, PassReport& report,
+              const std::string& pass, const std::string& what, const std::function<void()>& after_step = {});
+
+}  // namespace joulecut::prune_detail
