@@ -281,11 +281,31 @@ struct PruneCliOptions {
   joulecut::DataSource data;
   bool no_measure = false;
   bool no_progress = false;
+  bool sparse_runtime = false;
   int windows = 5;
   std::string batches = "64";
 };
 
 std::vector<std::int64_t> parse_batches(const std::string& text);
+
+// A pass's per-layer report: sparsity (%), channel counts, or latency (us), as the pass says.
+void print_pass_report(const joulecut::PassReport& report) {
+  std::printf("%s: %s\n", report.pass.c_str(), report.summary.c_str());
+  const std::string what = report.layers.empty() ? "" : report.layers[0].what;
+  const char* heading = what == "channels" ? "channels" : what == "latency_us" ? "us/batch" : "sparsity";
+  std::printf("  %-10s %10s %10s  %s\n", heading, "before", "after", "layer");
+  for (const auto& l : report.layers) {
+    const char* sep = l.note.empty() ? "" : "  ";
+    if (what == "sparsity")
+      std::printf("  %-10s %9.2f%% %9.2f%%  %s%s%s\n", "", 100 * l.before, 100 * l.after, l.layer.c_str(), sep, l.note.c_str());
+    else if (what == "latency_us" && l.before == 0)
+      std::printf("  %-10s %10s %10s  %s%s%s\n", "", "-", "-", l.layer.c_str(), sep, l.note.c_str());
+    else
+      std::printf("  %-10s %10.*f %10.*f  %s%s%s\n", "", what == "channels" ? 0 : 1, l.before, what == "channels" ? 0 : 1,
+                  l.after, l.layer.c_str(), sep, l.note.c_str());
+  }
+  for (const auto& n : report.notes) std::printf("  note: %s\n", n.c_str());
+}
 
 void run_prune(PruneCliOptions o, const RunSettings& settings, const std::string& command) {
   apply_threads(settings);
@@ -326,31 +346,32 @@ void run_prune(PruneCliOptions o, const RunSettings& settings, const std::string
     context.train = &*train;
     context.test = &*test;
   }
-  const auto result = pass->run(loaded.module, context);
+  std::vector<std::unique_ptr<joulecut::Pass>> passes;
+  passes.push_back(std::move(pass));
+  if (o.sparse_runtime) {
+    joulecut::SparseLoweringOptions lowering;
+    lowering.batch = parse_batches(o.batches).front();
+    passes.push_back(std::make_unique<joulecut::LowerSparsePass>(lowering));
+  }
+  torch::jit::Module module = loaded.module;
+  std::vector<joulecut::PassReport> reports;
+  for (const auto& p : passes) {
+    auto result = p->run(module, context);
+    module = result.module;
+    reports.push_back(result.report);
+  }
   joulecut::ModelMetadata metadata;
   if (loaded.metadata) metadata = *loaded.metadata;
   else metadata.dataset = spec ? *spec : joulecut::fashion_mnist_spec();
   json provenance = {{"command", command},
-                     {"pipeline", pass->text()},
+                     {"pipeline", joulecut::print_pipeline(passes)},
                      {"seed", o.seed},
                      {"source", o.model},
                      {"source_sha256", joulecut::sha256_file(o.model)},
                      {"source_provenance", loaded.metadata ? json::parse(loaded.metadata->provenance_json) : json()}};
   metadata.provenance_json = provenance.dump();
-  joulecut::save_model(result.module, metadata, o.output, o.model);
-
-  std::printf("%s: %s\n", result.report.pass.c_str(), result.report.summary.c_str());
-  const bool counts = !result.report.layers.empty() && result.report.layers[0].what == "channels";
-  std::printf("  %-10s %10s %10s  %s\n", counts ? "channels" : "sparsity", "before", "after", "layer");
-  for (const auto& l : result.report.layers) {
-    if (counts)
-      std::printf("  %-10s %10.0f %10.0f  %s%s%s\n", "", l.before, l.after, l.layer.c_str(), l.note.empty() ? "" : "  ",
-                  l.note.c_str());
-    else
-      std::printf("  %-10s %9.2f%% %9.2f%%  %s%s%s\n", "", 100 * l.before, 100 * l.after, l.layer.c_str(),
-                  l.note.empty() ? "" : "  ", l.note.c_str());
-  }
-  for (const auto& n : result.report.notes) std::printf("  note: %s\n", n.c_str());
+  joulecut::save_model(module, metadata, o.output, o.model);
+  for (const auto& r : reports) print_pass_report(r);
   std::printf("wrote %s (sha256 %s)\n\n", o.output.c_str(), joulecut::sha256_file(o.output).substr(0, 16).c_str());
   if (o.no_measure) return;
   // Passes never measure; the harness does, before and after, side by side.
@@ -539,6 +560,8 @@ int main(int argc, char** argv) {
   add_data_options(prune_cmd, prune.data);
   prune_cmd->add_option("--batch", prune.batches, "Batch sizes for the before/after measurement")->capture_default_str();
   prune_cmd->add_option("--windows", prune.windows, "Measurement windows")->capture_default_str()->check(CLI::Range(2, 100000));
+  prune_cmd->add_flag("--sparse-runtime", prune.sparse_runtime,
+                      "Then run sparse Linear layers on joulecut::sparse_linear where timed faster at the first --batch");
   prune_cmd->add_flag("--no-measure", prune.no_measure, "Skip the before/after measurement");
   prune_cmd->add_flag("--no-progress", prune.no_progress, "No progress bars");
 

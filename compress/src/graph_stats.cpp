@@ -22,7 +22,7 @@ double ModelStats::weight_sparsity() const {
 
 namespace {
 
-enum class OpKind { none, conv, linear, matmul, addmm };
+enum class OpKind { none, conv, linear, matmul, addmm, sparse_linear };
 
 OpKind classify(const std::string& name) {
   static const std::map<std::string, OpKind> kinds = {
@@ -31,6 +31,7 @@ OpKind classify(const std::string& name) {
       {"aten::_convolution", OpKind::conv},  {"aten::linear", OpKind::linear},
       {"aten::mm", OpKind::matmul},          {"aten::bmm", OpKind::matmul},
       {"aten::matmul", OpKind::matmul},      {"aten::addmm", OpKind::addmm},
+      {"joulecut::sparse_linear", OpKind::sparse_linear},  // (input, values, columns, rows, bias, in)
   };
   const auto it = kinds.find(name);
   return it == kinds.end() ? OpKind::none : it->second;
@@ -73,7 +74,7 @@ std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction& fn) {
     rec->layer.input_shape = shape_of(inputs[in]);
     rec->weight = inputs[w].toTensor();
     rec->layer.activation_bytes += inputs[in].toTensor().nbytes();
-    const std::size_t b = kind == OpKind::addmm ? 0 : 2;
+    const std::size_t b = kind == OpKind::addmm ? 0 : kind == OpKind::sparse_linear ? 4 : 2;
     if (inputs.size() > b && inputs[b].isTensor()) rec->bias = inputs[b].toTensor();
   }
   return rec;
@@ -99,6 +100,9 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
       break;
     case OpKind::linear:  // weight [out, in]
       layer.macs = out_elems * w.size(-1);
+      break;
+    case OpKind::sparse_linear:  // one multiply-accumulate per stored weight per input row
+      layer.macs = out.size(-1) > 0 ? out_elems / out.size(-1) * w.numel() : 0;
       break;
     case OpKind::matmul:
     case OpKind::addmm:  // a [.., k] x b [k, ..]
@@ -142,7 +146,15 @@ ModelStats analyze_model(torch::jit::Module& input_module, const at::Tensor& exa
     const auto dot = name.rfind('.');
     recorder.names[p.value.data_ptr()] = dot == std::string::npos ? name : name.substr(0, dot);
   }
-  for (const auto& b : module.named_buffers(/*recurse=*/true)) stats.parameter_bytes += b.value.nbytes();
+  for (const auto& b : module.named_buffers(/*recurse=*/true)) {
+    stats.parameter_bytes += b.value.nbytes();
+    // lower-sparse keeps a layer's CSR weight in root buffers "joulecut_csr_values__<layer>".
+    const std::string prefix = "joulecut_csr_values__";
+    if (b.name.compare(0, prefix.size(), prefix) != 0) continue;
+    std::string layer = b.name.substr(prefix.size());
+    for (std::size_t at = layer.find("__"); at != std::string::npos; at = layer.find("__", at + 1)) layer.replace(at, 2, ".");
+    recorder.names[b.value.data_ptr()] = layer;
+  }
   stats.dtypes.assign(dtypes.begin(), dtypes.end());
 
   auto handle = at::addThreadLocalCallback(

@@ -78,6 +78,31 @@ class ChannelPrunePass final : public Pass {
   ChannelPruneOptions options_;
 };
 
+// Sparse execution: replaces each sufficiently sparse Linear layer with joulecut::sparse_linear
+// (CSR weight, Eigen kernel; see joulecut/sparse.h) where, timed on this machine at `batch`,
+// the sparse kernel beats the dense one by `min_speedup`. Lowered layers keep their bias; their
+// dense weight is emptied (the CSR buffers, on the root module, hold it). Run it last: the
+// lowered layers can no longer be trained or pruned.
+struct SparseLoweringOptions {
+  double min_sparsity = 0.5;   // layers with fewer zeros are not timed
+  std::int64_t batch = 64;     // the batch size the choice is made for
+  double min_speedup = 1.1;    // lower only where sparse is at least this much faster
+  std::string include;         // '|'-separated globs on layer names; "" = all
+  std::string exclude;
+};
+
+class LowerSparsePass final : public Pass {
+ public:
+  explicit LowerSparsePass(SparseLoweringOptions options = {});
+  static SparseLoweringOptions parse(const PassOptionMap& options);
+  std::string name() const override { return "lower-sparse"; }
+  std::string options_text() const override;
+  PassResult run(const torch::jit::Module& module, PassContext& context) const override;
+
+ private:
+  SparseLoweringOptions options_;
+};
+
 class MagnitudePrunePass final : public Pass {
  public:
   explicit MagnitudePrunePass(MagnitudePruneOptions options = {});

@@ -108,11 +108,9 @@ std::string join(const std::vector<std::string>& items, const std::string& separ
 class Analyzer {
  public:
   explicit Analyzer(const torch::jit::Module& module) {
-    if (!module.find_method("forward")) throw UserError("prune-channel: the model has no forward method");
     for (const auto& p : module.named_parameters(/*recurse=*/true)) tensors_[p.name] = p.value;
     for (const auto& b : module.named_buffers(/*recurse=*/true)) tensors_[b.name] = b.value;
-    graph_ = module.get_method("forward").graph()->copy();
-    torch::jit::Inline(*graph_);
+    graph_ = inlined_forward(module, "prune-channel");
     self_ = graph_->inputs()[0];
     for (std::size_t i = 1; i < graph_->inputs().size(); ++i) {
       Value* input = graph_->inputs()[i];
@@ -173,19 +171,8 @@ class Analyzer {
     if (a != b) parent_[b] = a;
   }
 
-  // The module attribute path a value is read from ("layer1.conv1.weight"), if any.
-  std::optional<std::string> attribute_path(Value* v) const {
-    std::vector<std::string> names;
-    while (v->node()->kind() == prim::GetAttr) {
-      names.push_back(v->node()->s(c10::attr::name));
-      v = v->node()->input(0);
-    }
-    if (v != self_ || names.empty()) return std::nullopt;
-    std::reverse(names.begin(), names.end());
-    return join(names, ".");
-  }
   std::optional<std::string> parameter(Value* v) const {
-    auto path = attribute_path(v);
+    auto path = attribute_path(v, self_);
     if (path && tensors_.count(*path)) return path;
     return std::nullopt;
   }
@@ -573,16 +560,6 @@ std::pair<torch::jit::Module, std::string> owner_of(torch::jit::Module root, con
   return {root, path.substr(start)};
 }
 
-// Replaces `module`'s forward with `graph` (whose first input is `module` itself).
-void replace_forward(torch::jit::Module& module, const std::shared_ptr<Graph>& graph) {
-  auto type = module.type();
-  auto unit = module._ivalue()->compilation_unit();
-  const auto name = type->getMethod("forward").qualname();
-  type->unsafeRemoveMethod("forward");
-  unit->unsafeRemoveMethod(name);
-  type->addMethod(unit->create_function(name, graph));
-}
-
 at::Tensor channel_importance(const Space& g, const Analyzer& analyzer, const std::string& criterion,
                               std::string* note) {
   at::Tensor score = at::zeros({g.channels}, at::kDouble);
@@ -770,7 +747,6 @@ PassResult ChannelPrunePass::run(const torch::jit::Module& input, PassContext& c
     }
     p.node->replaceInput(p.input, constant);
   }
-  graph->lint();
   replace_forward(module, graph);
 
   char summary[240];

@@ -1,6 +1,10 @@
 #include "common.h"
 
 #include <fnmatch.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/inliner.h>
+
+#include <algorithm>
 
 #include <cstdio>
 #include <sstream>
@@ -103,6 +107,35 @@ torch::jit::Module clone_for_transform(const torch::jit::Module& input) {
 }
 
 double zero_fraction(const at::Tensor& w) { return (w == 0).sum().item<double>() / double(w.numel()); }
+
+std::optional<std::string> attribute_path(torch::jit::Value* v, torch::jit::Value* self) {
+  std::vector<std::string> names;
+  while (v->node()->kind() == c10::prim::GetAttr) {
+    names.push_back(v->node()->s(c10::attr::name));
+    v = v->node()->input(0);
+  }
+  if (v != self || names.empty()) return std::nullopt;
+  std::string path;
+  for (auto it = names.rbegin(); it != names.rend(); ++it) path += (path.empty() ? "" : ".") + *it;
+  return path;
+}
+
+std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& module, const std::string& pass) {
+  if (!module.find_method("forward")) throw UserError(pass + ": the model has no forward method");
+  auto graph = module.get_method("forward").graph()->copy();
+  torch::jit::Inline(*graph);
+  return graph;
+}
+
+void replace_forward(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& graph) {
+  graph->lint();
+  auto type = module.type();
+  auto unit = module._ivalue()->compilation_unit();
+  const auto name = type->getMethod("forward").qualname();
+  type->unsafeRemoveMethod("forward");
+  unit->unsafeRemoveMethod(name);
+  type->addMethod(unit->create_function(name, graph));
+}
 
 void finetune(torch::jit::Module& module, int epochs, double lr, PassContext& context, PassReport& report,
               const std::string& pass, const std::string& what, const std::function<void()>& after_step) {

@@ -3,6 +3,7 @@
 #include <torch/script.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,16 @@ std::vector<PrunableLayer> select_layers(const torch::jit::Module& module, const
 torch::jit::Module clone_for_transform(const torch::jit::Module& input);
 
 double zero_fraction(const at::Tensor& w);
+
+// The module attribute path a graph value is read from ("layer1.conv1.weight"), following
+// prim::GetAttr nodes back to `self`; nullopt when it is not read from the module.
+std::optional<std::string> attribute_path(torch::jit::Value* v, torch::jit::Value* self);
+
+// `module`'s forward graph with every submodule call inlined (a copy).
+std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& module, const std::string& pass);
+
+// Replaces `module`'s forward with `graph` (whose first input is `module` itself).
+void replace_forward(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& graph);
 
 // Fine-tunes `module` on context.train when epochs > 0 (throws UserError without training
 // data); `after_step` runs after every optimizer step. Adds notes to `report`.
