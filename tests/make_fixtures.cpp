@@ -22,5 +22,18 @@ int main(int argc, char** argv) {
   torch::jit::Module tuple("Tuple");
   tuple.define("def forward(self, x):\n    return (x, x)\n");
   joulecut::save_model(tuple, std::nullopt, dir + "/tuple-output.pt");
+  // Convolutions only (two layers, so one is prunable with first/last): no Linear layer.
+  torch::jit::Module conv("ConvOnly");
+  torch::jit::Module inner("Conv");
+  inner.register_parameter("weight", at::randn({4, 1, 3, 3}), false);
+  conv.register_module("conv1", inner);
+  torch::jit::Module inner2("Conv2");
+  inner2.register_parameter("weight", at::randn({10, 4, 3, 3}), false);
+  conv.register_module("conv2", inner2);
+  conv.define(
+      "def forward(self, x):\n"
+      "    x = torch.conv2d(x, self.conv1.weight)\n"
+      "    return torch.mean(torch.conv2d(x, self.conv2.weight), [2, 3])\n");
+  joulecut::save_model(conv, std::nullopt, dir + "/conv-only.pt");
   return 0;
 }

@@ -282,6 +282,7 @@ struct PruneCliOptions {
   bool no_measure = false;
   bool no_progress = false;
   bool sparse_runtime = false;
+  double min_speedup = joulecut::SparseLoweringOptions{}.min_speedup;
   int windows = 5;
   std::string batches = "64";
 };
@@ -351,6 +352,7 @@ void run_prune(PruneCliOptions o, const RunSettings& settings, const std::string
   if (o.sparse_runtime) {
     joulecut::SparseLoweringOptions lowering;
     lowering.batch = parse_batches(o.batches).front();
+    lowering.min_speedup = o.min_speedup;
     passes.push_back(std::make_unique<joulecut::LowerSparsePass>(lowering));
   }
   torch::jit::Module module = loaded.module;
@@ -562,6 +564,9 @@ int main(int argc, char** argv) {
   prune_cmd->add_option("--windows", prune.windows, "Measurement windows")->capture_default_str()->check(CLI::Range(2, 100000));
   prune_cmd->add_flag("--sparse-runtime", prune.sparse_runtime,
                       "Then run sparse Linear layers on joulecut::sparse_linear where timed faster at the first --batch");
+  prune_cmd->add_option("--min-speedup", prune.min_speedup,
+                        "With --sparse-runtime: lower a layer only where sparse is at least this much faster")
+      ->capture_default_str();
   prune_cmd->add_flag("--no-measure", prune.no_measure, "Skip the before/after measurement");
   prune_cmd->add_flag("--no-progress", prune.no_progress, "No progress bars");
 

@@ -123,6 +123,14 @@ expect_ok "prune: magnitude, measured before and after" "l5-pruned +64 " prune "
 grep -q "no speedup expected: masked zeros" "$tmp/out" && report "prune: says masked zeros give no speedup" ok || report "prune: says masked zeros give no speedup" fail "$(head -12 "$tmp/out")"
 expect_ok "prune: output is a loadable model" "sparsity +7[0-9]\.[0-9]+% zero weights" info "$tmp/l5-pruned.pt"
 expect_ok "prune: N:M" "prune-nm: " prune "$models/mlp.pt" -o "$tmp/mlp-24.pt" --method nm --no-measure
+expect_error "prune: channel ratio outside [0, 1)" "ratio=1 must be in \[0, 1\)" prune "$models/resnet8.pt" -o "$tmp/c.pt" --method channel --ratio 1 --no-measure
+expect_error "prune: channel pruning names the blocking op" "no channel group can be pruned: blocked by .*grouped convolution features\.4 with groups=2" prune "$src/tests/fixtures/python-scripted-cnn.pt" -o "$tmp/c.pt" --method channel --no-measure
+expect_error "prune: sparse runtime on a model without Linear layers" "lower-sparse: the model has no Linear layer" prune "$tmp/conv-only.pt" -o "$tmp/c.pt" --sparsity 0.9 --first-last --sparse-runtime --no-measure
+[ ! -e "$tmp/c.pt" ] && report "prune: nothing written on channel errors" ok || report "prune: nothing written on channel errors" fail "$tmp/c.pt exists"
+expect_ok "prune: channel, layers shrink" "prune-channel: .* parameters 77754 -> 19810" prune "$models/resnet8.pt" -o "$tmp/r8-ch.pt" --method channel --no-measure
+expect_ok "prune: channel-pruned output is a loadable, smaller model" "params +19\.8k" info "$tmp/r8-ch.pt"
+expect_ok "prune: sparse runtime reports each layer" "fc1 +(sparse|dense): 90\.0% zeros" prune "$models/mlp.pt" -o "$tmp/mlp-sparse.pt" --sparsity 0.9 --first-last --sparse-runtime --no-measure
+expect_ok "prune: sparse-lowered output loads in C++" "parameters" info "$tmp/mlp-sparse.pt"
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
