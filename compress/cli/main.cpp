@@ -17,6 +17,7 @@
 #include "joulecut/models.h"
 #include "joulecut/platform.h"
 #include "joulecut/prune.h"
+#include "joulecut/sensitivity.h"
 #include "joulecut/torch_compat.h"
 #include "joulecut/version.h"
 
@@ -386,6 +387,52 @@ void run_prune(PruneCliOptions o, const RunSettings& settings, const std::string
   joulecut::measure::write_table(std::cout, joulecut::measure::measure_files(job));
 }
 
+// ---- compress sensitivity ------------------------------------------------------------------
+struct SensitivityCliOptions {
+  std::string model, plot, csv, levels = "0.25,0.5,0.75,0.9";
+  joulecut::SensitivityOptions sensitivity;
+  joulecut::DataSource data;
+  std::int64_t limit = 0;
+  bool no_progress = false;
+};
+
+void run_sensitivity(SensitivityCliOptions o, const RunSettings& settings) {
+  apply_threads(settings);
+  for (const auto* out : {&o.plot, &o.csv})
+    if (!out->empty()) joulecut::refuse_to_overwrite_input(o.model, *out);
+  o.sensitivity.levels.clear();
+  std::stringstream in(o.levels);
+  for (std::string item; std::getline(in, item, ',');) {
+    try {
+      std::size_t used = 0;
+      o.sensitivity.levels.push_back(std::stod(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw UserError("--levels: '" + item + "' is not a number (give e.g. 0.25,0.5,0.75,0.9)");
+    }
+  }
+  o.sensitivity.progress = !o.no_progress;
+  auto loaded = joulecut::load_model(o.model);
+  std::optional<joulecut::DatasetSpec> spec;
+  if (loaded.metadata) spec = loaded.metadata->dataset;
+  auto data = joulecut::take_first(joulecut::load_dataset(o.data, joulecut::Split::test, spec), o.limit);
+  joulecut::check_model_accepts(loaded.module, data, o.model);
+  const auto report = joulecut::analyze_sensitivity(loaded.module, data, o.sensitivity);
+  joulecut::write_sensitivity_table(std::cout, report);
+  const std::string name = std::filesystem::path(o.model).filename().string();
+  if (!o.plot.empty()) {
+    joulecut::write_file_atomic(o.plot, joulecut::sensitivity_svg(report, "Pruning sensitivity of " + name + " (" +
+                                                                             report.method + ", one layer at a time)"));
+    std::printf("wrote %s\n", o.plot.c_str());
+  }
+  if (!o.csv.empty()) {
+    std::ostringstream csv;
+    joulecut::write_sensitivity_csv(csv, report);
+    joulecut::write_file_atomic(o.csv, csv.str());
+    std::printf("wrote %s\n", o.csv.c_str());
+  }
+}
+
 // ---- compress measure / compare ------------------------------------------------------------
 struct MeasureCliOptions {
   joulecut::measure::MeasureJob job;
@@ -578,6 +625,21 @@ int main(int argc, char** argv) {
       ->expected(2, 1000);
   add_measure_options(compare_cmd, compare);
 
+  SensitivityCliOptions sensitivity;
+  auto* sensitivity_cmd = app.add_subcommand(
+      "sensitivity", "Prune each layer alone at several levels: accuracy and modeled energy per layer, table and plot");
+  sensitivity_cmd->add_option("model", sensitivity.model, "TorchScript file (never modified)")->required();
+  sensitivity_cmd->add_option("--method", sensitivity.sensitivity.method,
+                              "magnitude (each layer's sparsity) or channel (each group's channels removed)")
+      ->capture_default_str();
+  sensitivity_cmd->add_option("--levels", sensitivity.levels, "Comma-separated levels in [0, 1)")->capture_default_str();
+  sensitivity_cmd->add_option("--limit", sensitivity.limit, "Evaluate on the first N test images only (0: all)")
+      ->capture_default_str();
+  sensitivity_cmd->add_option("--plot", sensitivity.plot, "Write the accuracy-against-level plot here (SVG)");
+  sensitivity_cmd->add_option("--csv", sensitivity.csv, "Write the table here as CSV");
+  sensitivity_cmd->add_flag("--no-progress", sensitivity.no_progress, "No progress bar");
+  add_data_options(sensitivity_cmd, sensitivity.data);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -592,6 +654,7 @@ int main(int argc, char** argv) {
     if (*measure_cmd) run_measure(measure, settings);
     if (*prune_cmd) run_prune(prune, settings, command);
     if (*compare_cmd) run_measure(compare, settings);
+    if (*sensitivity_cmd) run_sensitivity(sensitivity, settings);
     if (*train_cmd) {
       train.train.progress = !no_progress;
       run_train(train, settings, command);
