@@ -83,6 +83,7 @@ TEST_CASE("lower-sparse runs sparse layers on joulecut::sparse_linear and comput
   for (const auto& p : pruned.named_parameters(true))
     if (p.name.find(".weight") != std::string::npos) nonzero += (p.value != 0).sum().item<std::int64_t>();
   CHECK(stats.macs == 2 * nonzero);
+  CHECK(stats.parameters == nonzero + 300 + 100 + 10);  // CSR weights count as parameters
   REQUIRE(stats.layers.size() == 3);
   CHECK(stats.layers[0].name == "fc1");
 }

@@ -589,6 +589,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   prune_cmd->add_option("--sparsity", prune.magnitude.sparsity, "magnitude: fraction of weights zeroed, in [0, 1)")
       ->capture_default_str();
+  prune_cmd->add_option("--steps", prune.magnitude.steps,
+                        "magnitude: prune gradually in this many steps, fine-tuning between them (cubic schedule)")
+      ->capture_default_str();
   prune_cmd->add_option("--scope", prune.magnitude.scope, "magnitude: layer (each layer) or global (one threshold)")
       ->capture_default_str();
   prune_cmd->add_option("--ratio", prune.channel.ratio, "channel: fraction of each group's channels removed, in [0, 1)")

@@ -151,6 +151,7 @@ ModelStats analyze_model(torch::jit::Module& input_module, const at::Tensor& exa
     // lower-sparse keeps a layer's CSR weight in root buffers "joulecut_csr_values__<layer>".
     const std::string prefix = "joulecut_csr_values__";
     if (b.name.compare(0, prefix.size(), prefix) != 0) continue;
+    stats.parameters += b.value.numel();  // the layer's stored weights: they are parameters
     std::string layer = b.name.substr(prefix.size());
     for (std::size_t at = layer.find("__"); at != std::string::npos; at = layer.find("__", at + 1)) layer.replace(at, 2, ".");
     recorder.names[b.value.data_ptr()] = layer;

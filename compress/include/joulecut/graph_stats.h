@@ -28,7 +28,7 @@ struct LayerStats {
 struct ModelStats {
   std::vector<LayerStats> layers;
   std::int64_t batch = 1;            // batch size of the example input
-  std::int64_t parameters = 0;       // all parameters of the module (0 once frozen)
+  std::int64_t parameters = 0;       // all parameters of the module (0 once frozen), CSR weights included
   std::int64_t parameter_bytes = 0;  // parameters + buffers
   std::int64_t macs = 0;             // sum over layers, for the whole example batch
   std::int64_t layer_params = 0;     // params of the counted layers

@@ -24,6 +24,10 @@ struct MagnitudePruneOptions {
   LayerSelection layers;
   int finetune_epochs = 0;      // > 0: fine-tune on context.train with the zeros kept
   double finetune_lr = 0.01;
+  // > 1: gradual pruning (Zhu & Gupta 2017): sparsity rises along s * (1 - (1 - i/steps)^3)
+  // over `steps` prunings, the fine-tuning epochs shared out between them (needs
+  // finetune-epochs >= steps).
+  int steps = 1;
 };
 
 // N:M semi-structured sparsity: in every group of M consecutive weights along the input

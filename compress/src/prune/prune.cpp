@@ -23,6 +23,33 @@ void finetune_with_masks(torch::jit::Module& module, const std::vector<PrunableL
   });
 }
 
+// Zeroes the smallest weights until each layer (or, `global`, all layers together) reaches
+// `sparsity`. Weights already zero count as pruned, so a second call at a higher sparsity
+// continues where the first stopped.
+void prune_by_magnitude(const std::vector<PrunableLayer>& layers, double sparsity, bool global) {
+  double global_threshold = 0;
+  if (global) {
+    std::vector<at::Tensor> magnitudes;
+    for (const auto& l : layers) magnitudes.push_back(l.weight.abs().flatten());
+    const at::Tensor all = at::cat(magnitudes);
+    const auto k = std::int64_t(sparsity * double(all.numel()));
+    global_threshold = k > 0 ? std::get<0>(all.kthvalue(k)).item<double>() : -1;
+  }
+  for (const auto& l : layers) {
+    const at::Tensor magnitude = l.weight.abs().flatten();
+    // Rank by magnitude, ties broken by position (stable), so exactly k weights go.
+    const auto k = std::int64_t(sparsity * double(magnitude.numel()));
+    at::Tensor mask = at::ones_like(magnitude);
+    if (global) {
+      mask = magnitude.gt(global_threshold).to(magnitude.scalar_type());
+    } else if (k > 0) {
+      const at::Tensor order = std::get<1>(magnitude.sort(/*stable=*/true, 0, false));
+      mask.index_fill_(0, order.narrow(0, 0, k), 0);
+    }
+    l.weight.mul_(mask.view_as(l.weight));
+  }
+}
+
 PassResult finish(torch::jit::Module module, PassReport report, const std::vector<PrunableLayer>& layers) {
   std::int64_t zeros = 0, total = 0;
   for (const auto& l : layers) {
@@ -49,6 +76,10 @@ MagnitudePrunePass::MagnitudePrunePass(MagnitudePruneOptions options) : options_
   if (options_.scope != "layer" && options_.scope != "global")
     throw UserError("prune-magnitude: scope='" + options_.scope + "' must be layer or global");
   check_finetune("prune-magnitude", options_.finetune_epochs);
+  if (options_.steps < 1) throw UserError("prune-magnitude: steps must be >= 1");
+  if (options_.steps > 1 && options_.finetune_epochs < options_.steps)
+    throw UserError("prune-magnitude: steps=" + std::to_string(options_.steps) +
+                    " needs finetune-epochs >= steps (gradual pruning fine-tunes between steps)");
 }
 
 MagnitudePruneOptions MagnitudePrunePass::parse(const PassOptionMap& map) {
@@ -58,6 +89,7 @@ MagnitudePruneOptions MagnitudePrunePass::parse(const PassOptionMap& map) {
   o.scope = r.text("scope", o.scope);
   o.layers = read_selection(r);
   read_finetune(r, &o.finetune_epochs, &o.finetune_lr);
+  o.steps = r.integer("steps", o.steps);
   r.finish();
   return o;
 }
@@ -69,6 +101,7 @@ std::string MagnitudePrunePass::options_text() const {
   if (options_.scope != d.scope) append_option(out, "scope", options_.scope);
   print_selection(out, options_.layers);
   print_finetune(out, options_, d);
+  if (options_.steps != d.steps) append_option(out, "steps", std::to_string(options_.steps));
   return join_options(out);
 }
 
@@ -78,30 +111,25 @@ PassResult MagnitudePrunePass::run(const torch::jit::Module& input, PassContext&
   PassReport report;
   report.pass = text();
   at::NoGradGuard no_grad;
-  double global_threshold = 0;
-  if (options_.scope == "global") {
-    std::vector<at::Tensor> magnitudes;
-    for (const auto& l : layers) magnitudes.push_back(l.weight.abs().flatten());
-    const at::Tensor all = at::cat(magnitudes);
-    const auto k = std::int64_t(options_.sparsity * double(all.numel()));
-    global_threshold = k > 0 ? std::get<0>(all.kthvalue(k)).item<double>() : -1;
-  }
-  for (const auto& l : layers) {
-    const double before = zero_fraction(l.weight);
-    const at::Tensor magnitude = l.weight.abs().flatten();
-    // Rank by magnitude, ties broken by position (stable), so exactly k weights go.
-    std::int64_t k = std::int64_t(options_.sparsity * double(magnitude.numel()));
-    at::Tensor mask = at::ones_like(magnitude);
-    if (options_.scope == "global") {
-      mask = magnitude.gt(global_threshold).to(magnitude.scalar_type());
-    } else if (k > 0) {
-      const at::Tensor order = std::get<1>(magnitude.sort(/*stable=*/true, 0, false));
-      mask.index_fill_(0, order.narrow(0, 0, k), 0);
+  std::vector<double> before;
+  for (const auto& l : layers) before.push_back(zero_fraction(l.weight));
+  for (int step = 1; step <= options_.steps; ++step) {
+    const double remaining = 1.0 - double(step) / double(options_.steps);
+    const double sparsity = options_.sparsity * (1.0 - remaining * remaining * remaining);
+    prune_by_magnitude(layers, sparsity, options_.scope == "global");
+    // Epochs shared out between steps, the remainder going to the last ones.
+    const int epochs = options_.finetune_epochs / options_.steps +
+                       (step > options_.steps - options_.finetune_epochs % options_.steps ? 1 : 0);
+    if (options_.steps > 1) {
+      char note[120];
+      std::snprintf(note, sizeof note, "step %d/%d: sparsity %.2f%%, then %d fine-tuning epoch(s)", step, options_.steps,
+                    100 * sparsity, epochs);
+      report.notes.push_back(note);
     }
-    l.weight.mul_(mask.view_as(l.weight));
-    report.layers.push_back({l.name, "sparsity", before, zero_fraction(l.weight), ""});
+    finetune_with_masks(module, layers, epochs, options_.finetune_lr, context, report, name());
   }
-  finetune_with_masks(module, layers, options_.finetune_epochs, options_.finetune_lr, context, report, name());
+  for (std::size_t i = 0; i < layers.size(); ++i)
+    report.layers.push_back({layers[i].name, "sparsity", before[i], zero_fraction(layers[i].weight), ""});
   return finish(module, report, layers);
 }
 
