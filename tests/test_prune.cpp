@@ -147,3 +147,29 @@ TEST_CASE("pruned models save, load and run; fine-tuning keeps the zeros", "[pru
   PassContext without_data;
   CHECK_THROWS_WITH(MagnitudePrunePass(options).run(model, without_data), Contains("needs training data"));
 }
+
+TEST_CASE("gradual magnitude pruning follows the cubic schedule and ends at the target", "[prune]") {
+  at::manual_seed(31);
+  TensorDataset data;
+  data.description = "noise";
+  data.images = at::randn({128, 1, 28, 28});
+  data.labels = at::randint(0, 10, {128}, at::kLong);
+  PassContext context;
+  context.progress = false;
+  context.train = &data;
+  MagnitudePruneOptions o;
+  o.sparsity = 0.9;
+  o.steps = 2;
+  o.finetune_epochs = 3;
+  o.layers.include_first_last = true;
+  auto model = build_reference_model("mlp", 1);
+  const auto result = MagnitudePrunePass(o).run(model, context);
+  for (const auto& l : result.report.layers) CHECK(l.after == Approx(0.9).margin(1e-4));
+  // 0.9 * (1 - (1 - 1/2)^3) = 78.75% first, with 1 of the 3 epochs; then 90% with 2.
+  CHECK_THAT(result.report.notes[0], Contains("step 1/2: sparsity 78.75%, then 1 fine-tuning epoch(s)"));
+  CHECK_THAT(result.report.notes[2], Contains("step 2/2: sparsity 90.00%, then 2 fine-tuning epoch(s)"));
+  CHECK(parse_pipeline("prune-magnitude<finetune-epochs=4,steps=4>")[0]->text() ==
+        "prune-magnitude<finetune-epochs=4,steps=4>");
+  CHECK_THROWS_WITH(parse_pipeline("prune-magnitude<steps=3>"), Contains("needs finetune-epochs >= steps"));
+  CHECK_THROWS_WITH(parse_pipeline("prune-magnitude<steps=0>"), Contains("steps must be >= 1"));
+}
