@@ -550,16 +550,6 @@ class Analyzer {
   std::set<std::string> used_weights_;
 };
 
-// The module holding attribute path "a.b.weight", and the attribute's name.
-std::pair<torch::jit::Module, std::string> owner_of(torch::jit::Module root, const std::string& path) {
-  std::size_t start = 0;
-  for (std::size_t dot = path.find('.'); dot != std::string::npos; dot = path.find('.', start)) {
-    root = root.attr(path.substr(start, dot - start)).toModule();
-    start = dot + 1;
-  }
-  return {root, path.substr(start)};
-}
-
 at::Tensor channel_importance(const Space& g, const Analyzer& analyzer, const std::string& criterion,
                               std::string* note) {
   at::Tensor score = at::zeros({g.channels}, at::kDouble);

@@ -120,6 +120,15 @@ std::optional<std::string> attribute_path(torch::jit::Value* v, torch::jit::Valu
   return path;
 }
 
+std::pair<torch::jit::Module, std::string> owner_of(torch::jit::Module root, const std::string& path) {
+  std::size_t start = 0;
+  for (std::size_t dot = path.find('.'); dot != std::string::npos; dot = path.find('.', start)) {
+    root = root.attr(path.substr(start, dot - start)).toModule();
+    start = dot + 1;
+  }
+  return {root, path.substr(start)};
+}
+
 std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& module, const std::string& pass) {
   if (!module.find_method("forward")) throw UserError(pass + ": the model has no forward method");
   auto graph = module.get_method("forward").graph()->copy();

@@ -53,6 +53,9 @@ double zero_fraction(const at::Tensor& w);
 // prim::GetAttr nodes back to `self`; nullopt when it is not read from the module.
 std::optional<std::string> attribute_path(torch::jit::Value* v, torch::jit::Value* self);
 
+// The module holding attribute path "a.b.weight" under `root`, and the attribute's name.
+std::pair<torch::jit::Module, std::string> owner_of(torch::jit::Module root, const std::string& path);
+
 // `module`'s forward graph with every submodule call inlined (a copy).
 std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& module, const std::string& pass);
 

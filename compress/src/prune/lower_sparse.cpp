@@ -179,14 +179,8 @@ PassResult LowerSparsePass::run(const torch::jit::Module& input, PassContext& co
         c.node->output()->replaceAllUsesWith(out);
         c.node->destroy();
         // The CSR buffers hold the weight now; the dense copy would only inflate the file.
-        const auto dot = c.weight.rfind('.');
-        torch::jit::Module owner = module;
-        std::size_t start = 0;
-        for (std::size_t d = c.weight.find('.'); d != std::string::npos && d <= dot; d = c.weight.find('.', start)) {
-          owner = owner.attr(c.weight.substr(start, d - start)).toModule();
-          start = d + 1;
-        }
-        owner.setattr(c.weight.substr(dot + 1), at::empty({0}));
+        auto [owner, attribute] = owner_of(module, c.weight);
+        owner.setattr(attribute, at::empty({0}));
         ++lowered;
       }
     }
