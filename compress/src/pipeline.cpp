@@ -4,6 +4,7 @@
 #include "joulecut/error.h"
 #include "joulecut/pass.h"
 #include "joulecut/prune.h"
+#include "joulecut/quantize.h"
 
 namespace joulecut {
 

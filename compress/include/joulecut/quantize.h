@@ -1,0 +1,25 @@
+#pragma once
+// Quantization family. So far: graph preparation (BatchNorm folding), which int8 needs first
+// and which also helps fp32 models that are not frozen and optimized.
+#include "joulecut/pass.h"
+
+namespace joulecut {
+
+// Folds each BatchNorm that directly follows a Conv2d or Linear (and is that layer's only
+// user) into the layer's weight and bias: W' = W * g / sqrt(v + eps), b' = (b - m) * g / sqrt(v
+// + eps) + beta. The output computes what the input computes in eval mode; it is for inference
+// (its folded layers no longer normalize with batch statistics in train mode). BatchNorms that
+// follow anything else stay, and the report says why.
+struct FoldBatchNormOptions {};
+
+class FoldBatchNormPass final : public Pass {
+ public:
+  explicit FoldBatchNormPass(FoldBatchNormOptions options = {});
+  static FoldBatchNormOptions parse(const PassOptionMap& options);
+  std::string name() const override { return "fold-batchnorm"; }
+  std::string options_text() const override { return ""; }
+  // Throws UserError when the model has no BatchNorm at all.
+  PassResult run(const torch::jit::Module& module, PassContext& context) const override;
+};
+
+}  // namespace joulecut

@@ -1,0 +1,148 @@
+// fold-batchnorm: BatchNorm after a Conv2d or Linear becomes part of that layer's weight and
+// bias. Works on the inlined forward graph, so it needs no knowledge of the model's classes.
+#include <ATen/ATen.h>
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <map>
+
+#include "../pass_options.h"
+#include "../prune/common.h"
+#include "joulecut/error.h"
+#include "joulecut/quantize.h"
+
+namespace joulecut {
+using namespace prune_detail;
+namespace {
+
+using torch::jit::Node;
+using torch::jit::Value;
+
+std::vector<Node*> batch_norm_nodes(torch::jit::Block* block) {
+  std::vector<Node*> out;
+  for (Node* n : block->nodes()) {
+    if (n->kind() == c10::aten::batch_norm) out.push_back(n);
+    for (torch::jit::Block* inner : n->blocks()) {
+      const auto nested = batch_norm_nodes(inner);
+      out.insert(out.end(), nested.begin(), nested.end());
+    }
+  }
+  return out;
+}
+
+// Counts, per module attribute path, the graph inputs that read it (nested blocks included).
+void count_reads(torch::jit::Block* block, Value* self, std::map<std::string, int>& reads) {
+  for (Node* n : block->nodes()) {
+    for (Value* v : n->inputs())
+      if (v->node()->kind() == c10::prim::GetAttr)
+        if (auto path = attribute_path(v, self)) ++reads[*path];
+    for (torch::jit::Block* inner : n->blocks()) count_reads(inner, self, reads);
+  }
+}
+
+// True when every use of `v` other than by `user` only reads its shape (size(), dim()), which
+// folding does not change: Python's BatchNorm checks the input's size before normalizing.
+bool only_shape_queries_besides(Value* v, Node* user) {
+  for (const auto& use : v->uses()) {
+    if (use.user == user) continue;
+    const auto kind = use.user->kind();
+    if (kind != c10::aten::size && kind != c10::aten::dim && kind != c10::aten::len)
+      return false;
+  }
+  return true;
+}
+
+std::string folded_bias_name(const std::string& layer) {
+  std::string flat = layer;
+  for (std::size_t at = flat.find('.'); at != std::string::npos; at = flat.find('.', at + 2)) flat.replace(at, 1, "__");
+  return "joulecut_folded_bias__" + flat;
+}
+
+}  // namespace
+
+FoldBatchNormPass::FoldBatchNormPass(FoldBatchNormOptions) {}
+
+FoldBatchNormOptions FoldBatchNormPass::parse(const PassOptionMap& map) {
+  OptionReader r("fold-batchnorm", map);
+  r.finish();
+  return {};
+}
+
+PassResult FoldBatchNormPass::run(const torch::jit::Module& input, PassContext&) const {
+  torch::jit::Module module = clone_for_transform(input);
+  auto graph = inlined_forward(module, name());
+  Value* self = graph->inputs()[0];
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& p : module.named_parameters(true)) tensors[p.name] = p.value;
+  for (const auto& b : module.named_buffers(true)) tensors[b.name] = b.value;
+  // How many layer calls read each weight: a shared weight can't absorb one call's BatchNorm.
+  std::map<std::string, int> weight_uses;
+  count_reads(graph->block(), self, weight_uses);
+
+  const auto norms = batch_norm_nodes(graph->block());
+  if (norms.empty()) throw UserError("fold-batchnorm: the model has no BatchNorm (aten::batch_norm) to fold");
+  PassReport report;
+  report.pass = text();
+  at::NoGradGuard no_grad;
+  int folded = 0;
+  for (Node* bn : norms) {
+    LayerChange change{"", "folded", 0, 0, ""};
+    const auto gamma = attribute_path(bn->input(1), self), beta = attribute_path(bn->input(2), self);
+    const auto mean = attribute_path(bn->input(3), self), var = attribute_path(bn->input(4), self);
+    const auto eps = torch::jit::toIValue(bn->input(7));
+    change.layer = mean ? mean->substr(0, mean->rfind('.')) : "batch_norm";
+    Node* producer = bn->input(0)->node();
+    const auto kind = producer->kind();
+    const bool conv = kind == c10::aten::conv2d || kind == c10::aten::_convolution;
+    std::optional<std::string> weight;
+    if (conv || kind == c10::aten::linear) weight = attribute_path(producer->input(1), self);
+    if (!conv && kind != c10::aten::linear) {
+      change.note = std::string("kept: follows ") + kind.toQualString() + ", not a Conv2d or Linear";
+    } else if (kind == c10::aten::_convolution && !(torch::jit::toIValue(producer->input(6)) &&
+                                                    !torch::jit::toIValue(producer->input(6))->toBool())) {
+      change.note = "kept: follows a transposed convolution";
+    } else if (!only_shape_queries_besides(bn->input(0), bn)) {
+      change.note = "kept: the layer's output is also used elsewhere";
+    } else if (!weight || !tensors.count(*weight) || weight_uses[*weight] != 1) {
+      change.note = "kept: the layer's weight is not its own module parameter";
+    } else if (!mean || !var || !tensors.count(*mean) || !tensors.count(*var) || !eps || !eps->isDouble()) {
+      change.note = "kept: statistics not read from the module";
+    } else {
+      const at::Tensor w = tensors[*weight];
+      const std::int64_t channels = w.size(0);
+      const at::Tensor inv_std = (tensors[*var] + eps->toDouble()).rsqrt();
+      const at::Tensor g = gamma && tensors.count(*gamma) ? tensors[*gamma] : at::ones({channels});
+      const at::Tensor b = beta && tensors.count(*beta) ? tensors[*beta] : at::zeros({channels});
+      const auto bias_path = attribute_path(producer->input(2), self);
+      const at::Tensor old_bias = bias_path && tensors.count(*bias_path) ? tensors[*bias_path] : at::zeros({channels});
+      const at::Tensor scale = g * inv_std;
+      std::vector<std::int64_t> shape(std::size_t(w.dim()), 1);
+      shape[0] = channels;
+      w.mul_(scale.view(shape));
+      const at::Tensor new_bias = ((old_bias - tensors[*mean]) * scale + b).detach();
+      if (bias_path && tensors.count(*bias_path)) {
+        tensors[*bias_path].copy_(new_bias);
+      } else {
+        // The layer had no bias; its class may be shared with layers that keep none, so the
+        // folded bias lives on the root module.
+        const std::string layer = weight->substr(0, weight->rfind('.'));
+        module.register_parameter(folded_bias_name(layer), new_bias.requires_grad_(w.requires_grad()), false);
+        torch::jit::WithInsertPoint guard(producer);
+        producer->replaceInput(2, graph->insertGetAttr(self, folded_bias_name(layer)));
+      }
+      bn->output()->replaceAllUsesWith(bn->input(0));
+      bn->destroy();
+      change.layer = weight->substr(0, weight->rfind('.')) + " <- " + change.layer;
+      change.after = 1;
+      change.note = "folded";
+      ++folded;
+    }
+    report.layers.push_back(change);
+  }
+  if (folded > 0) replace_forward(module, graph);
+  report.summary = std::to_string(folded) + " of " + std::to_string(norms.size()) + " BatchNorm(s) folded into the layer before";
+  report.notes.push_back("for inference: folded layers no longer use batch statistics in train mode");
+  module.eval();
+  return {module, report};
+}
+
+}  // namespace joulecut
