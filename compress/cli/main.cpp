@@ -18,6 +18,7 @@
 #include "joulecut/platform.h"
 #include "joulecut/prune.h"
 #include "joulecut/sensitivity.h"
+#include "joulecut/calibrate.h"
 #include "joulecut/torch_compat.h"
 #include "joulecut/version.h"
 
@@ -433,6 +434,37 @@ void run_sensitivity(SensitivityCliOptions o, const RunSettings& settings) {
   }
 }
 
+// ---- compress calibrate ------------------------------------------------------------------------
+struct CalibrateCliOptions {
+  std::string model;
+  joulecut::CalibrationOptions calibration;
+  joulecut::DataSource data;
+  bool no_progress = false;
+};
+
+void run_calibrate(CalibrateCliOptions o, const RunSettings& settings) {
+  apply_threads(settings);
+  o.calibration.progress = !o.no_progress;
+  auto loaded = joulecut::load_model(o.model);
+  std::optional<joulecut::DatasetSpec> spec;
+  if (loaded.metadata) spec = loaded.metadata->dataset;
+  // Calibration uses the training split: the test split stays unseen for accuracy.
+  const auto data = joulecut::load_dataset(o.data, joulecut::Split::train, spec);
+  joulecut::check_model_accepts(loaded.module, data, o.model);
+  const auto result = joulecut::calibrate(loaded.module, data, o.calibration);
+  std::printf("calibration of %s: observer %s, %lld images of %s\n\n", o.model.c_str(), result.observer.c_str(),
+              (long long)result.samples, data.description.c_str());
+  std::printf("%-24s %-18s %-36s %s\n", "layer", "op", "input range (scale, zero point)", "output range (scale, zero point)");
+  auto range = [](const joulecut::QuantRange& r) {
+    char text[80];
+    std::snprintf(text, sizeof text, "[%.4g, %.4g] (%.3g, %d)", r.min, r.max, r.scale, r.zero_point);
+    return std::string(text);
+  };
+  for (const auto& l : result.layers)
+    std::printf("%-24s %-18s %-36s %s\n", l.layer.c_str(), l.op.c_str(), range(l.input).c_str(), range(l.output).c_str());
+  std::printf("\nuint8 affine per tensor: x = scale * (q - zero point), q in [0, 255]\n");
+}
+
 // ---- compress measure / compare ------------------------------------------------------------
 struct MeasureCliOptions {
   joulecut::measure::MeasureJob job;
@@ -628,6 +660,19 @@ int main(int argc, char** argv) {
       ->expected(2, 1000);
   add_measure_options(compare_cmd, compare);
 
+  CalibrateCliOptions calibrate;
+  auto* calibrate_cmd = app.add_subcommand(
+      "calibrate", "Run calibration images through a model: the int8 range of each Conv2d/Linear input and output");
+  calibrate_cmd->add_option("model", calibrate.model, "TorchScript file (never modified)")->required();
+  calibrate_cmd->add_option("--observer", calibrate.calibration.observer, "minmax, percentile, entropy (KL) or mse")
+      ->capture_default_str();
+  calibrate_cmd->add_option("--percentile", calibrate.calibration.percentile, "For --observer percentile, in (0, 100]")
+      ->capture_default_str();
+  calibrate_cmd->add_option("--samples", calibrate.calibration.samples, "Calibration images (first N of the training split; 0: all)")
+      ->capture_default_str();
+  calibrate_cmd->add_flag("--no-progress", calibrate.no_progress, "No progress bar");
+  add_data_options(calibrate_cmd, calibrate.data);
+
   SensitivityCliOptions sensitivity;
   auto* sensitivity_cmd = app.add_subcommand(
       "sensitivity", "Prune each layer alone at several levels: accuracy and modeled energy per layer, table and plot");
@@ -658,6 +703,7 @@ int main(int argc, char** argv) {
     if (*prune_cmd) run_prune(prune, settings, command);
     if (*compare_cmd) run_measure(compare, settings);
     if (*sensitivity_cmd) run_sensitivity(sensitivity, settings);
+    if (*calibrate_cmd) run_calibrate(calibrate, settings);
     if (*train_cmd) {
       train.train.progress = !no_progress;
       run_train(train, settings, command);
