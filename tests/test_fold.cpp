@@ -3,7 +3,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include "joulecut/error.h"
+#include "joulecut/graph_stats.h"
 #include "joulecut/model.h"
 #include "joulecut/models.h"
 #include "joulecut/quantize.h"
@@ -81,4 +84,39 @@ def forward(self, x):
   CHECK_THROWS_WITH(fold(plain), Contains("no BatchNorm"));
   CHECK_THROWS_WITH(parse_pipeline("fold-batchnorm<eps=1>"), Contains("unknown option 'eps'"));
   CHECK(parse_pipeline("fold-batchnorm,prune-channel")[0]->text() == "fold-batchnorm");
+}
+
+TEST_CASE("dynamic int8 Linear layers stay close to fp32 and count their MACs", "[quantize]") {
+  at::manual_seed(61);
+  auto mlp = build_reference_model("mlp", 1);
+  mlp.eval();
+  PassContext context;
+  context.progress = false;
+  auto result = DynamicQuantizePass().run(mlp, context);
+  CHECK_THAT(result.report.summary, Contains("3 of 3 Linear layer(s) run on quantized::linear_dynamic"));
+  CHECK(count_ops(result.module, "quantized::linear_dynamic") == 3);
+  const at::Tensor x = at::randn({64, 1, 28, 28});
+  const at::Tensor expected = mlp.forward({x}).toTensor();
+  const at::Tensor got = result.module.forward({x}).toTensor();
+  // int8 weights and activations: close, not equal.
+  CHECK((got - expected).abs().max().item<double>() < 0.05 * expected.abs().max().item<double>());
+  CHECK(got.argmax(1).eq(expected.argmax(1)).to(at::kFloat).mean().item<double>() > 0.95);
+  TempDir dir;
+  save_model(result.module, std::nullopt, dir.file("dynamic.pt"));
+  auto loaded = load_model(dir.file("dynamic.pt")).module;
+  CHECK(at::allclose(loaded.forward({x}).toTensor(), got));
+  const auto stats = analyze_model(loaded, at::zeros({2, 1, 28, 28}));
+  CHECK(stats.macs == 2 * (784 * 300 + 300 * 100 + 100 * 10));
+  CHECK(stats.parameters == 784 * 300 + 300 * 100 + 100 * 10 + 300 + 100 + 10);  // packed weights and biases, once
+  CHECK(std::find(stats.dtypes.begin(), stats.dtypes.end(), "QInt8") != stats.dtypes.end());
+
+  DynamicQuantizeOptions keep_last;
+  keep_last.exclude = "fc3";
+  auto partial = DynamicQuantizePass(keep_last).run(mlp, context);
+  CHECK(count_ops(partial.module, "quantized::linear_dynamic") == 2);
+  CHECK(count_ops(partial.module, "aten::linear") == 1);
+  torch::jit::Module conv("ConvOnly");
+  conv.register_parameter("weight", at::randn({4, 1, 3, 3}), false);
+  conv.define("def forward(self, x):\n    return torch.conv2d(x, self.weight)\n");
+  CHECK_THROWS_WITH(DynamicQuantizePass().run(conv, context), Contains("no float32 Linear layer"));
 }

@@ -19,6 +19,7 @@
 #include "joulecut/prune.h"
 #include "joulecut/sensitivity.h"
 #include "joulecut/calibrate.h"
+#include "joulecut/quantize.h"
 #include "joulecut/torch_compat.h"
 #include "joulecut/version.h"
 
@@ -295,7 +296,7 @@ std::vector<std::int64_t> parse_batches(const std::string& text);
 void print_pass_report(const joulecut::PassReport& report) {
   std::printf("%s: %s\n", report.pass.c_str(), report.summary.c_str());
   const std::string what = report.layers.empty() ? "" : report.layers[0].what;
-  const char* heading = what == "channels" ? "channels" : what == "latency_us" ? "us/batch" : "sparsity";
+  const char* heading = what == "channels" ? "channels" : what == "latency_us" ? "us/batch" : what == "bits" ? "bits" : what == "folded" ? "folded" : "sparsity";
   std::printf("  %-10s %10s %10s  %s\n", heading, "before", "after", "layer");
   for (const auto& l : report.layers) {
     const char* sep = l.note.empty() ? "" : "  ";
@@ -304,37 +305,25 @@ void print_pass_report(const joulecut::PassReport& report) {
     else if (what == "latency_us" && l.before == 0)
       std::printf("  %-10s %10s %10s  %s%s%s\n", "", "-", "-", l.layer.c_str(), sep, l.note.c_str());
     else
-      std::printf("  %-10s %10.*f %10.*f  %s%s%s\n", "", what == "channels" ? 0 : 1, l.before, what == "channels" ? 0 : 1,
+      std::printf("  %-10s %10.*f %10.*f  %s%s%s\n", "", what == "latency_us" ? 1 : 0, l.before, what == "latency_us" ? 1 : 0,
                   l.after, l.layer.c_str(), sep, l.note.c_str());
   }
   for (const auto& n : report.notes) std::printf("  note: %s\n", n.c_str());
 }
 
-void run_prune(PruneCliOptions o, const RunSettings& settings, const std::string& command) {
-  apply_threads(settings);
-  joulecut::refuse_to_overwrite_input(o.model, o.output);
-  const std::string dir = std::filesystem::path(o.output).parent_path().string();
-  if (!dir.empty() && !std::filesystem::is_directory(dir))
-    throw UserError(o.output + ": cannot write: directory " + dir + " does not exist");
-  std::unique_ptr<joulecut::Pass> pass;
-  if (o.method == "magnitude") {
-    o.magnitude.layers = o.layers;
-    o.magnitude.finetune_epochs = o.finetune_epochs;
-    o.magnitude.finetune_lr = o.finetune_lr;
-    pass = std::make_unique<joulecut::MagnitudePrunePass>(o.magnitude);
-  } else if (o.method == "nm") {
-    o.nm.layers = o.layers;
-    o.nm.finetune_epochs = o.finetune_epochs;
-    o.nm.finetune_lr = o.finetune_lr;
-    pass = std::make_unique<joulecut::NMPrunePass>(o.nm);
-  } else if (o.method == "channel") {
-    o.channel.layers = o.layers;
-    o.channel.finetune_epochs = o.finetune_epochs;
-    o.channel.finetune_lr = o.finetune_lr;
-    pass = std::make_unique<joulecut::ChannelPrunePass>(o.channel);
-  } else {
-    throw UserError("--method '" + o.method + "': choose magnitude, nm or channel");
-  }
+// Loads a model, runs passes in order, writes the result atomically with its provenance,
+// prints each pass's report, then measures before and after through the harness.
+struct ApplyJob {
+  std::string model, output;
+  std::uint64_t seed = 1;
+  bool no_progress = false, no_measure = false;
+  int windows = 5;
+  std::string batches = "64";
+  joulecut::DataSource data;
+  bool needs_training_data = false;
+};
+
+void apply_and_measure(const std::vector<std::unique_ptr<joulecut::Pass>>& passes, ApplyJob o, const std::string& command) {
   auto loaded = joulecut::load_model(o.model);
   std::optional<joulecut::DatasetSpec> spec;
   if (loaded.metadata) spec = loaded.metadata->dataset;
@@ -342,20 +331,12 @@ void run_prune(PruneCliOptions o, const RunSettings& settings, const std::string
   context.seed = o.seed;
   context.progress = !o.no_progress;
   std::optional<joulecut::TensorDataset> train, test;
-  if (o.finetune_epochs > 0) {
+  if (o.needs_training_data) {
     train = joulecut::load_dataset(o.data, joulecut::Split::train, spec);
     test = joulecut::load_dataset(o.data, joulecut::Split::test, spec);
     joulecut::check_model_accepts(loaded.module, *test, o.model);
     context.train = &*train;
     context.test = &*test;
-  }
-  std::vector<std::unique_ptr<joulecut::Pass>> passes;
-  passes.push_back(std::move(pass));
-  if (o.sparse_runtime) {
-    joulecut::SparseLoweringOptions lowering;
-    lowering.batch = parse_batches(o.batches).front();
-    lowering.min_speedup = o.min_speedup;
-    passes.push_back(std::make_unique<joulecut::LowerSparsePass>(lowering));
   }
   torch::jit::Module module = loaded.module;
   std::vector<joulecut::PassReport> reports;
@@ -386,6 +367,73 @@ void run_prune(PruneCliOptions o, const RunSettings& settings, const std::string
   job.run.windows = o.windows;
   job.progress = !o.no_progress;
   joulecut::measure::write_table(std::cout, joulecut::measure::measure_files(job));
+}
+
+// Before any work: the output must be writable and must not be the input.
+void check_output(const std::string& model, const std::string& output) {
+  joulecut::refuse_to_overwrite_input(model, output);
+  const std::string dir = std::filesystem::path(output).parent_path().string();
+  if (!dir.empty() && !std::filesystem::is_directory(dir))
+    throw UserError(output + ": cannot write: directory " + dir + " does not exist");
+}
+
+void run_prune(PruneCliOptions o, const RunSettings& settings, const std::string& command) {
+  apply_threads(settings);
+  check_output(o.model, o.output);
+  std::unique_ptr<joulecut::Pass> pass;
+  if (o.method == "magnitude") {
+    o.magnitude.layers = o.layers;
+    o.magnitude.finetune_epochs = o.finetune_epochs;
+    o.magnitude.finetune_lr = o.finetune_lr;
+    pass = std::make_unique<joulecut::MagnitudePrunePass>(o.magnitude);
+  } else if (o.method == "nm") {
+    o.nm.layers = o.layers;
+    o.nm.finetune_epochs = o.finetune_epochs;
+    o.nm.finetune_lr = o.finetune_lr;
+    pass = std::make_unique<joulecut::NMPrunePass>(o.nm);
+  } else if (o.method == "channel") {
+    o.channel.layers = o.layers;
+    o.channel.finetune_epochs = o.finetune_epochs;
+    o.channel.finetune_lr = o.finetune_lr;
+    pass = std::make_unique<joulecut::ChannelPrunePass>(o.channel);
+  } else {
+    throw UserError("--method '" + o.method + "': choose magnitude, nm or channel");
+  }
+  std::vector<std::unique_ptr<joulecut::Pass>> passes;
+  passes.push_back(std::move(pass));
+  if (o.sparse_runtime) {
+    joulecut::SparseLoweringOptions lowering;
+    lowering.batch = parse_batches(o.batches).front();
+    lowering.min_speedup = o.min_speedup;
+    passes.push_back(std::make_unique<joulecut::LowerSparsePass>(lowering));
+  }
+  ApplyJob job{o.model, o.output, o.seed, o.no_progress, o.no_measure, o.windows, o.batches, o.data, o.finetune_epochs > 0};
+  apply_and_measure(passes, job, command);
+}
+
+// ---- compress quantize -------------------------------------------------------------------
+struct QuantizeCliOptions {
+  std::string model, output, backend = "torch";
+  bool dynamic = false;
+  joulecut::DynamicQuantizeOptions options;
+  joulecut::DataSource data;
+  bool no_measure = false, no_progress = false;
+  int windows = 5;
+  std::string batches = "1,64";
+};
+
+void run_quantize(QuantizeCliOptions o, const RunSettings& settings, const std::string& command) {
+  apply_threads(settings);
+  check_output(o.model, o.output);
+  if (o.backend != "torch")
+    throw UserError("--backend '" + o.backend + "': only 'torch' (LibTorch's quantized ops) is built so far");
+  if (!o.dynamic)
+    throw UserError("static int8 is not built yet; --dynamic quantizes Linear layers (int8 weights, activations "
+                    "quantized per batch)");
+  std::vector<std::unique_ptr<joulecut::Pass>> passes;
+  passes.push_back(std::make_unique<joulecut::DynamicQuantizePass>(o.options));
+  ApplyJob job{o.model, o.output, 1, o.no_progress, o.no_measure, o.windows, o.batches, o.data, false};
+  apply_and_measure(passes, job, command);
 }
 
 // ---- compress sensitivity ------------------------------------------------------------------
@@ -660,6 +708,22 @@ int main(int argc, char** argv) {
       ->expected(2, 1000);
   add_measure_options(compare_cmd, compare);
 
+  QuantizeCliOptions quantize;
+  auto* quantize_cmd = app.add_subcommand("quantize", "Quantize a model to int8, then measure before and after");
+  quantize_cmd->footer("Built so far: --dynamic on the torch backend (Linear layers). Static int8 and the oneDNN\n"
+                       "backend are not built yet.");
+  quantize_cmd->add_option("model", quantize.model, "TorchScript file (never modified)")->required();
+  quantize_cmd->add_option("-o,--output", quantize.output, "Quantized TorchScript file (written atomically)")->required();
+  quantize_cmd->add_flag("--dynamic", quantize.dynamic, "Dynamic quantization: int8 weights, activations quantized per batch");
+  quantize_cmd->add_option("--backend", quantize.backend, "torch: LibTorch's quantized ops (loads in stock PyTorch)")
+      ->capture_default_str();
+  quantize_cmd->add_option("--exclude", quantize.options.exclude, "Keep layers matching these '|'-separated globs in fp32");
+  quantize_cmd->add_option("--batch", quantize.batches, "Batch sizes for the before/after measurement")->capture_default_str();
+  quantize_cmd->add_option("--windows", quantize.windows, "Measurement windows")->capture_default_str()->check(CLI::Range(2, 100000));
+  quantize_cmd->add_flag("--no-measure", quantize.no_measure, "Skip the before/after measurement");
+  quantize_cmd->add_flag("--no-progress", quantize.no_progress, "No progress bars");
+  add_data_options(quantize_cmd, quantize.data);
+
   CalibrateCliOptions calibrate;
   auto* calibrate_cmd = app.add_subcommand(
       "calibrate", "Run calibration images through a model: the int8 range of each Conv2d/Linear input and output");
@@ -704,6 +768,7 @@ int main(int argc, char** argv) {
     if (*compare_cmd) run_measure(compare, settings);
     if (*sensitivity_cmd) run_sensitivity(sensitivity, settings);
     if (*calibrate_cmd) run_calibrate(calibrate, settings);
+    if (*quantize_cmd) run_quantize(quantize, settings, command);
     if (*train_cmd) {
       train.train.progress = !no_progress;
       run_train(train, settings, command);

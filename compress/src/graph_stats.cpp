@@ -1,5 +1,7 @@
 #include "joulecut/graph_stats.h"
 
+#include <ATen/native/quantized/PackedParams.h>  // LinearPackedParamsBase::unpack
+
 #include <ATen/ATen.h>
 #include <ATen/record_function.h>
 #include <ATen/core/grad_mode.h>
@@ -22,7 +24,7 @@ double ModelStats::weight_sparsity() const {
 
 namespace {
 
-enum class OpKind { none, conv, linear, matmul, addmm, sparse_linear };
+enum class OpKind { none, conv, linear, matmul, addmm, sparse_linear, quantized_linear };
 
 OpKind classify(const std::string& name) {
   static const std::map<std::string, OpKind> kinds = {
@@ -32,6 +34,8 @@ OpKind classify(const std::string& name) {
       {"aten::mm", OpKind::matmul},          {"aten::bmm", OpKind::matmul},
       {"aten::matmul", OpKind::matmul},      {"aten::addmm", OpKind::addmm},
       {"joulecut::sparse_linear", OpKind::sparse_linear},  // (input, values, columns, rows, bias, in)
+      {"quantized::linear_dynamic", OpKind::quantized_linear},  // (input, packed params, ...)
+      {"quantized::linear", OpKind::quantized_linear},
   };
   const auto it = kinds.find(name);
   return it == kinds.end() ? OpKind::none : it->second;
@@ -70,7 +74,14 @@ std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction& fn) {
   // addmm(bias, a, b); the others take (input, weight, [bias], ...).
   const std::size_t in = kind == OpKind::addmm ? 1 : 0;
   const std::size_t w = kind == OpKind::addmm ? 2 : 1;
-  if (inputs.size() > w && inputs[in].isTensor() && inputs[w].isTensor()) {
+  if (kind == OpKind::quantized_linear && inputs.size() > 1 && inputs[0].isTensor() && inputs[1].isCustomClass()) {
+    // The weight and bias live in LibTorch's packed parameters.
+    auto [weight, bias] = inputs[1].toCustomClass<LinearPackedParamsBase>()->unpack();
+    rec->layer.input_shape = shape_of(inputs[0]);
+    rec->weight = weight;
+    if (bias) rec->bias = *bias;
+    rec->layer.activation_bytes += inputs[0].toTensor().nbytes();
+  } else if (inputs.size() > w && inputs[in].isTensor() && inputs[w].isTensor()) {
     rec->layer.input_shape = shape_of(inputs[in]);
     rec->weight = inputs[w].toTensor();
     rec->layer.activation_bytes += inputs[in].toTensor().nbytes();
@@ -99,6 +110,7 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
       layer.macs = w.dim() >= 2 ? out_elems * (w.numel() / w.size(0)) : 0;
       break;
     case OpKind::linear:  // weight [out, in]
+    case OpKind::quantized_linear:
       layer.macs = out_elems * w.size(-1);
       break;
     case OpKind::sparse_linear:  // one multiply-accumulate per stored weight per input row
@@ -145,6 +157,19 @@ ModelStats analyze_model(torch::jit::Module& input_module, const at::Tensor& exa
     std::string name = p.name;
     const auto dot = name.rfind('.');
     recorder.names[p.value.data_ptr()] = dot == std::string::npos ? name : name.substr(0, dot);
+  }
+  // Packed int8 Linear weights (quantize-dynamic) are attributes, not parameters: count them.
+  for (const auto& a : module.named_attributes(/*recurse=*/true)) {
+    if (!a.value.isCustomClass() || a.value.type()->str().find("LinearPackedParamsBase") == std::string::npos) continue;
+    auto [weight, bias] = a.value.toCustomClass<LinearPackedParamsBase>()->unpack();
+    stats.parameters += weight.numel() + (bias ? bias->numel() : 0);
+    stats.parameter_bytes += std::int64_t(weight.nbytes()) + (bias ? std::int64_t(bias->nbytes()) : 0);
+    dtypes.insert(std::string(c10::toString(weight.scalar_type())));
+    // quantize-dynamic names them "joulecut_qlinear__<layer, dots as __>" on the root module.
+    const std::string prefix = "joulecut_qlinear__";
+    std::string layer = a.name.compare(0, prefix.size(), prefix) == 0 ? a.name.substr(prefix.size()) : a.name;
+    for (std::size_t at = layer.find("__"); at != std::string::npos; at = layer.find("__", at + 1)) layer.replace(at, 2, ".");
+    recorder.names[weight.data_ptr()] = layer;
   }
   for (const auto& b : module.named_buffers(/*recurse=*/true)) {
     stats.parameter_bytes += b.value.nbytes();

@@ -69,7 +69,7 @@ expect_ok "eval --json" '"ci_method": "Wilson score interval, 95%"' eval --json 
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["samples"]==500 and 0<d["accuracy"]<=1' "$tmp/out" && report "eval --json parses" ok || report "eval --json parses" fail "invalid JSON or counts"
 expect_ok "eval: user idx pair" "data +/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz" eval "$models/mlp.pt" --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --limit 1000
 expect_ok "help lists subcommands" "info.*eval.*train|train" --help
-for sub in info eval train measure compare prune sensitivity calibrate; do expect_ok "$sub --help" "Usage|Options" "$sub" --help; done
+for sub in info eval train measure compare prune sensitivity calibrate quantize; do expect_ok "$sub --help" "Usage|Options" "$sub" --help; done
 sha_before=$(sha256sum "$models/mlp.pt")
 expect_ok "inputs are never modified" "accuracy" eval "$models/mlp.pt" --limit 100
 [ "$(sha256sum "$models/mlp.pt")" = "$sha_before" ] && report "input unchanged" ok || report "input unchanged" fail "mlp.pt changed"
@@ -138,6 +138,12 @@ expect_error "sensitivity: level not a number" "--levels: 'half' is not a number
 expect_ok "calibrate: a range per layer" "layer2\.shortcut_conv +aten::conv2d +\[0, " calibrate "$models/resnet8.pt" --observer entropy --samples 200 --no-progress
 expect_error "calibrate: unknown observer" "unknown observer 'kl'" calibrate "$models/lenet5.pt" --observer kl
 expect_error "calibrate: percentile outside (0, 100]" "must be in \(0, 100\]" calibrate "$models/lenet5.pt" --observer percentile --percentile 101
+expect_ok "quantize: dynamic int8 Linear layers" "quantize-dynamic: 3 of 3 Linear layer" quantize "$models/mlp.pt" -o "$tmp/mlp-int8.pt" --dynamic --no-measure
+expect_ok "quantize: output counts its int8 weights" "params +266\.6k" info "$tmp/mlp-int8.pt"
+expect_error "quantize: static is not built yet, and says so" "static int8 is not built yet" quantize "$models/mlp.pt" -o "$tmp/q.pt"
+expect_error "quantize: unknown backend" "--backend 'onednn': only 'torch'" quantize "$models/mlp.pt" -o "$tmp/q.pt" --dynamic --backend onednn
+expect_error "quantize: no Linear layer" "no float32 Linear layer" quantize "$tmp/conv-only.pt" -o "$tmp/q.pt" --dynamic --no-measure
+[ ! -e "$tmp/q.pt" ] && report "quantize: nothing written on error" ok || report "quantize: nothing written on error" fail "$tmp/q.pt exists"
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -17,6 +17,7 @@ for kind in scripted traced; do
 done
 run prune "$source/models/trained/resnet8.pt" -o "$work/resnet8-channel.pt" --method channel --ratio 0.5 --round-to 8
 run prune "$source/models/trained/mobilenet.pt" -o "$work/mobilenet-channel.pt" --method channel
+"$compress" --threads 2 quantize "$source/models/trained/mlp.pt" -o "$work/mlp-dynamic.pt" --dynamic --no-measure > "$work/log" 2>&1 || { cat "$work/log"; exit 1; }
 run prune "$source/models/trained/mlp.pt" -o "$work/mlp-sparse.pt" --sparsity 0.9 --first-last --sparse-runtime --min-speedup 1e-6
 "$python" - "$work" "$ops_library" <<'PY'
 import sys, torch
@@ -30,6 +31,9 @@ for name in ["resnet18-scripted-channel", "resnet18-traced-channel", "resnet8-ch
     m(x).sum().backward()  # still trainable in Python
     assert all(p.grad is not None for p in m.parameters() if p.requires_grad), name
     print(f"ok {name}: {sum(p.numel() for p in m.parameters())} parameters")
+m = torch.jit.load(f"{work}/mlp-dynamic.pt")  # LibTorch's own quantized ops: no joulecut library
+assert m(x).shape == (4, 10)
+print("ok mlp-dynamic (int8, stock PyTorch)")
 try:
     torch.jit.load(f"{work}/mlp-sparse.pt")
     raise SystemExit("a sparse model loaded without joulecut's op library")

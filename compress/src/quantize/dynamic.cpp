@@ -1,0 +1,156 @@
+// quantize-dynamic: Linear layers to quantized::linear_dynamic with per-channel int8 weights.
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <cstdio>
+#include <map>
+
+#include "../pass_options.h"
+#include "../prune/common.h"
+#include "joulecut/error.h"
+#include "joulecut/observers.h"
+#include "joulecut/quantize.h"
+
+namespace joulecut {
+using namespace prune_detail;
+namespace {
+
+using torch::jit::Node;
+using torch::jit::Value;
+
+std::vector<Node*> linear_nodes(torch::jit::Block* block) {
+  std::vector<Node*> out;
+  for (Node* n : block->nodes()) {
+    if (n->kind() == c10::aten::linear) out.push_back(n);
+    for (torch::jit::Block* inner : n->blocks()) {
+      const auto nested = linear_nodes(inner);
+      out.insert(out.end(), nested.begin(), nested.end());
+    }
+  }
+  return out;
+}
+
+std::string packed_name(const std::string& layer) {
+  std::string flat = layer;
+  for (std::size_t at = flat.find('.'); at != std::string::npos; at = flat.find('.', at + 2)) flat.replace(at, 1, "__");
+  return "joulecut_qlinear__" + flat;
+}
+
+// quantized::linear_prepack through the dispatcher (its C++ signature is not public).
+c10::IValue prepack(const at::Tensor& qweight, const c10::optional<at::Tensor>& bias) {
+  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "");
+  std::vector<c10::IValue> stack{qweight, bias ? c10::IValue(*bias) : c10::IValue()};
+  op.callBoxed(&stack);
+  return stack.at(0);
+}
+
+// The engines this LibTorch has, best first for x86 (Debian's build has no FBGEMM).
+void choose_engine() {
+  const auto& engines = at::globalContext().supportedQEngines();
+  for (auto engine : {at::QEngine::FBGEMM, at::QEngine::ONEDNN, at::QEngine::QNNPACK})
+    if (std::find(engines.begin(), engines.end(), engine) != engines.end()) {
+      at::globalContext().setQEngine(engine);
+      return;
+    }
+  throw UserError("quantize-dynamic: this LibTorch has no quantized engine (FBGEMM, oneDNN or QNNPACK)");
+}
+
+}  // namespace
+
+DynamicQuantizePass::DynamicQuantizePass(DynamicQuantizeOptions options) : options_(std::move(options)) {}
+
+DynamicQuantizeOptions DynamicQuantizePass::parse(const PassOptionMap& map) {
+  OptionReader r("quantize-dynamic", map);
+  DynamicQuantizeOptions o;
+  o.exclude = r.text("exclude", o.exclude);
+  r.finish();
+  return o;
+}
+
+std::string DynamicQuantizePass::options_text() const {
+  std::vector<std::string> out;
+  if (!options_.exclude.empty()) append_option(out, "exclude", options_.exclude);
+  return join_options(out);
+}
+
+PassResult DynamicQuantizePass::run(const torch::jit::Module& input, PassContext&) const {
+  torch::jit::Module module = clone_for_transform(input);
+  auto graph = inlined_forward(module, name());
+  Value* self = graph->inputs()[0];
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& p : module.named_parameters(true)) tensors[p.name] = p.value;
+  std::vector<std::pair<Node*, std::string>> candidates;
+  for (Node* n : linear_nodes(graph->block())) {
+    const auto weight = attribute_path(n->input(1), self);
+    if (weight && tensors.count(*weight) && tensors[*weight].dim() == 2 && tensors[*weight].scalar_type() == at::kFloat)
+      candidates.emplace_back(n, *weight);
+  }
+  if (candidates.empty())
+    throw UserError("quantize-dynamic: the model has no float32 Linear layer (aten::linear) with its weight in the module");
+  std::vector<std::string> names;
+  for (const auto& c : candidates) names.push_back(c.second.substr(0, c.second.rfind('.')));
+  check_patterns({"", options_.exclude, false}, names, name());
+  choose_engine();
+
+  PassReport report;
+  report.pass = text();
+  at::NoGradGuard no_grad;
+  int quantized = 0;
+  std::map<std::string, int> uses;
+  for (const auto& c : candidates) ++uses[c.second];
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    Node* node = candidates[i].first;
+    const std::string& weight_path = candidates[i].second;
+    const std::string& layer = names[i];
+    LayerChange change{layer, "bits", 32, 32, ""};
+    const auto bias_path = attribute_path(node->input(2), self);
+    const bool no_bias = node->input(2)->type()->kind() == c10::TypeKind::NoneType;
+    if (matches_any(layer, options_.exclude)) {
+      change.note = "fp32: excluded";
+    } else if (uses[weight_path] > 1) {
+      change.note = "fp32: weight shared by several calls";
+    } else if (!no_bias && !(bias_path && tensors.count(*bias_path))) {
+      change.note = "fp32: bias not read from the module";
+    } else {
+      const at::Tensor w = tensors[weight_path].contiguous();
+      const auto scales = symmetric_int8_scales(w.data_ptr<float>(), w.size(0), w.size(1));
+      const at::Tensor qweight = at::quantize_per_channel(
+          w, at::tensor(std::vector<double>(scales.begin(), scales.end()), at::kDouble),
+          at::zeros({w.size(0)}, at::kLong), 0, at::kQInt8);
+      c10::optional<at::Tensor> bias;
+      if (!no_bias) bias = tensors[*bias_path].detach().clone();
+      const c10::IValue packed = prepack(qweight, bias);
+      // Error of the int8 weights against fp32, so the report says what each layer gave up.
+      const double error = (qweight.dequantize() - w).abs().max().item<double>();
+      module.register_attribute(packed_name(layer), packed.type(), packed);
+      torch::jit::WithInsertPoint guard(node);
+      Value* params = graph->insertGetAttr(self, packed_name(layer));
+      Value* out = graph->insert(c10::Symbol::fromQualString("quantized::linear_dynamic"), {node->input(0), params});
+      node->output()->replaceAllUsesWith(out);
+      node->destroy();
+      // The packed parameters hold weight and bias now; the fp32 copies would only inflate the file.
+      for (const auto& path : {std::optional<std::string>(weight_path), no_bias ? std::nullopt : bias_path}) {
+        if (!path) continue;
+        auto [owner, attribute] = owner_of(module, *path);
+        owner.setattr(attribute, at::empty({0}));
+      }
+      change.after = 8;
+      char note[120];
+      std::snprintf(note, sizeof note, "int8 per-channel weights (max error %.2g), activations int8 per batch", error);
+      change.note = note;
+      ++quantized;
+    }
+    report.layers.push_back(change);
+  }
+  if (quantized > 0) replace_forward(module, graph);
+  char summary[200];
+  std::snprintf(summary, sizeof summary, "%d of %zu Linear layer(s) run on quantized::linear_dynamic (%s engine)",
+                quantized, candidates.size(), c10::toString(at::globalContext().qEngine()).c_str());
+  report.summary = summary;
+  report.notes.push_back("portable: loads in stock LibTorch and Python PyTorch; convolutions stay fp32");
+  module.eval();
+  return {module, report};
+}
+
+}  // namespace joulecut
