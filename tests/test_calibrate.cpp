@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <limits>
+
 #include "joulecut/calibrate.h"
 #include "joulecut/error.h"
 #include "joulecut/model.h"
@@ -70,6 +72,9 @@ TEST_CASE("bad calibration settings are named", "[quantize]") {
   CHECK_THROWS_WITH(calibrate(model, noise(4), options), Contains("must be in (0, 100]"));
   options.observer = "minmax";
   CHECK_THROWS_WITH(calibrate(model, noise(0), options), Contains("calibration set is empty"));
+  auto broken = noise(8);
+  broken.images[3][0][5][5] = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_WITH(calibrate(model, broken, options), Contains("NaN or infinity"));
   torch::jit::Module identity("Identity");
   identity.define("def forward(self, x):\n    return x\n");
   CHECK_THROWS_WITH(calibrate(identity, noise(4), options), Contains("ran no Conv2d or Linear layer"));

@@ -277,3 +277,37 @@ TEST_CASE("bad channel-pruning options are named", "[prune]") {
   CHECK(parse_pipeline("prune-channel<ratio=0.3,criterion=bn-scale,round-to=8>")[0]->text() ==
         "prune-channel<ratio=0.3,criterion=bn-scale,round-to=8>");
 }
+
+TEST_CASE("channels that can't be located are blocked, not guessed", "[prune]") {
+  // Concatenated with the model's input, whose width is unknown here: offsets are unknown.
+  Module concat = leaf("ConcatInput");
+  concat.register_module("a", conv(1, 4, 3));
+  concat.register_module("b", conv(5, 4, 3));
+  concat.register_module("fc", linear(4, 2));
+  concat.define(R"(
+def forward(self, x):
+    y = self.b.forward(torch.cat([x, self.a.forward(x)], 1))
+    return self.fc.forward(torch.flatten(torch.adaptive_avg_pool2d(y, [1, 1]), 1))
+)");
+  const auto groups = channel_groups(concat);
+  CHECK_THAT(group_of(groups, "a")->blocked_by, Contains("unknown width"));
+  CHECK(group_of(groups, "b")->blocked_by.empty());
+  // Values computed inside a loop can't be followed either.
+  Module loop = leaf("Loop");
+  loop.register_module("a", conv(1, 4, 3));
+  loop.register_module("b", conv(4, 4, 3));
+  loop.register_module("c", conv(4, 2, 3));
+  loop.define(R"(
+def forward(self, x):
+    h = self.a.forward(x)
+    y = h
+    for i in range(2):
+        y = self.b.forward(h)
+    return self.c.forward(y)
+)");
+  CHECK_THAT(group_of(channel_groups(loop), "b")->blocked_by, Contains("prim::Loop"));
+  // A ratio too small to remove a channel is said, not done silently.
+  ChannelPruneOptions tiny;
+  tiny.ratio = 0.01;
+  CHECK_THROWS_WITH(prune(branchy(), tiny), Contains("removes no channel"));
+}

@@ -47,6 +47,10 @@ TEST_CASE("sparse_linear computes what linear computes", "[sparse]") {
                     Contains("float32"));
   CHECK_THROWS_WITH(sparse_linear(at::randn({2, 10}), csr.values, csr.columns, csr.row_offsets.narrow(0, 0, 3), b, 10),
                     Contains("row offsets do not match"));
+  // A malformed file must not make the kernel read out of bounds.
+  const at::Tensor bad_columns = csr.columns.clone().fill_(10);
+  CHECK_THROWS_WITH(sparse_linear(at::randn({2, 10}), csr.values, bad_columns, csr.row_offsets, b, 10),
+                    Contains("outside [0, 10)"));
 }
 
 TEST_CASE("lower-sparse runs sparse layers on joulecut::sparse_linear and computes the same", "[sparse]") {

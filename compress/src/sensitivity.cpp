@@ -118,7 +118,11 @@ SensitivityReport analyze_sensitivity(const torch::jit::Module& input, const Ten
         ChannelPruneOptions o;
         o.ratio = level;
         o.layers.include = layer.substr(0, layer.find('+'));
-        pruned = ChannelPrunePass(o).run(module, context).module;
+        try {
+          pruned = ChannelPrunePass(o).run(module, context).module;
+        } catch (const UserError&) {
+          pruned = module;  // a level too small to remove a channel of this group: the model is unchanged
+        }
       }
       SensitivityPoint point;
       point.layer = layer;

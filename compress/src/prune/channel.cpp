@@ -235,6 +235,11 @@ class Analyzer {
   }
 
   void add_slices(const Layout& l, const std::string& param, std::int64_t dim, std::int64_t factor, bool bn_scale = false) {
+    // Offsets after a segment of unknown width (the model's input) are unknown too.
+    if (l.segments.size() > 1 && l.channels() == 0) {
+      block_layout(l, "a concatenation with a tensor of unknown width (before " + param + ")");
+      return;
+    }
     std::int64_t offset = 0;
     for (const auto& s : l.segments) {
       spaces_[s.space].slices.push_back({param, dim, offset, factor});
@@ -273,7 +278,10 @@ class Analyzer {
     const auto kind = n->kind();
     if (kind == prim::If) return visit_if(n);
     if (kind == prim::Loop) {
-      for (Block* b : n->blocks()) visit(b);
+      for (Block* b : n->blocks()) {
+        visit(b);
+        for (Value* v : b->outputs()) block_value(v, "prim::Loop");
+      }
       block_inputs(n, "prim::Loop");
       for (Value* o : n->outputs()) block_value(o, "prim::Loop");
       return;
@@ -323,6 +331,11 @@ class Analyzer {
   void visit_if(Node* n) {
     for (Block* b : n->blocks()) visit(b);
     for (std::size_t i = 0; i < n->outputs().size(); ++i) {
+      if (n->output(i)->type()->kind() != c10::TypeKind::TensorType) {
+        // Lists and tuples of tensors leaving a branch can't be followed: block what they hold.
+        for (Block* b : n->blocks()) block_value(b->outputs()[i], op_reason(n, "a branch returning a list or tuple"));
+        continue;
+      }
       std::vector<const Layout*> branches;
       for (Block* b : n->blocks()) branches.push_back(layout(b->outputs()[i]));
       const Layout* first = branches.empty() ? nullptr : branches[0];
@@ -480,7 +493,17 @@ class Analyzer {
     } else if (const auto iv = torch::jit::toIValue(sizes); iv && iv->isIntList()) {
       for (auto d : iv->toIntVector()) dims.push_back(d);
     }
-    if (dims.size() == 2 && dims[1]) {
+    // The first size must be the batch: -1, or x.size(0).
+    bool batch_first = false;
+    if (from_list) {
+      Value* first = sizes->node()->inputs().empty() ? nullptr : sizes->node()->input(0);
+      batch_first = first && ((constant_int(first) && *constant_int(first) == -1) ||
+                              (first->node()->kind() == aten::size && first->node()->inputs().size() == 2 &&
+                               constant_int(first->node()->input(1)) == 0));
+    } else {
+      batch_first = !dims.empty() && dims[0] && *dims[0] == -1;
+    }
+    if (dims.size() == 2 && dims[1] && batch_first) {
       const std::int64_t features = *dims[1];
       const std::int64_t channels = x.channels();
       Layout out = x;
@@ -674,8 +697,15 @@ PassResult ChannelPrunePass::run(const torch::jit::Module& input, PassContext& c
       continue;
     }
     std::string note;
-    const at::Tensor score = channel_importance(g, analyzer, options_.criterion, &note);
     const std::int64_t k = kept_count(g.channels, options_.ratio, options_.round_to);
+    if (k == g.channels) {
+      channels_after += g.channels;
+      report.layers.push_back({layers, "channels", double(g.channels), double(g.channels),
+                               "kept: ratio and rounding remove no channel here"});
+      blockers.push_back("a ratio (" + number_text(options_.ratio) + ") that removes no channel of " + layers);
+      continue;
+    }
+    const at::Tensor score = channel_importance(g, analyzer, options_.criterion, &note);
     const at::Tensor order = std::get<1>(score.sort(/*stable=*/true, 0, /*descending=*/true));
     kept[root] = std::get<0>(order.narrow(0, 0, k).sort());
     channels_after += k;

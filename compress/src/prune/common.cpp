@@ -129,6 +129,16 @@ std::pair<torch::jit::Module, std::string> owner_of(torch::jit::Module root, con
   return {root, path.substr(start)};
 }
 
+// Counts, per module attribute path, the graph inputs that read it (nested blocks included).
+void count_reads(torch::jit::Block* block, torch::jit::Value* self, std::map<std::string, int>& reads) {
+  for (torch::jit::Node* n : block->nodes()) {
+    for (torch::jit::Value* v : n->inputs())
+      if (v->node()->kind() == c10::prim::GetAttr)
+        if (auto path = attribute_path(v, self)) ++reads[*path];
+    for (torch::jit::Block* inner : n->blocks()) count_reads(inner, self, reads);
+  }
+}
+
 std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& module, const std::string& pass) {
   if (!module.find_method("forward")) throw UserError(pass + ": the model has no forward method");
   auto graph = module.get_method("forward").graph()->copy();

@@ -3,6 +3,7 @@
 #include <torch/script.h>
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,6 +56,10 @@ std::optional<std::string> attribute_path(torch::jit::Value* v, torch::jit::Valu
 
 // The module holding attribute path "a.b.weight" under `root`, and the attribute's name.
 std::pair<torch::jit::Module, std::string> owner_of(torch::jit::Module root, const std::string& path);
+
+// Counts, per module attribute path, the graph inputs that read it (nested blocks included):
+// a weight read twice is shared, and a pass must not change it for one reader.
+void count_reads(torch::jit::Block* block, torch::jit::Value* self, std::map<std::string, int>& reads);
 
 // `module`'s forward graph with every submodule call inlined (a copy).
 std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& module, const std::string& pass);

@@ -118,9 +118,9 @@ PassResult LowerSparsePass::run(const torch::jit::Module& input, PassContext& co
   for (Node* n : linear_nodes(graph->block())) {
     const auto weight = attribute_path(n->input(1), self);
     if (!weight || !tensors.count(*weight) || tensors[*weight].dim() != 2) continue;
-    ++weight_uses[*weight];
     candidates.push_back({n, *weight, weight->substr(0, weight->rfind('.'))});
   }
+  count_reads(graph->block(), self, weight_uses);  // every read: a tied weight must stay dense
   if (candidates.empty())
     throw UserError("lower-sparse: the model has no Linear layer with a weight read from the module (aten::linear); "
                     "the sparse runtime covers Linear layers only");

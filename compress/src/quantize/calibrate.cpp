@@ -28,6 +28,8 @@ struct Watch {
   std::vector<Observed> layers;              // in first-execution order
   std::map<std::string, std::size_t> index;
   int depth = 0;  // inside a layer: its internals are not observed again
+  int unnamed = 0;  // unnamed layers seen in this batch: they are named by call order
+  std::string error;  // exceptions can't leave RecordFunction callbacks (LibTorch swallows them)
 };
 thread_local Watch* watching = nullptr;
 
@@ -46,12 +48,16 @@ std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction& fn) {
   if (inputs.size() < 2 || !inputs[0].isTensor() || !inputs[1].isTensor()) return nullptr;
   const void* weight = inputs[1].toTensor().data_ptr();
   const auto name = watching->names.find(weight);
-  const std::string layer = name != watching->names.end() ? name->second : "op#" + std::to_string(watching->layers.size());
+  const std::string layer = name != watching->names.end() ? name->second : "op#" + std::to_string(watching->unnamed++);
   auto [it, added] = watching->index.emplace(layer, watching->layers.size());
   if (added)
     watching->layers.push_back({layer, fn.name(), make_observer(watching->options->observer, watching->options->percentile),
                                 make_observer(watching->options->observer, watching->options->percentile)});
-  observe(*watching->layers[it->second].input, inputs[0].toTensor());
+  try {
+    observe(*watching->layers[it->second].input, inputs[0].toTensor());
+  } catch (const std::exception& e) {
+    if (watching->error.empty()) watching->error = e.what();
+  }
   auto context = std::make_unique<Context>();
   context->layer = it->second;
   return context;
@@ -62,8 +68,12 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
   --watching->depth;
   if (!context) return;
   const auto outputs = fn.outputs();
-  if (!outputs.empty() && outputs[0].isTensor())
-    observe(*watching->layers[static_cast<Context*>(context)->layer].output, outputs[0].toTensor());
+  try {
+    if (!outputs.empty() && outputs[0].isTensor())
+      observe(*watching->layers[static_cast<Context*>(context)->layer].output, outputs[0].toTensor());
+  } catch (const std::exception& e) {
+    if (watching->error.empty()) watching->error = e.what();
+  }
 }
 
 }  // namespace
@@ -89,11 +99,13 @@ Calibration calibrate(const torch::jit::Module& input, const TensorDataset& data
       torch::jit::Module module = input.clone();
       module.eval();
       watch.names.clear();
+      watch.unnamed = 0;
       for (const auto& p : module.named_parameters(true)) {
         const auto dot = p.name.rfind('.');
         watch.names[p.value.data_ptr()] = dot == std::string::npos ? p.name : p.name.substr(0, dot);
       }
       module.forward({data.images.narrow(0, start, count)});
+      if (!watch.error.empty()) throw UserError("calibration: " + watch.error);
       bar.update(start + count, std::to_string(start + count) + " images");
     }
   } catch (...) {

@@ -98,7 +98,7 @@ PassResult DynamicQuantizePass::run(const torch::jit::Module& input, PassContext
   at::NoGradGuard no_grad;
   int quantized = 0;
   std::map<std::string, int> uses;
-  for (const auto& c : candidates) ++uses[c.second];
+  count_reads(graph->block(), self, uses);  // every read: a tied weight or bias must stay fp32
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     Node* node = candidates[i].first;
     const std::string& weight_path = candidates[i].second;
@@ -108,8 +108,8 @@ PassResult DynamicQuantizePass::run(const torch::jit::Module& input, PassContext
     const bool no_bias = node->input(2)->type()->kind() == c10::TypeKind::NoneType;
     if (matches_any(layer, options_.exclude)) {
       change.note = "fp32: excluded";
-    } else if (uses[weight_path] > 1) {
-      change.note = "fp32: weight shared by several calls";
+    } else if (uses[weight_path] > 1 || (bias_path && uses[*bias_path] > 1)) {
+      change.note = "fp32: weight or bias shared by several readers";
     } else if (!no_bias && !(bias_path && tensors.count(*bias_path))) {
       change.note = "fp32: bias not read from the module";
     } else {

@@ -29,16 +29,6 @@ std::vector<Node*> batch_norm_nodes(torch::jit::Block* block) {
   return out;
 }
 
-// Counts, per module attribute path, the graph inputs that read it (nested blocks included).
-void count_reads(torch::jit::Block* block, Value* self, std::map<std::string, int>& reads) {
-  for (Node* n : block->nodes()) {
-    for (Value* v : n->inputs())
-      if (v->node()->kind() == c10::prim::GetAttr)
-        if (auto path = attribute_path(v, self)) ++reads[*path];
-    for (torch::jit::Block* inner : n->blocks()) count_reads(inner, self, reads);
-  }
-}
-
 // True when every use of `v` other than by `user` only reads its shape (size(), dim()), which
 // folding does not change: Python's BatchNorm checks the input's size before normalizing.
 bool only_shape_queries_besides(Value* v, Node* user) {
@@ -94,9 +84,23 @@ PassResult FoldBatchNormPass::run(const torch::jit::Module& input, PassContext&)
     const auto kind = producer->kind();
     const bool conv = kind == c10::aten::conv2d || kind == c10::aten::_convolution;
     std::optional<std::string> weight;
-    if (conv || kind == c10::aten::linear) weight = attribute_path(producer->input(1), self);
-    if (!conv && kind != c10::aten::linear) {
-      change.note = std::string("kept: follows ") + kind.toQualString() + ", not a Conv2d or Linear";
+    if (conv) weight = attribute_path(producer->input(1), self);
+    // None, or an Optional[Tensor] attribute holding None (Python's Conv2d(bias=False)).
+    const auto is_none = [&](Value* v) {
+      if (v->type()->kind() == c10::TypeKind::NoneType) return true;
+      const auto path = attribute_path(v, self);
+      if (!path || tensors.count(*path)) return false;
+      auto [owner, attribute] = owner_of(module, *path);
+      return owner.hasattr(attribute) && owner.attr(attribute).isNone();
+    };
+    const auto known = [&](Value* v, const std::optional<std::string>& path) {
+      return is_none(v) || (path && tensors.count(*path) && weight_uses[*path] == 1);
+    };
+    const auto bias_path = conv ? attribute_path(producer->input(2), self) : std::nullopt;
+    if (!conv) {
+      // After a Linear, BatchNorm1d normalises dim 1, which is the Linear's output only for 2-D
+      // input; ranks are not known here, so it stays.
+      change.note = std::string("kept: follows ") + kind.toQualString() + ", not a Conv2d";
     } else if (kind == c10::aten::_convolution && !(torch::jit::toIValue(producer->input(6)) &&
                                                     !torch::jit::toIValue(producer->input(6))->toBool())) {
       change.note = "kept: follows a transposed convolution";
@@ -104,15 +108,19 @@ PassResult FoldBatchNormPass::run(const torch::jit::Module& input, PassContext&)
       change.note = "kept: the layer's output is also used elsewhere";
     } else if (!weight || !tensors.count(*weight) || weight_uses[*weight] != 1) {
       change.note = "kept: the layer's weight is not its own module parameter";
-    } else if (!mean || !var || !tensors.count(*mean) || !tensors.count(*var) || !eps || !eps->isDouble()) {
-      change.note = "kept: statistics not read from the module";
+    } else if (!mean || !var || !tensors.count(*mean) || !tensors.count(*var) || !eps || !eps->isDouble() ||
+               !known(bn->input(1), gamma) || !known(bn->input(2), beta)) {
+      change.note = "kept: statistics or scales not read from the module";
+    } else if (!known(producer->input(2), bias_path)) {
+      change.note = "kept: the layer's bias is not its own module parameter";
+    } else if (tensors[*mean].numel() != tensors[*weight].size(0)) {
+      change.note = "kept: its channels are not the layer's outputs";
     } else {
       const at::Tensor w = tensors[*weight];
       const std::int64_t channels = w.size(0);
       const at::Tensor inv_std = (tensors[*var] + eps->toDouble()).rsqrt();
       const at::Tensor g = gamma && tensors.count(*gamma) ? tensors[*gamma] : at::ones({channels});
       const at::Tensor b = beta && tensors.count(*beta) ? tensors[*beta] : at::zeros({channels});
-      const auto bias_path = attribute_path(producer->input(2), self);
       const at::Tensor old_bias = bias_path && tensors.count(*bias_path) ? tensors[*bias_path] : at::zeros({channels});
       const at::Tensor scale = g * inv_std;
       std::vector<std::int64_t> shape(std::size_t(w.dim()), 1);

@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "joulecut/sparse.h"
 #include "sparse_kernel.h"
 
@@ -41,7 +43,16 @@ at::Tensor sparse_linear(const at::Tensor& input, const at::Tensor& values, cons
   const at::Tensor v = values.is_contiguous() ? values : values.contiguous();
   const at::Tensor c = columns.is_contiguous() ? columns : columns.contiguous();
   const at::Tensor r = row_offsets.is_contiguous() ? row_offsets : row_offsets.contiguous();
-  TORCH_CHECK(r.data_ptr<std::int32_t>()[rows] == v.numel(), "joulecut::sparse_linear: row offsets do not match values");
+  // A malformed file must not make the kernel read out of bounds: O(rows + nnz) integer checks,
+  // a few microseconds next to the product itself.
+  const std::int32_t* offsets = r.data_ptr<std::int32_t>();
+  TORCH_CHECK(offsets[0] == 0 && offsets[rows] == v.numel(), "joulecut::sparse_linear: row offsets do not match values");
+  for (std::int64_t i = 0; i < rows; ++i)
+    TORCH_CHECK(offsets[i] <= offsets[i + 1], "joulecut::sparse_linear: row offsets are not ascending");
+  const std::int32_t* cols = c.data_ptr<std::int32_t>();
+  const auto [low, high] = std::minmax_element(cols, cols + c.numel());
+  TORCH_CHECK(c.numel() == 0 || (*low >= 0 && *high < in_features),
+              "joulecut::sparse_linear: a column index is outside [0, ", in_features, ")");
   at::Tensor b;
   if (bias && bias->defined()) {
     TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->numel() == rows, "joulecut::sparse_linear: bias must be float32 [",
