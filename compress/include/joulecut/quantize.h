@@ -7,11 +7,12 @@
 
 namespace joulecut {
 
-// Folds each BatchNorm that directly follows a Conv2d or Linear (and is that layer's only
-// user) into the layer's weight and bias: W' = W * g / sqrt(v + eps), b' = (b - m) * g / sqrt(v
-// + eps) + beta. The output computes what the input computes in eval mode; it is for inference
-// (its folded layers no longer normalize with batch statistics in train mode). BatchNorms that
-// follow anything else stay, and the report says why.
+// Folds each BatchNorm that directly follows a Conv2d (and is that layer's only user) into the
+// layer's weight and bias: W' = W * g / sqrt(v + eps), b' = (b - m) * g / sqrt(v + eps) + beta.
+// The output computes what the input computes in eval mode; it is for inference (its folded
+// layers no longer normalize with batch statistics in train mode). BatchNorms that follow
+// anything else (a Linear too: whether its input is 2-D is not known from the graph) stay, and
+// the report says why.
 struct FoldBatchNormOptions {};
 
 class FoldBatchNormPass final : public Pass {
