@@ -8,23 +8,15 @@
 #include "joulecut/error.h"
 #include "joulecut/model.h"
 #include "joulecut/models.h"
+#include "noise_data.h"
 
 using namespace joulecut;
 using Catch::Matchers::Contains;
 
-namespace {
-TensorDataset noise(std::int64_t n) {
-  TensorDataset d;
-  d.description = "noise";
-  d.images = at::randn({n, 1, 28, 28});
-  d.labels = at::zeros({n}, at::kLong);
-  return d;
-}
-}  // namespace
 
 TEST_CASE("calibration observes every layer's input and output over all batches", "[quantize]") {
   at::manual_seed(51);
-  const auto data = noise(300);
+  const auto data = noise_dataset(300);
   CalibrationOptions options;
   options.samples = 250;  // three batches of 100, the last one partial
   options.progress = false;
@@ -66,16 +58,16 @@ TEST_CASE("bad calibration settings are named", "[quantize]") {
   CalibrationOptions options;
   options.progress = false;
   options.observer = "max";
-  CHECK_THROWS_WITH(calibrate(model, noise(4), options), Contains("unknown observer 'max'"));
+  CHECK_THROWS_WITH(calibrate(model, noise_dataset(4), options), Contains("unknown observer 'max'"));
   options.observer = "percentile";
   options.percentile = 0;
-  CHECK_THROWS_WITH(calibrate(model, noise(4), options), Contains("must be in (0, 100]"));
+  CHECK_THROWS_WITH(calibrate(model, noise_dataset(4), options), Contains("must be in (0, 100]"));
   options.observer = "minmax";
-  CHECK_THROWS_WITH(calibrate(model, noise(0), options), Contains("calibration set is empty"));
-  auto broken = noise(8);
+  CHECK_THROWS_WITH(calibrate(model, noise_dataset(0), options), Contains("calibration set is empty"));
+  auto broken = noise_dataset(8);
   broken.images[3][0][5][5] = std::numeric_limits<float>::quiet_NaN();
   CHECK_THROWS_WITH(calibrate(model, broken, options), Contains("NaN or infinity"));
   torch::jit::Module identity("Identity");
   identity.define("def forward(self, x):\n    return x\n");
-  CHECK_THROWS_WITH(calibrate(identity, noise(4), options), Contains("ran no Conv2d or Linear layer"));
+  CHECK_THROWS_WITH(calibrate(identity, noise_dataset(4), options), Contains("ran no Conv2d or Linear layer"));
 }

@@ -7,6 +7,7 @@
 #include "joulecut/models.h"
 #include "joulecut/pass.h"
 #include "joulecut/prune.h"
+#include "noise_data.h"
 #include "temp_dir.h"
 
 using namespace joulecut;
@@ -150,10 +151,7 @@ TEST_CASE("pruned models save, load and run; fine-tuning keeps the zeros", "[pru
 
 TEST_CASE("gradual magnitude pruning follows the cubic schedule and ends at the target", "[prune]") {
   at::manual_seed(31);
-  TensorDataset data;
-  data.description = "noise";
-  data.images = at::randn({128, 1, 28, 28});
-  data.labels = at::randint(0, 10, {128}, at::kLong);
+  const TensorDataset data = noise_dataset(128);
   PassContext context;
   context.progress = false;
   context.train = &data;

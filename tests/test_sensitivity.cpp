@@ -7,18 +7,12 @@
 #include "joulecut/error.h"
 #include "joulecut/models.h"
 #include "joulecut/sensitivity.h"
+#include "noise_data.h"
 
 using namespace joulecut;
 using Catch::Matchers::Contains;
 
 namespace {
-TensorDataset noise_dataset(std::int64_t n) {
-  TensorDataset d;
-  d.description = "random (test)";
-  d.images = at::randn({n, 1, 28, 28});
-  d.labels = at::randint(0, 10, {n}, at::kLong);
-  return d;
-}
 std::size_t count(const std::string& text, const std::string& what) {
   std::size_t n = 0;
   for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;

@@ -13,6 +13,7 @@
 #include "joulecut/error.h"
 #include "joulecut/model.h"
 #include "joulecut/torch_compat.h"
+#include "root_attributes.h"
 
 namespace joulecut {
 
@@ -165,20 +166,15 @@ ModelStats analyze_model(torch::jit::Module& input_module, const at::Tensor& exa
     stats.parameters += weight.numel() + (bias ? bias->numel() : 0);
     stats.parameter_bytes += std::int64_t(weight.nbytes()) + (bias ? std::int64_t(bias->nbytes()) : 0);
     dtypes.insert(std::string(c10::toString(weight.scalar_type())));
-    // quantize-dynamic names them "joulecut_qlinear__<layer, dots as __>" on the root module.
-    const std::string prefix = "joulecut_qlinear__";
-    std::string layer = a.name.compare(0, prefix.size(), prefix) == 0 ? a.name.substr(prefix.size()) : a.name;
-    for (std::size_t at = layer.find("__"); at != std::string::npos; at = layer.find("__", at + 1)) layer.replace(at, 2, ".");
-    recorder.names[weight.data_ptr()] = layer;
+    const std::string layer = layer_of_root_attribute(kPackedLinear, a.name);  // set by quantize-dynamic
+    recorder.names[weight.data_ptr()] = layer.empty() ? a.name : layer;
   }
   for (const auto& b : module.named_buffers(/*recurse=*/true)) {
     stats.parameter_bytes += b.value.nbytes();
-    // lower-sparse keeps a layer's CSR weight in root buffers "joulecut_csr_values__<layer>".
-    const std::string prefix = "joulecut_csr_values__";
-    if (b.name.compare(0, prefix.size(), prefix) != 0) continue;
+    // lower-sparse keeps a layer's CSR weight in root buffers.
+    const std::string layer = layer_of_root_attribute(kCsrValues, b.name);
+    if (layer.empty()) continue;
     stats.parameters += b.value.numel();  // the layer's stored weights: they are parameters
-    std::string layer = b.name.substr(prefix.size());
-    for (std::size_t at = layer.find("__"); at != std::string::npos; at = layer.find("__", at + 1)) layer.replace(at, 2, ".");
     recorder.names[b.value.data_ptr()] = layer;
   }
   stats.dtypes.assign(dtypes.begin(), dtypes.end());

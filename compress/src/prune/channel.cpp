@@ -99,6 +99,11 @@ std::string strip_suffix(const std::string& name, const std::string& suffix) {
   return name;
 }
 
+template <typename T>
+void append(std::vector<T>& to, const std::vector<T>& from) {
+  to.insert(to.end(), from.begin(), from.end());
+}
+
 std::string join(const std::vector<std::string>& items, const std::string& separator) {
   std::string out;
   for (const auto& i : items) out += (out.empty() ? "" : separator) + i;
@@ -143,12 +148,11 @@ class Analyzer {
                               std::to_string(in.channels) + ")");
         g.channels = in.channels;
       }
-      for (const auto* list : {&in.producers, &in.producer_weights, &in.blocked}) {
-        auto& target = list == &in.producers ? g.producers : list == &in.producer_weights ? g.producer_weights : g.blocked;
-        target.insert(target.end(), list->begin(), list->end());
-      }
-      g.bn_scales.insert(g.bn_scales.end(), in.bn_scales.begin(), in.bn_scales.end());
-      g.slices.insert(g.slices.end(), in.slices.begin(), in.slices.end());
+      append(g.producers, in.producers);
+      append(g.producer_weights, in.producer_weights);
+      append(g.blocked, in.blocked);
+      append(g.bn_scales, in.bn_scales);
+      append(g.slices, in.slices);
     }
     return out;
   }

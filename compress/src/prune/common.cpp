@@ -130,6 +130,18 @@ std::pair<torch::jit::Module, std::string> owner_of(torch::jit::Module root, con
 }
 
 // Counts, per module attribute path, the graph inputs that read it (nested blocks included).
+std::vector<torch::jit::Node*> nodes_of_kind(torch::jit::Block* block, c10::Symbol kind) {
+  std::vector<torch::jit::Node*> out;
+  for (torch::jit::Node* n : block->nodes()) {
+    if (n->kind() == kind) out.push_back(n);
+    for (torch::jit::Block* inner : n->blocks()) {
+      const auto nested = nodes_of_kind(inner, kind);
+      out.insert(out.end(), nested.begin(), nested.end());
+    }
+  }
+  return out;
+}
+
 void count_reads(torch::jit::Block* block, torch::jit::Value* self, std::map<std::string, int>& reads) {
   for (torch::jit::Node* n : block->nodes()) {
     for (torch::jit::Value* v : n->inputs())

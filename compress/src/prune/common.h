@@ -57,6 +57,9 @@ std::optional<std::string> attribute_path(torch::jit::Value* v, torch::jit::Valu
 // The module holding attribute path "a.b.weight" under `root`, and the attribute's name.
 std::pair<torch::jit::Module, std::string> owner_of(torch::jit::Module root, const std::string& path);
 
+// Every node of `kind` in `block` and the blocks nested in it, in graph order.
+std::vector<torch::jit::Node*> nodes_of_kind(torch::jit::Block* block, c10::Symbol kind);
+
 // Counts, per module attribute path, the graph inputs that read it (nested blocks included):
 // a weight read twice is shared, and a pass must not change it for one reader.
 void count_reads(torch::jit::Block* block, torch::jit::Value* self, std::map<std::string, int>& reads);

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <functional>
 
+#include "../root_attributes.h"
 #include "common.h"
 #include "joulecut/error.h"
 #include "joulecut/prune.h"
@@ -44,24 +45,6 @@ std::pair<double, double> median_times(const std::function<void()>& a, const std
     return v[v.size() / 2];
   };
   return {median(ta), median(tb)};
-}
-
-std::string buffer_name(const std::string& layer, const std::string& part) {
-  std::string flat = layer;
-  for (std::size_t at = flat.find('.'); at != std::string::npos; at = flat.find('.', at + 2)) flat.replace(at, 1, "__");
-  return "joulecut_csr_" + part + "__" + flat;
-}
-
-std::vector<Node*> linear_nodes(torch::jit::Block* block) {
-  std::vector<Node*> out;
-  for (Node* n : block->nodes()) {
-    if (n->kind() == c10::aten::linear) out.push_back(n);
-    for (torch::jit::Block* inner : n->blocks()) {
-      const auto nested = linear_nodes(inner);
-      out.insert(out.end(), nested.begin(), nested.end());
-    }
-  }
-  return out;
 }
 
 std::string format(const char* fmt, double a, double b = 0, double c = 0) {
@@ -115,7 +98,7 @@ PassResult LowerSparsePass::run(const torch::jit::Module& input, PassContext& co
   };
   std::vector<Candidate> candidates;
   std::map<std::string, int> weight_uses;
-  for (Node* n : linear_nodes(graph->block())) {
+  for (Node* n : nodes_of_kind(graph->block(), c10::aten::linear)) {
     const auto weight = attribute_path(n->input(1), self);
     if (!weight || !tensors.count(*weight) || tensors[*weight].dim() != 2) continue;
     candidates.push_back({n, *weight, weight->substr(0, weight->rfind('.'))});
@@ -167,13 +150,13 @@ PassResult LowerSparsePass::run(const torch::jit::Module& input, PassContext& co
       } else {
         change.after = sparse_us;
         change.note = format("sparse: %.1f%% zeros, %.2fx faster", 100 * sparsity, speedup);
-        module.register_buffer(buffer_name(c.layer, "values"), csr.values);
-        module.register_buffer(buffer_name(c.layer, "columns"), csr.columns);
-        module.register_buffer(buffer_name(c.layer, "row_offsets"), csr.row_offsets);
+        module.register_buffer(root_attribute_name(kCsrValues, c.layer), csr.values);
+        module.register_buffer(root_attribute_name(kCsrColumns, c.layer), csr.columns);
+        module.register_buffer(root_attribute_name(kCsrRowOffsets, c.layer), csr.row_offsets);
         torch::jit::WithInsertPoint guard(c.node);
-        Value* values = graph->insertGetAttr(self, buffer_name(c.layer, "values"));
-        Value* columns = graph->insertGetAttr(self, buffer_name(c.layer, "columns"));
-        Value* rows = graph->insertGetAttr(self, buffer_name(c.layer, "row_offsets"));
+        Value* values = graph->insertGetAttr(self, root_attribute_name(kCsrValues, c.layer));
+        Value* columns = graph->insertGetAttr(self, root_attribute_name(kCsrColumns, c.layer));
+        Value* rows = graph->insertGetAttr(self, root_attribute_name(kCsrRowOffsets, c.layer));
         Value* out = graph->insert(c10::Symbol::fromQualString("joulecut::sparse_linear"),
                                    {c.node->input(0), values, columns, rows, bias_value, w.size(1)});
         c.node->output()->replaceAllUsesWith(out);

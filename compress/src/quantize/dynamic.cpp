@@ -8,6 +8,7 @@
 
 #include "../pass_options.h"
 #include "../prune/common.h"
+#include "../root_attributes.h"
 #include "joulecut/error.h"
 #include "joulecut/observers.h"
 #include "joulecut/quantize.h"
@@ -18,24 +19,6 @@ namespace {
 
 using torch::jit::Node;
 using torch::jit::Value;
-
-std::vector<Node*> linear_nodes(torch::jit::Block* block) {
-  std::vector<Node*> out;
-  for (Node* n : block->nodes()) {
-    if (n->kind() == c10::aten::linear) out.push_back(n);
-    for (torch::jit::Block* inner : n->blocks()) {
-      const auto nested = linear_nodes(inner);
-      out.insert(out.end(), nested.begin(), nested.end());
-    }
-  }
-  return out;
-}
-
-std::string packed_name(const std::string& layer) {
-  std::string flat = layer;
-  for (std::size_t at = flat.find('.'); at != std::string::npos; at = flat.find('.', at + 2)) flat.replace(at, 1, "__");
-  return "joulecut_qlinear__" + flat;
-}
 
 // quantized::linear_prepack through the dispatcher (its C++ signature is not public).
 c10::IValue prepack(const at::Tensor& qweight, const c10::optional<at::Tensor>& bias) {
@@ -81,7 +64,7 @@ PassResult DynamicQuantizePass::run(const torch::jit::Module& input, PassContext
   std::map<std::string, at::Tensor> tensors;
   for (const auto& p : module.named_parameters(true)) tensors[p.name] = p.value;
   std::vector<std::pair<Node*, std::string>> candidates;
-  for (Node* n : linear_nodes(graph->block())) {
+  for (Node* n : nodes_of_kind(graph->block(), c10::aten::linear)) {
     const auto weight = attribute_path(n->input(1), self);
     if (weight && tensors.count(*weight) && tensors[*weight].dim() == 2 && tensors[*weight].scalar_type() == at::kFloat)
       candidates.emplace_back(n, *weight);
@@ -123,9 +106,9 @@ PassResult DynamicQuantizePass::run(const torch::jit::Module& input, PassContext
       const c10::IValue packed = prepack(qweight, bias);
       // Error of the int8 weights against fp32, so the report says what each layer gave up.
       const double error = (qweight.dequantize() - w).abs().max().item<double>();
-      module.register_attribute(packed_name(layer), packed.type(), packed);
+      module.register_attribute(root_attribute_name(kPackedLinear, layer), packed.type(), packed);
       torch::jit::WithInsertPoint guard(node);
-      Value* params = graph->insertGetAttr(self, packed_name(layer));
+      Value* params = graph->insertGetAttr(self, root_attribute_name(kPackedLinear, layer));
       Value* out = graph->insert(c10::Symbol::fromQualString("quantized::linear_dynamic"), {node->input(0), params});
       node->output()->replaceAllUsesWith(out);
       node->destroy();

@@ -7,6 +7,7 @@
 
 #include "../pass_options.h"
 #include "../prune/common.h"
+#include "../root_attributes.h"
 #include "joulecut/error.h"
 #include "joulecut/quantize.h"
 
@@ -16,18 +17,6 @@ namespace {
 
 using torch::jit::Node;
 using torch::jit::Value;
-
-std::vector<Node*> batch_norm_nodes(torch::jit::Block* block) {
-  std::vector<Node*> out;
-  for (Node* n : block->nodes()) {
-    if (n->kind() == c10::aten::batch_norm) out.push_back(n);
-    for (torch::jit::Block* inner : n->blocks()) {
-      const auto nested = batch_norm_nodes(inner);
-      out.insert(out.end(), nested.begin(), nested.end());
-    }
-  }
-  return out;
-}
 
 // True when every use of `v` other than by `user` only reads its shape (size(), dim()), which
 // folding does not change: Python's BatchNorm checks the input's size before normalizing.
@@ -39,12 +28,6 @@ bool only_shape_queries_besides(Value* v, Node* user) {
       return false;
   }
   return true;
-}
-
-std::string folded_bias_name(const std::string& layer) {
-  std::string flat = layer;
-  for (std::size_t at = flat.find('.'); at != std::string::npos; at = flat.find('.', at + 2)) flat.replace(at, 1, "__");
-  return "joulecut_folded_bias__" + flat;
 }
 
 }  // namespace
@@ -68,7 +51,7 @@ PassResult FoldBatchNormPass::run(const torch::jit::Module& input, PassContext&)
   std::map<std::string, int> weight_uses;
   count_reads(graph->block(), self, weight_uses);
 
-  const auto norms = batch_norm_nodes(graph->block());
+  const auto norms = nodes_of_kind(graph->block(), c10::aten::batch_norm);
   if (norms.empty()) throw UserError("fold-batchnorm: the model has no BatchNorm (aten::batch_norm) to fold");
   PassReport report;
   report.pass = text();
@@ -133,9 +116,9 @@ PassResult FoldBatchNormPass::run(const torch::jit::Module& input, PassContext&)
         // The layer had no bias; its class may be shared with layers that keep none, so the
         // folded bias lives on the root module.
         const std::string layer = weight->substr(0, weight->rfind('.'));
-        module.register_parameter(folded_bias_name(layer), new_bias.requires_grad_(w.requires_grad()), false);
+        module.register_parameter(root_attribute_name(kFoldedBias, layer), new_bias.requires_grad_(w.requires_grad()), false);
         torch::jit::WithInsertPoint guard(producer);
-        producer->replaceInput(2, graph->insertGetAttr(self, folded_bias_name(layer)));
+        producer->replaceInput(2, graph->insertGetAttr(self, root_attribute_name(kFoldedBias, layer)));
       }
       bn->output()->replaceAllUsesWith(bn->input(0));
       bn->destroy();
