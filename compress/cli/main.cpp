@@ -413,9 +413,10 @@ void run_prune(PruneCliOptions o, const RunSettings& settings, const std::string
 
 // ---- compress quantize -------------------------------------------------------------------
 struct QuantizeCliOptions {
-  std::string model, output, backend = "torch";
+  std::string model, output, backend = "onednn", max_accuracy_drop;
   bool dynamic = false;
-  joulecut::DynamicQuantizeOptions options;
+  joulecut::DynamicQuantizeOptions dynamic_options;
+  joulecut::StaticQuantizeOptions static_options;
   joulecut::DataSource data;
   bool no_measure = false, no_progress = false;
   int windows = 5;
@@ -425,14 +426,29 @@ struct QuantizeCliOptions {
 void run_quantize(QuantizeCliOptions o, const RunSettings& settings, const std::string& command) {
   apply_threads(settings);
   check_output(o.model, o.output);
-  if (o.backend != "torch")
-    throw UserError("--backend '" + o.backend + "': only 'torch' (LibTorch's quantized ops) is built so far");
-  if (!o.dynamic)
-    throw UserError("static int8 is not built yet; --dynamic quantizes Linear layers (int8 weights, activations "
-                    "quantized per batch)");
   std::vector<std::unique_ptr<joulecut::Pass>> passes;
-  passes.push_back(std::make_unique<joulecut::DynamicQuantizePass>(o.options));
-  ApplyJob job{o.model, o.output, 1, o.no_progress, o.no_measure, o.windows, o.batches, o.data, false};
+  if (o.dynamic) {
+    if (o.backend != "torch")
+      throw UserError("--dynamic runs on LibTorch's quantized::linear_dynamic: add --backend torch (the onednn backend "
+                      "is static int8)");
+    if (!o.max_accuracy_drop.empty()) throw UserError("--max-accuracy-drop applies to static int8, not --dynamic");
+    passes.push_back(std::make_unique<joulecut::DynamicQuantizePass>(o.dynamic_options));
+  } else {
+    // Options go through the pass's own parser, so the CLI and pipelines check them the same way.
+    joulecut::PassOptionMap map{{"backend", o.backend},
+                                {"observer", o.static_options.observer},
+                                {"percentile", std::to_string(o.static_options.percentile)},
+                                {"samples", std::to_string(o.static_options.samples)},
+                                {"exclude", o.dynamic_options.exclude},
+                                {"validation", std::to_string(o.static_options.validation)}};
+    if (!o.max_accuracy_drop.empty()) map["max-accuracy-drop"] = o.max_accuracy_drop;
+    const auto options = joulecut::StaticQuantizePass::parse(map);
+    const auto preparation = joulecut::needed_preparation(joulecut::load_model(o.model).module);
+    if (preparation.batchnorm) passes.push_back(std::make_unique<joulecut::FoldBatchNormPass>());
+    if (preparation.relu) passes.push_back(std::make_unique<joulecut::FuseReluPass>());
+    passes.push_back(std::make_unique<joulecut::StaticQuantizePass>(options));
+  }
+  ApplyJob job{o.model, o.output, 1, o.no_progress, o.no_measure, o.windows, o.batches, o.data, !o.dynamic};
   apply_and_measure(passes, job, command);
 }
 
@@ -710,14 +726,31 @@ int main(int argc, char** argv) {
 
   QuantizeCliOptions quantize;
   auto* quantize_cmd = app.add_subcommand("quantize", "Quantize a model to int8, then measure before and after");
-  quantize_cmd->footer("Built so far: --dynamic on the torch backend (Linear layers). Static int8 and the oneDNN\n"
-                       "backend are not built yet.");
+  quantize_cmd->footer(
+      "Static int8 (default): BatchNorm folded, ReLU fused, activations calibrated on the first --samples training\n"
+      "images and kept int8 from layer to layer. --backend onednn runs joulecut's int8 runtime (the file needs\n"
+      "libjoulecut_ops to load); --backend torch runs LibTorch's quantized ops (stock PyTorch loads the file).\n"
+      "--dynamic quantizes Linear layers only, activations per batch, on the torch backend.\n"
+      "Example: compress quantize models/trained/lenet5.pt -o lenet5-int8.pt --observer mse --max-accuracy-drop 0.5");
   quantize_cmd->add_option("model", quantize.model, "TorchScript file (never modified)")->required();
   quantize_cmd->add_option("-o,--output", quantize.output, "Quantized TorchScript file (written atomically)")->required();
-  quantize_cmd->add_flag("--dynamic", quantize.dynamic, "Dynamic quantization: int8 weights, activations quantized per batch");
-  quantize_cmd->add_option("--backend", quantize.backend, "torch: LibTorch's quantized ops (loads in stock PyTorch)")
+  quantize_cmd->add_option("--backend", quantize.backend,
+                           "onednn: joulecut's int8 runtime; torch: LibTorch's quantized ops (portable)")
       ->capture_default_str();
-  quantize_cmd->add_option("--exclude", quantize.options.exclude, "Keep layers matching these '|'-separated globs in fp32");
+  quantize_cmd->add_option("--calib", quantize.data.data, "Calibration data set (same forms as --data)");
+  quantize_cmd->add_option("--observer", quantize.static_options.observer, "Activation ranges: minmax, percentile, entropy (KL) or mse")
+      ->capture_default_str();
+  quantize_cmd->add_option("--percentile", quantize.static_options.percentile, "For --observer percentile, in (0, 100]")
+      ->capture_default_str();
+  quantize_cmd->add_option("--samples", quantize.static_options.samples, "Calibration images (the first N of the training split)")
+      ->capture_default_str();
+  quantize_cmd->add_option("--max-accuracy-drop", quantize.max_accuracy_drop,
+                           "Accuracy budget: points (0.5), or relative to fp32 (1%); the most sensitive layers stay fp32");
+  quantize_cmd->add_option("--validation", quantize.static_options.validation,
+                           "Images at the end of the training split that the budget is measured on")
+      ->capture_default_str();
+  quantize_cmd->add_flag("--dynamic", quantize.dynamic, "Dynamic int8 Linear layers (needs --backend torch)");
+  quantize_cmd->add_option("--exclude", quantize.dynamic_options.exclude, "Keep layers matching these '|'-separated globs in fp32");
   quantize_cmd->add_option("--batch", quantize.batches, "Batch sizes for the before/after measurement")->capture_default_str();
   quantize_cmd->add_option("--windows", quantize.windows, "Measurement windows")->capture_default_str()->check(CLI::Range(2, 100000));
   quantize_cmd->add_flag("--no-measure", quantize.no_measure, "Skip the before/after measurement");

@@ -14,6 +14,9 @@
 #include "joulecut/model.h"
 #include "joulecut/torch_compat.h"
 #include "root_attributes.h"
+#ifdef JOULECUT_HAVE_ONEDNN
+#include "joulecut/int8.h"
+#endif
 
 namespace joulecut {
 
@@ -25,7 +28,7 @@ double ModelStats::weight_sparsity() const {
 
 namespace {
 
-enum class OpKind { none, conv, linear, matmul, addmm, sparse_linear, quantized_linear };
+enum class OpKind { none, conv, linear, matmul, addmm, sparse_linear, quantized_linear, quantized_conv };
 
 OpKind classify(const std::string& name) {
   static const std::map<std::string, OpKind> kinds = {
@@ -37,9 +40,36 @@ OpKind classify(const std::string& name) {
       {"joulecut::sparse_linear", OpKind::sparse_linear},  // (input, values, columns, rows, bias, in)
       {"quantized::linear_dynamic", OpKind::quantized_linear},  // (input, packed params, ...)
       {"quantized::linear", OpKind::quantized_linear},
+      {"quantized::linear_relu", OpKind::quantized_linear},
+      {"quantized::conv2d", OpKind::quantized_conv},  // (input, packed params, scale, zero point)
+      {"quantized::conv2d_relu", OpKind::quantized_conv},
+      {"joulecut::int8_linear", OpKind::quantized_linear},  // (input, Int8Layer)
+      {"joulecut::int8_conv2d", OpKind::quantized_conv},
   };
   const auto it = kinds.find(name);
   return it == kinds.end() ? OpKind::none : it->second;
+}
+
+// The weight and bias inside a packed layer object (LibTorch's packed params, or joulecut's
+// Int8Layer); false for anything else.
+bool unpack_layer(const c10::IValue& v, at::Tensor& weight, at::Tensor& bias) {
+  if (!v.isCustomClass()) return false;
+  const std::string type = v.type()->str();
+  c10::optional<at::Tensor> b;
+  if (type.find("LinearPackedParamsBase") != std::string::npos) {
+    std::tie(weight, b) = v.toCustomClass<LinearPackedParamsBase>()->unpack();
+  } else if (type.find("Conv2dPackedParamsBase") != std::string::npos) {
+    std::tie(weight, b) = v.toCustomClass<ConvPackedParamsBase<2>>()->unpack();
+#ifdef JOULECUT_HAVE_ONEDNN
+  } else if (type.find("joulecut.Int8Layer") != std::string::npos) {
+    std::tie(weight, bias) = int8_layer_tensors(v);
+    return true;
+#endif
+  } else {
+    return false;
+  }
+  bias = b ? *b : at::Tensor();
+  return true;
 }
 
 std::vector<std::int64_t> shape_of(const c10::IValue& v) {
@@ -50,6 +80,7 @@ std::vector<std::int64_t> shape_of(const c10::IValue& v) {
 
 struct Recording : at::ObserverContext {
   LayerStats layer;
+  std::string name;  // of a packed layer, found by its object
   OpKind kind = OpKind::none;
   at::Tensor weight;
   at::Tensor bias;
@@ -58,6 +89,7 @@ struct Recording : at::ObserverContext {
 // State of one analysis; only the thread running the model touches it.
 struct Recorder {
   std::map<const void*, std::string> names;  // weight data pointer -> parameter path
+  std::map<const void*, std::string> packed;  // packed layer object -> layer
   std::vector<LayerStats> layers;
   int depth = 0;  // > 0 while inside a counted op: its internals are not counted again
 };
@@ -75,13 +107,18 @@ std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction& fn) {
   // addmm(bias, a, b); the others take (input, weight, [bias], ...).
   const std::size_t in = kind == OpKind::addmm ? 1 : 0;
   const std::size_t w = kind == OpKind::addmm ? 2 : 1;
-  if (kind == OpKind::quantized_linear && inputs.size() > 1 && inputs[0].isTensor() && inputs[1].isCustomClass()) {
-    // The weight and bias live in LibTorch's packed parameters.
-    auto [weight, bias] = inputs[1].toCustomClass<LinearPackedParamsBase>()->unpack();
-    rec->layer.input_shape = shape_of(inputs[0]);
-    rec->weight = weight;
-    if (bias) rec->bias = *bias;
-    rec->layer.activation_bytes += inputs[0].toTensor().nbytes();
+  if (kind == OpKind::quantized_linear || kind == OpKind::quantized_conv) {
+    // The weight and bias live in a packed object, and the activation comes just before it. The
+    // interpreter's recorded inputs sometimes start with an unrelated live tensor (seen on
+    // ResNet shortcut convolutions), so the object is searched for rather than taken at [1].
+    for (std::size_t i = 1; i < inputs.size(); ++i) {
+      if (!inputs[i - 1].isTensor() || !unpack_layer(inputs[i], rec->weight, rec->bias)) continue;
+      rec->layer.input_shape = shape_of(inputs[i - 1]);
+      rec->layer.activation_bytes += inputs[i - 1].toTensor().nbytes();
+      const auto name = active->packed.find(inputs[i].internalToPointer());
+      if (name != active->packed.end()) rec->name = name->second;
+      break;
+    }
   } else if (inputs.size() > w && inputs[in].isTensor() && inputs[w].isTensor()) {
     rec->layer.input_shape = shape_of(inputs[in]);
     rec->weight = inputs[w].toTensor();
@@ -108,6 +145,7 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
   const std::int64_t out_elems = out.numel();
   switch (rec->kind) {
     case OpKind::conv:  // weight [Cout, Cin/groups, k...]: each output element sums Cin/groups*k...
+    case OpKind::quantized_conv:
       layer.macs = w.dim() >= 2 ? out_elems * (w.numel() / w.size(0)) : 0;
       break;
     case OpKind::linear:  // weight [out, in]
@@ -128,7 +166,9 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
   layer.weight_bytes = w.nbytes() + (rec->bias.defined() ? rec->bias.nbytes() : 0);
   layer.weight_zeros = (w.is_floating_point() ? (w == 0).sum().item<std::int64_t>() : 0);
   const auto it = active->names.find(w.data_ptr());
-  if (it != active->names.end()) {
+  if (!rec->name.empty()) {
+    layer.name = rec->name;
+  } else if (it != active->names.end()) {
     layer.name = it->second;
   } else {
     layer.name = "op#" + std::to_string(active->layers.size());
@@ -159,15 +199,16 @@ ModelStats analyze_model(torch::jit::Module& input_module, const at::Tensor& exa
     const auto dot = name.rfind('.');
     recorder.names[p.value.data_ptr()] = dot == std::string::npos ? name : name.substr(0, dot);
   }
-  // Packed int8 Linear weights (quantize-dynamic) are attributes, not parameters: count them.
+  // Packed int8 weights (quantize-dynamic, quantize-static) are attributes, not parameters.
   for (const auto& a : module.named_attributes(/*recurse=*/true)) {
-    if (!a.value.isCustomClass() || a.value.type()->str().find("LinearPackedParamsBase") == std::string::npos) continue;
-    auto [weight, bias] = a.value.toCustomClass<LinearPackedParamsBase>()->unpack();
-    stats.parameters += weight.numel() + (bias ? bias->numel() : 0);
-    stats.parameter_bytes += std::int64_t(weight.nbytes()) + (bias ? std::int64_t(bias->nbytes()) : 0);
+    at::Tensor weight, bias;
+    if (!unpack_layer(a.value, weight, bias)) continue;
+    stats.parameters += weight.numel() + (bias.defined() ? bias.numel() : 0);
+    stats.parameter_bytes += std::int64_t(weight.nbytes()) + (bias.defined() ? std::int64_t(bias.nbytes()) : 0);
     dtypes.insert(std::string(c10::toString(weight.scalar_type())));
-    const std::string layer = layer_of_root_attribute(kPackedLinear, a.name);  // set by quantize-dynamic
-    recorder.names[weight.data_ptr()] = layer.empty() ? a.name : layer;
+    std::string layer = layer_of_root_attribute(kPackedLinear, a.name);  // set by quantize-dynamic
+    if (layer.empty()) layer = layer_of_root_attribute(kInt8Layer, a.name);  // set by quantize-static
+    recorder.packed[a.value.internalToPointer()] = layer.empty() ? a.name : layer;
   }
   for (const auto& b : module.named_buffers(/*recurse=*/true)) {
     stats.parameter_bytes += b.value.nbytes();

@@ -12,6 +12,7 @@ inline constexpr const char* kCsrColumns = "joulecut_csr_columns__";
 inline constexpr const char* kCsrRowOffsets = "joulecut_csr_row_offsets__";
 inline constexpr const char* kPackedLinear = "joulecut_qlinear__";
 inline constexpr const char* kFoldedBias = "joulecut_folded_bias__";
+inline constexpr const char* kInt8Layer = "joulecut_int8__";  // static int8 Conv2d/Linear, either backend
 
 inline std::string root_attribute_name(const std::string& prefix, const std::string& layer) {
   std::string flat = layer;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "joulecut/error.h"
 #include "joulecut/measure/energy_per_op_data.h"
@@ -57,17 +58,25 @@ OpEnergyConstants default_op_energy_constants() {
 
 ModeledEnergy model_op_energy(const OpEnergyConstants& constants, const OpCounts& counts) {
   JOULECUT_ASSERT(counts.batch > 0, "batch must be positive");
-  const auto it = constants.mac_pj.find(counts.dtype);
-  if (it == constants.mac_pj.end())
-    throw UserError("no energy per MAC for dtype " + counts.dtype + " in the energy constants");
-  const double arithmetic_pj = double(counts.macs) * it->second;
+  std::map<std::string, std::int64_t> macs = counts.macs_by_dtype;
+  if (macs.empty()) macs[counts.dtype] = counts.macs;
+  double arithmetic_pj = 0;
+  std::string per_mac;
+  for (const auto& [dtype, count] : macs) {
+    const auto it = constants.mac_pj.find(dtype);
+    if (it == constants.mac_pj.end()) throw UserError("no energy per MAC for dtype " + dtype + " in the energy constants");
+    arithmetic_pj += double(count) * it->second;
+    char item[64];
+    std::snprintf(item, sizeof item, "%s%s MAC %.2f pJ", per_mac.empty() ? "" : ", ", dtype.c_str(), it->second);
+    per_mac += item;
+  }
   const double memory_pj = double(counts.weight_bytes + counts.activation_bytes) * constants.dram_pj_per_byte;
   ModeledEnergy out;
   out.model = "op count x energy per op";
   out.joules = (arithmetic_pj + memory_pj) * 1e-12 / double(counts.batch);
   char detail[256];
-  std::snprintf(detail, sizeof detail, "%s MAC %.2f pJ, DRAM %.1f pJ/byte; %.0f%% of it memory",
-                counts.dtype.c_str(), it->second, constants.dram_pj_per_byte,
+  std::snprintf(detail, sizeof detail, "%s, DRAM %.1f pJ/byte; %.0f%% of it memory", per_mac.c_str(),
+                constants.dram_pj_per_byte,
                 100.0 * memory_pj / std::max(1e-30, arithmetic_pj + memory_pj));
   out.detail = detail;
   return out;

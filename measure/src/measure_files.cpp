@@ -27,8 +27,9 @@ OpCounts op_counts(const ModelStats& stats) {
   for (const auto& l : stats.layers) {
     ops.weight_bytes += l.weight_bytes;
     ops.activation_bytes += l.activation_bytes;
+    ops.macs_by_dtype[dtype_name(l.dtype)] += l.macs;
   }
-  if (!stats.layers.empty()) ops.dtype = dtype_name(stats.layers.front().dtype);
+  if (ops.macs_by_dtype.size() == 1) ops.dtype = ops.macs_by_dtype.begin()->first;
   return ops;
 }
 

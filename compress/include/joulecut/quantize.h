@@ -47,4 +47,66 @@ class DynamicQuantizePass final : public Pass {
   DynamicQuantizeOptions options_;
 };
 
+// Static int8 post-training quantization: Conv2d and Linear layers with per-channel symmetric
+// int8 weights, activations uint8 per tensor with ranges calibrated on the first `samples`
+// training images. Activations stay int8 from layer to layer through max/adaptive-average
+// pooling, flatten, ReLU and residual adds; ReLU after a layer or an add is fused into it;
+// quantize/dequantize ops sit only where int8 meets fp32. Run fold-batchnorm first (a
+// BatchNorm between a layer and its ReLU stops the fusion and costs a dequantize).
+//
+// Backends: "onednn" runs joulecut's own ops (joulecut/int8.h, libjoulecut_ops); "torch" runs
+// LibTorch's quantized::* ops with packed params, so stock PyTorch loads the file.
+//
+// Accuracy budget: with max_accuracy_drop >= 0 the pass measures top-1 accuracy on the last
+// `validation` training images (never the test set) and keeps, greedily, the layer whose fp32
+// return buys the most accuracy in fp32 until the drop is within budget; the report says what
+// each kept layer cost.
+struct StaticQuantizeOptions {
+  std::string backend = "onednn";  // onednn | torch
+  std::string observer = "minmax";  // minmax | percentile | entropy | mse
+  double percentile = 99.99;
+  int samples = 1000;       // calibration images (the first N of the training split)
+  std::string exclude;      // '|'-separated globs on layer names kept in fp32
+  double max_accuracy_drop = -1;  // < 0: no budget
+  bool relative_drop = false;     // the drop is a percentage of the fp32 accuracy, not points
+  int validation = 2000;          // images at the end of the training split for the budget
+};
+
+class StaticQuantizePass final : public Pass {
+ public:
+  explicit StaticQuantizePass(StaticQuantizeOptions options = {});
+  static StaticQuantizeOptions parse(const PassOptionMap& options);
+  std::string name() const override { return "quantize-static"; }
+  std::string options_text() const override;
+  // Needs context.train (calibration, validation). Throws UserError for a model with no
+  // quantizable Conv2d/Linear layer, an unknown backend or observer, a bad percentile, a
+  // calibration set the model does not accept, or a budget no int8 layer fits.
+  PassResult run(const torch::jit::Module& module, PassContext& context) const override;
+
+ private:
+  StaticQuantizeOptions options_;
+};
+
+// What graph preparation a model needs before static int8: BatchNorms to fold, and ReLUs after
+// a Conv2d/Linear (possibly through a BatchNorm that folding removes) to fuse.
+struct GraphPreparation {
+  bool batchnorm = false;
+  bool relu = false;
+};
+GraphPreparation needed_preparation(const torch::jit::Module& module);
+
+// Makes ReLU after a Conv2d/Linear (the layer's only user) in-place: the same numbers without a
+// second activation tensor; the pair is what the int8 backends then execute as one op.
+struct FuseReluOptions {};
+
+class FuseReluPass final : public Pass {
+ public:
+  explicit FuseReluPass(FuseReluOptions options = {});
+  static FuseReluOptions parse(const PassOptionMap& options);
+  std::string name() const override { return "fuse-relu"; }
+  std::string options_text() const override { return ""; }
+  // Throws UserError when no Conv2d/Linear is followed by a ReLU.
+  PassResult run(const torch::jit::Module& module, PassContext& context) const override;
+};
+
 }  // namespace joulecut

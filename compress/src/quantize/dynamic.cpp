@@ -9,37 +9,16 @@
 #include "../pass_options.h"
 #include "../prune/common.h"
 #include "../root_attributes.h"
+#include "engine.h"
 #include "joulecut/error.h"
 #include "joulecut/observers.h"
 #include "joulecut/quantize.h"
 
 namespace joulecut {
 using namespace prune_detail;
-namespace {
-
+using namespace quantize_detail;
 using torch::jit::Node;
 using torch::jit::Value;
-
-// quantized::linear_prepack through the dispatcher (its C++ signature is not public).
-c10::IValue prepack(const at::Tensor& qweight, const c10::optional<at::Tensor>& bias) {
-  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "");
-  std::vector<c10::IValue> stack{qweight, bias ? c10::IValue(*bias) : c10::IValue()};
-  op.callBoxed(&stack);
-  return stack.at(0);
-}
-
-// The engines this LibTorch has, best first for x86 (Debian's build has no FBGEMM).
-void choose_engine() {
-  const auto& engines = at::globalContext().supportedQEngines();
-  for (auto engine : {at::QEngine::FBGEMM, at::QEngine::ONEDNN, at::QEngine::QNNPACK})
-    if (std::find(engines.begin(), engines.end(), engine) != engines.end()) {
-      at::globalContext().setQEngine(engine);
-      return;
-    }
-  throw UserError("quantize-dynamic: this LibTorch has no quantized engine (FBGEMM, oneDNN or QNNPACK)");
-}
-
-}  // namespace
 
 DynamicQuantizePass::DynamicQuantizePass(DynamicQuantizeOptions options) : options_(std::move(options)) {}
 
@@ -74,7 +53,7 @@ PassResult DynamicQuantizePass::run(const torch::jit::Module& input, PassContext
   std::vector<std::string> names;
   for (const auto& c : candidates) names.push_back(c.second.substr(0, c.second.rfind('.')));
   check_patterns({"", options_.exclude, false}, names, name());
-  choose_engine();
+  const std::string engine = choose_engine(name());
 
   PassReport report;
   report.pass = text();
@@ -97,13 +76,10 @@ PassResult DynamicQuantizePass::run(const torch::jit::Module& input, PassContext
       change.note = "fp32: bias not read from the module";
     } else {
       const at::Tensor w = tensors[weight_path].contiguous();
-      const auto scales = symmetric_int8_scales(w.data_ptr<float>(), w.size(0), w.size(1));
-      const at::Tensor qweight = at::quantize_per_channel(
-          w, at::tensor(std::vector<double>(scales.begin(), scales.end()), at::kDouble),
-          at::zeros({w.size(0)}, at::kLong), 0, at::kQInt8);
+      const at::Tensor qweight = quantize_weight_per_channel(w);
       c10::optional<at::Tensor> bias;
       if (!no_bias) bias = tensors[*bias_path].detach().clone();
-      const c10::IValue packed = prepack(qweight, bias);
+      const c10::IValue packed = prepack_linear(qweight, bias);
       // Error of the int8 weights against fp32, so the report says what each layer gave up.
       const double error = (qweight.dequantize() - w).abs().max().item<double>();
       module.register_attribute(root_attribute_name(kPackedLinear, layer), packed.type(), packed);
@@ -129,7 +105,7 @@ PassResult DynamicQuantizePass::run(const torch::jit::Module& input, PassContext
   if (quantized > 0) replace_forward(module, graph);
   char summary[200];
   std::snprintf(summary, sizeof summary, "%d of %zu Linear layer(s) run on quantized::linear_dynamic (%s engine)",
-                quantized, candidates.size(), c10::toString(at::globalContext().qEngine()).c_str());
+                quantized, candidates.size(), engine.c_str());
   report.summary = summary;
   report.notes.push_back("portable: loads in stock LibTorch and Python PyTorch; convolutions stay fp32");
   module.eval();

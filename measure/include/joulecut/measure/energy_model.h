@@ -40,7 +40,8 @@ OpEnergyConstants default_op_energy_constants();
 
 struct OpCounts {
   std::int64_t macs = 0;              // per batch
-  std::string dtype = "float32";
+  std::string dtype = "float32";      // of `macs`, unless macs_by_dtype says otherwise
+  std::map<std::string, std::int64_t> macs_by_dtype;  // mixed precision: MACs per weight dtype
   std::int64_t weight_bytes = 0;      // read once per batch
   std::int64_t activation_bytes = 0;  // per batch
   std::int64_t batch = 1;

@@ -1,0 +1,647 @@
+// quantize-static: Conv2d/Linear to int8 with calibrated activation ranges, activations int8 from
+// layer to layer, on joulecut's oneDNN ops or LibTorch's quantized ops (see quantize.h).
+//
+// How the graph is rewritten: the forward graph is inlined, and its top-level values are
+// numbered in order, so that calibration (run on one copy) and each rewrite (on a fresh clone,
+// possibly with a different set of fp32 layers) name the same values. Each int8 op gets its
+// input in int8 (reusing an int8 producer, or quantizing an fp32 value that has a calibrated
+// range) and gives its consumers a dequantized copy of its output. Consumers that are int8 ops
+// take the int8 value directly, so dequantize ops survive dead-code elimination only where an
+// fp32 op reads the value.
+#include <ATen/ATen.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "../pass_options.h"
+#include "../prune/common.h"
+#include "../root_attributes.h"
+#include "engine.h"
+#include "joulecut/error.h"
+#include "joulecut/evaluate.h"
+#include "joulecut/observers.h"
+#include "joulecut/progress.h"
+#include "joulecut/quantize.h"
+#ifdef JOULECUT_HAVE_ONEDNN
+#include "joulecut/int8.h"
+#endif
+
+namespace joulecut {
+using namespace prune_detail;
+using namespace quantize_detail;
+namespace {
+
+using torch::jit::Graph;
+using torch::jit::Node;
+using torch::jit::Value;
+using torch::jit::WithInsertPoint;
+
+const c10::Symbol kQuantizedConv = c10::Symbol::fromQualString("quantized::conv2d");
+const c10::Symbol kQuantizedConvRelu = c10::Symbol::fromQualString("quantized::conv2d_relu");
+const c10::Symbol kQuantizedLinear = c10::Symbol::fromQualString("quantized::linear");
+const c10::Symbol kQuantizedLinearRelu = c10::Symbol::fromQualString("quantized::linear_relu");
+const c10::Symbol kQuantizedAdd = c10::Symbol::fromQualString("quantized::add");
+const c10::Symbol kQuantizedAddRelu = c10::Symbol::fromQualString("quantized::add_relu");
+const c10::Symbol kOurQuantize = c10::Symbol::fromQualString("joulecut::quantize_u8");
+const c10::Symbol kOurDequantize = c10::Symbol::fromQualString("joulecut::dequantize_u8");
+const c10::Symbol kOurConv = c10::Symbol::fromQualString("joulecut::int8_conv2d");
+const c10::Symbol kOurLinear = c10::Symbol::fromQualString("joulecut::int8_linear");
+const c10::Symbol kOurMaxPool = c10::Symbol::fromQualString("joulecut::int8_max_pool2d");
+const c10::Symbol kOurAvgPool = c10::Symbol::fromQualString("joulecut::int8_adaptive_avg_pool2d");
+const c10::Symbol kOurAdd = c10::Symbol::fromQualString("joulecut::int8_add");
+constexpr std::int64_t kQuint8 = 13;  // c10::ScalarType::QUInt8, as TorchScript passes dtypes
+
+bool is_relu(const Node* n) { return n->kind() == c10::aten::relu || n->kind() == c10::aten::relu_; }
+
+// The ReLU that is a node's only reader, if any: it runs fused into the node.
+Node* fused_relu(Node* n) {
+  const auto& uses = n->output()->uses();
+  if (uses.size() == 1 && is_relu(uses[0].user) && uses[0].user->owningBlock() == n->owningBlock()) return uses[0].user;
+  return nullptr;
+}
+
+// A constant int list, written as a constant or as a list of constants (inlined code has both).
+std::optional<std::vector<std::int64_t>> int_list(Value* v) {
+  if (v->node()->kind() == c10::prim::ListConstruct) {
+    std::vector<std::int64_t> out;
+    for (Value* item : v->node()->inputs()) {
+      const auto constant = torch::jit::toIValue(item);
+      if (!constant || !constant->isInt()) return std::nullopt;
+      out.push_back(constant->toInt());
+    }
+    return out;
+  }
+  const auto constant = torch::jit::toIValue(v);
+  if (!constant || !constant->isIntList()) return std::nullopt;
+  return constant->toIntVector();
+}
+
+// a + b with alpha 1 on two tensors (the residual add).
+bool is_tensor_add(Node* n) {
+  if (n->kind() != c10::aten::add || n->inputs().size() != 3) return false;
+  if (!n->input(0)->type()->cast<c10::TensorType>() || !n->input(1)->type()->cast<c10::TensorType>()) return false;
+  const auto alpha = torch::jit::toIValue(n->input(2));
+  return alpha && ((alpha->isInt() && alpha->toInt() == 1) || (alpha->isDouble() && alpha->toDouble() == 1.0));
+}
+
+// A Conv2d or Linear whose weight (and bias) the module holds.
+struct Layer {
+  Node* node = nullptr;
+  bool conv = false;
+  std::string name, weight_path;
+  std::optional<std::string> bias_path;
+  std::vector<std::int64_t> stride, padding, dilation;
+  std::int64_t groups = 1;
+  Node* relu = nullptr;
+  std::string why_fp32;  // non-empty: stays fp32, and why
+  Value* output() const { return relu ? relu->output() : node->output(); }
+};
+
+// Numbers the top-level values of a graph: its inputs, then each node's outputs in order.
+std::vector<Value*> numbered_values(Graph& graph) {
+  std::vector<Value*> values(graph.inputs().begin(), graph.inputs().end());
+  for (Node* n : graph.nodes())
+    for (Value* v : n->outputs()) values.push_back(v);
+  return values;
+}
+
+// The layers of the inlined forward, in order, each with its geometry or the reason it stays fp32.
+std::vector<Layer> find_layers(Graph& graph, const torch::jit::Module& module, const std::string& pass) {
+  Value* self = graph.inputs()[0];
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& p : module.named_parameters(true)) tensors[p.name] = p.value;
+  std::map<std::string, int> reads;
+  count_reads(graph.block(), self, reads);
+  std::vector<Layer> layers;
+  for (Node* n : graph.nodes()) {
+    const bool conv = n->kind() == c10::aten::conv2d;
+    if (!conv && n->kind() != c10::aten::linear) continue;
+    Layer l;
+    l.node = n;
+    l.conv = conv;
+    const auto weight = attribute_path(n->input(1), self);
+    if (!weight || !tensors.count(*weight)) continue;  // weights computed in the graph: not a layer
+    l.weight_path = *weight;
+    l.name = weight->substr(0, weight->rfind('.'));
+    const bool no_bias = n->input(2)->type()->kind() == c10::TypeKind::NoneType;
+    if (!no_bias) l.bias_path = attribute_path(n->input(2), self);
+    l.relu = fused_relu(n);
+    if (tensors[*weight].scalar_type() != at::kFloat) l.why_fp32 = "weight is not float32";
+    else if (reads[*weight] > 1 || (l.bias_path && reads[*l.bias_path] > 1)) l.why_fp32 = "weight or bias shared by several readers";
+    else if (!no_bias && !(l.bias_path && tensors.count(*l.bias_path))) l.why_fp32 = "bias not read from the module";
+    if (conv && l.why_fp32.empty()) {
+      const auto stride = int_list(n->input(3)), padding = int_list(n->input(4)), dilation = int_list(n->input(5));
+      const auto groups = torch::jit::toIValue(n->input(6));
+      if (!stride || !padding || !dilation || !groups || !groups->isInt() || stride->size() != 2 || padding->size() != 2 ||
+          dilation->size() != 2) {
+        l.why_fp32 = "stride, padding (e.g. 'same') or dilation not constant 2-D lists";
+      } else {
+        l.stride = *stride;
+        l.padding = *padding;
+        l.dilation = *dilation;
+        l.groups = groups->toInt();
+      }
+    }
+    layers.push_back(l);
+  }
+  if (layers.empty())
+    throw UserError(pass + ": the model has no Conv2d or Linear layer (aten::conv2d, aten::linear) with its weight in the "
+                           "module, in the top level of forward");
+  return layers;
+}
+
+// The values calibration observes: each layer's input and (fused) output, and the inputs and
+// (fused) output of each residual add.
+std::set<std::size_t> values_to_observe(Graph& graph, const std::vector<Layer>& layers) {
+  const auto values = numbered_values(graph);
+  std::map<Value*, std::size_t> index;
+  for (std::size_t i = 0; i < values.size(); ++i) index[values[i]] = i;
+  std::set<std::size_t> observed;
+  auto add = [&](Value* v) {
+    if (index.count(v)) observed.insert(index[v]);
+  };
+  for (const auto& l : layers) {
+    add(l.node->input(0));
+    add(l.output());
+  }
+  for (Node* n : graph.nodes())
+    if (is_tensor_add(n)) {
+      add(n->input(0));
+      add(n->input(1));
+      Node* relu = fused_relu(n);
+      add(relu ? relu->output() : n->output());
+    }
+  return observed;
+}
+
+// Runs the calibration images through a copy of the forward that returns every observed value.
+std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& input, const std::set<std::size_t>& observed,
+                                                    const TensorDataset& data, const StaticQuantizeOptions& options,
+                                                    bool progress) {
+  torch::jit::Module module = clone_for_transform(input);
+  module.eval();
+  auto graph = inlined_forward(module, "quantize-static");
+  const auto values = numbered_values(*graph);
+  std::vector<Value*> outputs;
+  std::vector<std::size_t> order;
+  for (std::size_t i : observed) {
+    if (!values[i]->type()->cast<c10::TensorType>()) continue;
+    outputs.push_back(values[i]);
+    order.push_back(i);
+  }
+  Node* tuple = graph->appendNode(graph->createTuple(outputs));
+  while (!graph->outputs().empty()) graph->eraseOutput(0);
+  graph->registerOutput(tuple->output());
+  torch::jit::EliminateDeadCode(graph);
+  auto unit = module._ivalue()->compilation_unit();
+  const c10::QualifiedName name(*module.type()->name(), "joulecut_calibrate");
+  module.type()->addMethod(unit->create_function(name, graph));
+
+  std::vector<std::unique_ptr<Observer>> observers;
+  for (std::size_t k = 0; k < order.size(); ++k) observers.push_back(make_observer(options.observer, options.percentile));
+  const std::int64_t samples = std::min<std::int64_t>(options.samples, data.size());
+  const std::int64_t batch = 100;
+  ProgressBar bar("calibration (" + options.observer + ")", samples, progress);
+  at::NoGradGuard no_grad;
+  auto method = module.get_method("joulecut_calibrate");
+  for (std::int64_t start = 0; start < samples; start += batch) {
+    const std::int64_t count = std::min(batch, samples - start);
+    c10::IValue result;
+    try {
+      result = method({data.images.narrow(0, start, count)});
+    } catch (const c10::Error& e) {
+      throw UserError("quantize-static: the model does not run on the calibration images (" +
+                      std::string(e.what_without_backtrace()).substr(0, 200) + ")");
+    }
+    const auto elements = result.toTuple()->elements();
+    for (std::size_t k = 0; k < elements.size(); ++k) {
+      const at::Tensor t = elements[k].toTensor().detach().to(at::kFloat).contiguous();
+      observers[k]->observe(t.data_ptr<float>(), std::size_t(t.numel()));
+    }
+    bar.update(start + count, std::to_string(start + count) + " images");
+  }
+  bar.finish(std::to_string(samples) + " images, " + std::to_string(order.size()) + " activations");
+  std::map<std::size_t, QuantRange> ranges;
+  for (std::size_t k = 0; k < order.size(); ++k) ranges[order[k]] = observers[k]->range();
+  return ranges;
+}
+
+// An int8 value: the op that produced it, its scale and zero point.
+struct Int8Value {
+  Value* value = nullptr;
+  QuantRange range;
+};
+
+struct Built {
+  torch::jit::Module module;
+  std::vector<LayerChange> layers;
+  int int8_layers = 0, quantize_ops = 0, dequantize_ops = 0, fused = 0;
+};
+
+class Rewriter {
+ public:
+  Rewriter(const torch::jit::Module& input, const StaticQuantizeOptions& options,
+           const std::map<std::size_t, QuantRange>& ranges, const std::set<std::string>& keep_fp32)
+      : module_(clone_for_transform(input)), options_(options), keep_fp32_(keep_fp32), onednn_(options.backend == "onednn") {
+    graph_ = inlined_forward(module_, "quantize-static");
+    const auto values = numbered_values(*graph_);
+    for (const auto& [index, range] : ranges) {
+      JOULECUT_ASSERT(index < values.size(), "calibrated value outside the graph");
+      ranges_[values[index]] = range;
+    }
+    self_ = graph_->inputs()[0];
+    for (const auto& p : module_.named_parameters(true)) tensors_[p.name] = p.value;
+  }
+
+  Built build() {
+    at::NoGradGuard no_grad;
+    const auto layers = find_layers(*graph_, module_, "quantize-static");
+    std::map<Node*, const Layer*> by_node;
+    for (const auto& l : layers) by_node[l.node] = &l;
+    std::set<Node*> consumed;  // ReLUs fused into an int8 op
+    Built built;
+    const std::vector<Node*> nodes(graph_->nodes().begin(), graph_->nodes().end());
+    for (Node* n : nodes) {
+      if (consumed.count(n)) continue;
+      if (by_node.count(n)) {
+        const Layer& l = *by_node[n];
+        LayerChange change{l.name, "bits", 32, 32, l.why_fp32.empty() ? "" : "fp32: " + l.why_fp32};
+        if (l.why_fp32.empty()) change.note = quantize_layer(l, consumed, built);
+        if (change.note.empty()) change.after = 8;
+        if (change.after == 8) {
+          ++built.int8_layers;
+          change.note = std::string(l.conv ? "conv2d" : "linear") + (l.relu ? " + relu fused" : "") + weight_note_;
+          if (l.relu) ++built.fused;
+        }
+        built.layers.push_back(change);
+      } else if (is_tensor_add(n)) {
+        quantize_add(n, consumed, built);
+      } else if (n->kind() == c10::aten::max_pool2d || n->kind() == c10::aten::adaptive_avg_pool2d ||
+                 n->kind() == c10::aten::flatten || is_relu(n)) {
+        pass_through(n);
+      }
+    }
+    torch::jit::EliminateDeadCode(graph_);
+    for (Node* n : graph_->nodes()) {
+      if (n->kind() == kOurQuantize || n->kind() == c10::aten::quantize_per_tensor) ++built.quantize_ops;
+      if (n->kind() == kOurDequantize || n->kind() == c10::aten::dequantize) ++built.dequantize_ops;
+    }
+    if (built.int8_layers > 0) {
+      replace_forward(module_, graph_);
+      // The int8 state holds weight and bias now: the fp32 copies would only inflate the file.
+      for (const auto& path : emptied_) {
+        auto [owner, attribute] = owner_of(module_, path);
+        owner.setattr(attribute, at::empty({0}));
+      }
+    }
+    module_.eval();
+    built.module = module_;
+    return built;
+  }
+
+ private:
+  std::optional<QuantRange> range_of(Value* v) const {
+    const auto it = ranges_.find(v);
+    if (it == ranges_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  // The int8 version of `v`: an int8 producer's output, or a new quantize op when `v` is fp32
+  // with a calibrated range.
+  std::optional<Int8Value> int8_input(Value* v) {
+    if (int8_.count(v)) return int8_[v];
+    const auto range = range_of(v);
+    if (!range) return std::nullopt;
+    Node* at = v->node()->kind() == c10::prim::Param ? graph_->block()->nodes().front() : v->node()->next();
+    WithInsertPoint guard(at);
+    Value* q = onednn_ ? graph_->insert(kOurQuantize, {v, double(range->scale), std::int64_t(range->zero_point)})
+                       : graph_->insert(c10::aten::quantize_per_tensor,
+                                        {v, double(range->scale), std::int64_t(range->zero_point), kQuint8});
+    int8_[v] = {q, *range};
+    return int8_[v];
+  }
+
+  // Consumers of `fp32` read a dequantized copy of `q`; int8 consumers will find `q` instead.
+  void publish(Value* fp32, Value* q, const QuantRange& range) {
+    Value* dequantized = onednn_ ? graph_->insert(kOurDequantize, {q, double(range.scale), std::int64_t(range.zero_point)})
+                                 : graph_->insert(c10::aten::dequantize, {q});
+    fp32->replaceAllUsesWith(dequantized);
+    int8_[dequantized] = {q, range};
+  }
+
+  // Would an int8 op read this value? (If not, a last layer can output float directly.)
+  bool read_by_int8_op(Value* v) const {
+    for (const auto& use : v->uses()) {
+      const Node* n = use.user;
+      if (n->kind() == c10::aten::conv2d || n->kind() == c10::aten::linear || is_tensor_add(const_cast<Node*>(n)) ||
+          n->kind() == c10::aten::max_pool2d || n->kind() == c10::aten::adaptive_avg_pool2d ||
+          n->kind() == c10::aten::flatten || is_relu(n))
+        return true;
+    }
+    return false;
+  }
+
+  // Returns "" when the layer became int8, else why it stays fp32.
+  std::string quantize_layer(const Layer& l, std::set<Node*>& consumed, Built&) {
+    if (keep_fp32_.count(l.name)) return "fp32: kept by the accuracy budget";
+    if (matches_any(l.name, options_.exclude)) return "fp32: excluded";
+    const auto out_range = range_of(l.output());
+    if (!out_range) return "fp32: output not calibrated";
+    WithInsertPoint guard(l.node);
+    const auto input = int8_input(l.node->input(0));
+    if (!input) return "fp32: input not calibrated";
+    const at::Tensor weight = tensors_[l.weight_path];
+    c10::optional<at::Tensor> bias;
+    if (l.bias_path) bias = tensors_[*l.bias_path].detach().clone();
+    const bool float_out = onednn_ && !read_by_int8_op(l.output());
+    const std::string attribute = root_attribute_name(kInt8Layer, l.name);
+    c10::IValue state;
+    char note[160];
+    if (onednn_) {
+#ifdef JOULECUT_HAVE_ONEDNN
+      Int8LayerSpec spec;
+      spec.kind = l.conv ? "conv2d" : "linear";
+      spec.weight = weight;
+      if (bias) spec.bias = *bias;
+      if (l.conv) {
+        spec.stride = l.stride;
+        spec.padding = l.padding;
+        spec.dilation = l.dilation;
+        spec.groups = l.groups;
+      }
+      spec.input_scale = input->range.scale;
+      spec.input_zero_point = input->range.zero_point;
+      spec.output_scale = out_range->scale;
+      spec.output_zero_point = out_range->zero_point;
+      spec.relu = l.relu != nullptr;
+      spec.output_float = float_out;
+      state = make_int8_layer(spec);
+      std::snprintf(note, sizeof note, "%s (weight error <= %.2g)", float_out ? ", float output" : "",
+                    int8_weight_error(state));
+#else
+      throw UserError("quantize-static: backend=onednn needs libjoulecut_ops built with oneDNN (libdnnl-dev)");
+#endif
+    } else {
+      const at::Tensor qweight = quantize_weight_per_channel(weight);
+      state = l.conv ? prepack_conv2d(qweight, bias, l.stride, l.padding, l.dilation, l.groups) : prepack_linear(qweight, bias);
+      std::snprintf(note, sizeof note, " (weight error %.2g)", (qweight.dequantize() - weight).abs().max().item<double>());
+    }
+    weight_note_ = note;
+    module_.register_attribute(attribute, state.type(), state);
+    Value* params = graph_->insertGetAttr(self_, attribute);
+    Value* out = nullptr;
+    if (onednn_) {
+      out = graph_->insert(l.conv ? kOurConv : kOurLinear, {input->value, params});
+    } else {
+      const c10::Symbol op = l.conv ? (l.relu ? kQuantizedConvRelu : kQuantizedConv)
+                                    : (l.relu ? kQuantizedLinearRelu : kQuantizedLinear);
+      out = graph_->insert(op, {input->value, params, double(out_range->scale), std::int64_t(out_range->zero_point)});
+    }
+    if (float_out) {
+      l.output()->replaceAllUsesWith(out);
+    } else {
+      publish(l.output(), out, *out_range);
+    }
+    if (l.relu) consumed.insert(l.relu);
+    emptied_.push_back(l.weight_path);
+    if (l.bias_path) emptied_.push_back(*l.bias_path);
+    return "";
+  }
+
+  void quantize_add(Node* n, std::set<Node*>& consumed, Built& built) {
+    Node* relu = fused_relu(n);
+    Value* result = relu ? relu->output() : n->output();
+    const auto out_range = range_of(result);
+    // Only worth it when one side is already int8: otherwise two quantizes buy one int8 add.
+    if (!out_range || (!int8_.count(n->input(0)) && !int8_.count(n->input(1)))) return;
+    WithInsertPoint guard(n);
+    const auto a = int8_input(n->input(0));
+    const auto b = int8_input(n->input(1));
+    if (!a || !b) return;
+    Value* out = nullptr;
+    if (onednn_) {
+      out = graph_->insert(kOurAdd, {a->value, double(a->range.scale), std::int64_t(a->range.zero_point), b->value,
+                                     double(b->range.scale), std::int64_t(b->range.zero_point), double(out_range->scale),
+                                     std::int64_t(out_range->zero_point), relu != nullptr});
+    } else {
+      out = graph_->insert(relu ? kQuantizedAddRelu : kQuantizedAdd,
+                           {a->value, b->value, double(out_range->scale), std::int64_t(out_range->zero_point)});
+    }
+    publish(result, out, *out_range);
+    if (relu) {
+      consumed.insert(relu);
+      ++built.fused;
+    }
+  }
+
+  // Ops that keep an int8 tensor's scale and zero point: they run on the int8 value directly.
+  void pass_through(Node* n) {
+    if (!int8_.count(n->input(0))) return;
+    const Int8Value in = int8_[n->input(0)];
+    WithInsertPoint guard(n);
+    Value* out = nullptr;
+    if (n->kind() == c10::aten::flatten) {
+      out = graph_->insert(c10::aten::flatten, {in.value, n->input(1), n->input(2)});
+    } else if (is_relu(n)) {
+      out = onednn_ ? graph_->insert(c10::aten::clamp_min, {in.value, std::int64_t(in.range.zero_point)})
+                    : graph_->insert(c10::aten::relu, {in.value});
+    } else if (n->kind() == c10::aten::adaptive_avg_pool2d) {
+      out = onednn_ ? graph_->insert(kOurAvgPool, {in.value, n->input(1)})
+                    : graph_->insert(c10::aten::adaptive_avg_pool2d, {in.value, n->input(1)});
+    } else {  // max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
+      if (onednn_) {
+        const auto dilation = int_list(n->input(4));
+        const auto ceil = torch::jit::toIValue(n->input(5));
+        if (!dilation || *dilation != std::vector<std::int64_t>{1, 1} || !ceil || !ceil->isBool() || ceil->toBool()) return;
+        out = graph_->insert(kOurMaxPool, {in.value, n->input(1), n->input(2), n->input(3)});
+      } else {
+        out = graph_->insert(c10::aten::max_pool2d, {in.value, n->input(1), n->input(2), n->input(3), n->input(4), n->input(5)});
+      }
+    }
+    publish(n->output(), out, in.range);
+  }
+
+  torch::jit::Module module_;
+  const StaticQuantizeOptions& options_;
+  const std::set<std::string>& keep_fp32_;
+  bool onednn_;
+  std::shared_ptr<Graph> graph_;
+  Value* self_ = nullptr;
+  std::map<Value*, QuantRange> ranges_;
+  std::map<std::string, at::Tensor> tensors_;
+  std::map<Value*, Int8Value> int8_;
+  std::vector<std::string> emptied_;
+  std::string weight_note_;
+};
+
+double accuracy_points(torch::jit::Module module, const TensorDataset& data) {
+  return 100.0 * evaluate(module, data).accuracy.value;
+}
+
+}  // namespace
+
+StaticQuantizePass::StaticQuantizePass(StaticQuantizeOptions options) : options_(std::move(options)) {}
+
+StaticQuantizeOptions StaticQuantizePass::parse(const PassOptionMap& map) {
+  OptionReader r("quantize-static", map);
+  StaticQuantizeOptions o;
+  o.backend = r.text("backend", o.backend);
+  o.observer = r.text("observer", o.observer);
+  o.percentile = r.number("percentile", o.percentile);
+  o.samples = r.integer("samples", o.samples);
+  o.exclude = r.text("exclude", o.exclude);
+  std::string drop = r.text("max-accuracy-drop", "");
+  if (!drop.empty()) {
+    o.relative_drop = drop.back() == '%';
+    if (o.relative_drop) drop.pop_back();
+    try {
+      std::size_t used = 0;
+      o.max_accuracy_drop = std::stod(drop, &used);
+      if (used != drop.size() || o.max_accuracy_drop < 0) throw std::invalid_argument(drop);
+    } catch (const std::exception&) {
+      throw UserError("quantize-static: max-accuracy-drop '" + drop +
+                      "' is not a number >= 0 (points, e.g. 0.5; or relative to fp32, e.g. 1%)");
+    }
+  }
+  o.validation = r.integer("validation", o.validation);
+  r.finish();
+  if (o.backend != "onednn" && o.backend != "torch")
+    throw UserError("quantize-static: backend '" + o.backend + "': choose onednn (joulecut's int8 runtime) or torch "
+                    "(LibTorch's quantized ops, loads in stock PyTorch)");
+  make_observer(o.observer, o.percentile);  // validates both
+  if (o.samples < 1) throw UserError("quantize-static: samples must be >= 1");
+  if (o.validation < 1) throw UserError("quantize-static: validation must be >= 1");
+  return o;
+}
+
+std::string StaticQuantizePass::options_text() const {
+  const StaticQuantizeOptions d;
+  std::vector<std::string> out;
+  if (options_.backend != d.backend) append_option(out, "backend", options_.backend);
+  if (options_.observer != d.observer) append_option(out, "observer", options_.observer);
+  if (options_.percentile != d.percentile) append_option(out, "percentile", number_text(options_.percentile));
+  if (options_.samples != d.samples) append_option(out, "samples", std::to_string(options_.samples));
+  if (!options_.exclude.empty()) append_option(out, "exclude", options_.exclude);
+  if (options_.max_accuracy_drop >= 0)
+    append_option(out, "max-accuracy-drop", number_text(options_.max_accuracy_drop) + (options_.relative_drop ? "%" : ""));
+  if (options_.validation != d.validation) append_option(out, "validation", std::to_string(options_.validation));
+  return join_options(out);
+}
+
+PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext& context) const {
+  if (!context.train) throw UserError("quantize-static: calibration needs training data (--data)");
+  const TensorDataset& train = *context.train;
+#ifndef JOULECUT_HAVE_ONEDNN
+  if (options_.backend == "onednn")
+    throw UserError("quantize-static: backend=onednn needs libjoulecut_ops built with oneDNN (libdnnl-dev); use "
+                    "backend=torch");
+#endif
+  std::string engine;
+  if (options_.backend == "torch") engine = choose_engine(name());
+  torch::jit::Module probe = clone_for_transform(input);
+  auto graph = inlined_forward(probe, name());
+  const auto layers = find_layers(*graph, probe, name());
+  std::vector<std::string> names;
+  for (const auto& l : layers) names.push_back(l.name);
+  check_patterns({"", options_.exclude, false}, names, name());
+  for (Node* n : graph->nodes())
+    if (n->kind() == c10::aten::batch_norm)
+      for (const auto& l : layers)
+        if (n->input(0) == l.node->output())
+          throw UserError("quantize-static: " + l.name + " is followed by a BatchNorm; run fold-batchnorm first");
+
+  const auto ranges = calibrate_values(input, values_to_observe(*graph, layers), train, options_, context.progress);
+
+  PassReport report;
+  report.pass = text();
+  std::set<std::string> keep;
+  Built built = Rewriter(input, options_, ranges, keep).build();
+  if (built.int8_layers == 0)
+    throw UserError("quantize-static: no layer could be made int8 (" +
+                    (built.layers.empty() ? std::string("none found") : built.layers.front().layer + ": " + built.layers.front().note) + ")");
+  if (options_.max_accuracy_drop >= 0) {
+    const std::int64_t count = std::min<std::int64_t>(options_.validation, train.size());
+    TensorDataset validation = train;
+    validation.images = train.images.narrow(0, train.size() - count, count);
+    validation.labels = train.labels.narrow(0, train.size() - count, count);
+    validation.description = "last " + std::to_string(count) + " training images";
+    torch::jit::Module fp32 = input.clone();
+    const double baseline = accuracy_points(fp32, validation);
+    const double budget = options_.relative_drop ? baseline * options_.max_accuracy_drop / 100 : options_.max_accuracy_drop;
+    double accuracy = accuracy_points(built.module, validation);
+    char line[200];
+    std::snprintf(line, sizeof line, "accuracy budget: fp32 %.2f%% on the %s; all int8 %.2f%% (drop %.2f pt, budget %.2f pt)",
+                  baseline, validation.description.c_str(), accuracy, baseline - accuracy, budget);
+    report.notes.push_back(line);
+    std::map<std::string, double> cost;
+    while (baseline - accuracy > budget) {
+      std::vector<std::string> int8_layers;
+      for (const auto& l : built.layers)
+        if (l.after == 8) int8_layers.push_back(l.layer);
+      if (int8_layers.empty()) break;
+      std::string best;
+      double best_accuracy = -1;
+      Built best_build;
+      ProgressBar bar("accuracy budget: trying each int8 layer in fp32", std::int64_t(int8_layers.size()), context.progress);
+      for (std::size_t i = 0; i < int8_layers.size(); ++i) {
+        std::set<std::string> trial = keep;
+        trial.insert(int8_layers[i]);
+        Built candidate = Rewriter(input, options_, ranges, trial).build();
+        const double a = candidate.int8_layers > 0 ? accuracy_points(candidate.module, validation) : baseline;
+        if (a > best_accuracy) {
+          best_accuracy = a;
+          best = int8_layers[i];
+          best_build = candidate;
+        }
+        bar.update(std::int64_t(i + 1), int8_layers[i]);
+      }
+      bar.finish("keeps " + best + " in fp32");
+      cost[best] = best_accuracy - accuracy;
+      keep.insert(best);
+      accuracy = best_accuracy;
+      built = best_build;
+    }
+    if (built.int8_layers == 0)
+      throw UserError("quantize-static: no layer can be int8 within the accuracy budget of " + number_text(budget) +
+                      " pt; raise --max-accuracy-drop");
+    for (auto& l : built.layers)
+      if (cost.count(l.layer)) {
+        std::snprintf(line, sizeof line, "fp32: accuracy budget (int8 here cost %.2f pt)", cost[l.layer]);
+        l.note = line;
+      }
+    std::snprintf(line, sizeof line, "accuracy budget: %zu layer(s) kept fp32; int8 model %.2f%% (drop %.2f pt) %s budget",
+                  keep.size(), accuracy, baseline - accuracy, baseline - accuracy <= budget ? "within" : "OVER");
+    report.notes.push_back(line);
+  }
+  // One run on calibration images: errors surface here, not later, and the report can say which
+  // oneDNN kernels ran.
+  try {
+    at::NoGradGuard no_grad;
+    built.module.forward({train.images.narrow(0, 0, std::min<std::int64_t>(64, train.size()))});
+  } catch (const c10::Error& e) {
+    JOULECUT_ASSERT(false, std::string("the int8 model does not run: ") + e.what_without_backtrace());
+  }
+  report.layers = built.layers;
+  char summary[240];
+  std::snprintf(summary, sizeof summary,
+                "%d of %zu Conv2d/Linear layer(s) int8 on the %s backend, %d ReLU(s) fused; int8 between layers, "
+                "%d quantize and %d dequantize op(s) at fp32 boundaries",
+                built.int8_layers, built.layers.size(), options_.backend.c_str(), built.fused, built.quantize_ops,
+                built.dequantize_ops);
+  report.summary = summary;
+  report.notes.push_back("calibration: " + options_.observer + " observer on the first " +
+                         std::to_string(std::min<std::int64_t>(options_.samples, train.size())) + " training images");
+#ifdef JOULECUT_HAVE_ONEDNN
+  if (options_.backend == "onednn") report.notes.push_back("oneDNN kernels: " + int8_implementations());
+#endif
+  if (options_.backend == "torch") report.notes.push_back("LibTorch quantized engine: " + engine + " (loads in stock PyTorch)");
+  else report.notes.push_back("needs libjoulecut_ops at load time (C++: link it; Python: torch.ops.load_library)");
+  return {built.module, report};
+}
+
+}  // namespace joulecut
