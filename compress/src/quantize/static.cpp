@@ -24,6 +24,7 @@
 #include "engine.h"
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
+#include "joulecut/model.h"
 #include "joulecut/observers.h"
 #include "joulecut/progress.h"
 #include "joulecut/quantize.h"
@@ -214,9 +215,8 @@ std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& inp
     c10::IValue result;
     try {
       result = method({data.images.narrow(0, start, count)});
-    } catch (const c10::Error& e) {
-      throw UserError("quantize-static: the model does not run on the calibration images (" +
-                      std::string(e.what_without_backtrace()).substr(0, 200) + ")");
+    } catch (const std::exception& e) {
+      throw UserError("quantize-static: the model does not run on the calibration images (" + torch_error_summary(e) + ")");
     }
     const auto elements = result.toTuple()->elements();
     for (std::size_t k = 0; k < elements.size(); ++k) {

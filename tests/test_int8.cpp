@@ -1,0 +1,329 @@
+// The int8 runtime ops against fp32 references (per-op tolerances), and the static quantization
+// pass on both backends.
+#include <catch2/catch.hpp>
+
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <sstream>
+
+#include "joulecut/error.h"
+#include "joulecut/graph_stats.h"
+#include "joulecut/int8.h"
+#include "joulecut/models.h"
+#include "joulecut/observers.h"
+#include "joulecut/quantize.h"
+#include "noise_data.h"
+
+#ifdef JOULECUT_HAVE_ONEDNN  // the int8 runtime is built only with oneDNN
+
+using namespace joulecut;
+using Catch::Matchers::Contains;
+
+namespace {
+
+c10::IValue call(const char* op, std::vector<c10::IValue> stack) {
+  const auto handle = c10::Dispatcher::singleton().findSchemaOrThrow(op, "");
+  handle.callBoxed(&stack);
+  return stack.at(0);
+}
+
+at::Tensor quantize(const at::Tensor& x, const QuantRange& r) {
+  return call("joulecut::quantize_u8", {x, double(r.scale), std::int64_t(r.zero_point)}).toTensor();
+}
+at::Tensor dequantize(const at::Tensor& q, const QuantRange& r) {
+  return call("joulecut::dequantize_u8", {q, double(r.scale), std::int64_t(r.zero_point)}).toTensor();
+}
+QuantRange range_of(const at::Tensor& x) { return affine_uint8(x.min().item<float>(), x.max().item<float>()); }
+
+// The weight as the int8 layer holds it, back in float: the reference then differs from the
+// int8 op only by output rounding.
+at::Tensor int8_weight_as_float(const at::Tensor& w) {
+  const at::Tensor rows = w.reshape({w.size(0), -1});
+  at::Tensor scales = rows.abs().amax(1) / 127.0;
+  scales = at::where(scales.gt(0), scales, at::ones_like(scales));
+  std::vector<std::int64_t> shape(std::size_t(w.dim()), 1);
+  shape[0] = -1;
+  return at::round(w / scales.view(shape)).clamp(-127, 127) * scales.view(shape);
+}
+
+int count_ops(const torch::jit::Module& m, const std::string& op) {
+  int n = 0;
+  for (const auto* node : m.get_method("forward").graph()->nodes()) n += node->kind().toQualString() == op;
+  return n;
+}
+
+PassContext context_with(const TensorDataset& train) {
+  PassContext context;
+  context.train = &train;
+  context.progress = false;
+  return context;
+}
+
+}  // namespace
+
+TEST_CASE("quantize_u8 and dequantize_u8 round to the nearest step and saturate", "[quantize][int8]") {
+  at::manual_seed(1);
+  const at::Tensor x = at::rand({4, 3, 5, 5}) * 4 - 1;  // [-1, 3]
+  const QuantRange r = affine_uint8(-1, 3);
+  const at::Tensor q = quantize(x, r);
+  CHECK(q.scalar_type() == at::kByte);
+  CHECK(q.is_contiguous(at::MemoryFormat::ChannelsLast));  // what the int8 convolutions read
+  CHECK((dequantize(q, r) - x).abs().max().item<float>() <= 0.5f * r.scale + 1e-6f);
+  // Same rounding as LibTorch's own quantizer (half to even).
+  const at::Tensor reference = at::quantize_per_tensor(x, r.scale, r.zero_point, at::kQUInt8).int_repr();
+  CHECK(at::equal(q.contiguous(), reference.contiguous()));
+  const at::Tensor outside = at::tensor({-100.f, 100.f});
+  const at::Tensor saturated = quantize(outside, r);
+  CHECK(saturated[0].item<int>() == 0);
+  CHECK(saturated[1].item<int>() == 255);
+}
+
+TEST_CASE("int8_conv2d matches an fp32 convolution to half an output step", "[quantize][int8]") {
+  at::manual_seed(2);
+  struct Case {
+    const char* name;
+    std::int64_t in, out, kernel, stride, padding, dilation, groups;
+    bool relu, bias, float_out;
+    float low;  // input range [low, 2]: low < 0 gives a non-zero input zero point
+  };
+  const Case cases[] = {
+      {"3x3 pad 1, relu", 8, 16, 3, 1, 1, 1, 1, true, true, false, 0},
+      {"stride 2, input zero point", 4, 8, 3, 2, 1, 1, 1, false, true, false, -1},
+      {"dilation 2, no bias", 16, 16, 3, 1, 2, 2, 1, true, false, false, 0},
+      {"depthwise", 16, 16, 3, 1, 1, 1, 16, true, true, false, 0},
+      {"1 input channel (LeNet's first layer), zero point", 1, 6, 5, 1, 2, 1, 1, true, true, false, -0.8f},
+      {"1x1, float output", 32, 10, 1, 1, 0, 1, 1, false, true, true, 0},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    const at::Tensor x = at::rand({3, c.in, 12, 12}) * (2 - c.low) + c.low;
+    const at::Tensor w = at::randn({c.out, c.in / c.groups, c.kernel, c.kernel}) * 0.2;
+    const at::Tensor b = at::randn({c.out}) * 0.1;
+    const QuantRange in = range_of(x);
+    const at::Tensor xq = dequantize(quantize(x, in), in);  // what the op sees
+    at::Tensor expected = at::conv2d(xq, int8_weight_as_float(w), c.bias ? b : at::Tensor(), {c.stride, c.stride},
+                                     {c.padding, c.padding}, {c.dilation, c.dilation}, c.groups);
+    if (c.relu) expected = expected.relu();
+    const QuantRange out = range_of(expected);
+    Int8LayerSpec spec;
+    spec.kind = "conv2d";
+    spec.weight = w;
+    if (c.bias) spec.bias = b;
+    spec.stride = {c.stride, c.stride};
+    spec.padding = {c.padding, c.padding};
+    spec.dilation = {c.dilation, c.dilation};
+    spec.groups = c.groups;
+    spec.input_scale = in.scale;
+    spec.input_zero_point = in.zero_point;
+    spec.output_scale = out.scale;
+    spec.output_zero_point = out.zero_point;
+    spec.relu = c.relu;
+    spec.output_float = c.float_out;
+    const at::Tensor y = call("joulecut::int8_conv2d", {quantize(x, in), make_int8_layer(spec)}).toTensor();
+    REQUIRE(y.sizes() == expected.sizes());
+    const at::Tensor got = c.float_out ? y : dequantize(y, out);
+    const float tolerance = c.float_out ? 1e-3f : 0.5f * out.scale + 1e-4f;
+    CHECK((got - expected).abs().max().item<float>() <= tolerance);
+  }
+}
+
+TEST_CASE("int8_linear matches an fp32 linear layer, 2-D and 3-D input", "[quantize][int8]") {
+  at::manual_seed(3);
+  for (const bool relu : {false, true})
+    for (const auto& shape : {std::vector<std::int64_t>{5, 64}, std::vector<std::int64_t>{2, 3, 64}}) {
+      const at::Tensor x = at::rand(shape) * 3 - 1;
+      const at::Tensor w = at::randn({20, 64}) * 0.1, b = at::randn({20});
+      const QuantRange in = range_of(x);
+      at::Tensor expected = at::linear(dequantize(quantize(x, in), in), int8_weight_as_float(w), b);
+      if (relu) expected = expected.relu();
+      const QuantRange out = range_of(expected);
+      Int8LayerSpec spec;
+      spec.kind = "linear";
+      spec.weight = w;
+      spec.bias = b;
+      spec.input_scale = in.scale;
+      spec.input_zero_point = in.zero_point;
+      spec.output_scale = out.scale;
+      spec.output_zero_point = out.zero_point;
+      spec.relu = relu;
+      const at::Tensor y = call("joulecut::int8_linear", {quantize(x, in), make_int8_layer(spec)}).toTensor();
+      REQUIRE(y.sizes() == expected.sizes());
+      CHECK((dequantize(y, out) - expected).abs().max().item<float>() <= 0.5f * out.scale + 1e-4f);
+    }
+}
+
+TEST_CASE("int8 pooling and residual add match their fp32 ops", "[quantize][int8]") {
+  at::manual_seed(4);
+  const at::Tensor q = at::randint(0, 256, {2, 6, 11, 11}, at::kByte).contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor as_float = q.to(at::kFloat);
+  SECTION("max pooling is exact") {
+    for (const auto& [kernel, stride, padding] : {std::tuple<int, int, int>{2, 2, 0}, {3, 2, 1}, {3, 1, 0}}) {
+      const at::Tensor got = call("joulecut::int8_max_pool2d", {q, std::vector<std::int64_t>{kernel, kernel},
+                                                                 std::vector<std::int64_t>{stride, stride},
+                                                                 std::vector<std::int64_t>{padding, padding}})
+                                 .toTensor();
+      const at::Tensor expected = at::max_pool2d(as_float, {kernel, kernel}, {stride, stride}, {padding, padding});
+      CHECK(at::equal(got.to(at::kFloat), expected));
+    }
+  }
+  SECTION("global average pooling is within one step") {
+    const at::Tensor got =
+        call("joulecut::int8_adaptive_avg_pool2d", {q.narrow(2, 0, 10).narrow(3, 0, 10), std::vector<std::int64_t>{1, 1}})
+            .toTensor();
+    const at::Tensor expected = at::adaptive_avg_pool2d(as_float.narrow(2, 0, 10).narrow(3, 0, 10), {1, 1});
+    CHECK((got.to(at::kFloat) - expected).abs().max().item<float>() <= 0.5f + 1e-4f);
+    CHECK_THROWS_WITH(call("joulecut::int8_adaptive_avg_pool2d", {q, std::vector<std::int64_t>{2, 2}}),
+                      Contains("not a multiple"));
+  }
+  SECTION("residual add, with and without ReLU, to half a step") {
+    const at::Tensor a = at::randn({2, 8, 5, 5}), b = at::randn({2, 8, 5, 5}) * 2;
+    const QuantRange ra = range_of(a), rb = range_of(b);
+    for (const bool relu : {false, true}) {
+      at::Tensor expected = dequantize(quantize(a, ra), ra) + dequantize(quantize(b, rb), rb);
+      if (relu) expected = expected.relu();
+      const QuantRange ro = range_of(expected);
+      const at::Tensor got = call("joulecut::int8_add", {quantize(a, ra), double(ra.scale), std::int64_t(ra.zero_point),
+                                                         quantize(b, rb), double(rb.scale), std::int64_t(rb.zero_point),
+                                                         double(ro.scale), std::int64_t(ro.zero_point), relu})
+                                 .toTensor();
+      CHECK((dequantize(got, ro) - expected).abs().max().item<float>() <= 0.5f * ro.scale + 1e-4f);
+    }
+  }
+}
+
+TEST_CASE("int8 ops reject what they cannot run, with the op's name", "[quantize][int8]") {
+  Int8LayerSpec spec;
+  spec.kind = "conv2d";
+  spec.weight = at::randn({4, 3, 3, 3});
+  const c10::IValue layer = make_int8_layer(spec);
+  CHECK_THROWS_WITH(call("joulecut::int8_conv2d", {at::zeros({1, 3, 8, 8}), layer}), Contains("uint8"));
+  CHECK_THROWS_WITH(call("joulecut::int8_conv2d", {at::zeros({1, 5, 8, 8}, at::kByte), layer}), Contains("5 channels"));
+  CHECK_THROWS_WITH(call("joulecut::int8_linear", {at::zeros({1, 3}, at::kByte), layer}), Contains("kind 'conv2d'"));
+  spec.input_scale = 0;
+  CHECK_THROWS_WITH(make_int8_layer(spec), Contains("positive"));
+}
+
+TEST_CASE("quantize-static: both backends, int8 from layer to layer, close to fp32", "[quantize][int8]") {
+  at::manual_seed(5);
+  const TensorDataset train = noise_dataset(300);
+  const at::Tensor x = at::randn({64, 1, 28, 28});
+  for (const char* arch : {"lenet5", "resnet8"})
+    for (const char* backend : {"onednn", "torch"}) {
+      INFO(arch << " on " << backend);
+      torch::jit::Module model = build_reference_model(arch, 3);
+      model.eval();
+      PassContext context = context_with(train);
+      if (std::string(arch) == "resnet8") model = FoldBatchNormPass().run(model, context).module;
+      model = FuseReluPass().run(model, context).module;
+      const at::Tensor expected = model.forward({x}).toTensor();
+      StaticQuantizeOptions options;
+      options.backend = backend;
+      options.samples = 300;
+      const auto result = StaticQuantizePass(options).run(model, context);
+      for (const auto& l : result.report.layers) CHECK(l.after == 8);
+      CHECK_THAT(result.report.summary, Contains("1 quantize"));
+      torch::jit::Module q = result.module;
+      CHECK(count_ops(q, "aten::conv2d") == 0);
+      CHECK(count_ops(q, "aten::linear") == 0);
+      const at::Tensor got = q.forward({x}).toTensor();
+      REQUIRE(got.sizes() == expected.sizes());
+      // Untrained models on noise: int8 must keep most of the signal and most decisions.
+      const double relative = ((got - expected).norm() / expected.norm()).item<double>();
+      CHECK(relative < 0.1);
+      CHECK(got.argmax(1).eq(expected.argmax(1)).to(at::kFloat).mean().item<double>() >= 0.85);
+      // Saved and loaded (the Int8Layer state pickles), the same numbers.
+      std::stringstream file;
+      q.save(file);
+      torch::jit::Module loaded = torch::jit::load(file);
+      CHECK(at::allclose(loaded.forward({x}).toTensor(), got));
+      // The statistics see the packed layers: same MACs as fp32, weights int8.
+      const auto before = analyze_model(model, x.narrow(0, 0, 1));
+      const auto after = analyze_model(q, x.narrow(0, 0, 1));
+      CHECK(after.macs == before.macs);
+      CHECK(after.layers.size() == before.layers.size());
+    }
+}
+
+TEST_CASE("quantize-static: exclusions, unsupported models and bad options", "[quantize][int8]") {
+  at::manual_seed(6);
+  const TensorDataset train = noise_dataset(100);
+  PassContext context = context_with(train);
+  torch::jit::Module mlp = build_reference_model("mlp", 1);
+  StaticQuantizeOptions options;
+  options.samples = 100;
+  options.exclude = "fc3";
+  const auto result = StaticQuantizePass(options).run(mlp, context);
+  CHECK(count_ops(result.module, "aten::linear") == 1);
+  CHECK(result.report.layers.back().note == "fp32: excluded");
+  CHECK_THAT(result.report.summary, Contains("1 dequantize"));  // back to fp32 before fc3
+
+  torch::jit::Module resnet = build_reference_model("resnet8", 1);
+  CHECK_THROWS_WITH(StaticQuantizePass().run(resnet, context), Contains("run fold-batchnorm first"));
+  torch::jit::Module empty("Identity");
+  empty.define("def forward(self, x):\n    return x * 2\n");
+  CHECK_THROWS_WITH(StaticQuantizePass().run(empty, context), Contains("no Conv2d or Linear"));
+  CHECK_THROWS_WITH(StaticQuantizePass::parse({{"backend", "tensorrt"}}), Contains("onednn"));
+  CHECK_THROWS_WITH(StaticQuantizePass::parse({{"observer", "median"}}), Contains("median"));
+  CHECK_THROWS_WITH(StaticQuantizePass::parse({{"observer", "percentile"}, {"percentile", "0"}}), Contains("percentile"));
+  CHECK_THROWS_WITH(StaticQuantizePass::parse({{"max-accuracy-drop", "-1"}}), Contains("max-accuracy-drop"));
+  CHECK(StaticQuantizePass(StaticQuantizePass::parse({{"max-accuracy-drop", "1%"}})).text() ==
+        "quantize-static<max-accuracy-drop=1%>");
+  TensorDataset wrong = noise_dataset(10);
+  wrong.images = at::randn({10, 3, 32, 32});
+  PassContext wrong_context = context_with(wrong);
+  CHECK_THROWS_WITH(StaticQuantizePass().run(mlp, wrong_context), Contains("does not run on the calibration images"));
+}
+
+TEST_CASE("quantize-static: the accuracy budget keeps the costly layers in fp32", "[quantize][int8]") {
+  at::manual_seed(7);
+  torch::jit::Module model = build_reference_model("lenet5", 2);
+  model.eval();
+  // Labels are the fp32 model's own answers, so fp32 scores 100% and a drop is int8's doing.
+  TensorDataset train = noise_dataset(600);
+  train.labels = model.forward({train.images}).toTensor().argmax(1);
+  // One absurd pixel among the calibration images: min-max stretches the input range until the
+  // first layer's int8 input is nearly all zeros.
+  train.images[0][0][0][0].fill_(1e4);
+  PassContext context = context_with(train);
+  StaticQuantizeOptions options;
+  options.samples = 100;
+  options.validation = 300;
+  const auto unbudgeted = StaticQuantizePass(options).run(model, context);
+  const at::Tensor validation = train.images.narrow(0, 300, 300);
+  const auto agreement = [&](torch::jit::Module m) {
+    return m.forward({validation}).toTensor().argmax(1).eq(train.labels.narrow(0, 300, 300)).to(at::kFloat).mean().item<double>();
+  };
+  REQUIRE(agreement(unbudgeted.module) < 0.9);  // the outlier really hurts
+
+  options.max_accuracy_drop = 2;
+  const auto budgeted = StaticQuantizePass(options).run(model, context);
+  CHECK(agreement(budgeted.module) >= 0.98 - 1e-9);
+  REQUIRE(budgeted.report.layers.front().layer == "conv1");
+  CHECK_THAT(budgeted.report.layers.front().note, Contains("fp32: accuracy budget (int8 here cost"));
+  int int8_layers = 0;
+  for (const auto& l : budgeted.report.layers) int8_layers += l.after == 8;
+  CHECK(int8_layers >= 1);
+  bool within = false;
+  for (const auto& n : budgeted.report.notes) within = within || n.find("within budget") != std::string::npos;
+  CHECK(within);
+}
+
+TEST_CASE("fuse-relu makes ReLU in place without changing outputs", "[quantize][int8]") {
+  at::manual_seed(8);
+  PassContext context;
+  context.progress = false;
+  torch::jit::Module model = build_reference_model("lenet5", 1);
+  model.eval();
+  const at::Tensor x = at::randn({4, 1, 28, 28});
+  const auto result = FuseReluPass().run(model, context);
+  CHECK(result.report.layers.size() == 4);
+  torch::jit::Module fused = result.module;
+  CHECK(count_ops(fused, "aten::relu_") == 4);
+  CHECK(at::equal(fused.forward({x}).toTensor(), model.forward({x}).toTensor()));
+  torch::jit::Module plain("Plain");
+  plain.define("def forward(self, x):\n    return x.relu()\n");
+  CHECK_THROWS_WITH(FuseReluPass().run(plain, context), Contains("no Conv2d or Linear"));
+}
+
+#endif  // JOULECUT_HAVE_ONEDNN
