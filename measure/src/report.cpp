@@ -1,5 +1,6 @@
 #include "joulecut/measure/report.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -98,7 +99,13 @@ void write_table(std::ostream& out, const Report& report) {
           << " mJ/inf (measured)\n";
   if (!report.runs.empty()) {
     out << "modeled (time x power): " << report.runs.front().modeled_time_power.detail << "\n";
-    out << "modeled (ops): " << report.runs.front().modeled_ops.detail << "\n";
+    // One line per distinct detail: models of different precision use different energies per MAC.
+    std::vector<std::string> details;
+    for (const auto& r : report.runs)
+      if (std::find(details.begin(), details.end(), r.modeled_ops.detail) == details.end()) {
+        details.push_back(r.modeled_ops.detail);
+        out << "modeled (ops), " << r.label << ": " << r.modeled_ops.detail << "\n";
+      }
   }
   out << "\nmanifest:\n";
   for (const auto& [k, v] : report.manifest.entries) out << "  " << k << ": " << v << "\n";

@@ -138,12 +138,63 @@ expect_error "sensitivity: level not a number" "--levels: 'half' is not a number
 expect_ok "calibrate: a range per layer" "layer2\.shortcut_conv +aten::conv2d +\[0, " calibrate "$models/resnet8.pt" --observer entropy --samples 200 --no-progress
 expect_error "calibrate: unknown observer" "unknown observer 'kl'" calibrate "$models/lenet5.pt" --observer kl
 expect_error "calibrate: percentile outside (0, 100]" "must be in \(0, 100\]" calibrate "$models/lenet5.pt" --observer percentile --percentile 101
-expect_ok "quantize: dynamic int8 Linear layers" "quantize-dynamic: 3 of 3 Linear layer" quantize "$models/mlp.pt" -o "$tmp/mlp-int8.pt" --dynamic --no-measure
+expect_ok "quantize: dynamic int8 Linear layers" "quantize-dynamic: 3 of 3 Linear layer" quantize "$models/mlp.pt" -o "$tmp/mlp-int8.pt" --dynamic --backend torch --no-measure
 expect_ok "quantize: output counts its int8 weights" "params +266\.6k" info "$tmp/mlp-int8.pt"
-expect_error "quantize: static is not built yet, and says so" "static int8 is not built yet" quantize "$models/mlp.pt" -o "$tmp/q.pt"
-expect_error "quantize: unknown backend" "--backend 'onednn': only 'torch'" quantize "$models/mlp.pt" -o "$tmp/q.pt" --dynamic --backend onednn
-expect_error "quantize: no Linear layer" "no float32 Linear layer" quantize "$tmp/conv-only.pt" -o "$tmp/q.pt" --dynamic --no-measure
+expect_error "quantize: --dynamic needs the torch backend" "--dynamic runs on LibTorch's quantized::linear_dynamic: add --backend torch" quantize "$models/mlp.pt" -o "$tmp/q.pt" --dynamic --backend onednn
+expect_error "quantize: no Linear layer" "no float32 Linear layer" quantize "$tmp/conv-only.pt" -o "$tmp/q.pt" --dynamic --backend torch --no-measure
 [ ! -e "$tmp/q.pt" ] && report "quantize: nothing written on error" ok || report "quantize: nothing written on error" fail "$tmp/q.pt exists"
+
+# quantize, static int8 (the default): 200 calibration images, no measurement
+static=(--samples 200 --no-measure --no-progress)
+# A model without Conv2d/Linear layers that returns class scores: tuple-output.pt, forward rewritten.
+python3 - "$tmp/tuple-output.pt" "$tmp/no-layers.pt" <<'PY' || report "quantize: make no-layers.pt" fail "python3 failed"
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as zin, zipfile.ZipFile(sys.argv[2], "w") as zout:
+    for info in zin.infolist():
+        if not info.filename.endswith(".debug_pkl"):
+            data = zin.read(info)
+            if info.filename.endswith("code/__torch__.py"):
+                data = data.replace(b"Tuple[Tensor, Tensor]", b"Tensor").replace(b"return (x, x)", b"return torch.flatten(x, 1)[:, :10]")
+            zout.writestr(info, data)
+PY
+# MNIST-style IDX files of 32x32 images: the wrong shape for the reference models.
+python3 - "$tmp/idx32" <<'PY' || report "quantize: make 32x32 IDX files" fail "python3 failed"
+import gzip, os, struct, sys
+os.makedirs(sys.argv[1])
+for split in ("train", "t10k"):
+    with gzip.open(os.path.join(sys.argv[1], split + "-images-idx3-ubyte.gz"), "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, 16, 32, 32) + bytes(i * 7 % 256 for i in range(16 * 32 * 32)))
+    with gzip.open(os.path.join(sys.argv[1], split + "-labels-idx1-ubyte.gz"), "wb") as f:
+        f.write(struct.pack(">II", 0x801, 16) + bytes(i % 10 for i in range(16)))
+PY
+sha_before=$(sha256sum "$models/lenet5.pt")
+expect_ok "quantize: static int8 on the onednn backend by default" "^quantize-static<samples=200>: 5 of 5 Conv2d/Linear layer\(s\) int8 on the onednn backend" quantize "$models/lenet5.pt" -o "$tmp/l5-onednn.pt" "${static[@]}"
+grep -Eq "^ +32 +8  conv1  conv2d \+ relu fused" "$tmp/out" && grep -Eq "^ +32 +8  fc3  linear" "$tmp/out" && grep -q "note: oneDNN kernels: " "$tmp/out" \
+  && report "quantize: a row per int8 layer, kernels named" ok || report "quantize: a row per int8 layer, kernels named" fail "$(head -20 "$tmp/out")"
+expect_ok "quantize: static int8 on the torch backend" "^quantize-static<backend=torch,samples=200>: 5 of 5 Conv2d/Linear layer\(s\) int8 on the torch backend" quantize "$models/lenet5.pt" -o "$tmp/l5-torch.pt" --backend torch "${static[@]}"
+grep -Eq "^ +32 +8  conv2  conv2d \+ relu fused" "$tmp/out" && report "quantize: torch backend, a row per int8 layer" ok || report "quantize: torch backend, a row per int8 layer" fail "$(head -20 "$tmp/out")"
+expect_ok "quantize: onednn output loads (info)" "conv1 +joulecut::int8_conv2d" info "$tmp/l5-onednn.pt"
+expect_ok "quantize: torch output loads (info)" "fc1 +quantized::linear_relu" info "$tmp/l5-torch.pt"
+for backend in onednn torch; do
+  expect_ok "quantize: $backend output evaluates" '"accuracy"' eval --json "$tmp/l5-$backend.pt" --limit 500
+  python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["accuracy"] > 0.85' "$tmp/out" \
+    && report "quantize: $backend output keeps its accuracy" ok || report "quantize: $backend output keeps its accuracy" fail "$(head -c 200 "$tmp/out")"
+done
+expect_ok "quantize: --max-accuracy-drop 0 reports the budget" "note: accuracy budget: " quantize "$models/lenet5.pt" -o "$tmp/l5-budget.pt" --max-accuracy-drop 0 --validation 500 "${static[@]}"
+expect_error "quantize: unknown observer" "unknown observer 'kl'" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --observer kl "${static[@]}"
+expect_error "quantize: percentile 0" "percentile 0[.0]* must be in \(0, 100\]" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --observer percentile --percentile 0 "${static[@]}"
+expect_error "quantize: percentile 150" "percentile 150[.0]* must be in \(0, 100\]" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --observer percentile --percentile 150 "${static[@]}"
+expect_error "quantize: unknown backend" "backend 'tensorrt': choose onednn .* or torch" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --backend tensorrt "${static[@]}"
+expect_error "quantize: --dynamic on the default backend" "--dynamic runs on LibTorch's quantized::linear_dynamic: add --backend torch" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --dynamic --no-measure
+expect_error "quantize: accuracy budget not a number" "max-accuracy-drop 'abc' is not a number" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --max-accuracy-drop abc "${static[@]}"
+expect_error "quantize: no calibration samples" "samples must be >= 1" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --samples 0 --no-measure
+expect_error "quantize: --exclude matches nothing" "'attn\*' matches no layer" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --exclude 'attn*' "${static[@]}"
+expect_error "quantize: never overwrite the input" "refusing to overwrite the input" quantize "$models/lenet5.pt" -o "$models/lenet5.pt" "${static[@]}"
+expect_error "quantize: no Conv2d/Linear layer" "no Conv2d or Linear layer" quantize "$tmp/no-layers.pt" -o "$tmp/qs.pt" "${static[@]}"
+expect_error "quantize: calibration data of the wrong shape" "lenet5\.pt: model does not accept .*input of shape \[2, 1, 32, 32\]" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --calib "$tmp/idx32" "${static[@]}"
+expect_error "quantize: calibration images of the wrong shape" "lenet5\.pt: model does not accept .*input of shape \[2, 1, 32, 32\]" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --images "$tmp/idx32/train-images-idx3-ubyte.gz" --labels "$tmp/idx32/train-labels-idx1-ubyte.gz" "${static[@]}"
+[ ! -e "$tmp/qs.pt" ] && report "quantize: static, nothing written on error" ok || report "quantize: static, nothing written on error" fail "$tmp/qs.pt exists"
+[ "$(sha256sum "$models/lenet5.pt")" = "$sha_before" ] && report "quantize: input unchanged" ok || report "quantize: input unchanged" fail "lenet5.pt changed"
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

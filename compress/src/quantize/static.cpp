@@ -231,6 +231,34 @@ std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& inp
   return ranges;
 }
 
+// Drops the root's submodules and tensors that forward no longer reads (the fp32 layers the
+// int8 state replaced, folded BatchNorms): each costs a few records, class code and debug info
+// in the file, a good part of a small model's size. Only when forward is the only method.
+void drop_unread_attributes(torch::jit::Module& module, Graph& forward) {
+  if (module.type()->methods().size() != 1) return;
+  std::set<std::string> read;
+  std::vector<torch::jit::Block*> blocks{forward.block()};
+  while (!blocks.empty()) {
+    torch::jit::Block* block = blocks.back();
+    blocks.pop_back();
+    for (Node* n : block->nodes()) {
+      if (n->kind() == c10::prim::GetAttr && n->input(0) == forward.inputs()[0]) read.insert(n->s(c10::attr::name));
+      for (torch::jit::Block* inner : n->blocks()) blocks.push_back(inner);
+    }
+  }
+  const auto type = module.type();
+  std::vector<std::string> unread;
+  for (std::size_t i = 0; i < type->numAttributes(); ++i) {
+    const std::string name = type->getAttributeName(i);
+    const auto& attribute = type->getAttribute(i);
+    if (!read.count(name) && (attribute->is_module() || attribute->cast<c10::TensorType>())) unread.push_back(name);
+  }
+  for (const auto& name : unread) {
+    module._ivalue()->unsafeRemoveAttr(name);
+    type->unsafeRemoveAttribute(name);
+  }
+}
+
 // An int8 value: the op that produced it, its scale and zero point.
 struct Int8Value {
   Value* value = nullptr;
@@ -298,6 +326,7 @@ class Rewriter {
         auto [owner, attribute] = owner_of(module_, path);
         owner.setattr(attribute, at::empty({0}));
       }
+      drop_unread_attributes(module_, *module_.get_method("forward").graph());
     }
     module_.eval();
     built.module = module_;
