@@ -128,6 +128,37 @@ TEST_CASE("int8_conv2d matches an fp32 convolution to half an output step", "[qu
   }
 }
 
+TEST_CASE("int8_conv2d_add: convolution plus a residual, then ReLU, to half an output step", "[quantize][int8]") {
+  at::manual_seed(9);
+  const at::Tensor x = at::rand({2, 8, 10, 10});
+  const at::Tensor w = at::randn({8, 8, 3, 3}) * 0.2, b = at::randn({8}) * 0.1;
+  const at::Tensor r = at::randn({2, 8, 10, 10});  // a residual with a non-zero zero point
+  const QuantRange in = range_of(x), rr = range_of(r);
+  for (const bool relu : {false, true}) {
+    at::Tensor expected = at::conv2d(dequantize(quantize(x, in), in), int8_weight_as_float(w), b, {1, 1}, {1, 1}) +
+                          dequantize(quantize(r, rr), rr);
+    if (relu) expected = expected.relu();
+    const QuantRange out = range_of(expected);
+    Int8LayerSpec spec;
+    spec.kind = "conv2d";
+    spec.weight = w;
+    spec.bias = b;
+    spec.padding = {1, 1};
+    spec.input_scale = in.scale;
+    spec.input_zero_point = in.zero_point;
+    spec.output_scale = out.scale;
+    spec.output_zero_point = out.zero_point;
+    spec.relu = relu;
+    spec.residual = true;
+    spec.residual_scale = double(rr.scale) / out.scale;
+    spec.residual_zero_point = rr.zero_point;
+    const c10::IValue layer = make_int8_layer(spec);
+    const at::Tensor y = call("joulecut::int8_conv2d_add", {quantize(x, in), layer, quantize(r, rr)}).toTensor();
+    CHECK((dequantize(y, out) - expected).abs().max().item<float>() <= 0.5f * out.scale + 1e-4f);
+    CHECK_THROWS_WITH(call("joulecut::int8_conv2d", {quantize(x, in), layer}), Contains("with a residual"));
+  }
+}
+
 TEST_CASE("int8_linear matches an fp32 linear layer, 2-D and 3-D input", "[quantize][int8]") {
   at::manual_seed(3);
   for (const bool relu : {false, true})

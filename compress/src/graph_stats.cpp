@@ -45,6 +45,7 @@ OpKind classify(const std::string& name) {
       {"quantized::conv2d_relu", OpKind::quantized_conv},
       {"joulecut::int8_linear", OpKind::quantized_linear},  // (input, Int8Layer)
       {"joulecut::int8_conv2d", OpKind::quantized_conv},
+      {"joulecut::int8_conv2d_add", OpKind::quantized_conv},  // (input, Int8Layer, residual)
   };
   const auto it = kinds.find(name);
   return it == kinds.end() ? OpKind::none : it->second;

@@ -8,6 +8,8 @@
 //   joulecut::quantize_u8(Tensor x, float scale, int zero_point) -> Tensor
 //   joulecut::dequantize_u8(Tensor q, float scale, int zero_point) -> Tensor
 //   joulecut::int8_conv2d(Tensor q, __torch__.torch.classes.joulecut.Int8Layer layer) -> Tensor
+//   joulecut::int8_conv2d_add(Tensor q, __torch__.torch.classes.joulecut.Int8Layer layer,
+//                             Tensor residual) -> Tensor       (ResNet: conv + add (+ ReLU) as one op)
 //   joulecut::int8_linear(Tensor q, __torch__.torch.classes.joulecut.Int8Layer layer) -> Tensor
 //   joulecut::int8_max_pool2d(Tensor q, int[] kernel, int[] stride, int[] padding) -> Tensor
 //   joulecut::int8_adaptive_avg_pool2d(Tensor q, int[] output_size) -> Tensor
@@ -37,6 +39,11 @@ struct Int8LayerSpec {
   std::int64_t output_zero_point = 0;
   bool relu = false;          // ReLU fused after the layer
   bool output_float = false;  // dequantized float32 output (a model's last layer)
+  // conv2d only: a residual added before the ReLU (joulecut::int8_conv2d_add); its uint8 scale
+  // relative to the output's, and its zero point.
+  bool residual = false;
+  double residual_scale = 1;
+  std::int64_t residual_zero_point = 0;
 };
 
 // Quantizes the weight per output channel (symmetric int8) and returns the

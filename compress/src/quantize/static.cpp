@@ -51,6 +51,7 @@ const c10::Symbol kQuantizedAddRelu = c10::Symbol::fromQualString("quantized::ad
 const c10::Symbol kOurQuantize = c10::Symbol::fromQualString("joulecut::quantize_u8");
 const c10::Symbol kOurDequantize = c10::Symbol::fromQualString("joulecut::dequantize_u8");
 const c10::Symbol kOurConv = c10::Symbol::fromQualString("joulecut::int8_conv2d");
+const c10::Symbol kOurConvAdd = c10::Symbol::fromQualString("joulecut::int8_conv2d_add");
 const c10::Symbol kOurLinear = c10::Symbol::fromQualString("joulecut::int8_linear");
 const c10::Symbol kOurMaxPool = c10::Symbol::fromQualString("joulecut::int8_max_pool2d");
 const c10::Symbol kOurAvgPool = c10::Symbol::fromQualString("joulecut::int8_adaptive_avg_pool2d");
@@ -268,7 +269,7 @@ struct Int8Value {
 struct Built {
   torch::jit::Module module;
   std::vector<LayerChange> layers;
-  int int8_layers = 0, quantize_ops = 0, dequantize_ops = 0, fused = 0;
+  int int8_layers = 0, quantize_ops = 0, dequantize_ops = 0, fused = 0, fused_adds = 0;
 };
 
 class Rewriter {
@@ -303,8 +304,7 @@ class Rewriter {
         if (change.note.empty()) change.after = 8;
         if (change.after == 8) {
           ++built.int8_layers;
-          change.note = std::string(l.conv ? "conv2d" : "linear") + (l.relu ? " + relu fused" : "") + weight_note_;
-          if (l.relu) ++built.fused;
+          change.note = std::string(l.conv ? "conv2d" : "linear") + fused_note_ + weight_note_;
         }
         built.layers.push_back(change);
       } else if (is_tensor_add(n)) {
@@ -376,10 +376,26 @@ class Rewriter {
   }
 
   // Returns "" when the layer became int8, else why it stays fp32.
-  std::string quantize_layer(const Layer& l, std::set<Node*>& consumed, Built&) {
+  std::string quantize_layer(const Layer& l, std::set<Node*>& consumed, Built& built) {
     if (keep_fp32_.count(l.name)) return "fp32: kept by the accuracy budget";
     if (matches_any(l.name, options_.exclude)) return "fp32: excluded";
-    const auto out_range = range_of(l.output());
+    // onednn: a residual add that reads only this convolution's output and a value already int8
+    // runs inside the convolution (oneDNN's sum post-op), with the ReLU after it.
+    Node* add = nullptr;
+    std::optional<Int8Value> residual;
+    if (onednn_ && l.conv && !l.relu && l.node->output()->uses().size() == 1) {
+      Node* user = l.node->output()->uses()[0].user;
+      if (is_tensor_add(user) && user->owningBlock() == l.node->owningBlock()) {
+        Value* other = user->input(0) == l.node->output() ? user->input(1) : user->input(0);
+        if (other != l.node->output() && int8_.count(other)) {
+          add = user;
+          residual = int8_[other];
+        }
+      }
+    }
+    Node* relu = add ? fused_relu(add) : l.relu;
+    Value* result = add ? (relu ? relu->output() : add->output()) : l.output();
+    const auto out_range = range_of(result);
     if (!out_range) return "fp32: output not calibrated";
     WithInsertPoint guard(l.node);
     const auto input = int8_input(l.node->input(0));
@@ -387,7 +403,7 @@ class Rewriter {
     const at::Tensor weight = tensors_[l.weight_path];
     c10::optional<at::Tensor> bias;
     if (l.bias_path) bias = tensors_[*l.bias_path].detach().clone();
-    const bool float_out = onednn_ && !read_by_int8_op(l.output());
+    const bool float_out = onednn_ && !add && !read_by_int8_op(result);
     const std::string attribute = root_attribute_name(kInt8Layer, l.name);
     c10::IValue state;
     char note[160];
@@ -407,8 +423,13 @@ class Rewriter {
       spec.input_zero_point = input->range.zero_point;
       spec.output_scale = out_range->scale;
       spec.output_zero_point = out_range->zero_point;
-      spec.relu = l.relu != nullptr;
+      spec.relu = relu != nullptr;
       spec.output_float = float_out;
+      if (add) {
+        spec.residual = true;
+        spec.residual_scale = double(residual->range.scale) / out_range->scale;
+        spec.residual_zero_point = residual->range.zero_point;
+      }
       state = make_int8_layer(spec);
       std::snprintf(note, sizeof note, "%s (weight error <= %.2g)", float_out ? ", float output" : "",
                     int8_weight_error(state));
@@ -425,18 +446,27 @@ class Rewriter {
     Value* params = graph_->insertGetAttr(self_, attribute);
     Value* out = nullptr;
     if (onednn_) {
-      out = graph_->insert(l.conv ? kOurConv : kOurLinear, {input->value, params});
+      out = add ? graph_->insert(kOurConvAdd, {input->value, params, residual->value})
+                : graph_->insert(l.conv ? kOurConv : kOurLinear, {input->value, params});
     } else {
       const c10::Symbol op = l.conv ? (l.relu ? kQuantizedConvRelu : kQuantizedConv)
                                     : (l.relu ? kQuantizedLinearRelu : kQuantizedLinear);
       out = graph_->insert(op, {input->value, params, double(out_range->scale), std::int64_t(out_range->zero_point)});
     }
     if (float_out) {
-      l.output()->replaceAllUsesWith(out);
+      result->replaceAllUsesWith(out);
     } else {
-      publish(l.output(), out, *out_range);
+      publish(result, out, *out_range);
     }
-    if (l.relu) consumed.insert(l.relu);
+    fused_note_ = std::string(add ? " + residual add" : "") + (relu ? " + relu" : "") + (add || relu ? " fused" : "");
+    if (relu) {
+      consumed.insert(relu);
+      ++built.fused;
+    }
+    if (add) {
+      consumed.insert(add);
+      ++built.fused_adds;
+    }
     emptied_.push_back(l.weight_path);
     if (l.bias_path) emptied_.push_back(*l.bias_path);
     return "";
@@ -505,7 +535,7 @@ class Rewriter {
   std::map<std::string, at::Tensor> tensors_;
   std::map<Value*, Int8Value> int8_;
   std::vector<std::string> emptied_;
-  std::string weight_note_;
+  std::string weight_note_, fused_note_;
 };
 
 double accuracy_points(torch::jit::Module module, const TensorDataset& data) {
@@ -658,10 +688,10 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
   report.layers = built.layers;
   char summary[240];
   std::snprintf(summary, sizeof summary,
-                "%d of %zu Conv2d/Linear layer(s) int8 on the %s backend, %d ReLU(s) fused; int8 between layers, "
-                "%d quantize and %d dequantize op(s) at fp32 boundaries",
-                built.int8_layers, built.layers.size(), options_.backend.c_str(), built.fused, built.quantize_ops,
-                built.dequantize_ops);
+                "%d of %zu Conv2d/Linear layer(s) int8 on the %s backend, %d ReLU(s) fused, %d residual add(s) run "
+                "inside convolutions; int8 between layers, %d quantize and %d dequantize op(s) at fp32 boundaries",
+                built.int8_layers, built.layers.size(), options_.backend.c_str(), built.fused, built.fused_adds,
+                built.quantize_ops, built.dequantize_ops);
   report.summary = summary;
   report.notes.push_back("calibration: " + options_.observer + " observer on the first " +
                          std::to_string(std::min<std::int64_t>(options_.samples, train.size())) + " training images");

@@ -58,7 +58,7 @@ memory zero_point_memory(std::int32_t value) {
 struct Int8Layer : torch::CustomClassHolder {
   using State = std::tuple<std::int64_t, std::string, at::Tensor, at::Tensor, at::Tensor, std::vector<std::int64_t>,
                            std::vector<std::int64_t>, std::vector<std::int64_t>, std::int64_t, double, std::int64_t,
-                           double, std::int64_t, bool, bool>;
+                           double, std::int64_t, bool, bool, bool, double, std::int64_t>;
   static constexpr std::int64_t kStateVersion = 1;
 
   std::string kind;
@@ -72,6 +72,11 @@ struct Int8Layer : torch::CustomClassHolder {
   double output_scale = 1;
   std::int64_t output_zero_point = 0;
   bool relu = false, output_float = false;
+  // A residual added to the output before the ReLU (oneDNN's sum post-op): output +=
+  // residual_scale * (residual - residual_zero_point), in output units.
+  bool residual = false;
+  double residual_scale = 1;
+  std::int64_t residual_zero_point = 0;
 
   struct Plan {
     dnnl::primitive primitive;
@@ -84,7 +89,8 @@ struct Int8Layer : torch::CustomClassHolder {
 
   State state() const {
     return State{kStateVersion, kind, weight, weight_scales, bias, stride, padding, dilation, groups, input_scale,
-                 input_zero_point, output_scale, output_zero_point, relu, output_float};
+                 input_zero_point, output_scale, output_zero_point, relu, output_float, residual, residual_scale,
+                 residual_zero_point};
   }
 
   static c10::intrusive_ptr<Int8Layer> from_state(State s) {
@@ -93,7 +99,8 @@ struct Int8Layer : torch::CustomClassHolder {
                 " is not supported by this libjoulecut_ops (", kStateVersion, ")");
     std::tie(std::ignore, layer->kind, layer->weight, layer->weight_scales, layer->bias, layer->stride, layer->padding,
              layer->dilation, layer->groups, layer->input_scale, layer->input_zero_point, layer->output_scale,
-             layer->output_zero_point, layer->relu, layer->output_float) = std::move(s);
+             layer->output_zero_point, layer->relu, layer->output_float, layer->residual, layer->residual_scale,
+             layer->residual_zero_point) = std::move(s);
     layer->validate();
     return layer;
   }
@@ -110,6 +117,9 @@ struct Int8Layer : torch::CustomClassHolder {
     TORCH_CHECK(input_scale > 0 && (output_float || output_scale > 0), "joulecut.Int8Layer: scales must be positive");
     TORCH_CHECK(input_zero_point >= 0 && input_zero_point <= 255 && output_zero_point >= 0 && output_zero_point <= 255,
                 "joulecut.Int8Layer: zero points must be in [0, 255]");
+    TORCH_CHECK(!residual || (kind == "conv2d" && !output_float && residual_scale > 0 && residual_zero_point >= 0 &&
+                               residual_zero_point <= 255),
+                "joulecut.Int8Layer: bad residual (conv2d with uint8 output, positive scale, zero point in [0, 255])");
     if (kind == "conv2d")
       TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2 && groups >= 1 && out % groups == 0,
                   "joulecut.Int8Layer: bad convolution geometry");
@@ -137,11 +147,10 @@ struct Int8Layer : torch::CustomClassHolder {
   dnnl::primitive_attr attributes() const {
     dnnl::primitive_attr attr;
     attr.set_output_scales(1 << 1, output_scales());
-    if (relu) {
-      dnnl::post_ops ops;
-      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-      attr.set_post_ops(ops);
-    }
+    dnnl::post_ops ops;
+    if (residual) ops.append_sum(float(residual_scale), std::int32_t(residual_zero_point));
+    if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    if (residual || relu) attr.set_post_ops(ops);
     if (input_zero_point != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
     if (!output_float && output_zero_point != 0) attr.set_zero_points(DNNL_ARG_DST, 0, {DNNL_RUNTIME_S32_VAL});
     return attr;
@@ -205,9 +214,12 @@ struct Int8Layer : torch::CustomClassHolder {
     return plan;
   }
 
-  at::Tensor run(const at::Tensor& input, bool conv) {
+  // `residual_input`: the tensor added by the sum post-op, for layers made with a residual.
+  at::Tensor run(const at::Tensor& input, bool conv, const at::Tensor* residual_input = nullptr) {
     TORCH_CHECK(kind == (conv ? "conv2d" : "linear"), "joulecut: an Int8Layer of kind '", kind, "' was given to ",
                 conv ? "int8_conv2d" : "int8_linear");
+    TORCH_CHECK(residual == (residual_input != nullptr), "joulecut: an Int8Layer ", residual ? "with" : "without",
+                " a residual was given to ", residual ? "int8_conv2d" : "int8_conv2d_add");
     TORCH_CHECK(input.device().is_cpu() && input.scalar_type() == at::kByte, "joulecut::int8_", kind,
                 " takes a uint8 CPU tensor, got ", input.scalar_type(), " on ", input.device());
     at::Tensor x;
@@ -228,6 +240,12 @@ struct Int8Layer : torch::CustomClassHolder {
     }
     at::Tensor y = at::empty(plan->dst_shape, x.options().dtype(output_float ? at::kFloat : at::kByte),
                              conv ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+    if (residual_input) {  // the sum post-op reads the destination: it starts as the residual
+      TORCH_CHECK(residual_input->scalar_type() == at::kByte && residual_input->sizes() == y.sizes(),
+                  "joulecut::int8_conv2d_add: the residual must be uint8 ", y.sizes(), ", got ",
+                  residual_input->scalar_type(), " ", residual_input->sizes());
+      y.copy_(*residual_input);
+    }
     if (x.numel() > 0) {
       memory src(plan->src, cpu_engine(), x.data_ptr());
       memory dst(plan->dst, cpu_engine(), y.data_ptr());
@@ -274,6 +292,9 @@ c10::IValue make_int8_layer(const Int8LayerSpec& spec) {
   layer->output_zero_point = spec.output_zero_point;
   layer->relu = spec.relu;
   layer->output_float = spec.output_float;
+  layer->residual = spec.residual;
+  layer->residual_scale = spec.residual_scale;
+  layer->residual_zero_point = spec.residual_zero_point;
   layer->validate();
   return c10::IValue(layer);
 }
@@ -330,6 +351,10 @@ at::Tensor dequantize_u8(const at::Tensor& input, double scale, std::int64_t zer
 
 at::Tensor int8_conv2d(const at::Tensor& input, const c10::intrusive_ptr<Int8Layer>& layer) {
   return layer->run(input, true);
+}
+
+at::Tensor int8_conv2d_add(const at::Tensor& input, const c10::intrusive_ptr<Int8Layer>& layer, const at::Tensor& residual) {
+  return layer->run(input, true, &residual);
 }
 
 at::Tensor int8_linear(const at::Tensor& input, const c10::intrusive_ptr<Int8Layer>& layer) {
@@ -448,6 +473,8 @@ TORCH_LIBRARY_FRAGMENT(joulecut, m) {
   m.def("quantize_u8(Tensor x, float scale, int zero_point) -> Tensor", &joulecut::quantize_u8);
   m.def("dequantize_u8(Tensor q, float scale, int zero_point) -> Tensor", &joulecut::dequantize_u8);
   m.def("int8_conv2d(Tensor q, __torch__.torch.classes.joulecut.Int8Layer layer) -> Tensor", &joulecut::int8_conv2d);
+  m.def("int8_conv2d_add(Tensor q, __torch__.torch.classes.joulecut.Int8Layer layer, Tensor residual) -> Tensor",
+        &joulecut::int8_conv2d_add);
   m.def("int8_linear(Tensor q, __torch__.torch.classes.joulecut.Int8Layer layer) -> Tensor", &joulecut::int8_linear);
   m.def("int8_max_pool2d(Tensor q, int[] kernel, int[] stride, int[] padding) -> Tensor", &joulecut::int8_max_pool2d);
   m.def("int8_adaptive_avg_pool2d(Tensor q, int[] output_size) -> Tensor", &joulecut::int8_adaptive_avg_pool2d);
