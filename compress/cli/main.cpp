@@ -296,8 +296,8 @@ std::vector<std::int64_t> parse_batches(const std::string& text);
 void print_pass_report(const joulecut::PassReport& report) {
   std::printf("%s: %s\n", report.pass.c_str(), report.summary.c_str());
   const std::string what = report.layers.empty() ? "" : report.layers[0].what;
-  const char* heading = what == "channels" ? "channels" : what == "latency_us" ? "us/batch" : what == "bits" ? "bits" : what == "folded" ? "folded" : "sparsity";
-  std::printf("  %-10s %10s %10s  %s\n", heading, "before", "after", "layer");
+  const std::string heading = what == "latency_us" ? "us/batch" : what.empty() ? "sparsity" : what;
+  std::printf("  %-10s %10s %10s  %s\n", heading.c_str(), "before", "after", "layer");
   for (const auto& l : report.layers) {
     const char* sep = l.note.empty() ? "" : "  ";
     if (what == "sparsity")
@@ -414,6 +414,8 @@ void run_prune(PruneCliOptions o, const RunSettings& settings, const std::string
 // ---- compress quantize -------------------------------------------------------------------
 struct QuantizeCliOptions {
   std::string model, output, backend = "onednn", max_accuracy_drop;
+  std::string percentile;                 // as typed, so the pass parses exactly what was given
+  std::vector<std::string> static_given;  // static-only options given on the command line
   bool dynamic = false;
   joulecut::DynamicQuantizeOptions dynamic_options;
   joulecut::StaticQuantizeOptions static_options;
@@ -431,17 +433,18 @@ void run_quantize(QuantizeCliOptions o, const RunSettings& settings, const std::
     if (o.backend != "torch")
       throw UserError("--dynamic runs on LibTorch's quantized::linear_dynamic: add --backend torch (the onednn backend "
                       "is static int8)");
-    if (!o.max_accuracy_drop.empty()) throw UserError("--max-accuracy-drop applies to static int8, not --dynamic");
+    if (!o.static_given.empty())
+      throw UserError(o.static_given.front() + " applies to static int8, not --dynamic (activations are quantized per batch)");
     passes.push_back(std::make_unique<joulecut::DynamicQuantizePass>(o.dynamic_options));
   } else {
     // Options go through the pass's own parser, so the CLI and pipelines check them the same way.
     joulecut::PassOptionMap map{{"backend", o.backend},
                                 {"observer", o.static_options.observer},
-                                {"percentile", std::to_string(o.static_options.percentile)},
                                 {"samples", std::to_string(o.static_options.samples)},
                                 {"exclude", o.dynamic_options.exclude},
                                 {"validation", std::to_string(o.static_options.validation)}};
     if (!o.max_accuracy_drop.empty()) map["max-accuracy-drop"] = o.max_accuracy_drop;
+    if (!o.percentile.empty()) map["percentile"] = o.percentile;
     const auto options = joulecut::StaticQuantizePass::parse(map);
     const auto preparation = joulecut::needed_preparation(joulecut::load_model(o.model).module);
     if (preparation.batchnorm) passes.push_back(std::make_unique<joulecut::FoldBatchNormPass>());
@@ -740,7 +743,7 @@ int main(int argc, char** argv) {
   quantize_cmd->add_option("--calib", quantize.data.data, "Calibration data set (same forms as --data)");
   quantize_cmd->add_option("--observer", quantize.static_options.observer, "Activation ranges: minmax, percentile, entropy (KL) or mse")
       ->capture_default_str();
-  quantize_cmd->add_option("--percentile", quantize.static_options.percentile, "For --observer percentile, in (0, 100]")
+  quantize_cmd->add_option("--percentile", quantize.percentile, "For --observer percentile, in (0, 100] (default 99.99)")
       ->capture_default_str();
   quantize_cmd->add_option("--samples", quantize.static_options.samples, "Calibration images (the first N of the training split)")
       ->capture_default_str();
@@ -800,8 +803,16 @@ int main(int argc, char** argv) {
     if (*prune_cmd) run_prune(prune, settings, command);
     if (*compare_cmd) run_measure(compare, settings);
     if (*sensitivity_cmd) run_sensitivity(sensitivity, settings);
-    if (*calibrate_cmd) run_calibrate(calibrate, settings);
-    if (*quantize_cmd) run_quantize(quantize, settings, command);
+    if (*calibrate_cmd) {
+      if (calibrate_cmd->count("--percentile") > 0 && calibrate.calibration.observer != "percentile")
+        throw UserError("--percentile applies to --observer percentile only");
+      run_calibrate(calibrate, settings);
+    }
+    if (*quantize_cmd) {
+      for (const char* name : {"--observer", "--percentile", "--samples", "--max-accuracy-drop", "--validation"})
+        if (quantize_cmd->count(name) > 0) quantize.static_given.push_back(name);
+      run_quantize(quantize, settings, command);
+    }
     if (*train_cmd) {
       train.train.progress = !no_progress;
       run_train(train, settings, command);

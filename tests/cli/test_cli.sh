@@ -186,6 +186,9 @@ expect_error "quantize: percentile 0" "percentile 0[.0]* must be in \(0, 100\]" 
 expect_error "quantize: percentile 150" "percentile 150[.0]* must be in \(0, 100\]" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --observer percentile --percentile 150 "${static[@]}"
 expect_error "quantize: unknown backend" "backend 'tensorrt': choose onednn .* or torch" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --backend tensorrt "${static[@]}"
 expect_error "quantize: --dynamic on the default backend" "--dynamic runs on LibTorch's quantized::linear_dynamic: add --backend torch" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --dynamic --no-measure
+expect_error "quantize: percentile without its observer" "percentile applies to observer=percentile only" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --percentile 150 "${static[@]}"
+expect_error "quantize: static-only option with --dynamic" "--observer applies to static int8, not --dynamic" quantize "$models/mlp.pt" -o "$tmp/qs.pt" --dynamic --backend torch --observer mse --no-measure
+expect_error "calibrate: percentile without its observer" "--percentile applies to --observer percentile only" calibrate "$models/lenet5.pt" --percentile 0
 expect_error "quantize: accuracy budget not a number" "max-accuracy-drop 'abc' is not a number" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --max-accuracy-drop abc "${static[@]}"
 expect_error "quantize: no calibration samples" "samples must be >= 1" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --samples 0 --no-measure
 expect_error "quantize: --exclude matches nothing" "'attn\*' matches no layer" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --exclude 'attn*' "${static[@]}"

@@ -573,6 +573,8 @@ StaticQuantizeOptions StaticQuantizePass::parse(const PassOptionMap& map) {
     throw UserError("quantize-static: backend '" + o.backend + "': choose onednn (joulecut's int8 runtime) or torch "
                     "(LibTorch's quantized ops, loads in stock PyTorch)");
   make_observer(o.observer, o.percentile);  // validates both
+  if (map.count("percentile") && o.observer != "percentile")
+    throw UserError("quantize-static: percentile applies to observer=percentile only");
   if (o.samples < 1) throw UserError("quantize-static: samples must be >= 1");
   if (o.validation < 1) throw UserError("quantize-static: validation must be >= 1");
   return o;
