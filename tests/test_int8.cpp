@@ -276,6 +276,39 @@ TEST_CASE("quantize-static: both backends, int8 from layer to layer, close to fp
     }
 }
 
+TEST_CASE("quantize-static: torchvision ResNets scripted and traced by Python", "[quantize][int8]") {
+  at::manual_seed(10);
+  const TensorDataset train = noise_dataset(200);
+  const at::Tensor x = at::randn({16, 1, 28, 28});
+  for (const char* file : {"python-scripted-resnet18-w8.pt", "python-traced-resnet18-w8.pt"}) {
+    INFO(file);
+    torch::jit::Module model = torch::jit::load(std::string(JOULECUT_FIXTURES) + "/" + file);
+    model.eval();
+    PassContext context = context_with(train);
+    model = FoldBatchNormPass().run(model, context).module;  // traced: aten::_convolution, in-place add_ and relu_
+    const at::Tensor expected = model.forward({x}).toTensor();
+    std::vector<at::Tensor> outputs;
+    for (const char* backend : {"onednn", "torch"}) {
+      StaticQuantizeOptions options;
+      options.samples = 200;
+      options.backend = backend;
+      const auto result = StaticQuantizePass(options).run(model, context);
+      INFO(backend << ": " << result.report.summary);
+      CHECK(result.report.layers.size() == 21);
+      for (const auto& l : result.report.layers) CHECK(l.after == 8);
+      torch::jit::Module q = result.module;
+      outputs.push_back(q.forward({x}).toTensor());
+      // 21 int8 layers: < 1% measured. Calibrating the value an in-place op (`out += identity`)
+      // later overwrote gave 17% (onednn) and 46% (torch) before calibration copied values.
+      const double relative = ((outputs.back() - expected).norm() / expected.norm()).item<double>();
+      INFO("relative error " << relative);
+      CHECK(relative < 0.03);
+    }
+    // Both backends quantize the same layers from the same calibration.
+    CHECK(((outputs[0] - outputs[1]).norm() / expected.norm()).item<double>() < 0.03);
+  }
+}
+
 TEST_CASE("quantize-static: exclusions, unsupported models and bad options", "[quantize][int8]") {
   at::manual_seed(6);
   const TensorDataset train = noise_dataset(100);

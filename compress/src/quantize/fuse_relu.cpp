@@ -14,7 +14,7 @@ GraphPreparation needed_preparation(const torch::jit::Module& module) {
   auto graph = inlined_forward(module, "quantize");
   GraphPreparation needed;
   needed.batchnorm = !nodes_of_kind(graph->block(), c10::aten::batch_norm).empty();
-  for (const auto kind : {c10::aten::conv2d, c10::aten::linear})
+  for (const auto kind : {c10::aten::conv2d, c10::aten::_convolution, c10::aten::linear})
     for (torch::jit::Node* layer : nodes_of_kind(graph->block(), kind)) {
       torch::jit::Value* out = layer->output();
       if (out->uses().size() == 1 && out->uses()[0].user->kind() == c10::aten::batch_norm)
@@ -39,7 +39,7 @@ PassResult FuseReluPass::run(const torch::jit::Module& input, PassContext&) cons
   PassReport report;
   report.pass = text();
   std::vector<torch::jit::Node*> relus;
-  for (const auto kind : {c10::aten::conv2d, c10::aten::linear})
+  for (const auto kind : {c10::aten::conv2d, c10::aten::_convolution, c10::aten::linear})
     for (torch::jit::Node* layer : nodes_of_kind(graph->block(), kind)) {
       const auto& uses = layer->output()->uses();
       if (uses.size() != 1 || uses[0].user->kind() != c10::aten::relu) continue;

@@ -83,9 +83,11 @@ std::optional<std::vector<std::int64_t>> int_list(Value* v) {
   return constant->toIntVector();
 }
 
-// a + b with alpha 1 on two tensors (the residual add).
+// a + b with alpha 1 on two tensors (the residual add). In place (`out += identity`, as
+// torchvision writes it) counts too when nothing else reads `a`: then it is the same value.
 bool is_tensor_add(Node* n) {
-  if (n->kind() != c10::aten::add || n->inputs().size() != 3) return false;
+  const bool in_place = n->kind() == c10::aten::add_ && n->input(0)->uses().size() == 1;
+  if ((n->kind() != c10::aten::add && !in_place) || n->inputs().size() != 3) return false;
   if (!n->input(0)->type()->cast<c10::TensorType>() || !n->input(1)->type()->cast<c10::TensorType>()) return false;
   const auto alpha = torch::jit::toIValue(n->input(2));
   return alpha && ((alpha->isInt() && alpha->toInt() == 1) || (alpha->isDouble() && alpha->toDouble() == 1.0));
@@ -121,7 +123,9 @@ std::vector<Layer> find_layers(Graph& graph, const torch::jit::Module& module, c
   count_reads(graph.block(), self, reads);
   std::vector<Layer> layers;
   for (Node* n : graph.nodes()) {
-    const bool conv = n->kind() == c10::aten::conv2d;
+    // aten::_convolution is what tracing records for Conv2d.
+    const bool traced = n->kind() == c10::aten::_convolution;
+    const bool conv = n->kind() == c10::aten::conv2d || traced;
     if (!conv && n->kind() != c10::aten::linear) continue;
     Layer l;
     l.node = n;
@@ -138,8 +142,11 @@ std::vector<Layer> find_layers(Graph& graph, const torch::jit::Module& module, c
     else if (!no_bias && !(l.bias_path && tensors.count(*l.bias_path))) l.why_fp32 = "bias not read from the module";
     if (conv && l.why_fp32.empty()) {
       const auto stride = int_list(n->input(3)), padding = int_list(n->input(4)), dilation = int_list(n->input(5));
-      const auto groups = torch::jit::toIValue(n->input(6));
-      if (!stride || !padding || !dilation || !groups || !groups->isInt() || stride->size() != 2 || padding->size() != 2 ||
+      const auto groups = torch::jit::toIValue(n->input(traced ? 8 : 6));
+      const auto transposed = traced ? torch::jit::toIValue(n->input(6)) : c10::optional<c10::IValue>(false);
+      if (!transposed || !transposed->isBool() || transposed->toBool()) {
+        l.why_fp32 = "transposed convolution";
+      } else if (!stride || !padding || !dilation || !groups || !groups->isInt() || stride->size() != 2 || padding->size() != 2 ||
           dilation->size() != 2) {
         l.why_fp32 = "stride, padding (e.g. 'same') or dilation not constant 2-D lists";
       } else {
@@ -192,8 +199,13 @@ std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& inp
   std::vector<Value*> outputs;
   std::vector<std::size_t> order;
   for (std::size_t i : observed) {
-    if (!values[i]->type()->cast<c10::TensorType>()) continue;
-    outputs.push_back(values[i]);
+    Value* v = values[i];
+    if (!v->type()->cast<c10::TensorType>()) continue;
+    // A copy taken where the value is made: in-place ops later in forward (`out += identity`,
+    // ReLU(inplace=True)) would otherwise change what is returned at the end.
+    Node* at = v->node()->kind() == c10::prim::Param ? graph->block()->nodes().front() : v->node()->next();
+    WithInsertPoint guard(at);
+    outputs.push_back(graph->insert(c10::aten::clone, {v}));
     order.push_back(i);
   }
   Node* tuple = graph->appendNode(graph->createTuple(outputs));
@@ -367,7 +379,8 @@ class Rewriter {
   bool read_by_int8_op(Value* v) const {
     for (const auto& use : v->uses()) {
       const Node* n = use.user;
-      if (n->kind() == c10::aten::conv2d || n->kind() == c10::aten::linear || is_tensor_add(const_cast<Node*>(n)) ||
+      if (n->kind() == c10::aten::conv2d || n->kind() == c10::aten::_convolution || n->kind() == c10::aten::linear ||
+          is_tensor_add(const_cast<Node*>(n)) ||
           n->kind() == c10::aten::max_pool2d || n->kind() == c10::aten::adaptive_avg_pool2d ||
           n->kind() == c10::aten::flatten || is_relu(n))
         return true;
