@@ -174,7 +174,10 @@ TEST_CASE("removing dead channels leaves the function unchanged", "[prune]") {
   CHECK(param(pruned, "fc.weight").sizes() == at::IntArrayRef({5, 96}));
   const at::Tensor got = pruned.forward({x}).toTensor();
   REQUIRE(got.sizes() == expected.sizes());
-  CHECK(at::allclose(got, expected, 1e-5, 1e-5));
+  // Relative to the output's scale (up to ~200 here): removing channels reorders float sums, so
+  // an element that cancels to near 0 differs by rounding of the large terms (4.6e-5 on AMD EPYC).
+  const float tolerance = 1e-6f * expected.abs().max().item<float>();
+  CHECK((got - expected).abs().max().item<float>() <= tolerance);
   // Clone, then transform: the input is untouched.
   CHECK(param(m, "stem.weight").size(0) == 8);
   CHECK(at::allclose(m.forward({x}).toTensor(), expected));
@@ -183,7 +186,7 @@ TEST_CASE("removing dead channels leaves the function unchanged", "[prune]") {
   TempDir dir;
   save_model(pruned, std::nullopt, dir.file("pruned.pt"));
   auto loaded = load_model(dir.file("pruned.pt")).module;
-  CHECK(at::allclose(loaded.forward({x}).toTensor(), expected, 1e-5, 1e-5));
+  CHECK((loaded.forward({x}).toTensor() - expected).abs().max().item<float>() <= tolerance);
 }
 
 TEST_CASE("pruning one group leaves the other paths exactly as they were", "[prune]") {

@@ -19,6 +19,7 @@
 #include "joulecut/prune.h"
 #include "joulecut/sensitivity.h"
 #include "joulecut/calibrate.h"
+#include "joulecut/distill.h"
 #include "joulecut/quantize.h"
 #include "joulecut/torch_compat.h"
 #include "joulecut/version.h"
@@ -329,6 +330,7 @@ void apply_and_measure(const std::vector<std::unique_ptr<joulecut::Pass>>& passe
   if (loaded.metadata) spec = loaded.metadata->dataset;
   joulecut::PassContext context;
   context.seed = o.seed;
+  context.teacher = &loaded.module;  // a distill pass learns from the model as it was given
   context.progress = !o.no_progress;
   std::optional<joulecut::TensorDataset> train, test;
   if (o.needs_training_data) {
@@ -453,6 +455,113 @@ void run_quantize(QuantizeCliOptions o, const RunSettings& settings, const std::
   }
   ApplyJob job{o.model, o.output, 1, o.no_progress, o.no_measure, o.windows, o.batches, o.data, !o.dynamic};
   apply_and_measure(passes, job, command);
+}
+
+// ---- compress distill ------------------------------------------------------------------------
+struct DistillCliOptions {
+  std::string teacher, student, student_arch, output, checkpoint;
+  std::vector<std::string> hints;
+  joulecut::DistillOptions distill;
+  joulecut::DataSource data;
+  bool baseline = false, resume = false, no_measure = false, no_progress = false;
+  int windows = 5;
+  std::string batches = "1,64";
+};
+
+void run_distill(DistillCliOptions o, const RunSettings& settings, const std::string& command) {
+  apply_threads(settings);
+  if (o.student.empty() == o.student_arch.empty())
+    throw UserError("give the student as a file (--student S.pt) or an architecture (--student-arch NAME), one of them");
+  check_output(o.teacher, o.output);
+  if (!o.student.empty()) joulecut::refuse_to_overwrite_input(o.student, o.output);
+  for (const auto& h : o.hints) o.distill.hints.push_back(joulecut::parse_hint(h));
+  joulecut::distillation_loss(at::zeros({1, 2}), at::zeros({1, 2}), at::zeros({1}, at::kLong), o.distill.loss);  // checks T, alpha
+  auto teacher = joulecut::load_model(o.teacher);
+  std::optional<joulecut::DatasetSpec> spec;
+  if (teacher.metadata) spec = teacher.metadata->dataset;
+  torch::jit::Module student;
+  joulecut::ModelMetadata metadata;
+  metadata.dataset = spec ? *spec : joulecut::fashion_mnist_spec();
+  std::string student_id;
+  if (!o.student.empty()) {
+    auto loaded = joulecut::load_model(o.student);
+    student = loaded.module;
+    if (loaded.metadata) metadata = *loaded.metadata;
+    student_id = "file " + joulecut::sha256_file(o.student);
+  } else {
+    student = joulecut::build_reference_model(o.student_arch, o.distill.loop.seed);
+    metadata.arch = o.student_arch;
+    student_id = "arch " + o.student_arch;
+  }
+  const auto train = joulecut::load_dataset(o.data, joulecut::Split::train, spec);
+  const auto test = joulecut::load_dataset(o.data, joulecut::Split::test, spec);
+  joulecut::check_model_accepts(teacher.module, test, o.teacher);
+  joulecut::check_model_accepts(student, test, o.student.empty() ? o.student_arch : o.student);
+  auto& loop = o.distill.loop;
+  loop.progress = !o.no_progress;
+  loop.checkpoint = o.checkpoint.empty() ? o.output + ".ckpt" : o.checkpoint;
+  loop.resume = o.resume;
+  const json settings_json = {{"teacher_sha256", joulecut::sha256_file(o.teacher)},
+                              {"student", student_id},
+                              {"data", train.description},
+                              {"epochs", loop.epochs},
+                              {"batch", loop.batch},
+                              {"lr", loop.learning_rate},
+                              {"optimizer", loop.optimizer},
+                              {"momentum", loop.momentum},
+                              {"weight_decay", loop.weight_decay},
+                              {"schedule", loop.schedule},
+                              {"step_epochs", loop.step_epochs},
+                              {"gamma", loop.gamma},
+                              {"seed", loop.seed},
+                              {"temperature", o.distill.loss.temperature},
+                              {"alpha", o.distill.loss.alpha},
+                              {"hints", o.hints},
+                              {"hint_weight", o.distill.hint_weight},
+                              {"threads", at::get_num_threads()}};
+  loop.fingerprint = settings_json.dump();
+  // On stdout with the notes and results: stderr stays for progress and the one-line error.
+  std::printf("distilling %s into %s: %d epochs, %s lr %g (%s), T %g, alpha %g, seed %llu, %d threads\n",
+               o.teacher.c_str(), o.student.empty() ? o.student_arch.c_str() : o.student.c_str(), loop.epochs,
+               loop.optimizer.c_str(), loop.learning_rate, loop.schedule.c_str(), o.distill.loss.temperature,
+               o.distill.loss.alpha, (unsigned long long)loop.seed, at::get_num_threads());
+  const auto result = joulecut::distill(teacher.module, student, train, &test, o.distill);
+  for (const auto& n : result.notes) std::printf("  note: %s\n", n.c_str());
+  if (result.loop.resumed_at_epoch > 0)
+    std::printf("  resumed from %s at epoch %d\n", loop.checkpoint.c_str(), result.loop.resumed_at_epoch);
+  metadata.provenance_json =
+      json{{"command", command}, {"distillation", settings_json}, {"test_accuracy", result.loop.test_accuracy}}.dump();
+  joulecut::save_model(result.student, metadata, o.output, o.teacher);
+  std::printf("wrote %s (sha256 %s): test accuracy %.2f%% after distillation\n", o.output.c_str(),
+              joulecut::sha256_file(o.output).substr(0, 16).c_str(), 100 * result.loop.test_accuracy);
+  std::vector<std::string> models{o.teacher};
+  if (o.baseline) {
+    // The same student, initialisation, data order, optimizer and epochs; labels only.
+    const std::string path = std::filesystem::path(o.output).replace_extension("").string() + "-baseline.pt";
+    joulecut::refuse_to_overwrite_input(o.teacher, path);
+    torch::jit::Module plain = student.clone();
+    joulecut::LoopOptions plain_loop = loop;
+    plain_loop.checkpoint.clear();
+    plain_loop.resume = false;
+    std::fprintf(stderr, "baseline: the same student and budget without the teacher\n");
+    const auto plain_result = joulecut::train_loop(plain, train, &test, plain_loop);
+    joulecut::ModelMetadata plain_metadata = metadata;
+    plain_metadata.provenance_json =
+        json{{"command", command}, {"baseline_of", settings_json}, {"test_accuracy", plain_result.test_accuracy}}.dump();
+    joulecut::save_model(plain, plain_metadata, path, o.teacher);
+    std::printf("wrote %s: test accuracy %.2f%% without distillation (%+.2f pt from distillation)\n", path.c_str(),
+                100 * plain_result.test_accuracy, 100 * (result.loop.test_accuracy - plain_result.test_accuracy));
+    models.push_back(path);
+  }
+  models.push_back(o.output);
+  if (o.no_measure) return;
+  joulecut::measure::MeasureJob job;
+  job.models = models;
+  job.data = o.data;
+  job.batches = parse_batches(o.batches);
+  job.run.windows = o.windows;
+  job.progress = !o.no_progress;
+  joulecut::measure::write_table(std::cout, joulecut::measure::measure_files(job));
 }
 
 // ---- compress sensitivity ------------------------------------------------------------------
@@ -760,6 +869,47 @@ int main(int argc, char** argv) {
   quantize_cmd->add_flag("--no-progress", quantize.no_progress, "No progress bars");
   add_data_options(quantize_cmd, quantize.data);
 
+  DistillCliOptions distill;
+  distill.distill.loop.epochs = 10;
+  distill.distill.loop.learning_rate = 0.01;  // 0.05 (the reference models' rate) diverged with T = 4: the T^2-scaled term
+  distill.distill.loop.weight_decay = 5e-4;
+  auto* distill_cmd = app.add_subcommand("distill", "Train a student from a teacher (knowledge distillation), then measure");
+  distill_cmd->footer(
+      "Loss: alpha * T^2 * KL(teacher || student at temperature T) + (1 - alpha) * cross-entropy, plus\n"
+      "hint-weight * MSE between named layers' outputs (--hint TEACHER_LAYER:STUDENT_LAYER, through a learned\n"
+      "1x1 projection when widths differ; the projection is not exported). A student with zeros (pruned)\n"
+      "keeps them. A checkpoint is written after every epoch and on Ctrl-C; --resume continues it.\n"
+      "Example: compress distill --teacher models/trained/resnet8.pt --student-arch lenet5-half -o s.pt --baseline");
+  distill_cmd->add_option("--teacher", distill.teacher, "Teacher TorchScript file (never modified)")->required();
+  distill_cmd->add_option("--student", distill.student, "Student TorchScript file (trained, pruned or fresh; never modified)");
+  std::string student_archs;
+  for (const auto& a : joulecut::reference_architectures()) student_archs += (student_archs.empty() ? "" : ", ") + a;
+  distill_cmd->add_option("--student-arch", distill.student_arch, "Or a fresh reference architecture: " + student_archs)
+      ->check(CLI::IsMember(joulecut::reference_architectures()));
+  distill_cmd->add_option("-o,--output", distill.output, "Distilled student (written atomically)")->required();
+  distill_cmd->add_option("--epochs", distill.distill.loop.epochs, "Epochs")->capture_default_str()->check(CLI::Range(1, 100000));
+  distill_cmd->add_option("--batch", distill.distill.loop.batch, "Training batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  distill_cmd->add_option("--lr", distill.distill.loop.learning_rate, "Learning rate")->capture_default_str();
+  distill_cmd->add_option("--optimizer", distill.distill.loop.optimizer, "sgd (Nesterov momentum) or adam")->capture_default_str();
+  distill_cmd->add_option("--momentum", distill.distill.loop.momentum, "SGD momentum")->capture_default_str();
+  distill_cmd->add_option("--weight-decay", distill.distill.loop.weight_decay, "Weight decay")->capture_default_str();
+  distill_cmd->add_option("--schedule", distill.distill.loop.schedule, "cosine (per step, to 0) or step")->capture_default_str();
+  distill_cmd->add_option("--step-epochs", distill.distill.loop.step_epochs, "schedule step: epochs between decays")->capture_default_str();
+  distill_cmd->add_option("--gamma", distill.distill.loop.gamma, "schedule step: decay factor")->capture_default_str();
+  distill_cmd->add_option("--temperature", distill.distill.loss.temperature, "Softmax temperature T (> 0)")->capture_default_str();
+  distill_cmd->add_option("--alpha", distill.distill.loss.alpha, "Weight of the teacher term, in [0, 1]")->capture_default_str();
+  distill_cmd->add_option("--hint", distill.hints, "Feature hint TEACHER_LAYER:STUDENT_LAYER (repeatable)");
+  distill_cmd->add_option("--hint-weight", distill.distill.hint_weight, "Weight of the hint loss")->capture_default_str();
+  distill_cmd->add_option("--seed", distill.distill.loop.seed, "Seed: student initialisation, data order, projections")->capture_default_str();
+  distill_cmd->add_flag("--baseline", distill.baseline, "Also train the same student with the same budget without the teacher");
+  distill_cmd->add_option("--checkpoint", distill.checkpoint, "Checkpoint path (default: OUTPUT.ckpt)");
+  distill_cmd->add_flag("--resume", distill.resume, "Continue from the checkpoint of this same run");
+  distill_cmd->add_option("--measure-batch", distill.batches, "Batch sizes for the measurement")->capture_default_str();
+  distill_cmd->add_option("--windows", distill.windows, "Measurement windows")->capture_default_str()->check(CLI::Range(2, 100000));
+  distill_cmd->add_flag("--no-measure", distill.no_measure, "Skip the measurement");
+  distill_cmd->add_flag("--no-progress", distill.no_progress, "No progress bars");
+  add_data_options(distill_cmd, distill.data);
+
   CalibrateCliOptions calibrate;
   auto* calibrate_cmd = app.add_subcommand(
       "calibrate", "Run calibration images through a model: the int8 range of each Conv2d/Linear input and output");
@@ -803,6 +953,7 @@ int main(int argc, char** argv) {
     if (*prune_cmd) run_prune(prune, settings, command);
     if (*compare_cmd) run_measure(compare, settings);
     if (*sensitivity_cmd) run_sensitivity(sensitivity, settings);
+    if (*distill_cmd) run_distill(distill, settings, command);
     if (*calibrate_cmd) {
       if (calibrate_cmd->count("--percentile") > 0 && calibrate.calibration.observer != "percentile")
         throw UserError("--percentile applies to --observer percentile only");

@@ -1,6 +1,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "joulecut/distill.h"
 #include "joulecut/error.h"
 #include "joulecut/pass.h"
 #include "joulecut/prune.h"

@@ -1,16 +1,30 @@
 #include "joulecut/train_loop.h"
 
 #include <ATen/ATen.h>
+#include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
 
+#include <nlohmann/json.hpp>
+
+#include <atomic>
 #include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
 #include <cmath>
 #include <cstdio>
 #include <numeric>
 #include <random>
 
+#include "joulecut/atomic_file.h"
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
+#include "joulecut/model.h"
 #include "joulecut/progress.h"
 
 namespace joulecut {
@@ -28,12 +42,122 @@ std::vector<std::int64_t> shuffled(std::int64_t n, std::uint64_t seed) {
   return order;
 }
 
+std::atomic<bool> interrupted{false};
+extern "C" void on_interrupt(int) { interrupted = true; }
+
+// Ctrl-C sets a flag the loop checks after each step, while a checkpoint path is set; the
+// previous handler comes back when the loop ends.
+class InterruptGuard {
+ public:
+  explicit InterruptGuard(bool active) : active_(active) {
+    interrupted = false;
+    if (active_) previous_ = std::signal(SIGINT, on_interrupt);
+  }
+  ~InterruptGuard() {
+    if (active_) std::signal(SIGINT, previous_);
+  }
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+
+ private:
+  bool active_;
+  void (*previous_)(int) = SIG_DFL;
+};
+
+struct Position {
+  int epoch = 1;           // the epoch to run next (1-based)
+  std::int64_t step = 0;   // steps of that epoch already done
+};
+
+void save_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
+  const std::string temp = path + ".tmp";
+  write(temp);
+  std::filesystem::rename(temp, path);
+}
+
+void save_checkpoint(const LoopOptions& o, torch::jit::Module& module, torch::optim::Optimizer& optimizer,
+                     const std::vector<at::Tensor>& extra, const Position& at) {
+  save_atomically(o.checkpoint, [&](const std::string& temp) { module.save(temp); });
+  save_atomically(o.checkpoint + ".state", [&](const std::string& temp) {
+    torch::serialize::OutputArchive archive;
+    optimizer.save(archive);
+    for (std::size_t i = 0; i < extra.size(); ++i) archive.write("extra_" + std::to_string(i), extra[i]);
+    archive.save_to(temp);
+  });
+  // Written last: a checkpoint counts only once its position is written.
+  const nlohmann::json position = {{"fingerprint", o.fingerprint}, {"epoch", at.epoch}, {"step", at.step}};
+  write_file_atomic(o.checkpoint + ".json", position.dump(2) + "\n");
+}
+
+std::optional<nlohmann::json> read_position(const std::string& checkpoint) {
+  std::ifstream in(checkpoint + ".json");
+  if (!in) return std::nullopt;
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw UserError(checkpoint + ".json: not a joulecut checkpoint (" + std::string(e.what()) + ")");
+  }
+}
+
+// Checks the checkpoint before any work, and loads it when resuming.
+Position prepare_checkpoint(const LoopOptions& o, torch::jit::Module& module, torch::optim::Optimizer& optimizer,
+                            std::vector<at::Tensor>& extra) {
+  Position start;
+  if (o.checkpoint.empty()) {
+    if (o.resume) throw UserError("--resume needs a checkpoint path");
+    return start;
+  }
+  const auto position = read_position(o.checkpoint);
+  if (!position) {
+    if (o.resume) throw UserError(o.checkpoint + ": no checkpoint to resume from (" + o.checkpoint + ".json is missing)");
+    return start;
+  }
+  const std::string theirs = position->value("fingerprint", "");
+  if (theirs != o.fingerprint)
+    throw UserError(o.checkpoint + ": checkpoint of another run (different model, data or options); remove it or choose "
+                    "another checkpoint path");
+  if (!o.resume)
+    throw UserError(o.checkpoint + ": a checkpoint of this run exists; add --resume to continue it, or remove it to "
+                    "start over");
+  try {
+    start.epoch = position->at("epoch").get<int>();
+    start.step = position->at("step").get<std::int64_t>();
+    torch::jit::Module saved = torch::jit::load(o.checkpoint);
+    at::NoGradGuard no_grad;
+    std::map<std::string, at::Tensor> values;
+    for (const auto& p : saved.named_parameters(true)) values[p.name] = p.value;
+    for (const auto& b : saved.named_buffers(true)) values[b.name] = b.value;
+    for (const auto& p : module.named_parameters(true)) p.value.copy_(values.at(p.name));
+    for (const auto& b : module.named_buffers(true)) b.value.copy_(values.at(b.name));
+    torch::serialize::InputArchive archive;
+    archive.load_from(o.checkpoint + ".state");
+    optimizer.load(archive);
+    for (std::size_t i = 0; i < extra.size(); ++i) {
+      at::Tensor t;
+      archive.read("extra_" + std::to_string(i), t);
+      extra[i].copy_(t);
+    }
+  } catch (const UserError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw UserError(o.checkpoint + ": cannot resume from this checkpoint (" + torch_error_summary(e) + ")");
+  }
+  return start;
+}
+
 }  // namespace
 
 LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, const TensorDataset* test,
-                      const LoopOptions& options, const std::function<void()>& after_step) {
+                      const LoopOptions& options, const std::function<void()>& after_step, const BatchLoss& batch_loss,
+                      std::vector<at::Tensor> extra_parameters) {
   if (options.epochs <= 0) throw UserError("training needs at least one epoch");
   if (options.batch <= 0) throw UserError("--batch must be positive");
+  if (options.optimizer != "sgd" && options.optimizer != "adam")
+    throw UserError("optimizer '" + options.optimizer + "': choose sgd or adam");
+  if (options.schedule != "cosine" && options.schedule != "step")
+    throw UserError("schedule '" + options.schedule + "': choose cosine or step");
+  if (options.schedule == "step" && (options.step_epochs <= 0 || !(options.gamma > 0)))
+    throw UserError("schedule step needs step_epochs >= 1 and gamma > 0");
   std::vector<at::Tensor> parameters;
   for (auto p : module.parameters()) {
     // Module::clone() copies parameters with autograd history; the optimizer needs leaves.
@@ -43,36 +167,57 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
   }
   if (parameters.empty())
     throw UserError("the model has no trainable parameters (a frozen module cannot be trained)");
-  torch::optim::SGD sgd(parameters, torch::optim::SGDOptions(options.learning_rate)
-                                        .momentum(options.momentum)
-                                        .nesterov(options.momentum > 0)
-                                        .weight_decay(options.weight_decay));
+  for (auto& p : extra_parameters) parameters.push_back(p.requires_grad_(true));
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  if (options.optimizer == "adam")
+    optimizer = std::make_unique<torch::optim::Adam>(
+        parameters, torch::optim::AdamOptions(options.learning_rate).weight_decay(options.weight_decay));
+  else
+    optimizer = std::make_unique<torch::optim::SGD>(parameters, torch::optim::SGDOptions(options.learning_rate)
+                                                                    .momentum(options.momentum)
+                                                                    .nesterov(options.momentum > 0)
+                                                                    .weight_decay(options.weight_decay));
+  const Position start = prepare_checkpoint(options, module, *optimizer, extra_parameters);
+  InterruptGuard interrupt_guard(!options.checkpoint.empty());
   const std::int64_t n = train.size();
   const std::int64_t steps_per_epoch = (n + options.batch - 1) / options.batch;
   const double total_steps = double(steps_per_epoch) * options.epochs;
+  const auto learning_rate = [&](int epoch, std::int64_t step) {
+    if (options.schedule == "step") return options.learning_rate * std::pow(options.gamma, (epoch - 1) / options.step_epochs);
+    return 0.5 * options.learning_rate * (1 + std::cos(M_PI * double(step) / total_steps));  // to zero over the run
+  };
   LoopResult result;
-  std::int64_t step = 0;
-  for (int epoch = 1; epoch <= options.epochs; ++epoch) {
+  result.resumed_at_epoch = start.epoch > 1 || start.step > 0 ? start.epoch : 0;
+  for (int epoch = start.epoch; epoch <= options.epochs; ++epoch) {
     module.train();
-    const auto start = std::chrono::steady_clock::now();
+    const auto started = std::chrono::steady_clock::now();
     const at::Tensor order = at::tensor(shuffled(n, options.seed * 1000003ULL + std::uint64_t(epoch)), at::kLong);
     ProgressBar bar("epoch " + std::to_string(epoch) + "/" + std::to_string(options.epochs), steps_per_epoch,
                     options.progress);
     double loss_sum = 0;
     std::int64_t correct = 0, seen = 0;
-    for (std::int64_t s = 0; s < steps_per_epoch; ++s, ++step) {
-      // Cosine decay to zero over the whole run.
-      const double lr = 0.5 * options.learning_rate * (1 + std::cos(M_PI * double(step) / total_steps));
-      for (auto& group : sgd.param_groups()) static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+    const std::int64_t first = epoch == start.epoch ? start.step : 0;
+    for (std::int64_t s = first; s < steps_per_epoch; ++s) {
+      const std::int64_t step = std::int64_t(epoch - 1) * steps_per_epoch + s;
+      const double lr = learning_rate(epoch, step);
+      for (auto& group : optimizer->param_groups()) {
+        if (options.optimizer == "adam") static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+        else static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+      }
       const auto count = std::min(options.batch, n - s * options.batch);
       const at::Tensor index = order.narrow(0, s * options.batch, count);
       const at::Tensor x = train.images.index_select(0, index);
       const at::Tensor y = train.labels.index_select(0, index);
-      const at::Tensor logits = module.forward({x}).toTensor();
-      const at::Tensor loss = at::cross_entropy_loss(logits, y);
-      sgd.zero_grad();
+      at::Tensor loss, logits;
+      if (batch_loss) {
+        std::tie(loss, logits) = batch_loss(x, y, index);
+      } else {
+        logits = module.forward({x}).toTensor();
+        loss = at::cross_entropy_loss(logits, y);
+      }
+      optimizer->zero_grad();
       loss.backward();
-      sgd.step();
+      optimizer->step();
       if (after_step) after_step();
       loss_sum += loss.item<double>() * double(count);
       correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
@@ -81,17 +226,28 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
       std::snprintf(status, sizeof status, "loss %.4f train-acc %.2f%%", loss_sum / double(seen),
                     100.0 * double(correct) / double(seen));
       bar.update(s + 1, status);
+      if (interrupted) {
+        bar.finish("interrupted");
+        const Position here = s + 1 < steps_per_epoch ? Position{epoch, s + 1} : Position{epoch + 1, 0};
+        save_checkpoint(options, module, *optimizer, extra_parameters, here);
+        throw UserError("interrupted at epoch " + std::to_string(epoch) + ", step " + std::to_string(s + 1) +
+                        ": checkpoint saved to " + options.checkpoint + "; run the same command with --resume to continue");
+      }
     }
-    result.epoch_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    result.epoch_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     char status[128];
-    int used = std::snprintf(status, sizeof status, "loss %.4f train-acc %.2f%%", loss_sum / double(seen),
-                             100.0 * double(correct) / double(seen));
+    int used = std::snprintf(status, sizeof status, "loss %.4f train-acc %.2f%%", seen ? loss_sum / double(seen) : 0.0,
+                             seen ? 100.0 * double(correct) / double(seen) : 0.0);
     if (test) {
       result.test_accuracy = evaluate(module, *test).accuracy.value;
       std::snprintf(status + used, sizeof status - std::size_t(used), " test-acc %.2f%%", 100.0 * result.test_accuracy);
     }
     bar.finish(status);
+    if (!options.checkpoint.empty()) save_checkpoint(options, module, *optimizer, extra_parameters, {epoch + 1, 0});
   }
+  // Done: the caller saves the result, and a finished run's checkpoint would only block the next.
+  if (!options.checkpoint.empty())
+    for (const char* suffix : {".json", "", ".state"}) std::filesystem::remove(options.checkpoint + suffix);
   module.eval();
   return result;
 }

@@ -1,6 +1,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -90,13 +91,16 @@ def forward(self, x):
   return m;
 }
 
-Module build_lenet5(at::Generator& gen) {
+// LeNet-5 with its widths scaled (1: the classic 6, 16, 120, 84).
+Module build_lenet5(at::Generator& gen, double width = 1) {
+  const auto scaled = [&](std::int64_t n) { return std::max<std::int64_t>(1, std::int64_t(std::lround(double(n) * width))); };
+  const std::int64_t c1 = scaled(6), c2 = scaled(16), f1 = scaled(120), f2 = scaled(84);
   Module m = container("LeNet5");
-  m.register_module("conv1", conv2d(1, 6, 5, 1, 2, 1, true, gen));
-  m.register_module("conv2", conv2d(6, 16, 5, 1, 0, 1, true, gen));
-  m.register_module("fc1", linear(16 * 5 * 5, 120, gen));
-  m.register_module("fc2", linear(120, 84, gen));
-  m.register_module("fc3", linear(84, 10, gen));
+  m.register_module("conv1", conv2d(1, c1, 5, 1, 2, 1, true, gen));
+  m.register_module("conv2", conv2d(c1, c2, 5, 1, 0, 1, true, gen));
+  m.register_module("fc1", linear(c2 * 5 * 5, f1, gen));
+  m.register_module("fc2", linear(f1, f2, gen));
+  m.register_module("fc3", linear(f2, 10, gen));
   m.define(R"(
 def forward(self, x):
     x = torch.max_pool2d(torch.relu(self.conv1.forward(x)), [2, 2], [2, 2], [0, 0], [1, 1], False)
@@ -130,14 +134,15 @@ def forward(self, x):
   return m;
 }
 
-Module build_resnet8(at::Generator& gen) {
+// ResNet-8 with base width `base` (16: the reference; 8: the thin student).
+Module build_resnet8(at::Generator& gen, std::int64_t base = 16) {
   Module m = container("ResNet8");
-  m.register_module("conv1", conv2d(1, 16, 3, 1, 1, 1, false, gen, true));
-  m.register_module("bn1", batchnorm2d(16));
-  m.register_module("layer1", basic_block(16, 16, 1, gen));
-  m.register_module("layer2", basic_block(16, 32, 2, gen));
-  m.register_module("layer3", basic_block(32, 64, 2, gen));
-  m.register_module("fc", linear(64, 10, gen));
+  m.register_module("conv1", conv2d(1, base, 3, 1, 1, 1, false, gen, true));
+  m.register_module("bn1", batchnorm2d(base));
+  m.register_module("layer1", basic_block(base, base, 1, gen));
+  m.register_module("layer2", basic_block(base, 2 * base, 2, gen));
+  m.register_module("layer3", basic_block(2 * base, 4 * base, 2, gen));
+  m.register_module("fc", linear(4 * base, 10, gen));
   m.define(R"(
 def forward(self, x):
     x = torch.relu(self.bn1.forward(self.conv1.forward(x)))
@@ -190,7 +195,7 @@ def forward(self, x):
 }  // namespace
 
 const std::vector<std::string>& reference_architectures() {
-  static const std::vector<std::string> names = {"mlp", "lenet5", "resnet8", "mobilenet"};
+  static const std::vector<std::string> names = {"mlp", "lenet5", "resnet8", "mobilenet", "lenet5-half", "resnet8-thin"};
   return names;
 }
 
@@ -200,6 +205,8 @@ std::string describe_architecture(const std::string& arch) {
       {"lenet5", "LeNet-5: conv5x5(6)-pool-conv5x5(16)-pool-fc120-fc84-fc10, ReLU"},
       {"resnet8", "ResNet-8: 3x3 stem(16) + 3 basic blocks (16, 32, 64), BatchNorm, skip connections"},
       {"mobilenet", "MobileNet-style: stem(16) + 4 depthwise-separable blocks (32, 64, 64, 128), BatchNorm"},
+      {"lenet5-half", "LeNet-5 at half width (student): conv5x5(3)-pool-conv5x5(8)-pool-fc60-fc42-fc10"},
+      {"resnet8-thin", "ResNet-8 at half width (student): stem(8) + 3 basic blocks (8, 16, 32)"},
   };
   const auto it = text.find(arch);
   return it == text.end() ? "" : it->second;
@@ -212,6 +219,8 @@ torch::jit::Module build_reference_model(const std::string& arch, std::uint64_t 
   if (arch == "lenet5") model = build_lenet5(gen);
   if (arch == "resnet8") model = build_resnet8(gen);
   if (arch == "mobilenet") model = build_mobilenet(gen);
+  if (arch == "lenet5-half") model = build_lenet5(gen, 0.5);
+  if (arch == "resnet8-thin") model = build_resnet8(gen, 8);
   if (!model) {
     std::string known;
     for (const auto& name : reference_architectures()) known += (known.empty() ? "" : ", ") + name;

@@ -25,6 +25,8 @@ TrainOptions with_defaults(TrainOptions options) {
       {"lenet5", {15, 0.05, 5e-4}},
       {"resnet8", {12, 0.1, 5e-4}},
       {"mobilenet", {10, 0.1, 1e-4}},
+      {"lenet5-half", {15, 0.05, 5e-4}},
+      {"resnet8-thin", {12, 0.1, 5e-4}},
   };
   const auto it = defaults.find(options.arch);
   if (it == defaults.end()) build_reference_model(options.arch, 0);  // throws the "unknown architecture" error

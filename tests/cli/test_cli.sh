@@ -199,5 +199,56 @@ expect_error "quantize: calibration images of the wrong shape" "lenet5\.pt: mode
 [ ! -e "$tmp/qs.pt" ] && report "quantize: static, nothing written on error" ok || report "quantize: static, nothing written on error" fail "$tmp/qs.pt exists"
 [ "$(sha256sum "$models/lenet5.pt")" = "$sha_before" ] && report "quantize: input unchanged" ok || report "quantize: input unchanged" fail "lenet5.pt changed"
 
+# ---- distill -------------------------------------------------------------------------------
+# A small real data set (512 training, 256 test images of Fashion-MNIST), so a run takes seconds.
+python3 - "$tmp/small" <<'PY' || report "distill: make small data set" fail "python3 failed"
+import gzip, os, sys
+src = "/usr/share/datasets/fashion-mnist"
+os.makedirs(sys.argv[1], exist_ok=True)
+for split, n in (("train", 512), ("t10k", 256)):
+    images = gzip.open(os.path.join(src, split + "-images-idx3-ubyte.gz")).read()
+    labels = gzip.open(os.path.join(src, split + "-labels-idx1-ubyte.gz")).read()
+    with gzip.open(os.path.join(sys.argv[1], split + "-images-idx3-ubyte.gz"), "wb") as f:
+        f.write(images[:4] + n.to_bytes(4, "big") + images[8:16] + images[16:16 + n * 784])
+    with gzip.open(os.path.join(sys.argv[1], split + "-labels-idx1-ubyte.gz"), "wb") as f:
+        f.write(labels[:4] + n.to_bytes(4, "big") + labels[8:8 + n])
+PY
+distill=(distill --teacher "$models/lenet5.pt" --data "$tmp/small" --epochs 1 --no-measure --no-progress)
+expect_ok "distill: student by architecture, with a baseline" "after distillation" "${distill[@]}" --student-arch lenet5-half -o "$tmp/d.pt" --baseline
+grep -q "without distillation" "$tmp/out" && [ -f "$tmp/d-baseline.pt" ] && [ ! -e "$tmp/d.pt.ckpt.json" ] \
+  && report "distill: baseline written, checkpoint cleared" ok || report "distill: baseline written, checkpoint cleared" fail "$(cat "$tmp/out")"
+expect_ok "distill: output loads" "lenet5" info "$tmp/d.pt"
+expect_ok "distill: feature hint with a projection" "1x1 convolution 8 -> 16" "${distill[@]}" --student-arch lenet5-half -o "$tmp/h.pt" --hint conv2:conv2
+expect_ok "distill: student from a file" "after distillation" "${distill[@]}" --student "$tmp/d.pt" -o "$tmp/d2.pt" --optimizer adam --lr 0.001 --schedule step
+expect_error "distill: two students" "one of them" "${distill[@]}" --student "$tmp/d.pt" --student-arch lenet5-half -o "$tmp/x.pt"
+expect_error "distill: no student" "one of them" "${distill[@]}" -o "$tmp/x.pt"
+expect_error "distill: temperature 0" "temperature must be > 0" "${distill[@]}" --student-arch lenet5-half -o "$tmp/x.pt" --temperature 0
+expect_error "distill: alpha outside [0, 1]" "alpha must be in \[0, 1\]" "${distill[@]}" --student-arch lenet5-half -o "$tmp/x.pt" --alpha 2
+expect_error "distill: unknown hint layer" "no Conv2d/Linear layer 'conv9' \(it has: conv1, conv2" "${distill[@]}" --student-arch lenet5-half -o "$tmp/x.pt" --hint conv9:conv2
+expect_error "distill: malformed hint" "TEACHER_LAYER:STUDENT_LAYER" "${distill[@]}" --student-arch lenet5-half -o "$tmp/x.pt" --hint conv2
+expect_error "distill: student with another output" "tuple-output\.pt: model returns Tuple" "${distill[@]}" --student "$tmp/tuple-output.pt" -o "$tmp/x.pt"
+expect_error "distill: unknown optimizer" "optimizer 'rmsprop': choose sgd or adam" "${distill[@]}" --student-arch lenet5-half -o "$tmp/x.pt" --optimizer rmsprop
+echo '{"fingerprint": "another run", "epoch": 1, "step": 3}' >"$tmp/x.pt.ckpt.json"
+expect_error "distill: checkpoint of another run" "x\.pt\.ckpt: checkpoint of another run" "${distill[@]}" --student-arch lenet5-half -o "$tmp/x.pt" --resume
+grep -q "another run" "$tmp/x.pt.ckpt.json" && [ ! -e "$tmp/x.pt" ] \
+  && report "distill: nothing written or overwritten on error" ok || report "distill: nothing written or overwritten on error" fail "x.pt or its checkpoint changed"
+expect_error "distill: resume without a checkpoint" "no checkpoint to resume" "${distill[@]}" --student-arch lenet5-half -o "$tmp/y.pt" --resume
+
+# Ctrl-C: the run saves a checkpoint and says how to continue; --resume finishes it.
+long_distill=(distill --teacher "$models/lenet5.pt" --data "$tmp/small" --epochs 150 --no-measure --no-progress
+  --student-arch lenet5-half -o "$tmp/c.pt")
+"$compress" "${long_distill[@]}" >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 1 300); do [ -e "$tmp/c.pt.ckpt.json" ] && break; sleep 0.1; done
+kill -INT $pid
+wait $pid
+rc=$?
+if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "interrupted at epoch .*--resume" "$tmp/err" \
+  && [ -e "$tmp/c.pt.ckpt.json" ] && [ ! -e "$tmp/c.pt" ]; then report "distill: Ctrl-C saves a checkpoint" ok
+else report "distill: Ctrl-C saves a checkpoint" fail "exit $rc: $(cat "$tmp/err")"; fi
+expect_ok "distill: --resume after Ctrl-C" "resumed from .*c\.pt\.ckpt at epoch [0-9]+" "${long_distill[@]}" --resume
+[ -f "$tmp/c.pt" ] && [ ! -e "$tmp/c.pt.ckpt.json" ] && report "distill: resumed run written, checkpoint cleared" ok \
+  || report "distill: resumed run written, checkpoint cleared" fail "c.pt missing or checkpoint left"
+
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -21,6 +21,8 @@ struct PassContext {
   const TensorDataset* test = nullptr;   // progress reports only; never used to choose
   std::uint64_t seed = 1;
   bool progress = true;
+  // Distillation's default teacher: the model a pipeline started from (before its first pass).
+  const torch::jit::Module* teacher = nullptr;
 };
 
 // What a pass changed, per layer.

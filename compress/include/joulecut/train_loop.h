@@ -1,11 +1,15 @@
 #pragma once
 // The one training loop over TorchScript modules: reference models, fine-tuning after
-// pruning (with masks enforced after every step). SGD with Nesterov momentum, cosine
-// learning rate per step, shuffling from a seed; deterministic for a seed and thread count.
+// pruning (with masks enforced after every step), distillation. SGD with Nesterov momentum
+// or Adam; cosine (per step) or step learning-rate schedule; shuffling from a seed;
+// deterministic for a seed and thread count. Optional checkpoints after every epoch, resume,
+// and a checkpoint on Ctrl-C.
 #include <torch/script.h>
 
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "joulecut/data.h"
@@ -16,20 +20,40 @@ struct LoopOptions {
   int epochs = 1;
   std::int64_t batch = 64;
   double learning_rate = 0.01;
-  double momentum = 0.9;
+  std::string optimizer = "sgd";  // sgd (Nesterov momentum) | adam
+  double momentum = 0.9;          // sgd only
   double weight_decay = 0;
+  std::string schedule = "cosine";  // cosine (to 0 over the run, per step) | step
+  int step_epochs = 5;              // schedule=step: multiply by gamma every step_epochs epochs
+  double gamma = 0.1;
   std::uint64_t seed = 1;
   bool progress = true;
+  // Checkpoints: with a path, the loop writes PATH (the module), PATH.state (optimizer and
+  // extra parameters) and PATH.json (where it stopped, and the run's fingerprint) after every
+  // epoch and on Ctrl-C, each atomically. resume=true continues from them; a checkpoint whose
+  // fingerprint differs (another run) is refused.
+  std::string checkpoint;
+  bool resume = false;
+  std::string fingerprint;  // what identifies the run: model, data, options (the caller's choice)
 };
 
 struct LoopResult {
   double test_accuracy = 0;  // after the last epoch; 0 without a test set
   std::vector<double> epoch_seconds;
+  int resumed_at_epoch = 0;  // 0: started from scratch
 };
 
-// Trains `module` in place. `after_step`, when given, runs after every optimizer step (e.g.
-// to re-apply pruning masks). Precondition: the module has trainable parameters.
+// The loss of one batch and the logits it scored (for the running accuracy); `index` holds the
+// batch's positions in the training set. The default is cross-entropy of module.forward.
+using BatchLoss = std::function<std::pair<at::Tensor, at::Tensor>(const at::Tensor& images, const at::Tensor& labels,
+                                                                  const at::Tensor& index)>;
+
+// Trains `module` in place, with `extra_parameters` (e.g. a distillation projection) in the
+// same optimizer. `after_step`, when given, runs after every optimizer step (e.g. to re-apply
+// pruning masks). Precondition: the module has trainable parameters. Throws UserError for bad
+// options, an unusable checkpoint, or an interruption (after saving the checkpoint).
 LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, const TensorDataset* test,
-                      const LoopOptions& options, const std::function<void()>& after_step = {});
+                      const LoopOptions& options, const std::function<void()>& after_step = {},
+                      const BatchLoss& loss = {}, std::vector<at::Tensor> extra_parameters = {});
 
 }  // namespace joulecut

@@ -1,0 +1,311 @@
+#include "joulecut/distill.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include "joulecut/error.h"
+#include "joulecut/model.h"
+#include "pass_options.h"
+#include "joulecut/progress.h"
+#include "prune/common.h"
+
+namespace joulecut {
+using namespace prune_detail;
+namespace {
+
+constexpr const char* kFeatures = "joulecut_distill_features";
+
+void check(const DistillLossOptions& o) {
+  if (!(o.temperature > 0) || !std::isfinite(o.temperature))
+    throw UserError("distillation: temperature must be > 0, got " + std::to_string(o.temperature));
+  if (!(o.alpha >= 0 && o.alpha <= 1)) throw UserError("distillation: alpha must be in [0, 1], got " + std::to_string(o.alpha));
+}
+
+// The output of the Conv2d/Linear whose weight is `layer`.weight, in an inlined forward.
+torch::jit::Value* layer_output(torch::jit::Graph& graph, const std::string& layer, const std::string& who) {
+  torch::jit::Value* self = graph.inputs()[0];
+  std::vector<std::string> known;
+  for (const auto kind : {c10::aten::conv2d, c10::aten::_convolution, c10::aten::linear})
+    for (torch::jit::Node* n : nodes_of_kind(graph.block(), kind)) {
+      const auto weight = attribute_path(n->input(1), self);
+      if (!weight) continue;
+      const std::string name = weight->substr(0, weight->rfind('.'));
+      if (name == layer) {
+        if (n->owningBlock() != graph.block())
+          throw UserError("hint: " + who + " layer '" + layer + "' runs inside a branch or loop; choose another");
+        return n->output();
+      }
+      known.push_back(name);
+    }
+  std::string list;
+  for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+  throw UserError("hint: the " + who + " has no Conv2d/Linear layer '" + layer + "' (it has: " + list + ")");
+}
+
+// Adds a method returning (forward's output, the named layers' outputs...) to `module`.
+void add_features_method(torch::jit::Module& module, const std::vector<std::string>& layers, const std::string& who) {
+  auto graph = inlined_forward(module, "distill");
+  std::vector<torch::jit::Value*> outputs{graph->outputs()[0]};
+  for (const auto& layer : layers) outputs.push_back(layer_output(*graph, layer, who));
+  torch::jit::Node* tuple = graph->appendNode(graph->createTuple(outputs));
+  graph->eraseOutput(0);
+  graph->registerOutput(tuple->output());
+  auto unit = module._ivalue()->compilation_unit();
+  module.type()->addMethod(unit->create_function(c10::QualifiedName(*module.type()->name(), kFeatures), graph));
+}
+
+void remove_features_method(torch::jit::Module& module) {
+  auto type = module.type();
+  const auto name = type->getMethod(kFeatures).qualname();
+  type->unsafeRemoveMethod(kFeatures);
+  module._ivalue()->compilation_unit()->unsafeRemoveMethod(name);
+}
+
+std::vector<at::Tensor> run_features(torch::jit::Module& module, const at::Tensor& x) {
+  const auto tuple = module.get_method(kFeatures)({x}).toTuple();
+  std::vector<at::Tensor> out;
+  for (const auto& e : tuple->elements()) out.push_back(e.toTensor());
+  return out;
+}
+
+std::string shape_text(const at::Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+
+// A learned map from the student's activation width to the teacher's: a 1x1 convolution for
+// 4-D activations, a matrix for 2-D ones; none when the widths already match.
+struct Projection {
+  at::Tensor weight, bias;  // undefined: identity
+  at::Tensor apply(const at::Tensor& x) const {
+    if (!weight.defined()) return x;
+    return weight.dim() == 4 ? at::conv2d(x, weight, bias) : at::linear(x, weight, bias);
+  }
+};
+
+}  // namespace
+
+at::Tensor distillation_loss(const at::Tensor& student_logits, const at::Tensor& teacher_logits, const at::Tensor& labels,
+                             const DistillLossOptions& options) {
+  check(options);
+  const double t = options.temperature;
+  at::Tensor loss = at::zeros({}, student_logits.options());
+  if (options.alpha > 0) {
+    const at::Tensor log_student = at::log_softmax(student_logits / t, 1);
+    const at::Tensor log_teacher = at::log_softmax(teacher_logits / t, 1);
+    // KL(p_teacher || p_student), summed over classes, averaged over the batch; T^2 keeps the
+    // gradient scale independent of T (Hinton et al.).
+    const at::Tensor kl = (log_teacher.exp() * (log_teacher - log_student)).sum(1).mean();
+    loss = loss + options.alpha * t * t * kl;
+  }
+  if (options.alpha < 1) loss = loss + (1 - options.alpha) * at::cross_entropy_loss(student_logits, labels);
+  return loss;
+}
+
+Hint parse_hint(const std::string& text) {
+  const auto colon = text.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size() || text.find(':', colon + 1) != std::string::npos)
+    throw UserError("hint '" + text + "': write TEACHER_LAYER:STUDENT_LAYER, e.g. layer3.conv2:layer3.conv2");
+  return {text.substr(0, colon), text.substr(colon + 1)};
+}
+
+DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit::Module& student_input,
+                      const TensorDataset& train, const TensorDataset* test, const DistillOptions& options) {
+  check(options.loss);
+  if (!(options.hint_weight >= 0)) throw UserError("distillation: hint weight must be >= 0");
+  if (train.size() == 0) throw UserError("distillation: the training set is empty");
+  torch::jit::Module teacher = clone_for_transform(teacher_input);
+  torch::jit::Module student = clone_for_transform(student_input);
+  teacher.eval();
+  for (const auto& p : teacher.parameters()) p.requires_grad_(false);
+  std::vector<std::string> teacher_layers, student_layers;
+  for (const auto& h : options.hints) {
+    teacher_layers.push_back(h.teacher_layer);
+    student_layers.push_back(h.student_layer);
+  }
+  DistillResult result;
+  const bool hints = !options.hints.empty();
+  if (hints) {
+    add_features_method(teacher, teacher_layers, "teacher");
+    add_features_method(student, student_layers, "student");
+  }
+
+  // Probe: output sizes must agree, and each hint pair must have matching shapes but width.
+  const at::Tensor probe = train.images.narrow(0, 0, std::min<std::int64_t>(2, train.size()));
+  std::vector<at::Tensor> teacher_probe, student_probe;
+  {
+    at::NoGradGuard no_grad;
+    student.eval();
+    teacher_probe = hints ? run_features(teacher, probe) : std::vector<at::Tensor>{teacher.forward({probe}).toTensor()};
+    student_probe = hints ? run_features(student, probe) : std::vector<at::Tensor>{student.forward({probe}).toTensor()};
+  }
+  if (teacher_probe[0].dim() != 2 || student_probe[0].sizes() != teacher_probe[0].sizes())
+    throw UserError("distillation: the teacher's output " + shape_text(teacher_probe[0]) + " and the student's " +
+                    shape_text(student_probe[0]) + " differ; both must give [N, classes] for the same classes");
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.loop.seed);
+  std::vector<Projection> projections(options.hints.size());
+  std::vector<at::Tensor> extra;
+  for (std::size_t i = 0; i < options.hints.size(); ++i) {
+    const at::Tensor& t = teacher_probe[i + 1];
+    const at::Tensor& s = student_probe[i + 1];
+    const std::string pair = options.hints[i].teacher_layer + ":" + options.hints[i].student_layer;
+    if (t.dim() != s.dim() || (t.dim() != 2 && t.dim() != 4) || (t.dim() == 4 && t.sizes().slice(2) != s.sizes().slice(2)))
+      throw UserError("hint " + pair + ": the teacher's activation " + shape_text(t) + " and the student's " +
+                      shape_text(s) + " must both be [N, C, H, W] with the same H and W, or both [N, C]");
+    if (t.size(1) == s.size(1)) {
+      result.notes.push_back("hint " + pair + ": same width (" + std::to_string(t.size(1)) + "), no projection");
+      continue;
+    }
+    const double bound = 1.0 / std::sqrt(double(s.size(1)));
+    std::vector<std::int64_t> shape{t.size(1), s.size(1)};
+    if (t.dim() == 4) shape.insert(shape.end(), {1, 1});
+    projections[i].weight = at::empty(shape).uniform_(-bound, bound, gen);
+    projections[i].bias = at::zeros({t.size(1)});
+    extra.push_back(projections[i].weight);
+    extra.push_back(projections[i].bias);
+    result.notes.push_back("hint " + pair + ": learned " + (t.dim() == 4 ? std::string("1x1 convolution ") : "projection ") +
+                           std::to_string(s.size(1)) + " -> " + std::to_string(t.size(1)) +
+                           " channels (not part of the exported student)");
+  }
+
+  // Without hints the teacher's logits are computed once for the whole training set: the
+  // teacher then costs one inference pass, not one per epoch.
+  at::Tensor teacher_logits;
+  if (!hints) {
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> parts;
+    const std::int64_t batch = 500;
+    ProgressBar bar("teacher logits", train.size(), options.loop.progress);
+    for (std::int64_t start = 0; start < train.size(); start += batch) {
+      const std::int64_t count = std::min(batch, train.size() - start);
+      parts.push_back(teacher.forward({train.images.narrow(0, start, count)}).toTensor());
+      bar.update(start + count, "");
+    }
+    bar.finish(std::to_string(train.size()) + " images");
+    teacher_logits = at::cat(parts);
+  }
+
+  // A pruned student keeps its zeros: masks from the exact zeros of every weight that has some.
+  std::vector<std::pair<at::Tensor, at::Tensor>> masks;
+  if (options.keep_zeros)
+    for (const auto& p : student.named_parameters(true)) {
+      if (p.value.dim() < 2) continue;
+      const at::Tensor mask = p.value.ne(0);
+      const double zeros = 1.0 - mask.to(at::kFloat).mean().item<double>();
+      if (zeros == 0) continue;
+      masks.emplace_back(p.value, mask.to(p.value.scalar_type()));
+      char note[160];
+      std::snprintf(note, sizeof note, "%s: %.1f%% zeros kept at zero", p.name.c_str(), 100 * zeros);
+      result.notes.push_back(note);
+    }
+  const auto after_step = [&masks] {
+    at::NoGradGuard no_grad;
+    for (auto& [weight, mask] : masks) weight.mul_(mask);
+  };
+
+  const BatchLoss loss = [&](const at::Tensor& x, const at::Tensor& y, const at::Tensor& index) {
+    if (!hints) {
+      const at::Tensor logits = student.forward({x}).toTensor();
+      return std::make_pair(distillation_loss(logits, teacher_logits.index_select(0, index), y, options.loss), logits);
+    }
+    std::vector<at::Tensor> t;
+    {
+      at::NoGradGuard no_grad;
+      t = run_features(teacher, x);
+    }
+    const std::vector<at::Tensor> s = run_features(student, x);
+    at::Tensor total = distillation_loss(s[0], t[0], y, options.loss);
+    for (std::size_t i = 0; i < projections.size(); ++i)
+      total = total + options.hint_weight * at::mse_loss(projections[i].apply(s[i + 1]), t[i + 1]);
+    return std::make_pair(total, s[0]);
+  };
+  if (!masks.empty()) after_step();  // the loop starts from the masked weights
+  result.loop = train_loop(student, train, test, options.loop, masks.empty() ? std::function<void()>() : after_step, loss,
+                           extra);
+  if (hints) remove_features_method(student);
+  student.eval();
+  result.student = student;
+  return result;
+}
+
+DistillPass::DistillPass(DistillPassOptions options) : options_(std::move(options)) {}
+
+DistillPassOptions DistillPass::parse(const PassOptionMap& map) {
+  OptionReader r("distill", map);
+  DistillPassOptions o;
+  o.teacher = r.text("teacher", o.teacher);
+  o.epochs = r.integer("epochs", o.epochs);
+  o.temperature = r.number("temperature", o.temperature);
+  o.alpha = r.number("alpha", o.alpha);
+  o.lr = r.number("lr", o.lr);
+  o.optimizer = r.text("optimizer", o.optimizer);
+  o.hints = r.text("hints", o.hints);
+  o.hint_weight = r.number("hint-weight", o.hint_weight);
+  r.finish();
+  if (o.epochs < 1) throw UserError("distill: epochs must be >= 1");
+  distillation_loss(at::zeros({1, 2}), at::zeros({1, 2}), at::zeros({1}, at::kLong), {o.temperature, o.alpha});
+  if (o.optimizer != "sgd" && o.optimizer != "adam") throw UserError("distill: optimizer '" + o.optimizer + "': choose sgd or adam");
+  std::stringstream in(o.hints);
+  for (std::string item; std::getline(in, item, '|');) parse_hint(item);
+  return o;
+}
+
+std::string DistillPass::options_text() const {
+  const DistillPassOptions d;
+  std::vector<std::string> out;
+  if (options_.teacher != d.teacher) append_option(out, "teacher", options_.teacher);
+  if (options_.epochs != d.epochs) append_option(out, "epochs", std::to_string(options_.epochs));
+  if (options_.temperature != d.temperature) append_option(out, "temperature", number_text(options_.temperature));
+  if (options_.alpha != d.alpha) append_option(out, "alpha", number_text(options_.alpha));
+  if (options_.lr != d.lr) append_option(out, "lr", number_text(options_.lr));
+  if (options_.optimizer != d.optimizer) append_option(out, "optimizer", options_.optimizer);
+  if (options_.hints != d.hints) append_option(out, "hints", options_.hints);
+  if (options_.hint_weight != d.hint_weight) append_option(out, "hint-weight", number_text(options_.hint_weight));
+  return join_options(out);
+}
+
+PassResult DistillPass::run(const torch::jit::Module& module, PassContext& context) const {
+  if (!context.train) throw UserError("distill: needs training data (--data)");
+  torch::jit::Module teacher;
+  std::string teacher_name = options_.teacher;
+  if (!options_.teacher.empty()) {
+    teacher = load_model(options_.teacher).module;
+  } else if (context.teacher) {
+    teacher = *context.teacher;
+    teacher_name = "the pipeline's input model";
+  } else {
+    throw UserError("distill: no teacher: give teacher=PATH, or run it in a pipeline (the pipeline's input model teaches)");
+  }
+  DistillOptions options;
+  options.loss = {options_.temperature, options_.alpha};
+  std::stringstream in(options_.hints);
+  for (std::string item; std::getline(in, item, '|');) options.hints.push_back(parse_hint(item));
+  options.hint_weight = options_.hint_weight;
+  options.loop.epochs = options_.epochs;
+  options.loop.learning_rate = options_.lr;
+  options.loop.optimizer = options_.optimizer;
+  options.loop.weight_decay = 5e-4;
+  options.loop.seed = context.seed;
+  options.loop.progress = context.progress;
+  const auto result = distill(teacher, module, *context.train, context.test, options);
+  PassReport report;
+  report.pass = text();
+  char summary[200];
+  std::snprintf(summary, sizeof summary, "%d epoch(s) from %s (T %g, alpha %g)%s", options_.epochs, teacher_name.c_str(),
+                options_.temperature, options_.alpha, context.test ? "" : "; no test set given");
+  report.summary = summary;
+  if (context.test) {
+    std::snprintf(summary, sizeof summary, "test accuracy after distillation %.2f%%", 100 * result.loop.test_accuracy);
+    report.notes.push_back(summary);
+  }
+  for (const auto& n : result.notes) report.notes.push_back(n);
+  return {result.student, report};
+}
+
+}  // namespace joulecut
