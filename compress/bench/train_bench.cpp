@@ -1,6 +1,6 @@
 // Training throughput: joulecut's loop (plain cross-entropy, and distillation) against a plain
 // LibTorch loop over the same module, data and optimizer, timed in the same run, interleaved
-// (plain, ours, distill, three rounds) so machine noise hits all three alike. The distillation
+// (three rounds, the order rotated each round) so machine noise hits all three alike. The distillation
 // figure includes the teacher's one pass over the data. scripts/bench-distill runs it.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -63,19 +63,23 @@ int main() {
   DistillOptions distill_options;
   distill_options.loop = loop;
   const torch::jit::Module teacher = build_reference_model("lenet5", 2);
-  double plain = 0, ours = 0, distilled = 0;
-  for (int round = 0; round < 3; ++round) {
-    plain += plain_loop(build_reference_model("lenet5", 1), data, epochs, loop.batch);
+  // One untimed round warms the thread pool, allocator and JIT; then three rounds, each starting
+  // with a different loop, so neither order nor drift favours one of them.
+  const auto run = [&](int which) {
+    const auto start = std::chrono::steady_clock::now();
+    if (which == 0) return plain_loop(build_reference_model("lenet5", 1), data, epochs, loop.batch);
     torch::jit::Module module = build_reference_model("lenet5", 1);
-    auto start = std::chrono::steady_clock::now();
-    train_loop(module, data, nullptr, loop);
-    ours += seconds_since(start);
-    start = std::chrono::steady_clock::now();
-    distill(teacher, build_reference_model("lenet5", 1), data, nullptr, distill_options);
-    distilled += seconds_since(start);
-  }
+    if (which == 1) train_loop(module, data, nullptr, loop);
+    else distill(teacher, module, data, nullptr, distill_options);
+    return seconds_since(start);
+  };
+  for (int which = 0; which < 3; ++which) run(which);
+  double seconds[3] = {0, 0, 0};
+  for (int round = 0; round < 3; ++round)
+    for (int k = 0; k < 3; ++k) seconds[(round + k) % 3] += run((round + k) % 3);
+  const double plain = seconds[0], ours = seconds[1], distilled = seconds[2];
   const double steps = 3.0 * epochs * double(data.size() / loop.batch);
-  std::printf("LeNet-5, batch 64, %d threads, %d steps per loop (3 rounds, interleaved)\n", at::get_num_threads(),
+  std::printf("LeNet-5, batch 64, %d threads, %d steps per loop (3 rounds after a warm-up, order rotated)\n", at::get_num_threads(),
               int(steps / 3));
   std::printf("plain LibTorch loop:      %.1f steps/s\n", steps / plain);
   std::printf("joulecut train_loop:      %.1f steps/s (ours/plain %.3f)\n", steps / ours, plain / ours);
