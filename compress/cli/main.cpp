@@ -457,6 +457,85 @@ void run_quantize(QuantizeCliOptions o, const RunSettings& settings, const std::
   apply_and_measure(passes, job, command);
 }
 
+// ---- compress run ----------------------------------------------------------------------------
+struct RunCliOptions {
+  std::string model, passes, output_dir;
+  std::uint64_t seed = 1;
+  joulecut::DataSource data;
+  bool no_measure = false, no_progress = false;
+  int windows = 5;
+  std::string batches = "64";
+};
+
+// Applies the passes in order, writes every stage's model, then measures the input and every
+// stage side by side (one table, ratios against the input).
+void run_pipeline(RunCliOptions o, const RunSettings& settings, const std::string& command) {
+  apply_threads(settings);
+  const auto passes = joulecut::parse_pipeline(o.passes);  // bad pass text fails before any work
+  if (passes.empty()) throw UserError("--passes: no pass given, e.g. --passes \"prune-magnitude<sparsity=0.5>,distill\"");
+  if (std::filesystem::exists(o.output_dir) && !std::filesystem::is_directory(o.output_dir))
+    throw UserError(o.output_dir + ": exists and is not a directory");
+  std::vector<std::string> stage_paths;
+  for (std::size_t i = 0; i < passes.size(); ++i) {
+    stage_paths.push_back((std::filesystem::path(o.output_dir) /
+                           ("stage-" + std::to_string(i + 1) + "-" + passes[i]->name() + ".pt"))
+                              .string());
+    joulecut::refuse_to_overwrite_input(o.model, stage_paths.back());
+  }
+  auto loaded = joulecut::load_model(o.model);
+  std::optional<joulecut::DatasetSpec> spec;
+  if (loaded.metadata) spec = loaded.metadata->dataset;
+  const auto train = joulecut::load_dataset(o.data, joulecut::Split::train, spec);
+  const auto test = joulecut::load_dataset(o.data, joulecut::Split::test, spec);
+  joulecut::check_model_accepts(loaded.module, test, o.model);
+  std::error_code error;
+  std::filesystem::create_directories(o.output_dir, error);
+  if (error) throw UserError(o.output_dir + ": cannot create the directory (" + error.message() + ")");
+  joulecut::PassContext context;
+  context.seed = o.seed;
+  context.teacher = &loaded.module;  // a distill stage learns from the model as it was given
+  context.progress = !o.no_progress;
+  context.train = &train;
+  context.test = &test;
+  joulecut::ModelMetadata metadata;
+  if (loaded.metadata) metadata = *loaded.metadata;
+  else metadata.dataset = spec ? *spec : joulecut::fashion_mnist_spec();
+  torch::jit::Module module = loaded.module;
+  for (std::size_t i = 0; i < passes.size(); ++i) {
+    std::fprintf(stderr, "stage %zu/%zu: %s\n", i + 1, passes.size(), passes[i]->text().c_str());
+    auto result = passes[i]->run(module, context);
+    module = result.module;
+    std::string so_far;
+    for (std::size_t k = 0; k <= i; ++k) so_far += (k ? "," : "") + passes[k]->text();
+    metadata.provenance_json = json{{"command", command},
+                                    {"pipeline", joulecut::print_pipeline(passes)},
+                                    {"stage", i + 1},
+                                    {"passes_applied", so_far},
+                                    {"seed", o.seed},
+                                    {"source", o.model},
+                                    {"source_sha256", joulecut::sha256_file(o.model)}}
+                                   .dump();
+    joulecut::save_model(module, metadata, stage_paths[i], o.model);
+    print_pass_report(result.report);
+    std::printf("stage %zu: wrote %s (sha256 %s)\n\n", i + 1, stage_paths[i].c_str(),
+                joulecut::sha256_file(stage_paths[i]).substr(0, 16).c_str());
+  }
+  if (o.no_measure) return;
+  joulecut::measure::MeasureJob job;
+  job.models = {o.model};
+  job.models.insert(job.models.end(), stage_paths.begin(), stage_paths.end());
+  job.data = o.data;
+  job.batches = parse_batches(o.batches);
+  job.run.windows = o.windows;
+  job.progress = !o.no_progress;
+  std::ostringstream table;
+  joulecut::measure::write_table(table, joulecut::measure::measure_files(job));
+  std::fputs(table.str().c_str(), stdout);
+  const std::string table_path = (std::filesystem::path(o.output_dir) / "stages.txt").string();
+  joulecut::write_file_atomic(table_path, table.str());
+  std::printf("wrote %s\n", table_path.c_str());
+}
+
 // ---- compress distill ------------------------------------------------------------------------
 struct DistillCliOptions {
   std::string teacher, student, student_arch, output, checkpoint;
@@ -910,6 +989,23 @@ int main(int argc, char** argv) {
   distill_cmd->add_flag("--no-progress", distill.no_progress, "No progress bars");
   add_data_options(distill_cmd, distill.data);
 
+  RunCliOptions pipeline;
+  auto* run_cmd = app.add_subcommand(
+      "run", "Apply passes in sequence, write every stage, and measure the input and each stage side by side");
+  run_cmd->footer("Example: compress run models/trained/lenet5.pt --passes \"prune-magnitude<sparsity=0.9,scope=global>,distill<epochs=3>\" -o out/\n\nPasses:\n" +
+                  joulecut::describe_passes());
+  run_cmd->add_option("model", pipeline.model, "TorchScript file (never modified)")->required();
+  run_cmd->add_option("--passes", pipeline.passes, "Passes in order: name<k=v,...>,name,... (see below)")->required();
+  run_cmd->add_option("-o,--output", pipeline.output_dir,
+                      "Directory for stage-K-PASS.pt files and stages.txt (created; files written atomically)")
+      ->required();
+  run_cmd->add_option("--seed", pipeline.seed, "Seed for the passes that train")->capture_default_str();
+  add_data_options(run_cmd, pipeline.data);
+  run_cmd->add_option("--batch", pipeline.batches, "Batch sizes for the measurement")->capture_default_str();
+  run_cmd->add_option("--windows", pipeline.windows, "Measurement windows")->capture_default_str()->check(CLI::Range(2, 100000));
+  run_cmd->add_flag("--no-measure", pipeline.no_measure, "Skip the measurement");
+  run_cmd->add_flag("--no-progress", pipeline.no_progress, "No progress bars");
+
   CalibrateCliOptions calibrate;
   auto* calibrate_cmd = app.add_subcommand(
       "calibrate", "Run calibration images through a model: the int8 range of each Conv2d/Linear input and output");
@@ -954,6 +1050,7 @@ int main(int argc, char** argv) {
     if (*compare_cmd) run_measure(compare, settings);
     if (*sensitivity_cmd) run_sensitivity(sensitivity, settings);
     if (*distill_cmd) run_distill(distill, settings, command);
+    if (*run_cmd) run_pipeline(pipeline, settings, command);
     if (*calibrate_cmd) {
       if (calibrate_cmd->count("--percentile") > 0 && calibrate.calibration.observer != "percentile")
         throw UserError("--percentile applies to --observer percentile only");

@@ -44,10 +44,15 @@ void pad(std::ostream& out, const std::string& text, std::size_t width, bool rig
 
 void write_table(std::ostream& out, const Report& report) {
   if (!report.title.empty()) out << report.title << "\n\n";
+  // The name column fits the longest label (pipeline stages have long ones), at least 22 wide.
+  std::size_t name_width = 22;
+  for (const auto& m : report.models) name_width = std::max(name_width, m.label.size() + 2);
+  for (const auto& r : report.runs) name_width = std::max(name_width, r.label.size() + 2);
   // Models: size and accuracy.
-  out << "model                 params      MACs/inf    file        accuracy (95% CI, Wilson)\n";
+  pad(out, "model", name_width);
+  out << "params      MACs/inf    file        accuracy (95% CI, Wilson)\n";
   for (const auto& m : report.models) {
-    pad(out, m.label, 22);
+    pad(out, m.label, name_width);
     pad(out, std::to_string(m.parameters), 12);
     pad(out, std::to_string(m.macs_per_inference), 12);
     pad(out, fmt("%.1f KiB", double(m.file_bytes) / 1024), 12);
@@ -65,14 +70,14 @@ void write_table(std::ostream& out, const Report& report) {
                        " (" + m.meter + ")";
   }
   const std::vector<std::pair<std::string, std::size_t>> columns = {
-      {"model", 22},          {"batch", 6},           {"p50 ms", 10},          {"mean ms ± CI", 18},
+      {"model", name_width},  {"batch", 6},           {"p50 ms", 10},          {"mean ms ± CI", 18},
       {"inf/s", 10},          {measured_heading, 26}, {"mJ/inf MODELED (time x power)", 31},
       {"mJ/inf MODELED (ops)", 21}, {"speed-up", 9},  {"energy ratio", 12}};
   for (const auto& [name, width] : columns) pad(out, name, width);
   out << "\n";
   for (const auto& r : report.runs) {
     const RunResult* base = baseline_for(report, r);
-    pad(out, r.label, 22);
+    pad(out, r.label, name_width);
     pad(out, std::to_string(r.batch), 6);
     pad(out, fmt("%.4g", r.p50_seconds * 1e3), 10);
     pad(out, fmt("%.4g ± %.2g", r.latency_seconds.mean * 1e3, r.latency_seconds.half_width * 1e3), 18);

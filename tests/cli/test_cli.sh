@@ -250,5 +250,21 @@ expect_ok "distill: --resume after Ctrl-C" "resumed from .*c\.pt\.ckpt at epoch 
 [ -f "$tmp/c.pt" ] && [ ! -e "$tmp/c.pt.ckpt.json" ] && report "distill: resumed run written, checkpoint cleared" ok \
   || report "distill: resumed run written, checkpoint cleared" fail "c.pt missing or checkpoint left"
 
+# ---- run (a pipeline: every stage written and measured against the input) -----------------------
+sha_before=$(sha256sum "$models/lenet5.pt")
+expect_ok "run: prune then distill, each stage measured" "stage-2-distill +[0-9]+ +[0-9]+ .*%" run "$models/lenet5.pt" \
+  --passes "prune-magnitude<sparsity=0.8>,distill<epochs=1>" -o "$tmp/run" --data "$tmp/small" --windows 2 --no-progress
+[ -f "$tmp/run/stage-1-prune-magnitude.pt" ] && [ -f "$tmp/run/stage-2-distill.pt" ] && grep -q "stage-2-distill" "$tmp/run/stages.txt" \
+  && report "run: stage files and table written" ok || report "run: stage files and table written" fail "$(ls "$tmp/run")"
+grep -q "from the pipeline's input model" "$tmp/out" && report "run: distill learns from the input model" ok \
+  || report "run: distill learns from the input model" fail "$(head -20 "$tmp/out")"
+expect_ok "run: distilled stage loads, zeros kept" "sparsity +[0-9.]+% zero" info "$tmp/run/stage-2-distill.pt"
+expect_error "run: unknown pass" "unknown pass 'fold-bn'" run "$models/lenet5.pt" --passes "fold-bn" -o "$tmp/run2"
+expect_error "run: bad pass option" "distill.*temperature" run "$models/lenet5.pt" --passes "distill<temperature=-1>" -o "$tmp/run2"
+touch "$tmp/a-file"
+expect_error "run: output is a file" "a-file: exists and is not a directory" run "$models/lenet5.pt" --passes "fold-batchnorm" -o "$tmp/a-file"
+[ ! -e "$tmp/run2" ] && report "run: nothing created on error" ok || report "run: nothing created on error" fail "$tmp/run2 exists"
+[ "$(sha256sum "$models/lenet5.pt")" = "$sha_before" ] && report "run: input unchanged" ok || report "run: input unchanged" fail "lenet5.pt changed"
+
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
