@@ -21,12 +21,12 @@ using Catch::Matchers::Contains;
 namespace {
 
 bool same_weights(const torch::jit::Module& a, const torch::jit::Module& b) {
-  auto pb = b.parameters();
-  auto it = pb.begin();
-  for (const auto& p : a.parameters()) {
-    if (!at::equal(p, *it)) return false;
-    ++it;
-  }
+  std::vector<at::Tensor> pa, pb;
+  for (const auto& p : a.parameters()) pa.push_back(p);
+  for (const auto& p : b.parameters()) pb.push_back(p);
+  if (pa.size() != pb.size()) return false;
+  for (std::size_t i = 0; i < pa.size(); ++i)
+    if (!pa[i].sizes().equals(pb[i].sizes()) || !at::equal(pa[i], pb[i])) return false;
   return true;
 }
 
@@ -67,6 +67,17 @@ TEST_CASE("distillation loss equals the hand-computed value", "[distill]") {
   CHECK(distillation_loss(teacher, teacher, label, {T, 1}).item<double>() == Approx(0).margin(1e-6));
   CHECK_THROWS_WITH(distillation_loss(student, teacher, label, {0, 0.5}), Contains("temperature must be > 0"));
   CHECK_THROWS_WITH(distillation_loss(student, teacher, label, {4, 1.5}), Contains("alpha must be in [0, 1]"));
+}
+
+TEST_CASE("the reference students have at most a quarter of the teacher's parameters", "[distill]") {
+  const auto count = [](const char* arch) {
+    std::int64_t n = 0;
+    for (const auto& p : build_reference_model(arch, 1).parameters()) n += p.numel();
+    return n;
+  };
+  const std::int64_t teacher = count("resnet8");
+  CHECK(4 * count("resnet8-thin") <= teacher);
+  CHECK(4 * count("lenet5-half") <= teacher);
 }
 
 TEST_CASE("distillation is deterministic for a seed, and learns from the teacher", "[distill]") {

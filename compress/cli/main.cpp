@@ -324,51 +324,82 @@ struct ApplyJob {
   bool needs_training_data = false;
 };
 
-void apply_and_measure(const std::vector<std::unique_ptr<joulecut::Pass>>& passes, ApplyJob o, const std::string& command) {
-  auto loaded = joulecut::load_model(o.model);
-  std::optional<joulecut::DatasetSpec> spec;
-  if (loaded.metadata) spec = loaded.metadata->dataset;
-  joulecut::PassContext context;
-  context.seed = o.seed;
-  context.teacher = &loaded.module;  // a distill pass learns from the model as it was given
-  context.progress = !o.no_progress;
+// A pipeline's input: the model, the metadata its outputs inherit, and the data set when a
+// pass trains or calibrates.
+struct PipelineInput {
+  std::string path;
+  joulecut::LoadedModel loaded;
+  joulecut::ModelMetadata metadata;
+  std::string sha256;
   std::optional<joulecut::TensorDataset> train, test;
-  if (o.needs_training_data) {
-    train = joulecut::load_dataset(o.data, joulecut::Split::train, spec);
-    test = joulecut::load_dataset(o.data, joulecut::Split::test, spec);
-    joulecut::check_model_accepts(loaded.module, *test, o.model);
-    context.train = &*train;
-    context.test = &*test;
+};
+
+PipelineInput load_pipeline_input(const std::string& model, const joulecut::DataSource& data, bool with_data) {
+  PipelineInput in{model, joulecut::load_model(model), {}, joulecut::sha256_file(model), {}, {}};
+  std::optional<joulecut::DatasetSpec> spec;
+  if (in.loaded.metadata) spec = in.loaded.metadata->dataset;
+  if (in.loaded.metadata) in.metadata = *in.loaded.metadata;
+  else in.metadata.dataset = spec ? *spec : joulecut::fashion_mnist_spec();
+  if (with_data) {
+    in.train = joulecut::load_dataset(data, joulecut::Split::train, spec);
+    in.test = joulecut::load_dataset(data, joulecut::Split::test, spec);
+    joulecut::check_model_accepts(in.loaded.module, *in.test, model);
   }
-  torch::jit::Module module = loaded.module;
+  return in;
+}
+
+// Precondition: `in` outlives the context (it points into it).
+joulecut::PassContext pass_context(const PipelineInput& in, std::uint64_t seed, bool progress) {
+  joulecut::PassContext context;
+  context.seed = seed;
+  context.teacher = &in.loaded.module;  // a distill pass learns from the model as it was given
+  context.progress = progress;
+  if (in.train) context.train = &*in.train;
+  if (in.test) context.test = &*in.test;
+  return context;
+}
+
+json pipeline_provenance(const std::string& command, const std::string& pipeline, std::uint64_t seed, const PipelineInput& in) {
+  return {{"command", command},
+          {"pipeline", pipeline},
+          {"seed", seed},
+          {"source", in.path},
+          {"source_sha256", in.sha256},
+          {"source_provenance", in.loaded.metadata ? json::parse(in.loaded.metadata->provenance_json) : json()}};
+}
+
+// Measures `models` side by side (windows interleaved, ratios against the first); the table.
+std::string measure_side_by_side(const std::vector<std::string>& models, const joulecut::DataSource& data,
+                                 const std::string& batches, int windows, bool progress) {
+  joulecut::measure::MeasureJob job;
+  job.models = models;
+  job.data = data;
+  job.batches = parse_batches(batches);
+  job.run.windows = windows;
+  job.progress = progress;
+  std::ostringstream table;
+  joulecut::measure::write_table(table, joulecut::measure::measure_files(job));
+  return table.str();
+}
+
+void apply_and_measure(const std::vector<std::unique_ptr<joulecut::Pass>>& passes, ApplyJob o, const std::string& command) {
+  const PipelineInput input = load_pipeline_input(o.model, o.data, o.needs_training_data);
+  joulecut::PassContext context = pass_context(input, o.seed, !o.no_progress);
+  torch::jit::Module module = input.loaded.module;
   std::vector<joulecut::PassReport> reports;
   for (const auto& p : passes) {
     auto result = p->run(module, context);
     module = result.module;
     reports.push_back(result.report);
   }
-  joulecut::ModelMetadata metadata;
-  if (loaded.metadata) metadata = *loaded.metadata;
-  else metadata.dataset = spec ? *spec : joulecut::fashion_mnist_spec();
-  json provenance = {{"command", command},
-                     {"pipeline", joulecut::print_pipeline(passes)},
-                     {"seed", o.seed},
-                     {"source", o.model},
-                     {"source_sha256", joulecut::sha256_file(o.model)},
-                     {"source_provenance", loaded.metadata ? json::parse(loaded.metadata->provenance_json) : json()}};
-  metadata.provenance_json = provenance.dump();
+  joulecut::ModelMetadata metadata = input.metadata;
+  metadata.provenance_json = pipeline_provenance(command, joulecut::print_pipeline(passes), o.seed, input).dump();
   joulecut::save_model(module, metadata, o.output, o.model);
   for (const auto& r : reports) print_pass_report(r);
   std::printf("wrote %s (sha256 %s)\n\n", o.output.c_str(), joulecut::sha256_file(o.output).substr(0, 16).c_str());
   if (o.no_measure) return;
   // Passes never measure; the harness does, before and after, side by side.
-  joulecut::measure::MeasureJob job;
-  job.models = {o.model, o.output};
-  job.data = o.data;
-  job.batches = parse_batches(o.batches);
-  job.run.windows = o.windows;
-  job.progress = !o.no_progress;
-  joulecut::measure::write_table(std::cout, joulecut::measure::measure_files(job));
+  std::fputs(measure_side_by_side({o.model, o.output}, o.data, o.batches, o.windows, !o.no_progress).c_str(), stdout);
 }
 
 // Before any work: the output must be writable and must not be the input.
@@ -482,57 +513,35 @@ void run_pipeline(RunCliOptions o, const RunSettings& settings, const std::strin
                               .string());
     joulecut::refuse_to_overwrite_input(o.model, stage_paths.back());
   }
-  auto loaded = joulecut::load_model(o.model);
-  std::optional<joulecut::DatasetSpec> spec;
-  if (loaded.metadata) spec = loaded.metadata->dataset;
-  const auto train = joulecut::load_dataset(o.data, joulecut::Split::train, spec);
-  const auto test = joulecut::load_dataset(o.data, joulecut::Split::test, spec);
-  joulecut::check_model_accepts(loaded.module, test, o.model);
+  const PipelineInput input = load_pipeline_input(o.model, o.data, /*with_data=*/true);
   std::error_code error;
   std::filesystem::create_directories(o.output_dir, error);
   if (error) throw UserError(o.output_dir + ": cannot create the directory (" + error.message() + ")");
-  joulecut::PassContext context;
-  context.seed = o.seed;
-  context.teacher = &loaded.module;  // a distill stage learns from the model as it was given
-  context.progress = !o.no_progress;
-  context.train = &train;
-  context.test = &test;
-  joulecut::ModelMetadata metadata;
-  if (loaded.metadata) metadata = *loaded.metadata;
-  else metadata.dataset = spec ? *spec : joulecut::fashion_mnist_spec();
-  torch::jit::Module module = loaded.module;
+  joulecut::PassContext context = pass_context(input, o.seed, !o.no_progress);
+  joulecut::ModelMetadata metadata = input.metadata;
+  json provenance = pipeline_provenance(command, joulecut::print_pipeline(passes), o.seed, input);
+  torch::jit::Module module = input.loaded.module;
+  std::string applied;
   for (std::size_t i = 0; i < passes.size(); ++i) {
     std::fprintf(stderr, "stage %zu/%zu: %s\n", i + 1, passes.size(), passes[i]->text().c_str());
     auto result = passes[i]->run(module, context);
     module = result.module;
-    std::string so_far;
-    for (std::size_t k = 0; k <= i; ++k) so_far += (k ? "," : "") + passes[k]->text();
-    metadata.provenance_json = json{{"command", command},
-                                    {"pipeline", joulecut::print_pipeline(passes)},
-                                    {"stage", i + 1},
-                                    {"passes_applied", so_far},
-                                    {"seed", o.seed},
-                                    {"source", o.model},
-                                    {"source_sha256", joulecut::sha256_file(o.model)}}
-                                   .dump();
+    applied += (i ? "," : "") + passes[i]->text();
+    provenance["stage"] = i + 1;
+    provenance["passes_applied"] = applied;
+    metadata.provenance_json = provenance.dump();
     joulecut::save_model(module, metadata, stage_paths[i], o.model);
     print_pass_report(result.report);
     std::printf("stage %zu: wrote %s (sha256 %s)\n\n", i + 1, stage_paths[i].c_str(),
                 joulecut::sha256_file(stage_paths[i]).substr(0, 16).c_str());
   }
   if (o.no_measure) return;
-  joulecut::measure::MeasureJob job;
-  job.models = {o.model};
-  job.models.insert(job.models.end(), stage_paths.begin(), stage_paths.end());
-  job.data = o.data;
-  job.batches = parse_batches(o.batches);
-  job.run.windows = o.windows;
-  job.progress = !o.no_progress;
-  std::ostringstream table;
-  joulecut::measure::write_table(table, joulecut::measure::measure_files(job));
-  std::fputs(table.str().c_str(), stdout);
+  std::vector<std::string> models{o.model};
+  models.insert(models.end(), stage_paths.begin(), stage_paths.end());
+  const std::string table = measure_side_by_side(models, o.data, o.batches, o.windows, !o.no_progress);
+  std::fputs(table.c_str(), stdout);
   const std::string table_path = (std::filesystem::path(o.output_dir) / "stages.txt").string();
-  joulecut::write_file_atomic(table_path, table.str());
+  joulecut::write_file_atomic(table_path, table);
   std::printf("wrote %s\n", table_path.c_str());
 }
 
@@ -554,7 +563,7 @@ void run_distill(DistillCliOptions o, const RunSettings& settings, const std::st
   check_output(o.teacher, o.output);
   if (!o.student.empty()) joulecut::refuse_to_overwrite_input(o.student, o.output);
   for (const auto& h : o.hints) o.distill.hints.push_back(joulecut::parse_hint(h));
-  joulecut::distillation_loss(at::zeros({1, 2}), at::zeros({1, 2}), at::zeros({1}, at::kLong), o.distill.loss);  // checks T, alpha
+  joulecut::check_loss_options(o.distill.loss);
   auto teacher = joulecut::load_model(o.teacher);
   std::optional<joulecut::DatasetSpec> spec;
   if (teacher.metadata) spec = teacher.metadata->dataset;
@@ -634,13 +643,7 @@ void run_distill(DistillCliOptions o, const RunSettings& settings, const std::st
   }
   models.push_back(o.output);
   if (o.no_measure) return;
-  joulecut::measure::MeasureJob job;
-  job.models = models;
-  job.data = o.data;
-  job.batches = parse_batches(o.batches);
-  job.run.windows = o.windows;
-  job.progress = !o.no_progress;
-  joulecut::measure::write_table(std::cout, joulecut::measure::measure_files(job));
+  std::fputs(measure_side_by_side(models, o.data, o.batches, o.windows, !o.no_progress).c_str(), stdout);
 }
 
 // ---- compress sensitivity ------------------------------------------------------------------

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "joulecut/error.h"
+#include "joulecut/evaluate.h"
 #include "joulecut/model.h"
 #include "pass_options.h"
 #include "joulecut/progress.h"
@@ -19,12 +20,6 @@ using namespace prune_detail;
 namespace {
 
 constexpr const char* kFeatures = "joulecut_distill_features";
-
-void check(const DistillLossOptions& o) {
-  if (!(o.temperature > 0) || !std::isfinite(o.temperature))
-    throw UserError("distillation: temperature must be > 0, got " + std::to_string(o.temperature));
-  if (!(o.alpha >= 0 && o.alpha <= 1)) throw UserError("distillation: alpha must be in [0, 1], got " + std::to_string(o.alpha));
-}
 
 // The output of the Conv2d/Linear whose weight is `layer`.weight, in an inlined forward.
 torch::jit::Value* layer_output(torch::jit::Graph& graph, const std::string& layer, const std::string& who) {
@@ -73,12 +68,6 @@ std::vector<at::Tensor> run_features(torch::jit::Module& module, const at::Tenso
   return out;
 }
 
-std::string shape_text(const at::Tensor& t) {
-  std::ostringstream s;
-  s << t.sizes();
-  return s.str();
-}
-
 // A learned map from the student's activation width to the teacher's: a 1x1 convolution for
 // 4-D activations, a matrix for 2-D ones; none when the widths already match.
 struct Projection {
@@ -91,9 +80,15 @@ struct Projection {
 
 }  // namespace
 
+void check_loss_options(const DistillLossOptions& o) {
+  if (!(o.temperature > 0) || !std::isfinite(o.temperature))
+    throw UserError("distillation: temperature must be > 0, got " + std::to_string(o.temperature));
+  if (!(o.alpha >= 0 && o.alpha <= 1)) throw UserError("distillation: alpha must be in [0, 1], got " + std::to_string(o.alpha));
+}
+
 at::Tensor distillation_loss(const at::Tensor& student_logits, const at::Tensor& teacher_logits, const at::Tensor& labels,
                              const DistillLossOptions& options) {
-  check(options);
+  check_loss_options(options);
   const double t = options.temperature;
   at::Tensor loss = at::zeros({}, student_logits.options());
   if (options.alpha > 0) {
@@ -115,9 +110,17 @@ Hint parse_hint(const std::string& text) {
   return {text.substr(0, colon), text.substr(colon + 1)};
 }
 
+std::vector<Hint> parse_hints(const std::string& text) {
+  std::vector<Hint> hints;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, '|');) hints.push_back(parse_hint(item));
+  return hints;
+}
+
 DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit::Module& student_input,
                       const TensorDataset& train, const TensorDataset* test, const DistillOptions& options) {
-  check(options.loss);
+  check_loss_options(options.loss);
+  check_loop_options(options.loop);  // before the teacher's pass over the data, not after it
   if (!(options.hint_weight >= 0)) throw UserError("distillation: hint weight must be >= 0");
   if (train.size() == 0) throw UserError("distillation: the training set is empty");
   torch::jit::Module teacher = clone_for_transform(teacher_input);
@@ -146,8 +149,8 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
     student_probe = hints ? run_features(student, probe) : std::vector<at::Tensor>{student.forward({probe}).toTensor()};
   }
   if (teacher_probe[0].dim() != 2 || student_probe[0].sizes() != teacher_probe[0].sizes())
-    throw UserError("distillation: the teacher's output " + shape_text(teacher_probe[0]) + " and the student's " +
-                    shape_text(student_probe[0]) + " differ; both must give [N, classes] for the same classes");
+    throw UserError("distillation: the teacher's output " + shape_text(teacher_probe[0].sizes()) + " and the student's " +
+                    shape_text(student_probe[0].sizes()) + " differ; both must give [N, classes] for the same classes");
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.loop.seed);
   std::vector<Projection> projections(options.hints.size());
   std::vector<at::Tensor> extra;
@@ -156,8 +159,8 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
     const at::Tensor& s = student_probe[i + 1];
     const std::string pair = options.hints[i].teacher_layer + ":" + options.hints[i].student_layer;
     if (t.dim() != s.dim() || (t.dim() != 2 && t.dim() != 4) || (t.dim() == 4 && t.sizes().slice(2) != s.sizes().slice(2)))
-      throw UserError("hint " + pair + ": the teacher's activation " + shape_text(t) + " and the student's " +
-                      shape_text(s) + " must both be [N, C, H, W] with the same H and W, or both [N, C]");
+      throw UserError("hint " + pair + ": the teacher's activation " + shape_text(t.sizes()) + " and the student's " +
+                      shape_text(s.sizes()) + " must both be [N, C, H, W] with the same H and W, or both [N, C]");
     if (t.size(1) == s.size(1)) {
       result.notes.push_back("hint " + pair + ": same width (" + std::to_string(t.size(1)) + "), no projection");
       continue;
@@ -192,22 +195,18 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
   }
 
   // A pruned student keeps its zeros: masks from the exact zeros of every weight that has some.
-  std::vector<std::pair<at::Tensor, at::Tensor>> masks;
+  std::vector<at::Tensor> with_zeros;
   if (options.keep_zeros)
     for (const auto& p : student.named_parameters(true)) {
       if (p.value.dim() < 2) continue;
-      const at::Tensor mask = p.value.ne(0);
-      const double zeros = 1.0 - mask.to(at::kFloat).mean().item<double>();
+      const double zeros = p.value.eq(0).to(at::kFloat).mean().item<double>();
       if (zeros == 0) continue;
-      masks.emplace_back(p.value, mask.to(p.value.scalar_type()));
+      with_zeros.push_back(p.value);
       char note[160];
       std::snprintf(note, sizeof note, "%s: %.1f%% zeros kept at zero", p.name.c_str(), 100 * zeros);
       result.notes.push_back(note);
     }
-  const auto after_step = [&masks] {
-    at::NoGradGuard no_grad;
-    for (auto& [weight, mask] : masks) weight.mul_(mask);
-  };
+  const KeepZeros keep_zeros(with_zeros);
 
   const BatchLoss loss = [&](const at::Tensor& x, const at::Tensor& y, const at::Tensor& index) {
     if (!hints) {
@@ -225,9 +224,8 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
       total = total + options.hint_weight * at::mse_loss(projections[i].apply(s[i + 1]), t[i + 1]);
     return std::make_pair(total, s[0]);
   };
-  if (!masks.empty()) after_step();  // the loop starts from the masked weights
-  result.loop = train_loop(student, train, test, options.loop, masks.empty() ? std::function<void()>() : after_step, loss,
-                           extra);
+  result.loop = train_loop(student, train, test, options.loop,
+                           with_zeros.empty() ? std::function<void()>() : std::function<void()>(keep_zeros), loss, extra);
   if (hints) remove_features_method(student);
   student.eval();
   result.student = student;
@@ -249,10 +247,9 @@ DistillPassOptions DistillPass::parse(const PassOptionMap& map) {
   o.hint_weight = r.number("hint-weight", o.hint_weight);
   r.finish();
   if (o.epochs < 1) throw UserError("distill: epochs must be >= 1");
-  distillation_loss(at::zeros({1, 2}), at::zeros({1, 2}), at::zeros({1}, at::kLong), {o.temperature, o.alpha});
+  check_loss_options({o.temperature, o.alpha});
   if (o.optimizer != "sgd" && o.optimizer != "adam") throw UserError("distill: optimizer '" + o.optimizer + "': choose sgd or adam");
-  std::stringstream in(o.hints);
-  for (std::string item; std::getline(in, item, '|');) parse_hint(item);
+  parse_hints(o.hints);
   return o;
 }
 
@@ -284,8 +281,7 @@ PassResult DistillPass::run(const torch::jit::Module& module, PassContext& conte
   }
   DistillOptions options;
   options.loss = {options_.temperature, options_.alpha};
-  std::stringstream in(options_.hints);
-  for (std::string item; std::getline(in, item, '|');) options.hints.push_back(parse_hint(item));
+  options.hints = parse_hints(options_.hints);
   options.hint_weight = options_.hint_weight;
   options.loop.epochs = options_.epochs;
   options.loop.learning_rate = options_.lr;

@@ -13,13 +13,11 @@
 #include "joulecut/torch_compat.h"
 
 namespace joulecut {
-namespace {
 std::string shape_text(at::IntArrayRef sizes) {
   std::ostringstream out;
   out << sizes;
   return out.str();
 }
-}  // namespace
 
 void check_model_accepts(torch::jit::Module& module, const TensorDataset& data, const std::string& model_path) {
   const at::Tensor sample = data.images.narrow(0, 0, std::min<std::int64_t>(2, data.size()));

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <cmath>
 #include <cstdio>
 #include <numeric>
@@ -69,21 +70,16 @@ struct Position {
   std::int64_t step = 0;   // steps of that epoch already done
 };
 
-void save_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
-  const std::string temp = path + ".tmp";
-  write(temp);
-  std::filesystem::rename(temp, path);
-}
-
 void save_checkpoint(const LoopOptions& o, torch::jit::Module& module, torch::optim::Optimizer& optimizer,
                      const std::vector<at::Tensor>& extra, const Position& at) {
-  save_atomically(o.checkpoint, [&](const std::string& temp) { module.save(temp); });
-  save_atomically(o.checkpoint + ".state", [&](const std::string& temp) {
-    torch::serialize::OutputArchive archive;
-    optimizer.save(archive);
-    for (std::size_t i = 0; i < extra.size(); ++i) archive.write("extra_" + std::to_string(i), extra[i]);
-    archive.save_to(temp);
-  });
+  std::ostringstream module_bytes, state_bytes;
+  module.save(module_bytes);
+  write_file_atomic(o.checkpoint, module_bytes.str());
+  torch::serialize::OutputArchive archive;
+  optimizer.save(archive);
+  for (std::size_t i = 0; i < extra.size(); ++i) archive.write("extra_" + std::to_string(i), extra[i]);
+  archive.save_to(state_bytes);
+  write_file_atomic(o.checkpoint + ".state", state_bytes.str());
   // Written last: a checkpoint counts only once its position is written.
   const nlohmann::json position = {{"fingerprint", o.fingerprint}, {"epoch", at.epoch}, {"step", at.step}};
   write_file_atomic(o.checkpoint + ".json", position.dump(2) + "\n");
@@ -99,26 +95,12 @@ std::optional<nlohmann::json> read_position(const std::string& checkpoint) {
   }
 }
 
-// Checks the checkpoint before any work, and loads it when resuming.
+// Loads the checkpoint when resuming. Precondition: check_loop_options(o) passed.
 Position prepare_checkpoint(const LoopOptions& o, torch::jit::Module& module, torch::optim::Optimizer& optimizer,
                             std::vector<at::Tensor>& extra) {
   Position start;
-  if (o.checkpoint.empty()) {
-    if (o.resume) throw UserError("--resume needs a checkpoint path");
-    return start;
-  }
+  if (!o.resume) return start;
   const auto position = read_position(o.checkpoint);
-  if (!position) {
-    if (o.resume) throw UserError(o.checkpoint + ": no checkpoint to resume from (" + o.checkpoint + ".json is missing)");
-    return start;
-  }
-  const std::string theirs = position->value("fingerprint", "");
-  if (theirs != o.fingerprint)
-    throw UserError(o.checkpoint + ": checkpoint of another run (different model, data or options); remove it or choose "
-                    "another checkpoint path");
-  if (!o.resume)
-    throw UserError(o.checkpoint + ": a checkpoint of this run exists; add --resume to continue it, or remove it to "
-                    "start over");
   try {
     start.epoch = position->at("epoch").get<int>();
     start.step = position->at("step").get<std::int64_t>();
@@ -137,8 +119,6 @@ Position prepare_checkpoint(const LoopOptions& o, torch::jit::Module& module, to
       archive.read("extra_" + std::to_string(i), t);
       extra[i].copy_(t);
     }
-  } catch (const UserError&) {
-    throw;
   } catch (const std::exception& e) {
     throw UserError(o.checkpoint + ": cannot resume from this checkpoint (" + torch_error_summary(e) + ")");
   }
@@ -147,9 +127,7 @@ Position prepare_checkpoint(const LoopOptions& o, torch::jit::Module& module, to
 
 }  // namespace
 
-LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, const TensorDataset* test,
-                      const LoopOptions& options, const std::function<void()>& after_step, const BatchLoss& batch_loss,
-                      std::vector<at::Tensor> extra_parameters) {
+void check_loop_options(const LoopOptions& options) {
   if (options.epochs <= 0) throw UserError("training needs at least one epoch");
   if (options.batch <= 0) throw UserError("--batch must be positive");
   if (options.optimizer != "sgd" && options.optimizer != "adam")
@@ -158,6 +136,37 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
     throw UserError("schedule '" + options.schedule + "': choose cosine or step");
   if (options.schedule == "step" && (options.step_epochs <= 0 || !(options.gamma > 0)))
     throw UserError("schedule step needs step_epochs >= 1 and gamma > 0");
+  const std::string& checkpoint = options.checkpoint;
+  if (checkpoint.empty()) {
+    if (options.resume) throw UserError("--resume needs a checkpoint path");
+    return;
+  }
+  const auto position = read_position(checkpoint);
+  if (!position) {
+    if (options.resume) throw UserError(checkpoint + ": no checkpoint to resume from (" + checkpoint + ".json is missing)");
+    return;
+  }
+  if (position->value("fingerprint", "") != options.fingerprint)
+    throw UserError(checkpoint + ": checkpoint of another run (different model, data or options); remove it or choose "
+                    "another checkpoint path");
+  if (!options.resume)
+    throw UserError(checkpoint + ": a checkpoint of this run exists; add --resume to continue it, or remove it to "
+                    "start over");
+}
+
+KeepZeros::KeepZeros(const std::vector<at::Tensor>& weights) {
+  for (const auto& w : weights) masks_.emplace_back(w, w.ne(0).to(w.scalar_type()));
+}
+
+void KeepZeros::operator()() const {
+  at::NoGradGuard no_grad;
+  for (const auto& [weight, mask] : masks_) weight.mul_(mask);
+}
+
+LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, const TensorDataset* test,
+                      const LoopOptions& options, const std::function<void()>& after_step, const BatchLoss& batch_loss,
+                      std::vector<at::Tensor> extra_parameters) {
+  check_loop_options(options);
   std::vector<at::Tensor> parameters;
   for (auto p : module.parameters()) {
     // Module::clone() copies parameters with autograd history; the optimizer needs leaves.
@@ -200,10 +209,7 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
     for (std::int64_t s = first; s < steps_per_epoch; ++s) {
       const std::int64_t step = std::int64_t(epoch - 1) * steps_per_epoch + s;
       const double lr = learning_rate(epoch, step);
-      for (auto& group : optimizer->param_groups()) {
-        if (options.optimizer == "adam") static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
-        else static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
-      }
+      for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
       const auto count = std::min(options.batch, n - s * options.batch);
       const at::Tensor index = order.narrow(0, s * options.batch, count);
       const at::Tensor x = train.images.index_select(0, index);

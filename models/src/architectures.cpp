@@ -134,7 +134,7 @@ def forward(self, x):
   return m;
 }
 
-// ResNet-8 with base width `base` (16: the reference; 8: the thin student).
+// ResNet-8 with base width `base` (16: the reference; 7: the thin student).
 Module build_resnet8(at::Generator& gen, std::int64_t base = 16) {
   Module m = container("ResNet8");
   m.register_module("conv1", conv2d(1, base, 3, 1, 1, 1, false, gen, true));

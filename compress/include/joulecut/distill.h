@@ -22,6 +22,9 @@ struct DistillLossOptions {
   double alpha = 0.9;      // in [0, 1]: weight of the distillation term; 1 - alpha on the labels
 };
 
+// Throws UserError for a temperature <= 0 (or not finite) or alpha outside [0, 1].
+void check_loss_options(const DistillLossOptions& options);
+
 // alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student,
 // labels), KL and CE averaged over the batch. Precondition: logits [N, C] of equal shape,
 // labels [N] int64. Throws UserError for a temperature <= 0 or alpha outside [0, 1].
@@ -56,6 +59,8 @@ DistillResult distill(const torch::jit::Module& teacher, const torch::jit::Modul
 
 // Parses "teacher_layer:student_layer".
 Hint parse_hint(const std::string& text);
+// Parses '|'-separated hints, e.g. "conv2:conv2|fc1:fc1"; "" gives none.
+std::vector<Hint> parse_hints(const std::string& text);
 
 // The pass form, for pipelines: distils the teacher into the model the pass receives, e.g.
 // "prune-magnitude<sparsity=0.9>,distill<epochs=3>" recovers a pruned model from the model the

@@ -21,6 +21,9 @@ struct EvalResult {
   double seconds = 0;
 };
 
+// A tensor shape as LibTorch prints it, e.g. "[2, 1, 28, 28]", for error messages.
+std::string shape_text(at::IntArrayRef sizes);
+
 // Checks that the model accepts the data set's input shape and returns one score per class.
 // Throws UserError naming `model_path` with the shapes involved.
 void check_model_accepts(torch::jit::Module& module, const TensorDataset& data, const std::string& model_path);

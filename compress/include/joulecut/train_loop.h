@@ -43,6 +43,23 @@ struct LoopResult {
   int resumed_at_epoch = 0;  // 0: started from scratch
 };
 
+// Throws UserError for options train_loop cannot run: an unknown optimizer or schedule, no
+// epochs, or a checkpoint that would be refused (another run's, one to resume that is missing,
+// one of this run without resume). Cheap; callers with costly set-up call it first.
+void check_loop_options(const LoopOptions& options);
+
+// Keeps weights' exact zeros at zero while they train (a pruned model fine-tuning or
+// recovering): the masks are taken at construction, and calling it re-applies them (pass it
+// as train_loop's after_step). Precondition: the weights outlive it.
+class KeepZeros {
+ public:
+  explicit KeepZeros(const std::vector<at::Tensor>& weights);
+  void operator()() const;
+
+ private:
+  std::vector<std::pair<at::Tensor, at::Tensor>> masks_;  // weight, its 0/1 mask
+};
+
 // The loss of one batch and the logits it scored (for the running accuracy); `index` holds the
 // batch's positions in the training set. The default is cross-entropy of module.forward.
 using BatchLoss = std::function<std::pair<at::Tensor, at::Tensor>(const at::Tensor& images, const at::Tensor& labels,

@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "joulecut/error.h"
+#include "joulecut/train_loop.h"
 
 namespace joulecut {
 using namespace prune_detail;
@@ -15,12 +16,9 @@ namespace {
 void finetune_with_masks(torch::jit::Module& module, const std::vector<PrunableLayer>& layers, int epochs, double lr,
                          PassContext& context, PassReport& report, const std::string& pass) {
   if (epochs <= 0) return;
-  std::vector<std::pair<at::Tensor, at::Tensor>> masks;
-  for (const auto& l : layers) masks.emplace_back(l.weight, l.weight.ne(0).to(l.weight.scalar_type()));
-  finetune(module, epochs, lr, context, report, pass, "zeros kept by masks", [&] {
-    at::NoGradGuard no_grad;
-    for (auto& [weight, mask] : masks) weight.mul_(mask);
-  });
+  std::vector<at::Tensor> weights;
+  for (const auto& l : layers) weights.push_back(l.weight);
+  finetune(module, epochs, lr, context, report, pass, "zeros kept by masks", KeepZeros(weights));
 }
 
 // Zeroes the smallest weights until each layer (or, `global`, all layers together) reaches
