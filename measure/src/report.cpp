@@ -109,7 +109,8 @@ void write_table(std::ostream& out, const Report& report) {
     for (const auto& r : report.runs)
       if (std::find(details.begin(), details.end(), r.modeled_ops.detail) == details.end()) {
         details.push_back(r.modeled_ops.detail);
-        out << "modeled (ops), " << r.label << ": " << r.modeled_ops.detail << "\n";
+        // The share of memory traffic depends on the batch: name it, or two lines for one model disagree.
+        out << "modeled (ops), " << r.label << " at batch " << r.batch << ": " << r.modeled_ops.detail << "\n";
       }
   }
   out << "\nmanifest:\n";
