@@ -47,3 +47,15 @@ TEST_CASE("quantiles interpolate", "[stats]") {
   CHECK_THAT(quantile({1, 2, 3, 4}, 0.99), WithinAbs(3.97, 1e-12));
   CHECK(quantile({}, 0.5) == 0);
 }
+
+TEST_CASE("the median's confidence interval brackets it, from order statistics", "[stats]") {
+  std::vector<double> samples;
+  for (int i = 1; i <= 100; ++i) samples.push_back(i);
+  const auto [low, high] = median_ci95(samples);
+  // Ranks 50 -+ 9.8: the 40th and 61st values.
+  CHECK(low == 40);
+  CHECK(high == 61);
+  const auto [a, b] = median_ci95({5, 1, 3});
+  CHECK(a == 1);  // too few samples: the whole range
+  CHECK(b == 5);
+}

@@ -13,6 +13,9 @@
 #include "joulecut/evaluate.h"
 #include "joulecut/graph_stats.h"
 #include "joulecut/measure/measure_files.h"
+#include "joulecut/measure/sweep.h"
+#include "joulecut/measure/tradeoff.h"
+#include "joulecut/recipe.h"
 #include "joulecut/model.h"
 #include "joulecut/models.h"
 #include "joulecut/platform.h"
@@ -488,61 +491,221 @@ void run_quantize(QuantizeCliOptions o, const RunSettings& settings, const std::
   apply_and_measure(passes, job, command);
 }
 
-// ---- compress run ----------------------------------------------------------------------------
-struct RunCliOptions {
-  std::string model, passes, output_dir;
-  std::uint64_t seed = 1;
-  joulecut::DataSource data;
-  bool no_measure = false, no_progress = false;
-  int windows = 5;
-  std::string batches = "64";
+// ---- compress run / sweep / search / report -------------------------------------------------
+// Settings given on the command line; with a recipe file they override the recipe's.
+struct RecipeOverrides {
+  std::string passes, batches, data, images, labels;
+  int windows = 0;
+  std::uint64_t seed = 0;
+  bool seed_given = false;
 };
 
-// Applies the passes in order, writes every stage's model, then measures the input and every
-// stage side by side (one table, ratios against the input).
-void run_pipeline(RunCliOptions o, const RunSettings& settings, const std::string& command) {
+std::string short_number(double v) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", v);
+  return buffer;
+}
+
+bool is_recipe_file(const std::string& path) {
+  const std::string ext = std::filesystem::path(path).extension().string();
+  return ext == ".yaml" || ext == ".yml" || ext == ".json";
+}
+
+joulecut::Recipe recipe_for(const std::string& model_or_recipe, const RecipeOverrides& o, bool needs_passes) {
+  joulecut::Recipe recipe;
+  if (is_recipe_file(model_or_recipe)) {
+    if (!o.passes.empty())
+      throw UserError(model_or_recipe + ": --passes is for a model file; a recipe names its passes (edit 'passes:')");
+    recipe = joulecut::load_recipe(model_or_recipe);
+  } else {
+    if (needs_passes && o.passes.empty())
+      throw UserError(model_or_recipe + ": give --passes \"pass<k=v>,...\" with a model, or a recipe file (.yaml, .json)");
+    if (!needs_passes)
+      throw UserError(model_or_recipe + ": not a recipe (.yaml, .yml or .json); sweeps and searches run recipes");
+    recipe = joulecut::inline_recipe(model_or_recipe, o.passes);
+  }
+  if (!o.batches.empty()) recipe.measure.batches = parse_batches(o.batches);
+  if (o.windows > 0) recipe.measure.windows = o.windows;
+  if (!o.data.empty()) recipe.data = o.data;
+  if (!o.images.empty() || !o.labels.empty()) {
+    recipe.images = o.images;
+    recipe.labels = o.labels;
+  }
+  if (o.seed_given) recipe.seed = o.seed;
+  return recipe;
+}
+
+void add_recipe_overrides(CLI::App* app, RecipeOverrides& o) {
+  app->add_option("--batch", o.batches, "Batch sizes for the measurement (default: the recipe's, else 64)");
+  app->add_option("--windows", o.windows, "Measurement windows (default: the recipe's, else 5)")->check(CLI::Range(2, 100000));
+  app->add_option("--seed", o.seed, "Seed for the passes that train (default: the recipe's, else 1)")
+      ->each([&o](const std::string&) { o.seed_given = true; });
+  app->add_option("--data", o.data, "fashion-mnist, or a directory of IDX files (default: the recipe's)");
+  app->add_option("--images", o.images, "IDX images file (with --labels)");
+  app->add_option("--labels", o.labels, "IDX labels file (with --images)");
+}
+
+struct ExperimentCliOptions {
+  std::string input, output_dir, grid, shard = "1/1", minimize = "energy", format = "table";
+  RecipeOverrides overrides;
+  double max_accuracy_drop = 1.0;
+  std::int64_t batch = 0;
+  bool resume = false, no_measure = false, no_progress = false, all_stages = false;
+};
+
+// Writes NAME.{txt,csv,md,tex,json} and NAME-{energy,latency}.{svg,png} in `dir`; the console
+// table is printed.
+void write_tradeoff_outputs(const std::vector<joulecut::measure::LedgerPoint>& points, const std::string& dir,
+                            const std::string& name, const joulecut::measure::TradeoffOptions& options) {
+  namespace m = joulecut::measure;
+  std::ostringstream console;
+  m::write_tradeoff(console, points, "table", options);
+  std::fputs(console.str().c_str(), stdout);
+  const std::filesystem::path base = std::filesystem::path(dir) / name;
+  std::vector<std::string> written;
+  for (const auto& [format, ext] : std::vector<std::pair<std::string, std::string>>{
+           {"table", "txt"}, {"csv", "csv"}, {"markdown", "md"}, {"latex", "tex"}, {"json", "json"}}) {
+    std::ostringstream text;
+    m::write_tradeoff(text, points, format, options);
+    const std::string path = base.string() + "." + ext;
+    joulecut::write_file_atomic(path, text.str());
+    written.push_back(path);
+  }
+  for (const auto& plot : m::write_tradeoff_plots(points, base.string(), options)) written.push_back(plot);
+  std::printf("\nwrote");
+  for (const auto& w : written) std::printf(" %s", w.c_str());
+  std::printf("\n");
+}
+
+joulecut::measure::SweepOptions sweep_options(const ExperimentCliOptions& o, const std::string& command) {
+  joulecut::measure::SweepOptions s;
+  s.grid = o.grid;
+  s.output_dir = o.output_dir;
+  s.resume = o.resume;
+  s.shard = joulecut::parse_shard(o.shard);
+  s.measure = !o.no_measure;
+  s.progress = !o.no_progress;
+  s.command = command;
+  return s;
+}
+
+void print_problems(const std::vector<std::string>& problems) {
+  for (const auto& p : problems) std::fprintf(stderr, "compress: warning: %s\n", p.c_str());
+}
+
+// Applies the passes in order, writes every stage's model, measures the input and every stage
+// side by side, and writes the stage table (every format) and plots.
+void run_pipeline(ExperimentCliOptions o, const RunSettings& settings, const std::string& command) {
   apply_threads(settings);
-  const auto passes = joulecut::parse_pipeline(o.passes);  // bad pass text fails before any work
-  if (passes.empty()) throw UserError("--passes: no pass given, e.g. --passes \"prune-magnitude<sparsity=0.5>,distill\"");
-  if (std::filesystem::exists(o.output_dir) && !std::filesystem::is_directory(o.output_dir))
-    throw UserError(o.output_dir + ": exists and is not a directory");
-  std::vector<std::string> stage_paths;
-  for (std::size_t i = 0; i < passes.size(); ++i) {
-    stage_paths.push_back((std::filesystem::path(o.output_dir) /
-                           ("stage-" + std::to_string(i + 1) + "-" + passes[i]->name() + ".pt"))
-                              .string());
-    joulecut::refuse_to_overwrite_input(o.model, stage_paths.back());
+  const joulecut::Recipe recipe = recipe_for(o.input, o.overrides, /*needs_passes=*/true);
+  for (const auto& v : recipe.variants)
+    for (std::size_t i = 0; i < v.passes.size(); ++i)
+      joulecut::refuse_to_overwrite_input(recipe.model, (std::filesystem::path(o.output_dir) /
+                                                         ("stage-" + std::to_string(i + 1) + "-" + v.passes[i].name + ".pt")).string());
+  auto options = sweep_options(o, command);
+  options.on_pass_report = print_pass_report;
+  const auto result = joulecut::measure::run_recipe(recipe, options);
+  print_problems(result.problems);
+  if (result.ran == 0) std::printf("%s: already holds this pipeline's result (--resume)\n", result.ledger.c_str());
+  if (o.no_measure) {
+    std::printf("wrote %s (no measurement: --no-measure)\n", result.ledger.c_str());
+    return;
   }
-  const PipelineInput input = load_pipeline_input(o.model, o.data, /*with_data=*/true);
-  std::error_code error;
-  std::filesystem::create_directories(o.output_dir, error);
-  if (error) throw UserError(o.output_dir + ": cannot create the directory (" + error.message() + ")");
-  joulecut::PassContext context = pass_context(input, o.seed, !o.no_progress);
-  joulecut::ModelMetadata metadata = input.metadata;
-  json provenance = pipeline_provenance(command, joulecut::print_pipeline(passes), o.seed, input);
-  torch::jit::Module module = input.loaded.module;
-  std::string applied;
-  for (std::size_t i = 0; i < passes.size(); ++i) {
-    std::fprintf(stderr, "stage %zu/%zu: %s\n", i + 1, passes.size(), passes[i]->text().c_str());
-    auto result = passes[i]->run(module, context);
-    module = result.module;
-    applied += (i ? "," : "") + passes[i]->text();
-    provenance["stage"] = i + 1;
-    provenance["passes_applied"] = applied;
-    metadata.provenance_json = provenance.dump();
-    joulecut::save_model(module, metadata, stage_paths[i], o.model);
-    print_pass_report(result.report);
-    std::printf("stage %zu: wrote %s (sha256 %s)\n\n", i + 1, stage_paths[i].c_str(),
-                joulecut::sha256_file(stage_paths[i]).substr(0, 16).c_str());
-  }
+  const auto contents = joulecut::measure::read_ledger(result.ledger);
+  joulecut::measure::TradeoffOptions table;
+  table.batch = o.batch;
+  table.title = "compress run " + recipe.name + ": " + contents.points.back().pipeline;
+  write_tradeoff_outputs({contents.points.back()}, o.output_dir, "stages", table);
+}
+
+void run_sweep_command(ExperimentCliOptions o, const RunSettings& settings, const std::string& command) {
+  apply_threads(settings);
+  const joulecut::Recipe recipe = recipe_for(o.input, o.overrides, /*needs_passes=*/false);
+  const auto result = joulecut::measure::run_sweep(recipe, sweep_options(o, command));
+  print_problems(result.problems);
+  std::printf("sweep: %lld points; ran %lld, %lld already in the ledger, %lld in other shards; ledger %s\n",
+              (long long)result.points, (long long)result.ran, (long long)result.already_done,
+              (long long)result.other_shards, result.ledger.c_str());
   if (o.no_measure) return;
-  std::vector<std::string> models{o.model};
-  models.insert(models.end(), stage_paths.begin(), stage_paths.end());
-  const std::string table = measure_side_by_side(models, o.data, o.batches, o.windows, !o.no_progress);
-  std::fputs(table.c_str(), stdout);
-  const std::string table_path = (std::filesystem::path(o.output_dir) / "stages.txt").string();
-  joulecut::write_file_atomic(table_path, table);
-  std::printf("wrote %s\n", table_path.c_str());
+  const auto contents = joulecut::measure::read_ledger(result.ledger);
+  if (result.other_shards > 0) {
+    std::printf("this shard's points are in the ledger; merge every shard's ledger with: compress report LEDGER... -o DIR\n");
+    return;
+  }
+  joulecut::measure::TradeoffOptions table;
+  table.batch = o.batch;
+  table.all_stages = o.all_stages;
+  table.title = "compress sweep " + recipe.name;
+  write_tradeoff_outputs(contents.points, o.output_dir, "sweep", table);
+}
+
+void run_search_command(ExperimentCliOptions o, const RunSettings& settings, const std::string& command) {
+  apply_threads(settings);
+  const joulecut::Recipe recipe = recipe_for(o.input, o.overrides, /*needs_passes=*/false);
+  joulecut::measure::SearchOptions search;
+  search.sweep = sweep_options(o, command);
+  search.max_accuracy_drop = o.max_accuracy_drop;
+  search.minimize = o.minimize;
+  search.batch = o.batch;
+  const auto result = joulecut::measure::run_search(recipe, search);
+  print_problems(result.sweep.problems);
+  std::printf("search space: %s (%lld points)\n\n", result.space.c_str(), (long long)result.sweep.points);
+  joulecut::measure::TradeoffOptions table;
+  table.batch = o.batch;
+  table.title = "compress search " + recipe.name + ": minimize " + o.minimize + " within " +
+                short_number(o.max_accuracy_drop) + " pt of the baseline's accuracy";
+  if (result.sweep.other_shards == 0) write_tradeoff_outputs(result.explored, o.output_dir, "search", table);
+  std::printf("\n");
+  if (!result.best) {
+    std::printf("no configuration within %s pt of the baseline's accuracy; the explored points are in %s\n",
+                short_number(o.max_accuracy_drop).c_str(), result.sweep.ledger.c_str());
+    return;
+  }
+  const auto& best = *result.best;
+  const auto& base = best.stages.front();
+  const auto& last = best.stages.back();
+  const auto* b = last.at_batch(o.batch > 0 ? o.batch : last.batches.front().batch);
+  const auto* bb = base.at_batch(b->batch);
+  std::printf("best: #%lld %s\n  passes: %s\n  model: %s\n", (long long)best.index, best.label().c_str(),
+              best.pipeline.c_str(), last.model_path.c_str());
+  std::printf("  accuracy %.2f%% (baseline %.2f%%, drop %.2f pt; point estimates, 95%% CIs in the table)\n",
+              100 * last.accuracy->value, 100 * base.accuracy->value, 100 * (base.accuracy->value - last.accuracy->value));
+  std::printf("  energy %.4g mJ/inf at batch %lld, %s; %.2fx less than the baseline measured alongside\n",
+              b->energy().joules_per_inference.mean * 1e3, (long long)b->batch,
+              (b->energy().provenance + " (" + b->energy().source + ")").c_str(),
+              b->energy().joules_per_inference.mean > 0
+                  ? (b->meter && bb->meter ? bb->meter->joules_per_inference.mean : bb->modeled_time_power.joules_per_inference.mean) /
+                        b->energy().joules_per_inference.mean
+                  : 0.0);
+  std::printf("  latency p50 %.4g ms (baseline %.4g ms)\n", b->p50_seconds * 1e3, bb->p50_seconds * 1e3);
+}
+
+void run_report(ExperimentCliOptions o, const std::vector<std::string>& ledgers, const std::string& merged_out) {
+  const auto merged = joulecut::measure::merge_ledgers(ledgers);
+  print_problems(merged.problems);
+  if (merged.points.empty()) throw UserError(ledgers.front() + ": no finished point in the ledger" + (ledgers.size() > 1 ? "s" : ""));
+  if (!merged_out.empty()) {
+    std::string text;
+    for (const auto& p : merged.points) text += joulecut::measure::to_ledger_line(p) + "\n";
+    joulecut::write_file_atomic(merged_out, text);
+  }
+  joulecut::measure::TradeoffOptions table;
+  table.batch = o.batch;
+  table.all_stages = o.all_stages;
+  table.title = "compress report " + merged.points.front().recipe + " (" + std::to_string(merged.points.size()) + " points)";
+  if (!o.output_dir.empty()) {
+    std::error_code error;
+    std::filesystem::create_directories(o.output_dir, error);
+    if (error) throw UserError(o.output_dir + ": cannot create the directory (" + error.message() + ")");
+    write_tradeoff_outputs(merged.points, o.output_dir, "tradeoff", table);
+  } else {
+    std::ostringstream out;
+    joulecut::measure::write_tradeoff(out, merged.points, o.format, table);
+    std::fputs(out.str().c_str(), stdout);
+  }
+  if (!merged.problems.empty())
+    throw UserError(std::to_string(merged.problems.size()) + " ledger line(s) skipped (listed above); the table holds the other " +
+                    std::to_string(merged.points.size()) + " points");
 }
 
 // ---- compress distill ------------------------------------------------------------------------
@@ -992,22 +1155,70 @@ int main(int argc, char** argv) {
   distill_cmd->add_flag("--no-progress", distill.no_progress, "No progress bars");
   add_data_options(distill_cmd, distill.data);
 
-  RunCliOptions pipeline;
+  ExperimentCliOptions pipeline;
   auto* run_cmd = app.add_subcommand(
-      "run", "Apply passes in sequence, write every stage, and measure the input and each stage side by side");
-  run_cmd->footer("Example: compress run models/trained/lenet5.pt --passes \"prune-magnitude<sparsity=0.9,scope=global>,distill<epochs=3>\" -o out/\n\nPasses:\n" +
+      "run", "Apply passes in sequence (a recipe, or a model with --passes); measure before the first pass and after each");
+  run_cmd->footer("Examples:\n  compress run examples/recipes/lenet5-prune-int8.yaml -o out/\n"
+                  "  compress run models/trained/lenet5.pt --passes \"fold-bn,prune-channel<ratio=0.5>,distill<epochs=3>,"
+                  "quantize-int8<observer=entropy>\" -o out/\n\nWrites out/stage-K-PASS.pt, out/ledger.jsonl, the stage table as "
+                  "out/stages.{txt,csv,md,tex,json} and plots out/stages-{energy,latency}.{svg,png}.\n\nPasses:\n" +
                   joulecut::describe_passes());
-  run_cmd->add_option("model", pipeline.model, "TorchScript file (never modified)")->required();
-  run_cmd->add_option("--passes", pipeline.passes, "Passes in order: name<k=v,...>,name,... (see below)")->required();
-  run_cmd->add_option("-o,--output", pipeline.output_dir,
-                      "Directory for stage-K-PASS.pt files and stages.txt (created; files written atomically)")
-      ->required();
-  run_cmd->add_option("--seed", pipeline.seed, "Seed for the passes that train")->capture_default_str();
-  add_data_options(run_cmd, pipeline.data);
-  run_cmd->add_option("--batch", pipeline.batches, "Batch sizes for the measurement")->capture_default_str();
-  run_cmd->add_option("--windows", pipeline.windows, "Measurement windows")->capture_default_str()->check(CLI::Range(2, 100000));
-  run_cmd->add_flag("--no-measure", pipeline.no_measure, "Skip the measurement");
+  run_cmd->add_option("input", pipeline.input, "A recipe (.yaml, .yml, .json) or a TorchScript model (never modified)")->required();
+  run_cmd->add_option("--passes", pipeline.overrides.passes, "With a model: passes in order, name<k=v,...>,name,...");
+  run_cmd->add_option("-o,--output", pipeline.output_dir, "Directory for the stages, ledger, tables and plots (created)")->required();
+  add_recipe_overrides(run_cmd, pipeline.overrides);
+  run_cmd->add_flag("--resume", pipeline.resume, "Keep an earlier run's ledger in the directory (done: nothing is redone)");
+  run_cmd->add_flag("--no-measure", pipeline.no_measure, "Apply and write the stages only");
   run_cmd->add_flag("--no-progress", pipeline.no_progress, "No progress bars");
+
+  ExperimentCliOptions sweep;
+  auto* sweep_cmd = app.add_subcommand("sweep", "Run a recipe over a grid of pass options: a crash-safe ledger, resumable, shardable");
+  sweep_cmd->footer("Example: compress sweep examples/recipes/lenet5-sweep.yaml --grid \"prune.sparsity=0.5,0.7,0.9 "
+                    "quant.observer=minmax,entropy\" -o sweep/\n\nGrid keys are PASS.OPTION (PASS: a pass name, a unique prefix "
+                    "such as prune or quant, or its position 1, 2, ...) or seed. Every point appends one line to "
+                    "DIR/ledger.jsonl when it is done; --resume runs only the missing points. --shard i/N runs points k with "
+                    "k mod N = i-1 (see scripts/slurm-sweep.sh); merge the shards with compress report.");
+  sweep_cmd->add_option("recipe", sweep.input, "Recipe file (.yaml, .yml, .json)")->required();
+  sweep_cmd->add_option("--grid", sweep.grid, "KEY=v1,v2 KEY2=... (default: the recipe's grid)");
+  sweep_cmd->add_option("-o,--output", sweep.output_dir, "Directory for the ledger, stage models, tables and plots")->required();
+  sweep_cmd->add_flag("--resume", sweep.resume, "Continue the ledger in the directory: finished points are not redone");
+  sweep_cmd->add_option("--shard", sweep.shard, "i/N: run the i-th of N slices (for job arrays)")->capture_default_str();
+  sweep_cmd->add_flag("--all-stages", sweep.all_stages, "Table: every stage of every point, not only the last");
+  sweep_cmd->add_option("--table-batch", sweep.batch, "Table and plots: the batch to show (default: the first measured)");
+  add_recipe_overrides(sweep_cmd, sweep.overrides);
+  sweep_cmd->add_flag("--no-measure", sweep.no_measure, "Apply and write the stages only");
+  sweep_cmd->add_flag("--no-progress", sweep.no_progress, "No progress bars");
+
+  ExperimentCliOptions search;
+  auto* search_cmd = app.add_subcommand(
+      "search", "Find the configuration with the lowest energy (or latency, size, MACs) within an accuracy budget");
+  search_cmd->footer("Example: compress search examples/recipes/lenet5-search.yaml --max-accuracy-drop 1.0 --minimize energy -o search/\n\n"
+                     "The space is --grid, else the recipe's 'search' key, else one derived from its passes: sparsity for "
+                     "prune-magnitude, ratio for prune-channel, which layers stay fp32 (none, first, last, both) for int8. "
+                     "Every explored point is in DIR/ledger.jsonl (--resume continues a search).");
+  search_cmd->add_option("recipe", search.input, "Recipe file (.yaml, .yml, .json)")->required();
+  search_cmd->add_option("--max-accuracy-drop", search.max_accuracy_drop, "Accuracy budget, percentage points below the baseline")
+      ->capture_default_str();
+  search_cmd->add_option("--minimize", search.minimize, "energy, latency, size or macs")->capture_default_str();
+  search_cmd->add_option("--grid", search.grid, "The space to explore, KEY=v1,v2 ... (default: see below)");
+  search_cmd->add_option("-o,--output", search.output_dir, "Directory for the ledger, models, table and plots")->required();
+  search_cmd->add_flag("--resume", search.resume, "Continue the search in the directory");
+  search_cmd->add_option("--shard", search.shard, "i/N: explore one slice")->capture_default_str();
+  search_cmd->add_option("--table-batch", search.batch, "The batch whose energy or latency counts (default: the first measured)");
+  add_recipe_overrides(search_cmd, search.overrides);
+  search_cmd->add_flag("--no-progress", search.no_progress, "No progress bars");
+
+  ExperimentCliOptions report;
+  std::vector<std::string> report_ledgers;
+  std::string report_merged;
+  auto* report_cmd = app.add_subcommand("report", "Tables and plots from ledgers (merges the shards of a sweep)");
+  report_cmd->add_option("ledgers", report_ledgers, "ledger.jsonl files of one sweep (its shards)")->required();
+  report_cmd->add_option("-o,--output", report.output_dir,
+                         "Write tradeoff.{txt,csv,md,tex,json} and tradeoff-{energy,latency}.{svg,png} here");
+  report_cmd->add_option("--format", report.format, "Without -o: table, csv, markdown, latex or json on stdout")->capture_default_str();
+  report_cmd->add_option("--table-batch", report.batch, "The batch to show (default: the first measured)");
+  report_cmd->add_flag("--all-stages", report.all_stages, "Every stage of every point, not only the last");
+  report_cmd->add_option("--merged", report_merged, "Also write the merged ledger here (points in order)");
 
   CalibrateCliOptions calibrate;
   auto* calibrate_cmd = app.add_subcommand(
@@ -1054,6 +1265,9 @@ int main(int argc, char** argv) {
     if (*sensitivity_cmd) run_sensitivity(sensitivity, settings);
     if (*distill_cmd) run_distill(distill, settings, command);
     if (*run_cmd) run_pipeline(pipeline, settings, command);
+    if (*sweep_cmd) run_sweep_command(sweep, settings, command);
+    if (*search_cmd) run_search_command(search, settings, command);
+    if (*report_cmd) run_report(report, report_ledgers, report_merged);
     if (*calibrate_cmd) {
       if (calibrate_cmd->count("--percentile") > 0 && calibrate.calibration.observer != "percentile")
         throw UserError("--percentile applies to --observer percentile only");

@@ -55,7 +55,7 @@ void OptionReader::finish() const {
     if (std::find(used_.begin(), used_.end(), key) != used_.end()) continue;
     std::string known;
     for (const auto& k : used_) known += (known.empty() ? "" : ", ") + k;
-    throw UserError(pass_ + ": unknown option '" + key + "' (known: " + known + ")");
+    throw UserError(pass_ + ": unknown option '" + key + "'" + did_you_mean(key, used_) + " (known: " + known + ")");
   }
 }
 

@@ -4,6 +4,7 @@
 #include "joulecut/distill.h"
 #include "joulecut/error.h"
 #include "joulecut/pass.h"
+#include "joulecut/pipeline_text.h"
 #include "joulecut/prune.h"
 #include "joulecut/quantize.h"
 
@@ -32,68 +33,46 @@ const std::vector<Registered>& registry() {
   return passes;
 }
 
-std::string trim(const std::string& s) {
-  const auto a = s.find_first_not_of(" \t\n");
-  if (a == std::string::npos) return "";
-  return s.substr(a, s.find_last_not_of(" \t\n") - a + 1);
-}
-
-// Splits on commas outside <...>.
-std::vector<std::string> split_top_level(const std::string& text, const std::string& whole) {
-  std::vector<std::string> parts;
-  int depth = 0;
-  std::string current;
-  for (char c : text) {
-    if (c == '<') ++depth;
-    if (c == '>') --depth;
-    if (depth < 0) throw UserError("pipeline '" + whole + "': unbalanced '>'");
-    if (c == ',' && depth == 0) {
-      parts.push_back(trim(current));
-      current.clear();
-    } else {
-      current += c;
-    }
-  }
-  if (depth != 0) throw UserError("pipeline '" + whole + "': unbalanced '<'");
-  parts.push_back(trim(current));
-  return parts;
+// Other names people use for a pass (the issue tracker's and other toolkits' words).
+const std::vector<std::pair<std::string, std::string>>& aliases() {
+  static const std::vector<std::pair<std::string, std::string>> table = {
+      {"fold-bn", "fold-batchnorm"}, {"quantize-int8", "quantize-static"}, {"prune", "prune-magnitude"}};
+  return table;
 }
 
 }  // namespace
 
 std::vector<std::unique_ptr<Pass>> parse_pipeline(const std::string& text) {
+  if (text.find_first_not_of(" \t\n") == std::string::npos)
+    throw UserError("empty pipeline: name at least one pass (" + describe_passes() + ")");
   std::vector<std::unique_ptr<Pass>> passes;
-  if (trim(text).empty()) throw UserError("empty pipeline: name at least one pass (" + describe_passes() + ")");
-  for (const auto& item : split_top_level(text, text)) {
-    if (item.empty()) throw UserError("pipeline '" + text + "': empty pass between commas");
-    const auto open = item.find('<');
-    const std::string name = trim(item.substr(0, open));
-    PassOptionMap options;
-    if (open != std::string::npos) {
-      if (item.back() != '>') throw UserError("pipeline '" + text + "': '" + item + "' must end with '>'");
-      const std::string body = item.substr(open + 1, item.size() - open - 2);
-      if (!trim(body).empty()) {
-        for (const auto& kv : split_top_level(body, text)) {
-          const auto eq = kv.find('=');
-          if (eq == std::string::npos || trim(kv.substr(0, eq)).empty())
-            throw UserError(name + ": option '" + kv + "' must be key=value");
-          const std::string key = trim(kv.substr(0, eq));
-          if (options.count(key)) throw UserError(name + ": option '" + key + "' given twice");
-          options[key] = trim(kv.substr(eq + 1));
-        }
-      }
-    }
+  for (const auto& spec : parse_pipeline_text(text)) {
+    std::string name = spec.name;
+    for (const auto& [alias, canonical] : aliases())
+      if (name == alias) name = canonical;
     const Registered* found = nullptr;
     for (const auto& r : registry())
       if (name == r.name) found = &r;
     if (!found) {
       std::string known;
-      for (const auto& r : registry()) known += (known.empty() ? "" : ", ") + std::string(r.name);
-      throw UserError("unknown pass '" + name + "'; known passes: " + known);
+      std::vector<std::string> names;
+      for (const auto& r : registry()) {
+        known += (known.empty() ? "" : ", ") + std::string(r.name);
+        names.push_back(r.name);
+      }
+      throw UserError("unknown pass '" + name + "'" + did_you_mean(name, names) + "; known passes: " + known);
     }
+    PassOptionMap options;
+    for (const auto& [k, v] : spec.options) options[k] = v;
     passes.push_back(found->make(options));
   }
   return passes;
+}
+
+std::vector<std::string> pass_names() {
+  std::vector<std::string> names;
+  for (const auto& r : registry()) names.push_back(r.name);
+  return names;
 }
 
 std::string print_pipeline(const std::vector<std::unique_ptr<Pass>>& passes) {

@@ -11,6 +11,7 @@
 #include <map>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "joulecut/error.h"
 #include "joulecut/model.h"
@@ -272,6 +273,7 @@ std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const
     r.window_seconds = mean_ci95(s.window_seconds).mean;
     r.latency_seconds = mean_ci95(s.window_latency);
     r.p50_seconds = quantile(s.latencies, 0.50);
+    std::tie(r.p50_low, r.p50_high) = median_ci95(s.latencies);
     r.p99_seconds = quantile(s.latencies, 0.99);
     r.throughput = mean_ci95(s.window_throughput);
     if (meter) {

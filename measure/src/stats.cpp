@@ -66,4 +66,17 @@ double quantile(std::vector<double> samples, double q) {
   return samples[lo] + (samples[hi] - samples[lo]) * frac;
 }
 
+std::pair<double, double> median_ci95(std::vector<double> samples) {
+  std::sort(samples.begin(), samples.end());
+  const double n = double(samples.size());
+  // Ranks n/2 -+ 1.96 sqrt(n)/2 (normal approximation of the binomial), 1-based.
+  const double spread = 1.96 * std::sqrt(n) / 2;
+  const auto low = std::int64_t(std::floor(n / 2 - spread));
+  const auto high = std::int64_t(std::ceil(n / 2 + spread + 1));
+  const auto at = [&](std::int64_t rank) {
+    return samples[std::size_t(std::clamp<std::int64_t>(rank, 1, std::int64_t(samples.size())) - 1)];
+  };
+  return {at(low), at(high)};
+}
+
 }  // namespace joulecut::measure

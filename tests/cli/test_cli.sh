@@ -252,19 +252,112 @@ expect_ok "distill: --resume after Ctrl-C" "resumed from .*c\.pt\.ckpt at epoch 
 
 # ---- run (a pipeline: every stage written and measured against the input) -----------------------
 sha_before=$(sha256sum "$models/lenet5.pt")
-expect_ok "run: prune then distill, each stage measured" "stage-2-distill +[0-9]+ +[0-9]+ .*%" run "$models/lenet5.pt" \
+expect_ok "run: prune then distill, each stage measured" "^2 distill<epochs=1> +[0-9.]+ \\[" run "$models/lenet5.pt" \
   --passes "prune-magnitude<sparsity=0.8>,distill<epochs=1>" -o "$tmp/run" --data "$tmp/small" --windows 2 --no-progress
-[ -f "$tmp/run/stage-1-prune-magnitude.pt" ] && [ -f "$tmp/run/stage-2-distill.pt" ] && grep -q "stage-2-distill" "$tmp/run/stages.txt" \
+[ -f "$tmp/run/stage-1-prune-magnitude.pt" ] && [ -f "$tmp/run/stage-2-distill.pt" ] && grep -q "^2 distill" "$tmp/run/stages.txt" \
   && report "run: stage files and table written" ok || report "run: stage files and table written" fail "$(ls "$tmp/run")"
 grep -q "from the pipeline's input model" "$tmp/out" && report "run: distill learns from the input model" ok \
   || report "run: distill learns from the input model" fail "$(head -20 "$tmp/out")"
 expect_ok "run: distilled stage loads, zeros kept" "sparsity +[0-9.]+% zero" info "$tmp/run/stage-2-distill.pt"
-expect_error "run: unknown pass" "unknown pass 'fold-bn'" run "$models/lenet5.pt" --passes "fold-bn" -o "$tmp/run2"
+expect_error "run: unknown pass, did you mean" "unknown pass 'prune-magnitud' \\(did you mean 'prune-magnitude'\\?\\)" run "$models/lenet5.pt" --passes "prune-magnitud" -o "$tmp/run2"
+expect_error "run: unknown option, did you mean" "unknown option 'sparsty' \\(did you mean 'sparsity'\\?\\)" run "$models/lenet5.pt" --passes "prune<sparsty=0.5>" -o "$tmp/run2"
 expect_error "run: bad pass option" "distill.*temperature" run "$models/lenet5.pt" --passes "distill<temperature=-1>" -o "$tmp/run2"
 touch "$tmp/a-file"
 expect_error "run: output is a file" "a-file: exists and is not a directory" run "$models/lenet5.pt" --passes "fold-batchnorm" -o "$tmp/a-file"
 [ ! -e "$tmp/run2" ] && report "run: nothing created on error" ok || report "run: nothing created on error" fail "$tmp/run2 exists"
 [ "$(sha256sum "$models/lenet5.pt")" = "$sha_before" ] && report "run: input unchanged" ok || report "run: input unchanged" fail "lenet5.pt changed"
+
+# ---- recipes, sweeps, reports, searches ------------------------------------------------------
+missing=""
+for f in txt csv md tex json; do [ -s "$tmp/run/stages.$f" ] || missing="$missing stages.$f"; done
+[ -z "$missing" ] && [ -s "$tmp/run/stages-energy.png" ] && [ -s "$tmp/run/stages-latency.svg" ] && grep -q "Pareto front" "$tmp/run/stages-energy.svg" \
+  && report "run: stage table in every format, plots in PNG and SVG" ok || report "run: stage table and plots" fail "missing:$missing $(ls "$tmp/run")"
+grep -q '\\toprule' "$tmp/run/stages.tex" && report "run: LaTeX table uses booktabs" ok || report "run: LaTeX table uses booktabs" fail "no toprule"
+
+cat >"$tmp/sweep.yaml" <<RECIPE
+name: cli-sweep
+model: $models/lenet5.pt
+data: $tmp/small
+seed: 1
+passes:
+  - prune-magnitude: {sparsity: 0.5}
+  - quantize-int8: {samples: 64}
+measure: {batches: [64], windows: 2, warmup-seconds: 0.05}
+grid: "prune.sparsity=0.5,0.9 quant.observer=minmax,entropy"
+RECIPE
+same_ledger() {  # NAME A B: the same points, in order, with the same accuracy and content hashes
+  python3 - "$2" "$3" <<'PY' && report "$1" ok || report "$1" fail "ledgers differ"
+import json, sys
+def key(path):
+    out = []
+    for line in open(path):
+        p = json.loads(line)
+        out.append((p["sweep"], p["point"], json.dumps(p["config"]), p["pipeline"], p["seed"],
+                    [(s["name"], s["content_sha256"], s["parameters"], s["macs_per_inference"],
+                      s["accuracy"]["correct"]) for s in p["stages"]]))
+    return out
+sys.exit(0 if key(sys.argv[1]) == key(sys.argv[2]) else 1)
+PY
+}
+expect_ok "sweep: four points, table and plots" "^#3 prune.sparsity=0.9 quant.observer=entropy +[0-9.]+ \[" sweep "$tmp/sweep.yaml" -o "$tmp/sw-a" --no-progress
+[ "$(wc -l <"$tmp/sw-a/ledger.jsonl")" -eq 4 ] && [ -s "$tmp/sw-a/sweep-energy.png" ] && [ -f "$tmp/sw-a/point-0003/stage-2-quantize-static.pt" ] \
+  && report "sweep: ledger, plots and stage models written" ok || report "sweep: ledger, plots and stage models written" fail "$(ls "$tmp/sw-a")"
+expect_error "sweep: existing ledger without --resume" "ledger.jsonl exists .*add --resume" sweep "$tmp/sweep.yaml" -o "$tmp/sw-a"
+expect_error "sweep: ledger of another grid" "from another sweep" sweep "$tmp/sweep.yaml" -o "$tmp/sw-a" --resume --grid "prune.sparsity=0.7"
+
+# Killed mid-sweep (SIGKILL: nothing gets to clean up), a torn line left behind, then --resume.
+"$compress" sweep "$tmp/sweep.yaml" -o "$tmp/sw-b" --no-progress >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do [ -s "$tmp/sw-b/ledger.jsonl" ] && break; sleep 0.1; done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+done_before=$(wc -l <"$tmp/sw-b/ledger.jsonl")
+printf '{"sweep": "cut sho' >>"$tmp/sw-b/ledger.jsonl"
+"$compress" sweep "$tmp/sweep.yaml" -o "$tmp/sw-b" --resume --no-progress >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc -eq 0 ] && [ "$done_before" -ge 1 ] && [ "$done_before" -lt 4 ] && grep -q "ran $((4 - done_before)), $done_before already in the ledger" "$tmp/out" \
+  && grep -q "incomplete last line" "$tmp/err" && report "sweep: killed, then resumed: finished points kept, not redone" ok \
+  || report "sweep: killed, then resumed" fail "rc=$rc done_before=$done_before $(tail -2 "$tmp/out") $(cat "$tmp/err")"
+same_ledger "sweep: resumed ledger equals the uninterrupted one" "$tmp/sw-a/ledger.jsonl" "$tmp/sw-b/ledger.jsonl"
+
+# Shards: two slices, merged, equal the whole sweep. The Slurm example script runs a slice.
+SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=2 COMPRESS="$compress" bash "$src/scripts/slurm-sweep.sh" "$tmp/sweep.yaml" "$tmp/shards" >/dev/null 2>&1 \
+  && [ "$(wc -l <"$tmp/shards/shard-1/ledger.jsonl")" -eq 2 ] && report "sweep: Slurm array script runs shard 1/2" ok \
+  || report "sweep: Slurm array script runs shard 1/2" fail "$(ls "$tmp/shards" 2>&1)"
+expect_ok "sweep: shard 2/2" "ran 2, 0 already in the ledger, 2 in other shards" sweep "$tmp/sweep.yaml" -o "$tmp/shards/shard-2" --shard 2/2 --no-progress
+expect_ok "report: shards merged into tables and plots" "^#2 prune.sparsity=0.9" report "$tmp/shards/shard-1/ledger.jsonl" \
+  "$tmp/shards/shard-2/ledger.jsonl" -o "$tmp/report" --merged "$tmp/merged.jsonl"
+same_ledger "report: two shards merged equal the unsharded sweep" "$tmp/sw-a/ledger.jsonl" "$tmp/merged.jsonl"
+[ -s "$tmp/report/tradeoff.tex" ] && [ -s "$tmp/report/tradeoff-latency.png" ] && report "report: every format written" ok \
+  || report "report: every format written" fail "$(ls "$tmp/report")"
+expect_ok "report: LaTeX on stdout" "toprule" report "$tmp/sw-a/ledger.jsonl" --format latex
+expect_error "sweep: shard 3/2" "--shard '3/2': the shard index must be between 1 and 2" sweep "$tmp/sweep.yaml" -o "$tmp/sw-c" --shard 3/2
+expect_error "sweep: grid key that is no option" "grid key 'prune.sparsty' value '0.5': prune-magnitude: unknown option 'sparsty' \(did you mean 'sparsity'\?\)" \
+  sweep "$tmp/sweep.yaml" -o "$tmp/sw-c" --grid "prune.sparsty=0.5"
+expect_error "sweep: grid key that is no pass" "grid key 'distill.epochs': no pass 'distill'" sweep "$tmp/sweep.yaml" -o "$tmp/sw-c" --grid "distill.epochs=1"
+expect_error "sweep: bad value" "grid key 'prune.sparsity' value '1.5'" sweep "$tmp/sweep.yaml" -o "$tmp/sw-c" --grid "prune.sparsity=1.5"
+[ ! -e "$tmp/sw-c" ] && report "sweep: nothing created on error" ok || report "sweep: nothing created on error" fail "$tmp/sw-c exists"
+printf 'model: m.pt\npases: fold-bn\n' >"$tmp/typo.yaml"
+expect_error "recipe: unknown key" "typo.yaml: unknown key 'pases' \(did you mean 'passes'\?\)" sweep "$tmp/typo.yaml" -o "$tmp/sw-c"
+expect_error "sweep: a model is not a recipe" "lenet5.pt: not a recipe" sweep "$models/lenet5.pt" -o "$tmp/sw-c"
+
+# A corrupt line in the middle: reported with its line number; the other points still make the table.
+{ head -1 "$tmp/sw-a/ledger.jsonl"; echo '{"sweep": broken}'; tail -n +2 "$tmp/sw-a/ledger.jsonl"; } >"$tmp/corrupt.jsonl"
+"$compress" report "$tmp/corrupt.jsonl" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "corrupt.jsonl:2: skipped: not JSON" "$tmp/err" && grep -q "the table holds the other 4 points" "$tmp/err" \
+  && grep -q "^#3 " "$tmp/out" && report "report: corrupt line named, the rest read, exit 1" ok \
+  || report "report: corrupt line named, the rest read, exit 1" fail "rc=$rc $(cat "$tmp/err")"
+sed 's/"sweep":"[0-9a-f]*"/"sweep":"0000000000000000"/' "$tmp/sw-a/ledger.jsonl" >"$tmp/other.jsonl"
+expect_error "report: ledgers of two sweeps" "other.jsonl: point 0 is from another sweep" report "$tmp/sw-a/ledger.jsonl" "$tmp/other.jsonl"
+
+# Search: the cheapest configuration within the accuracy budget; the explored points in the ledger.
+expect_ok "search: best configuration within budget" "^best: #[0-9]+ " search "$tmp/sweep.yaml" --grid "prune.sparsity=0.3,0.5" \
+  --max-accuracy-drop 5 --minimize energy -o "$tmp/search" --no-progress
+[ "$(wc -l <"$tmp/search/ledger.jsonl")" -eq 2 ] && report "search: explored points in the ledger" ok \
+  || report "search: explored points in the ledger" fail "$(wc -l <"$tmp/search/ledger.jsonl")"
+expect_ok "search: no point within a budget is said so" "no configuration within 0 pt" search "$tmp/sweep.yaml" --grid "prune.sparsity=0.9" \
+  --max-accuracy-drop 0 -o "$tmp/search0" --no-progress
+expect_error "search: bad objective" "--minimize 'joules': choose energy, latency, size or macs" search "$tmp/sweep.yaml" --minimize joules -o "$tmp/s3"
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -5,6 +5,7 @@
 //  - JOULECUT_ASSERT: a broken invariant inside joulecut, i.e. a bug.
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace joulecut {
 
@@ -12,6 +13,9 @@ class UserError : public std::runtime_error {
  public:
   explicit UserError(const std::string& message) : std::runtime_error(message) {}
 };
+
+// " (did you mean 'x'?)" when one of `known` is within a few edits of `word`, else "".
+std::string did_you_mean(const std::string& word, const std::vector<std::string>& known);
 
 [[noreturn]] void assertion_failed(const char* condition, const char* file, int line, const std::string& message);
 

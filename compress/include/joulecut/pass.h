@@ -64,10 +64,13 @@ class Pass {
 // rest with the pass's name in the message.
 using PassOptionMap = std::map<std::string, std::string>;
 
-// Parses "a<k=v,k=v>,b" into passes from the registry (compress/src/passes.def).
+// Parses "a<k=v,k=v>,b" into passes from the registry (compress/src/passes.def). Aliases:
+// fold-bn (fold-batchnorm), quantize-int8 (quantize-static), prune (prune-magnitude).
 std::vector<std::unique_ptr<Pass>> parse_pipeline(const std::string& text);
 // Prints passes back as text: parse_pipeline(print_pipeline(p)) gives the same passes.
 std::string print_pipeline(const std::vector<std::unique_ptr<Pass>>& passes);
+// The registered names, in registry order.
+std::vector<std::string> pass_names();
 // Every registered pass name with its options and their defaults, for --help.
 std::string describe_passes();
 

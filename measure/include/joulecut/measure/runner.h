@@ -61,6 +61,7 @@ struct RunResult {
   double window_seconds = 0;               // mean window length
   MeanCI latency_seconds;                  // per batch, mean over windows
   double p50_seconds = 0, p99_seconds = 0; // per batch, over every timed iteration
+  double p50_low = 0, p50_high = 0;        // 95% CI of the median (order statistics)
   MeanCI throughput;                       // inferences per second
   std::optional<MeasuredEnergyStats> measured;  // absent without a hardware meter
   ModeledEnergyStats modeled_time_power;

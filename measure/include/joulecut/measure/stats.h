@@ -1,6 +1,7 @@
 #pragma once
 // Summary statistics used for every figure joulecut prints. Torch-free.
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace joulecut::measure {
@@ -33,6 +34,11 @@ struct ProportionCI {
 
 // Precondition: 0 <= successes <= trials.
 ProportionCI wilson_ci95(std::int64_t successes, std::int64_t trials);
+
+// The median's 95% confidence interval from order statistics: distribution-free, for
+// latencies, which are skewed. Precondition: samples non-empty. Returns {low, high}; with
+// fewer than 6 samples the interval is the whole range.
+std::pair<double, double> median_ci95(std::vector<double> samples);
 
 // Quantile by linear interpolation between order statistics (q in [0, 1]).
 double quantile(std::vector<double> samples, double q);

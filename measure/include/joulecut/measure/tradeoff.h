@@ -1,0 +1,48 @@
+#pragma once
+// Trade-off tables and plots from ledger points: one row per stage (a pipeline) or per
+// configuration (a sweep), with accuracy, size, MACs, latency and energy per inference, each
+// with its 95% CI, the energy with its provenance, and ratios against the baseline measured
+// side by side in the same run. Console, CSV, Markdown, LaTeX (booktabs) and JSON; plots of
+// accuracy against energy and against latency with the Pareto front, through gnuplot.
+// Torch-free.
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "joulecut/measure/ledger.h"
+
+namespace joulecut::measure {
+
+struct TradeoffOptions {
+  std::int64_t batch = 0;   // the batch the latency and energy columns show; 0: the first measured
+  bool all_stages = false;  // several points: every stage of each, not only its last
+  std::string title;
+};
+
+struct TradeoffRow {
+  std::string label;
+  const LedgerPoint* point = nullptr;
+  const StageFigures* stage = nullptr;
+  const StageFigures* baseline = nullptr;  // the same point's stage 0 (same run)
+  bool pareto = false;                     // no other row is both more accurate and cheaper in energy
+};
+
+// One point: the baseline and each stage. Several: the baseline (of the first point), then
+// the last stage of each point (every stage with all_stages). Precondition: points non-empty.
+std::vector<TradeoffRow> tradeoff_rows(const std::vector<LedgerPoint>& points, const TradeoffOptions& options);
+
+// The batch the table shows (options.batch, or the first measured). UserError when a row
+// has no figures at it.
+std::int64_t table_batch(const std::vector<TradeoffRow>& rows, const TradeoffOptions& options);
+
+// format: table, csv, markdown, latex or json (UserError otherwise).
+void write_tradeoff(std::ostream& out, const std::vector<LedgerPoint>& points, const std::string& format,
+                    const TradeoffOptions& options);
+
+// Writes PREFIX-energy.{svg,png} and PREFIX-latency.{svg,png} (atomically) with gnuplot and
+// returns their paths. UserError when gnuplot is missing or fails.
+std::vector<std::string> write_tradeoff_plots(const std::vector<LedgerPoint>& points, const std::string& prefix,
+                                              const TradeoffOptions& options);
+
+}  // namespace joulecut::measure

@@ -1,0 +1,336 @@
+#include "joulecut/measure/sweep.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "joulecut/atomic_file.h"
+#include "joulecut/error.h"
+#include "joulecut/evaluate.h"
+#include "joulecut/measure/measure_files.h"
+#include "joulecut/model.h"
+#include "joulecut/pass.h"
+#include "joulecut/progress.h"
+
+namespace joulecut::measure {
+namespace {
+
+using json = nlohmann::json;
+
+DataSource data_source(const Recipe& recipe) { return DataSource{recipe.data, recipe.images, recipe.labels}; }
+
+// The TorchScript archive without joulecut's metadata: the same weights and code give the
+// same hash whatever the command line or the time was.
+std::string content_sha256(const torch::jit::Module& module) {
+  std::ostringstream archive;
+  module.save(archive);
+  return sha256_hex(archive.str());
+}
+
+std::string stage_file(int k, std::string name) {
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') c = '-';
+  return "stage-" + std::to_string(k) + "-" + name + ".pt";
+}
+
+EnergyFigure figure(const MeanCI& value, const std::string& provenance, const std::string& source, const std::string& detail) {
+  return EnergyFigure{value, provenance, source, detail};
+}
+
+std::string json_or_null_dump(const std::string& text) { return text.empty() ? "null" : text; }
+
+// Every pass of every point is built (and its options checked) before any work. Errors name
+// the grid key when one axis alone is at fault, else the point.
+void check_points(const Recipe& recipe, const std::vector<GridAxis>& grid, const std::vector<RecipePoint>& points) {
+  for (const auto& variant : recipe.variants) {
+    Recipe one = recipe;
+    one.variants = {variant};
+    try {
+      parse_pipeline(pipeline_text(variant.passes));
+    } catch (const UserError& e) {
+      throw UserError(recipe.source + ": " + (recipe.variants.size() > 1 ? "variant " + variant.name + ": " : "") + e.what());
+    }
+    for (const auto& axis : grid) {
+      for (const auto& value : axis.values) {
+        GridAxis single{axis.key, {value}};
+        for (const auto& p : expand(one, {single})) {
+          try {
+            parse_pipeline(pipeline_text(p.passes));
+          } catch (const UserError& e) {
+            throw UserError("grid key '" + axis.key + "' value '" + value + "': " + e.what());
+          }
+        }
+      }
+    }
+  }
+  for (const auto& p : points) {
+    try {
+      parse_pipeline(pipeline_text(p.passes));
+    } catch (const UserError& e) {
+      throw UserError("grid point #" + std::to_string(p.index) + " (" + p.label() + "): " + e.what());
+    }
+  }
+}
+
+struct Inputs {
+  std::string model_sha256;
+  std::optional<TensorDataset> train, test;
+};
+
+LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std::string& id, const std::string& stage_dir,
+                      const Inputs& inputs, const SweepOptions& options) {
+  LoadedModel input = load_model(recipe.model);
+  ModelMetadata metadata;
+  if (input.metadata) metadata = *input.metadata;
+  else metadata.dataset = inputs.test->spec;
+  const auto passes = parse_pipeline(pipeline_text(point.passes));
+  PassContext context;
+  context.seed = point.seed;
+  context.progress = options.progress;
+  context.teacher = &input.module;
+  context.train = &*inputs.train;
+  context.test = &*inputs.test;
+
+  json provenance = {{"command", options.command},     {"recipe", recipe.name},          {"recipe_file", recipe.source},
+                     {"sweep", id},                    {"point", point.index},           {"config", point.label()},
+                     {"pipeline", print_pipeline(passes)}, {"seed", point.seed},          {"source", recipe.model},
+                     {"source_sha256", inputs.model_sha256},
+                     {"source_provenance", input.metadata ? json::parse(json_or_null_dump(input.metadata->provenance_json)) : json()}};
+  LedgerPoint out;
+  out.sweep_id = id;
+  out.recipe = recipe.name;
+  out.index = point.index;
+  out.variant = point.variant;
+  out.config = point.config;
+  out.pipeline = print_pipeline(passes);
+  out.seed = point.seed;
+
+  StageFigures baseline;
+  baseline.index = 0;
+  baseline.name = "baseline";
+  baseline.model_path = recipe.model;
+  baseline.content_sha256 = content_sha256(input.module);
+  out.stages.push_back(baseline);
+
+  std::filesystem::create_directories(stage_dir);
+  torch::jit::Module module = input.module;
+  std::string applied;
+  for (std::size_t i = 0; i < passes.size(); ++i) {
+    if (options.progress)
+      std::fprintf(stderr, "  stage %zu/%zu: %s\n", i + 1, passes.size(), passes[i]->text().c_str());
+    auto result = passes[i]->run(module, context);
+    module = result.module;
+    if (options.on_pass_report) options.on_pass_report(result.report);
+    applied += (i ? "," : "") + passes[i]->text();
+    provenance["stage"] = i + 1;
+    provenance["passes_applied"] = applied;
+    metadata.provenance_json = provenance.dump();
+    const std::string path = (std::filesystem::path(stage_dir) / stage_file(int(i + 1), passes[i]->name())).string();
+    save_model(module, metadata, path, recipe.model);
+    StageFigures stage;
+    stage.index = int(i + 1);
+    stage.name = passes[i]->text();
+    stage.passes_applied = applied;
+    stage.model_path = path;
+    stage.content_sha256 = content_sha256(module);
+    out.stages.push_back(stage);
+  }
+
+  if (options.measure) {
+    MeasureJob job;
+    for (const auto& s : out.stages) job.models.push_back(s.model_path);
+    job.data = data_source(recipe);
+    job.batches = recipe.measure.batches;
+    job.run.windows = recipe.measure.windows;
+    job.run.device = recipe.measure.device;
+    job.run.meter = recipe.measure.meter;
+    job.run.warmup_seconds = recipe.measure.warmup_seconds;
+    job.accuracy_limit = recipe.measure.accuracy_limit;
+    job.progress = options.progress;
+    const Report report = measure_files(job);
+    JOULECUT_ASSERT(report.models.size() == out.stages.size(), "one summary per stage");
+    for (std::size_t i = 0; i < out.stages.size(); ++i) {
+      StageFigures& s = out.stages[i];
+      const ModelSummary& m = report.models[i];
+      s.parameters = m.parameters;
+      s.file_bytes = m.file_bytes;
+      s.macs_per_inference = m.macs_per_inference;
+      s.accuracy = m.accuracy;
+      s.accuracy_data = m.accuracy_data;
+      for (const auto& r : report.runs) {
+        if (r.label != m.label) continue;
+        BatchFigures b;
+        b.batch = r.batch;
+        b.p50_seconds = r.p50_seconds;
+        b.p50_low = r.p50_low;
+        b.p50_high = r.p50_high;
+        b.p99_seconds = r.p99_seconds;
+        b.latency_seconds = r.latency_seconds;
+        if (r.measured)
+          b.meter = figure(r.measured->joules_per_inference, provenance_name(r.measured->provenance), r.measured->meter,
+                           "domains " + r.measured->domains);
+        b.modeled_time_power = figure(r.modeled_time_power.joules_per_inference, "modeled", "time x power",
+                                      r.modeled_time_power.detail);
+        b.modeled_ops = figure(r.modeled_ops.joules_per_inference, "modeled", "ops", r.modeled_ops.detail);
+        s.batches.push_back(b);
+      }
+    }
+    out.manifest = report.manifest;
+  } else {
+    // Sizes and accuracy only make sense measured; without the harness the ledger records
+    // what the passes produced.
+    for (auto& s : out.stages) s.file_bytes = std::int64_t(file_size_bytes(s.model_path));
+  }
+  out.manifest.entries.emplace_back("recipe", recipe.name + " (" + recipe.source + ")");
+  out.manifest.entries.emplace_back("sweep", id);
+  out.manifest.entries.emplace_back("pipeline", out.pipeline);
+  out.manifest.entries.emplace_back("pipeline_seed", std::to_string(point.seed));
+  out.manifest.entries.emplace_back("model_sha256", inputs.model_sha256);
+  return out;
+}
+
+SweepResult sweep_points(const Recipe& recipe, const std::vector<GridAxis>& grid, const SweepOptions& options,
+                         bool single_pipeline) {
+  const auto points = expand(recipe, grid);
+  check_points(recipe, grid, points);
+  if (std::filesystem::exists(options.output_dir) && !std::filesystem::is_directory(options.output_dir))
+    throw UserError(options.output_dir + ": exists and is not a directory");
+  const std::string ledger = (std::filesystem::path(options.output_dir) / "ledger.jsonl").string();
+  Inputs inputs;
+  {
+    LoadedModel probe = load_model(recipe.model);  // a bad model fails before the data is read
+    inputs.model_sha256 = sha256_file(recipe.model);
+    std::optional<DatasetSpec> spec;
+    if (probe.metadata) spec = probe.metadata->dataset;
+    inputs.test = load_dataset(data_source(recipe), Split::test, spec);
+    check_model_accepts(probe.module, *inputs.test, recipe.model);
+    inputs.train = load_dataset(data_source(recipe), Split::train, spec);
+  }
+  const std::string id = sweep_id(recipe, inputs.model_sha256, grid);
+
+  SweepResult result;
+  result.ledger = ledger;
+  result.points = std::int64_t(points.size());
+  std::vector<bool> done(points.size(), false);
+  if (std::filesystem::exists(ledger)) {
+    if (!options.resume)
+      throw UserError(ledger + " exists (an earlier run): add --resume to continue it, or choose another -o directory");
+    LedgerContents contents = read_ledger(ledger);
+    for (const auto& p : contents.points) {
+      if (p.sweep_id != id)
+        throw UserError(ledger + ": point " + std::to_string(p.index) + " is from another sweep (" + p.sweep_id + ", recipe " +
+                        p.recipe + "); this one is " + id +
+                        " (the recipe, its model or the grid changed): use another -o directory");
+      if (p.index >= 0 && p.index < std::int64_t(done.size())) done[std::size_t(p.index)] = true;
+    }
+    if (contents.torn_tail) drop_torn_tail(ledger, contents.good_bytes);
+    result.problems = contents.problems;
+  }
+  std::filesystem::create_directories(options.output_dir);
+
+  std::vector<const RecipePoint*> todo;
+  for (const auto& p : points) {
+    if (!options.shard.owns(p.index)) ++result.other_shards;
+    else if (done[std::size_t(p.index)]) ++result.already_done;
+    else todo.push_back(&p);
+  }
+  if (options.progress && (result.already_done > 0 || result.other_shards > 0))
+    std::fprintf(stderr, "sweep %s: %lld points; %lld already in %s, %lld in other shards, %zu to run\n", id.c_str(),
+                 (long long)result.points, (long long)result.already_done, ledger.c_str(), (long long)result.other_shards,
+                 todo.size());
+  ProgressBar bar("sweep " + recipe.name, std::int64_t(todo.size()), options.progress && todo.size() > 1);
+  for (std::size_t i = 0; i < todo.size(); ++i) {
+    const RecipePoint& p = *todo[i];
+    if (options.progress && !single_pipeline)
+      std::fprintf(stderr, "point %zu/%zu: #%lld %s\n", i + 1, todo.size(), (long long)p.index, p.label().c_str());
+    char dir[32];
+    std::snprintf(dir, sizeof dir, "point-%04lld", (long long)p.index);
+    const std::string stage_dir = single_pipeline ? options.output_dir : (std::filesystem::path(options.output_dir) / dir).string();
+    append_to_ledger(ledger, run_point(recipe, p, id, stage_dir, inputs, options));
+    ++result.ran;
+    bar.update(std::int64_t(i + 1), "#" + std::to_string(p.index) + " done");
+  }
+  if (todo.size() > 1) bar.finish(std::to_string(todo.size()) + " points");
+  return result;
+}
+
+}  // namespace
+
+SweepResult run_sweep(const Recipe& recipe, const SweepOptions& options) {
+  return sweep_points(recipe, parse_grid(options.grid.empty() ? recipe.grid : options.grid), options, false);
+}
+
+SweepResult run_recipe(const Recipe& recipe, const SweepOptions& options) {
+  if (recipe.variants.size() != 1)
+    throw UserError(recipe.source + ": has " + std::to_string(recipe.variants.size()) +
+                    " variants; `compress run` applies one pipeline: use `compress sweep` for several");
+  return sweep_points(recipe, {}, options, true);
+}
+
+std::string default_search_space(const Recipe& recipe) {
+  std::string space;
+  LoadedModel model = load_model(recipe.model);
+  // The layers with weights, in order: the first and last are the usual fp32 candidates.
+  std::vector<std::string> layers;
+  for (const auto& p : model.module.named_parameters(/*recurse=*/true)) {
+    const auto dot = p.name.rfind(".weight");
+    if (dot != std::string::npos && dot + 7 == p.name.size() && (p.value.dim() == 2 || p.value.dim() == 4))
+      layers.push_back(p.name.substr(0, dot));
+  }
+  for (const auto& variant : recipe.variants) {
+    for (std::size_t i = 0; i < variant.passes.size(); ++i) {
+      const std::string& name = variant.passes[i].name;
+      const std::string key = std::to_string(i + 1) + ".";
+      std::string axis;
+      if (name == "prune-magnitude" || name == "prune") axis = key + "sparsity=0.5,0.7,0.8,0.9";
+      else if (name == "prune-channel") axis = key + "ratio=0.25,0.5,0.75";
+      else if ((name == "quantize-static" || name == "quantize-int8" || name == "quantize-dynamic") && layers.size() >= 2)
+        axis = key + "exclude=," + layers.front() + "," + layers.back() + "," + layers.front() + "|" + layers.back();
+      if (!axis.empty() && space.find(axis) == std::string::npos) space += (space.empty() ? "" : " ") + axis;
+    }
+  }
+  if (space.empty())
+    throw UserError(recipe.source + ": nothing to search: no prune-magnitude, prune-channel or int8 pass; give --grid or "
+                    "a 'search' key");
+  return space;
+}
+
+SearchResult run_search(const Recipe& recipe, const SearchOptions& options) {
+  if (options.minimize != "energy" && options.minimize != "latency" && options.minimize != "size" &&
+      options.minimize != "macs")
+    throw UserError("--minimize '" + options.minimize + "': choose energy, latency, size or macs");
+  if (!(options.max_accuracy_drop >= 0)) throw UserError("--max-accuracy-drop must be >= 0 (percentage points)");
+  if (!options.sweep.measure) throw UserError("a search compares measured figures: it cannot run without measuring");
+  SearchResult out;
+  out.space = !options.sweep.grid.empty() ? options.sweep.grid : !recipe.search.empty() ? recipe.search : default_search_space(recipe);
+  SweepOptions sweep = options.sweep;
+  sweep.grid = out.space;
+  out.sweep = run_sweep(recipe, sweep);
+  LedgerContents contents = read_ledger(out.sweep.ledger);
+  out.explored = contents.points;
+  double best_cost = 0;
+  for (const auto& p : out.explored) {
+    const StageFigures& base = p.stages.front();
+    const StageFigures& last = p.stages.back();
+    if (!base.accuracy || !last.accuracy) continue;
+    if (100 * (base.accuracy->value - last.accuracy->value) > options.max_accuracy_drop) continue;
+    const std::int64_t batch = options.batch > 0 ? options.batch : last.batches.front().batch;
+    const BatchFigures* b = last.at_batch(batch);
+    if (!b) throw UserError("--batch " + std::to_string(batch) + ": the recipe did not measure it");
+    double cost = options.minimize == "energy"    ? b->energy().joules_per_inference.mean
+                  : options.minimize == "latency" ? b->p50_seconds
+                  : options.minimize == "size"    ? double(last.file_bytes)
+                                                  : double(last.macs_per_inference);
+    if (!out.best || cost < best_cost) {
+      out.best = p;
+      best_cost = cost;
+    }
+  }
+  return out;
+}
+
+}  // namespace joulecut::measure

@@ -1,0 +1,475 @@
+#include "joulecut/measure/tradeoff.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "joulecut/atomic_file.h"
+#include "joulecut/error.h"
+
+extern char** environ;
+
+namespace joulecut::measure {
+namespace {
+
+std::string fmt(const char* format, double a, double b = 0, double c = 0) {
+  char buffer[96];
+  std::snprintf(buffer, sizeof buffer, format, a, b, c);
+  return buffer;
+}
+
+std::string count_text(double v) {
+  if (v >= 1e9) return fmt("%.2fG", v / 1e9);
+  if (v >= 1e6) return fmt("%.2fM", v / 1e6);
+  if (v >= 1e3) return fmt("%.1fk", v / 1e3);
+  return fmt("%.0f", v);
+}
+
+std::string bytes_text(double v) {
+  if (v >= 1024.0 * 1024) return fmt("%.2f MiB", v / 1024 / 1024);
+  return fmt("%.1f KiB", v / 1024);
+}
+
+std::string provenance_text(const EnergyFigure& e) { return e.provenance + " (" + e.source + ")"; }
+
+// What a row shows, computed once for every format.
+struct Cells {
+  std::string label, config, sha;
+  double acc = -1, acc_low = 0, acc_high = 0, delta = 0;
+  bool has_acc = false;
+  std::int64_t params = 0, bytes = 0, macs = 0;
+  double p50 = 0, p50_low = 0, p50_high = 0;  // ms
+  double mj = 0, mj_ci = 0;                   // mJ per inference
+  std::string provenance;
+  double speedup = 0, energy_ratio = 0, size_ratio = 0;
+  bool pareto = false;
+};
+
+Cells cells(const TradeoffRow& row, std::int64_t batch) {
+  Cells c;
+  c.label = row.label;
+  c.config = row.point->label();
+  c.sha = row.stage->content_sha256;
+  if (row.stage->accuracy) {
+    c.has_acc = true;
+    c.acc = 100 * row.stage->accuracy->value;
+    c.acc_low = 100 * row.stage->accuracy->low;
+    c.acc_high = 100 * row.stage->accuracy->high;
+    if (row.baseline->accuracy) c.delta = c.acc - 100 * row.baseline->accuracy->value;
+  }
+  c.params = row.stage->parameters;
+  c.bytes = row.stage->file_bytes;
+  c.macs = row.stage->macs_per_inference;
+  const BatchFigures* b = row.stage->at_batch(batch);
+  const BatchFigures* base = row.baseline->at_batch(batch);
+  JOULECUT_ASSERT(b && base, "table_batch checked every row");
+  c.p50 = b->p50_seconds * 1e3;
+  c.p50_low = b->p50_low * 1e3;
+  c.p50_high = b->p50_high * 1e3;
+  c.mj = b->energy().joules_per_inference.mean * 1e3;
+  c.mj_ci = b->energy().joules_per_inference.half_width * 1e3;
+  c.provenance = provenance_text(b->energy());
+  c.speedup = b->p50_seconds > 0 ? base->p50_seconds / b->p50_seconds : 0;
+  // Ratios compare like with like: a metered baseline with a metered stage, else the model.
+  const EnergyFigure& stage_energy = b->energy();
+  const EnergyFigure& base_energy = (b->meter && base->meter) ? *base->meter : base->modeled_time_power;
+  const EnergyFigure& compared = (b->meter && base->meter) ? stage_energy : b->modeled_time_power;
+  c.energy_ratio = compared.joules_per_inference.mean > 0
+                       ? base_energy.joules_per_inference.mean / compared.joules_per_inference.mean
+                       : 0;
+  c.size_ratio = c.bytes > 0 ? double(row.baseline->file_bytes) / double(c.bytes) : 0;
+  c.pareto = row.pareto;
+  return c;
+}
+
+void pad(std::ostream& out, const std::string& text, std::size_t width, bool right = false) {
+  std::size_t shown = 0;
+  for (unsigned char ch : text) shown += (ch & 0xC0) != 0x80;
+  if (right) out << std::string(width > shown ? width - shown : 0, ' ') << text;
+  else out << text << std::string(width > shown ? width - shown : 0, ' ');
+}
+
+std::string csv_quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string latex_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '_': case '%': case '&': case '#': case '$': case '{': case '}': out += std::string("\\") + c; break;
+      case '<': out += "\\textless{}"; break;
+      case '>': out += "\\textgreater{}"; break;
+      case '~': out += "\\textasciitilde{}"; break;
+      case '^': out += "\\textasciicircum{}"; break;
+      case '\\': out += "\\textbackslash{}"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string markdown_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) out += (c == '|' || c == '<' || c == '>' || c == '*' || c == '_') ? std::string("\\") + c : std::string(1, c);
+  return out;
+}
+
+std::vector<std::string> energy_sources(const std::vector<TradeoffRow>& rows, std::int64_t batch) {
+  std::vector<std::string> sources;
+  for (const auto& r : rows) {
+    const EnergyFigure& e = r.stage->at_batch(batch)->energy();
+    const std::string s = provenance_text(e) + ": " + e.detail;
+    if (std::find(sources.begin(), sources.end(), s) == sources.end()) sources.push_back(s);
+  }
+  return sources;
+}
+
+const char* kRatioNote =
+    "speed-up (p50) and energy ratio: the baseline / this row at the same batch, measured side by side in the same run; "
+    "> 1 is better. Accuracy and p50 intervals: 95% (Wilson; order statistics).";
+
+void mark_pareto(std::vector<TradeoffRow>& rows, std::int64_t batch) {
+  for (auto& r : rows) {
+    if (!r.stage->accuracy) continue;
+    const double e = r.stage->at_batch(batch)->energy().joules_per_inference.mean;
+    const double a = r.stage->accuracy->value;
+    r.pareto = true;
+    for (const auto& o : rows) {
+      if (&o == &r || !o.stage->accuracy) continue;
+      const double oe = o.stage->at_batch(batch)->energy().joules_per_inference.mean;
+      const double oa = o.stage->accuracy->value;
+      if (oe <= e && oa >= a && (oe < e || oa > a)) r.pareto = false;
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<TradeoffRow> tradeoff_rows(const std::vector<LedgerPoint>& points, const TradeoffOptions& options) {
+  JOULECUT_ASSERT(!points.empty(), "tradeoff_rows needs at least one point");
+  std::vector<TradeoffRow> rows;
+  const LedgerPoint& first = points.front();
+  rows.push_back({"baseline", &first, &first.stages.front(), &first.stages.front(), false});
+  const bool every_stage = points.size() == 1 || options.all_stages;
+  for (const auto& p : points) {
+    for (std::size_t s = 1; s < p.stages.size(); ++s) {
+      if (!every_stage && s + 1 != p.stages.size()) continue;
+      std::string label;
+      if (points.size() == 1) label = std::to_string(s) + " " + p.stages[s].name;
+      else if (every_stage) label = "#" + std::to_string(p.index) + " " + p.label() + " / " + std::to_string(s) + " " + p.stages[s].name;
+      else label = "#" + std::to_string(p.index) + " " + p.label();
+      rows.push_back({label, &p, &p.stages[s], &p.stages.front(), false});
+    }
+  }
+  mark_pareto(rows, table_batch(rows, options));
+  return rows;
+}
+
+std::int64_t table_batch(const std::vector<TradeoffRow>& rows, const TradeoffOptions& options) {
+  std::int64_t batch = options.batch;
+  if (batch == 0) {
+    if (rows.front().stage->batches.empty()) throw UserError("the ledger has no latency or energy figures (run without --no-measure)");
+    batch = rows.front().stage->batches.front().batch;
+  }
+  for (const auto& r : rows)
+    if (!r.stage->at_batch(batch) || !r.baseline->at_batch(batch))
+      throw UserError("'" + r.label + "' was not measured at batch " + std::to_string(batch) +
+                      " (choose a batch the recipe measured)");
+  return batch;
+}
+
+void write_tradeoff(std::ostream& out, const std::vector<LedgerPoint>& points, const std::string& format,
+                    const TradeoffOptions& options) {
+  if (format != "table" && format != "csv" && format != "markdown" && format != "latex" && format != "json")
+    throw UserError("--format '" + format + "': choose table, csv, markdown, latex or json");
+  const auto rows = tradeoff_rows(points, options);
+  const std::int64_t batch = table_batch(rows, options);
+  std::vector<Cells> all;
+  for (const auto& r : rows) all.push_back(cells(r, batch));
+  const Manifest& manifest = points.front().manifest;
+  const auto sources = energy_sources(rows, batch);
+  const std::string title = options.title.empty() ? "joulecut: " + points.front().recipe : options.title;
+  auto acc_text = [](const Cells& c) {
+    return c.has_acc ? fmt("%.2f [%.2f, %.2f]", c.acc, c.acc_low, c.acc_high) : std::string("not evaluated");
+  };
+  auto delta_text = [](const Cells& c, bool first) { return !c.has_acc ? "-" : first ? "-" : fmt("%+.2f", c.delta); };
+
+  if (format == "table" || format == "markdown") {
+    const bool md = format == "markdown";
+    const std::vector<std::string> heads = {"stage", "top-1 % [95% CI]", "Δ pt", "params", "size", "MACs/inf",
+                                            "p50 ms [95% CI]", "mJ/inf ± 95% CI", "energy provenance", "speed-up",
+                                            "energy ratio", "Pareto"};
+    std::vector<std::vector<std::string>> table;
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      const Cells& c = all[i];
+      table.push_back({c.label, acc_text(c), delta_text(c, i == 0), count_text(double(c.params)), bytes_text(double(c.bytes)),
+                       count_text(double(c.macs)), fmt("%.3g [%.3g, %.3g]", c.p50, c.p50_low, c.p50_high),
+                       fmt("%.4g ± %.2g", c.mj, c.mj_ci), c.provenance, fmt("%.2fx", c.speedup),
+                       fmt("%.2fx", c.energy_ratio), c.pareto ? "*" : ""});
+    }
+    if (md) {
+      out << "**" << markdown_escape(title) << "** (batch " << batch << ")\n\n|";
+      for (const auto& h : heads) out << " " << h << " |";
+      out << "\n|";
+      for (std::size_t i = 0; i < heads.size(); ++i) out << (i == 0 || i == 8 ? " --- |" : " ---: |");
+      out << "\n";
+      for (const auto& row : table) {
+        out << "|";
+        for (const auto& cell : row) out << " " << markdown_escape(cell) << " |";
+        out << "\n";
+      }
+      out << "\n" << kRatioNote << " Energy: " ;
+      for (std::size_t i = 0; i < sources.size(); ++i) out << (i ? "; " : "") << sources[i];
+      out << ".\n\n<details><summary>manifest</summary>\n\n";
+      for (const auto& [k, v] : manifest.entries) out << "- " << k << ": " << markdown_escape(v) << "\n";
+      out << "\n</details>\n";
+      return;
+    }
+    std::vector<std::size_t> widths(heads.size());
+    for (std::size_t i = 0; i < heads.size(); ++i) {
+      widths[i] = heads[i].size();
+      for (const auto& row : table) {
+        std::size_t shown = 0;
+        for (unsigned char ch : row[i]) shown += (ch & 0xC0) != 0x80;
+        widths[i] = std::max(widths[i], shown);
+      }
+      widths[i] += 3;
+    }
+    out << title << " (batch " << batch << ")\n\n";
+    // Right-aligned numbers; a left-aligned column gets its gap on the left.
+    auto cell = [&](std::size_t i, const std::string& text) {
+      const bool left = i == 0 || i == 8 || i == 11;
+      if (left && i > 0) out << "   ";
+      pad(out, text, left ? widths[i] - (i > 0 ? 3 : 0) : widths[i], !left);
+    };
+    for (std::size_t i = 0; i < heads.size(); ++i) cell(i, heads[i]);
+    out << "\n";
+    for (const auto& row : table) {
+      for (std::size_t i = 0; i < row.size(); ++i) cell(i, row[i]);
+      out << "\n";
+    }
+    out << "\n" << kRatioNote << "\nPareto *: no other row is both more accurate and cheaper in energy.\n";
+    out << "content sha256 (TorchScript archive without joulecut's metadata):\n";
+    for (std::size_t i = 0; i < all.size(); ++i) out << "  " << all[i].sha.substr(0, 16) << "  " << all[i].label << "\n";
+    out << "energy figures:\n";
+    for (const auto& source : sources) out << "  " << source << "\n";
+    out << "\nmanifest:\n";
+    for (const auto& [k, v] : manifest.entries) out << "  " << k << ": " << v << "\n";
+    return;
+  }
+  if (format == "csv") {
+    for (const auto& [k, v] : manifest.entries) out << "# " << k << ": " << v << "\n";
+    out << "stage,config,batch,accuracy_pct,accuracy_ci95_low,accuracy_ci95_high,delta_accuracy_pt,parameters,file_bytes,"
+           "macs_per_inf,p50_ms,p50_ci95_low_ms,p50_ci95_high_ms,energy_mj_per_inf,energy_ci95_mj,energy_provenance,"
+           "speedup,energy_ratio,size_ratio,pareto,content_sha256\n";
+    for (const auto& c : all) {
+      out << csv_quote(c.label) << ',' << csv_quote(c.config) << ',' << batch << ',';
+      if (c.has_acc) out << c.acc << ',' << c.acc_low << ',' << c.acc_high << ',' << c.delta << ',';
+      else out << ",,,,";
+      out << c.params << ',' << c.bytes << ',' << c.macs << ',' << c.p50 << ',' << c.p50_low << ',' << c.p50_high << ','
+          << c.mj << ',' << c.mj_ci << ',' << csv_quote(c.provenance) << ',' << c.speedup << ',' << c.energy_ratio << ','
+          << c.size_ratio << ',' << (c.pareto ? 1 : 0) << ',' << c.sha << "\n";
+    }
+    return;
+  }
+  if (format == "latex") {
+    // booktabs, ready for \input inside a table environment.
+    out << "% " << title << " (batch " << batch << "); generated by joulecut, do not edit.\n";
+    for (const auto& [k, v] : manifest.entries) out << "% " << k << ": " << v << "\n";
+    out << "\\begin{tabular}{lrrrrrrrrr}\n\\toprule\n"
+        << "Stage & Top-1 (\\%) & $\\Delta$ (pt) & Params & Size & MACs & p50 (ms) & Energy (mJ/inf) & Speed-up & Energy ratio \\\\\n"
+        << "\\midrule\n";
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      const Cells& c = all[i];
+      out << latex_escape(c.label) << " & "
+          << (c.has_acc ? fmt("%.2f {\\scriptsize [%.2f, %.2f]}", c.acc, c.acc_low, c.acc_high) : std::string("--")) << " & "
+          << (i == 0 || !c.has_acc ? std::string("--") : fmt("%+.2f", c.delta)) << " & " << latex_escape(count_text(double(c.params)))
+          << " & " << latex_escape(bytes_text(double(c.bytes))) << " & " << latex_escape(count_text(double(c.macs))) << " & "
+          << fmt("%.3g {\\scriptsize [%.3g, %.3g]}", c.p50, c.p50_low, c.p50_high) << " & "
+          << fmt("%.4g $\\pm$ %.2g", c.mj, c.mj_ci) << " & " << fmt("%.2f$\\times$", c.speedup) << " & "
+          << fmt("%.2f$\\times$", c.energy_ratio) << " \\\\\n";
+    }
+    out << "\\bottomrule\n\\end{tabular}\n% energy: ";
+    for (std::size_t i = 0; i < sources.size(); ++i) out << (i ? "; " : "") << sources[i];
+    out << "\n% " << kRatioNote << "\n";
+    return;
+  }
+  using json = nlohmann::ordered_json;
+  json jrows = json::array();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const Cells& c = all[i];
+    json row = {{"stage", c.label}, {"config", c.config}, {"batch", batch}};
+    row["accuracy_pct"] = c.has_acc ? json{{"value", c.acc}, {"ci95", {c.acc_low, c.acc_high}}} : json(nullptr);
+    row["delta_accuracy_pt"] = c.has_acc && i > 0 ? json(c.delta) : json(nullptr);
+    row["parameters"] = c.params;
+    row["file_bytes"] = c.bytes;
+    row["macs_per_inference"] = c.macs;
+    row["p50_ms"] = {{"value", c.p50}, {"ci95", {c.p50_low, c.p50_high}}};
+    row["energy_mj_per_inference"] = {{"mean", c.mj}, {"ci95_half_width", c.mj_ci}, {"provenance", c.provenance}};
+    row["speedup"] = c.speedup;
+    row["energy_ratio"] = c.energy_ratio;
+    row["size_ratio"] = c.size_ratio;
+    row["pareto"] = c.pareto;
+    row["content_sha256"] = c.sha;
+    jrows.push_back(row);
+  }
+  json jmanifest = json::object();
+  for (const auto& [k, v] : manifest.entries) jmanifest[k] = v;
+  out << json{{"title", title}, {"batch", batch}, {"rows", jrows}, {"note", kRatioNote}, {"manifest", jmanifest}}.dump(2)
+      << "\n";
+}
+
+namespace {
+
+std::string gnuplot_quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+void run_gnuplot(const std::string& script_path, const std::string& log_path) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  std::vector<char*> argv = {const_cast<char*>("gnuplot"), const_cast<char*>(script_path.c_str()), nullptr};
+  pid_t pid = 0;
+  const int spawned = posix_spawnp(&pid, "gnuplot", &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0)
+    throw UserError("plots need gnuplot, which is not installed (Debian package gnuplot-nox; scripts/setup installs it)");
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::ifstream log(log_path);
+    std::string first;
+    std::getline(log, first);
+    throw UserError("gnuplot failed on " + script_path + ": " + first);
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> write_tradeoff_plots(const std::vector<LedgerPoint>& points, const std::string& prefix,
+                                              const TradeoffOptions& options) {
+  const auto rows = tradeoff_rows(points, options);
+  const std::int64_t batch = table_batch(rows, options);
+  const auto sources = energy_sources(rows, batch);
+  // Data: one line per evaluated row.
+  std::vector<Cells> shown;
+  std::vector<std::string> lines;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const Cells c = cells(rows[i], batch);
+    if (!c.has_acc) continue;
+    const std::string label = rows.size() <= 8 ? c.label : (i == 0 ? "baseline" : "#" + std::to_string(rows[i].point->index));
+    std::string short_label = label.size() > 40 ? label.substr(0, 37) + "..." : label;
+    for (char& ch : short_label)
+      if (ch == '"') ch = '\'';
+    lines.push_back(fmt("%.9g %.9g %.9g ", c.mj, c.mj_ci, c.acc) + fmt("%.9g %.9g %.9g ", c.acc_low, c.acc_high, c.p50) +
+                    fmt("%.9g %.9g ", c.p50_low, c.p50_high) + (i == 0 ? "1 " : "0 ") + "\"" + short_label + "\"\n");
+    shown.push_back(c);
+  }
+  if (shown.empty()) throw UserError("no accuracy figures to plot (the ledger's points were not evaluated)");
+  std::string data;
+  for (const auto& l : lines) data += l;
+  // The Pareto front of accuracy against x (energy or latency), sorted by x.
+  auto front_of = [&](bool energy) {
+    std::vector<std::pair<double, std::string>> front;
+    for (std::size_t i = 0; i < shown.size(); ++i) {
+      const double x = energy ? shown[i].mj : shown[i].p50;
+      bool dominated = false;
+      for (std::size_t j = 0; j < shown.size(); ++j) {
+        const double ox = energy ? shown[j].mj : shown[j].p50;
+        if (j != i && ox <= x && shown[j].acc >= shown[i].acc && (ox < x || shown[j].acc > shown[i].acc)) dominated = true;
+      }
+      if (!dominated) front.emplace_back(x, lines[i]);
+    }
+    std::sort(front.begin(), front.end());
+    std::string out;
+    for (const auto& f : front) out += f.second;
+    return out;
+  };
+
+  const std::filesystem::path dir = std::filesystem::path(prefix).parent_path();
+  if (!dir.empty() && !std::filesystem::is_directory(dir))
+    throw UserError(prefix + ": cannot write plots: directory " + dir.string() + " does not exist");
+  const std::string work = prefix + ".plot-" + std::to_string(::getpid());
+  std::filesystem::create_directories(work);
+  struct Cleanup {
+    std::string path;
+    ~Cleanup() {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  } cleanup{work};
+  const std::string data_path = work + "/points.dat", front_path = work + "/front.dat";
+  std::ofstream(data_path) << data;
+
+  std::string energy_label = "energy per inference (mJ), ";
+  std::vector<std::string> short_sources;
+  for (const auto& r : rows) {
+    const std::string s = provenance_text(r.stage->at_batch(batch)->energy());
+    if (std::find(short_sources.begin(), short_sources.end(), s) == short_sources.end()) short_sources.push_back(s);
+  }
+  for (std::size_t i = 0; i < short_sources.size(); ++i) energy_label += (i ? "; " : "") + short_sources[i];
+  const std::string title = (options.title.empty() ? points.front().recipe : options.title) + ", batch " + std::to_string(batch);
+  std::vector<std::string> written;
+  for (const std::string kind : {"energy", "latency"}) {
+    const bool energy = kind == "energy";
+    // x, x error low/high, y, y low/high columns of points.dat.
+    const std::string x = energy ? "1" : "6", xlow = energy ? "($1-$2)" : "7", xhigh = energy ? "($1+$2)" : "8";
+    std::ofstream(front_path) << front_of(energy);
+    for (const std::string ext : {"svg", "png"}) {
+      const std::string target = prefix + "-" + kind + "." + ext;
+      const std::string temp = work + "/out." + ext;
+      std::ostringstream gp;
+      gp << (ext == "svg" ? "set terminal svg size 900,600 dynamic font 'sans,13' background rgb 'white'\n"
+                          : "set terminal pngcairo size 1200,800 font 'sans,13' background rgb 'white'\n")
+         << "set termoption noenhanced\n"
+         << "set output " << gnuplot_quote(temp) << "\n"
+         << "set title " << gnuplot_quote(title) << "\n"
+         << "set xlabel " << gnuplot_quote(energy ? energy_label : "latency per batch, p50 (ms), 95% CI of the median") << "\n"
+         << "set ylabel " << gnuplot_quote("top-1 accuracy (%), 95% Wilson CI") << "\n"
+         << "set grid\nset key outside bottom center horizontal\nset offsets graph 0.08, graph 0.3, graph 0.08, graph 0.08\n"
+         << "set yrange [0<*:*<100]\nset xrange [0<*:*]\n"
+         << "plot " << gnuplot_quote(data_path) << " using " << x << ":3:" << xlow << ":" << xhigh
+         << ":4:5 with xyerrorbars pt 7 ps 1.2 lc rgb '#1f77b4' title "
+         << gnuplot_quote(energy ? "configurations (energy " + energy_label.substr(energy_label.find(", ") + 2) + ")"
+                                 : "configurations (latency measured)")
+         << ", \\\n  " << gnuplot_quote(data_path) << " using " << x << ":($9==1?$3:1/0) with points pt 5 ps 1.8 lc rgb '#d62728' title 'baseline'"
+         << ", \\\n  " << gnuplot_quote(front_path) << " using " << x << ":3 with lines lw 2 dt 2 lc rgb '#2ca02c' title "
+         << gnuplot_quote(energy ? "Pareto front (accuracy vs energy)" : "Pareto front (accuracy vs latency)")
+         << ", \\\n  " << gnuplot_quote(data_path) << " using " << x << ":3:10 with labels offset char 1,char 0.8 left font ',10' notitle\n"
+         << "unset output\n";
+      const std::string script = work + "/plot.gp";
+      std::ofstream(script) << gp.str();
+      run_gnuplot(script, work + "/gnuplot.log");
+      std::ifstream produced(temp, std::ios::binary);
+      std::stringstream bytes;
+      bytes << produced.rdbuf();
+      if (bytes.str().empty()) throw UserError("gnuplot wrote nothing for " + target);
+      write_file_atomic(target, bytes.str());
+      written.push_back(target);
+    }
+  }
+  return written;
+}
+
+}  // namespace joulecut::measure
