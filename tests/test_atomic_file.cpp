@@ -10,15 +10,6 @@
 
 using Catch::Matchers::Contains;
 
-namespace {
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-}  // namespace
-
 TEST_CASE("atomic write replaces the target and leaves no temporary", "[io]") {
   TempDir dir;
   const auto path = dir.file("out.bin");

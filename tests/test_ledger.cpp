@@ -61,12 +61,6 @@ m::LedgerPoint point(std::int64_t index, const std::string& sweep = "s1") {
   return p;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 }  // namespace
 

@@ -357,6 +357,9 @@ expect_ok "search: best configuration within budget" "^best: #[0-9]+ " search "$
   || report "search: explored points in the ledger" fail "$(wc -l <"$tmp/search/ledger.jsonl")"
 expect_ok "search: no point within a budget is said so" "no configuration within 0 pt" search "$tmp/sweep.yaml" --grid "prune.sparsity=0.9" \
   --max-accuracy-drop 0 -o "$tmp/search0" --no-progress
+printf 'model: %s\ndata: %s\npasses: "distill<epochs=1>"\n' "$models/lenet5.pt" "$tmp/small" >"$tmp/nothing.yaml"
+expect_error "search: a recipe with nothing to search says so" "nothing.yaml: nothing to search: no prune-magnitude, prune-channel or int8 pass" \
+  search "$tmp/nothing.yaml" -o "$tmp/s4"
 expect_error "search: bad objective" "--minimize 'joules': choose energy, latency, size or macs" search "$tmp/sweep.yaml" --minimize joules -o "$tmp/s3"
 
 echo "$passed passed, $failed failed"
