@@ -77,6 +77,19 @@ TEST_CASE("a ledger line reads back as the point written", "[ledger]") {
   CHECK_THROWS_WITH(m::from_ledger_line("{"), Contains("not JSON"));
 }
 
+TEST_CASE("energy ratios compare like with like and say which", "[ledger]") {
+  auto base = point(0).stages[0].batches[0];
+  auto stage = point(0).stages[1].batches[0];
+  CHECK(m::energy_ratio(base, stage).value == Approx(2.0));
+  CHECK(m::energy_ratio(base, stage).provenance == "modeled");
+  base.meter = m::EnergyFigure{ci(0.01, 0.001), "measured", "rapl", "domains package-0"};
+  CHECK(m::energy_ratio(base, stage).provenance == "modeled");  // one meter only: the model on both sides
+  stage.meter = m::EnergyFigure{ci(0.002, 0.0001), "measured", "rapl", "domains package-0"};
+  CHECK(m::energy_ratio(base, stage).value == Approx(5.0));
+  CHECK(m::energy_ratio(base, stage).provenance == "measured");
+  CHECK(m::speedup(base, stage) == Approx(2.0));
+}
+
 TEST_CASE("a corrupt line is reported with its number and the rest is read", "[ledger]") {
   TempDir dir;
   const auto path = dir.file("ledger.jsonl");

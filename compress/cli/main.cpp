@@ -558,15 +558,13 @@ struct ExperimentCliOptions {
 void write_tradeoff_outputs(const std::vector<joulecut::measure::LedgerPoint>& points, const std::string& dir,
                             const std::string& name, const joulecut::measure::TradeoffOptions& options) {
   namespace m = joulecut::measure;
-  std::ostringstream console;
-  m::write_tradeoff(console, points, "table", options);
-  std::fputs(console.str().c_str(), stdout);
   const std::filesystem::path base = std::filesystem::path(dir) / name;
   std::vector<std::string> written;
   for (const auto& [format, ext] : std::vector<std::pair<std::string, std::string>>{
            {"table", "txt"}, {"csv", "csv"}, {"markdown", "md"}, {"latex", "tex"}, {"json", "json"}}) {
     std::ostringstream text;
     m::write_tradeoff(text, points, format, options);
+    if (format == "table") std::fputs(text.str().c_str(), stdout);
     const std::string path = base.string() + "." + ext;
     joulecut::write_file_atomic(path, text.str());
     written.push_back(path);
@@ -598,10 +596,6 @@ void print_problems(const std::vector<std::string>& problems) {
 void run_pipeline(ExperimentCliOptions o, const RunSettings& settings, const std::string& command) {
   apply_threads(settings);
   const joulecut::Recipe recipe = recipe_for(o.input, o.overrides, /*needs_passes=*/true);
-  for (const auto& v : recipe.variants)
-    for (std::size_t i = 0; i < v.passes.size(); ++i)
-      joulecut::refuse_to_overwrite_input(recipe.model, (std::filesystem::path(o.output_dir) /
-                                                         ("stage-" + std::to_string(i + 1) + "-" + v.passes[i].name + ".pt")).string());
   auto options = sweep_options(o, command);
   options.on_pass_report = print_pass_report;
   const auto result = joulecut::measure::run_recipe(recipe, options);
@@ -611,11 +605,11 @@ void run_pipeline(ExperimentCliOptions o, const RunSettings& settings, const std
     std::printf("wrote %s (no measurement: --no-measure)\n", result.ledger.c_str());
     return;
   }
-  const auto contents = joulecut::measure::read_ledger(result.ledger);
+  const auto& point = result.in_ledger.back();
   joulecut::measure::TradeoffOptions table;
   table.batch = o.batch;
-  table.title = "compress run " + recipe.name + ": " + contents.points.back().pipeline;
-  write_tradeoff_outputs({contents.points.back()}, o.output_dir, "stages", table);
+  table.title = "compress run " + recipe.name + ": " + point.pipeline;
+  write_tradeoff_outputs({point}, o.output_dir, "stages", table);
 }
 
 void run_sweep_command(ExperimentCliOptions o, const RunSettings& settings, const std::string& command) {
@@ -627,7 +621,6 @@ void run_sweep_command(ExperimentCliOptions o, const RunSettings& settings, cons
               (long long)result.points, (long long)result.ran, (long long)result.already_done,
               (long long)result.other_shards, result.ledger.c_str());
   if (o.no_measure) return;
-  const auto contents = joulecut::measure::read_ledger(result.ledger);
   if (result.other_shards > 0) {
     std::printf("this shard's points are in the ledger; merge every shard's ledger with: compress report LEDGER... -o DIR\n");
     return;
@@ -636,7 +629,7 @@ void run_sweep_command(ExperimentCliOptions o, const RunSettings& settings, cons
   table.batch = o.batch;
   table.all_stages = o.all_stages;
   table.title = "compress sweep " + recipe.name;
-  write_tradeoff_outputs(contents.points, o.output_dir, "sweep", table);
+  write_tradeoff_outputs(result.in_ledger, o.output_dir, "sweep", table);
 }
 
 void run_search_command(ExperimentCliOptions o, const RunSettings& settings, const std::string& command) {
@@ -654,7 +647,7 @@ void run_search_command(ExperimentCliOptions o, const RunSettings& settings, con
   table.batch = o.batch;
   table.title = "compress search " + recipe.name + ": minimize " + o.minimize + " within " +
                 short_number(o.max_accuracy_drop) + " pt of the baseline's accuracy";
-  if (result.sweep.other_shards == 0) write_tradeoff_outputs(result.explored, o.output_dir, "search", table);
+  if (result.sweep.other_shards == 0) write_tradeoff_outputs(result.sweep.in_ledger, o.output_dir, "search", table);
   std::printf("\n");
   if (!result.best) {
     std::printf("no configuration within %s pt of the baseline's accuracy; the explored points are in %s\n",
@@ -670,13 +663,10 @@ void run_search_command(ExperimentCliOptions o, const RunSettings& settings, con
               best.pipeline.c_str(), last.model_path.c_str());
   std::printf("  accuracy %.2f%% (baseline %.2f%%, drop %.2f pt; point estimates, 95%% CIs in the table)\n",
               100 * last.accuracy->value, 100 * base.accuracy->value, 100 * (base.accuracy->value - last.accuracy->value));
-  std::printf("  energy %.4g mJ/inf at batch %lld, %s; %.2fx less than the baseline measured alongside\n",
+  const auto ratio = joulecut::measure::energy_ratio(*bb, *b);
+  std::printf("  energy %.4g mJ/inf at batch %lld, %s; %.2fx less than the baseline measured alongside (%s)\n",
               b->energy().joules_per_inference.mean * 1e3, (long long)b->batch,
-              (b->energy().provenance + " (" + b->energy().source + ")").c_str(),
-              b->energy().joules_per_inference.mean > 0
-                  ? (b->meter && bb->meter ? bb->meter->joules_per_inference.mean : bb->modeled_time_power.joules_per_inference.mean) /
-                        b->energy().joules_per_inference.mean
-                  : 0.0);
+              (b->energy().provenance + " (" + b->energy().source + ")").c_str(), ratio.value, ratio.provenance.c_str());
   std::printf("  latency p50 %.4g ms (baseline %.4g ms)\n", b->p50_seconds * 1e3, bb->p50_seconds * 1e3);
 }
 

@@ -48,6 +48,20 @@ EnergyFigure energy_from(const json& j) {
 
 }  // namespace
 
+EnergyRatio energy_ratio(const BatchFigures& baseline, const BatchFigures& stage) {
+  const bool metered = baseline.meter && stage.meter;
+  const EnergyFigure& base = metered ? *baseline.meter : baseline.modeled_time_power;
+  const EnergyFigure& compared = metered ? *stage.meter : stage.modeled_time_power;
+  const double value = compared.joules_per_inference.mean > 0
+                           ? base.joules_per_inference.mean / compared.joules_per_inference.mean
+                           : 0;
+  return {value, compared.provenance};
+}
+
+double speedup(const BatchFigures& baseline, const BatchFigures& stage) {
+  return stage.p50_seconds > 0 ? baseline.p50_seconds / stage.p50_seconds : 0;
+}
+
 const BatchFigures* StageFigures::at_batch(std::int64_t batch) const {
   for (const auto& b : batches)
     if (b.batch == batch) return &b;
@@ -227,8 +241,7 @@ LedgerContents merge_ledgers(const std::vector<std::string>& paths) {
   std::map<std::int64_t, std::string> seen;  // point -> ledger it came from
   std::string sweep, first_path;
   for (const auto& path : paths) {
-    std::ifstream probe(path);
-    if (!probe) throw UserError(path + ": cannot open ledger (" + std::string(std::strerror(errno)) + ")");
+    if (!std::filesystem::exists(path)) throw UserError(path + ": cannot open ledger (no such file)");
     LedgerContents one = read_ledger(path);
     merged.problems.insert(merged.problems.end(), one.problems.begin(), one.problems.end());
     for (auto& p : one.points) {

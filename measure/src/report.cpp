@@ -7,15 +7,13 @@
 
 #include "joulecut/error.h"
 #include "joulecut/measure/runner.h"
+#include "table_text.h"
 
 namespace joulecut::measure {
 namespace {
 
-std::string fmt(const char* format, double a, double b = 0) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, format, a, b);
-  return buffer;
-}
+using table_text::fmt;
+using table_text::pad;
 
 // Energy per inference in millijoules with its 95% CI half-width.
 std::string mj(const MeanCI& v) {
@@ -31,14 +29,6 @@ const RunResult* baseline_for(const Report& report, const RunResult& run) {
 }
 
 std::string ratio(double base, double value) { return value > 0 && base > 0 ? fmt("%.2fx", base / value) : "-"; }
-
-void pad(std::ostream& out, const std::string& text, std::size_t width, bool right = false) {
-  // UTF-8 aware enough for "±": count code points, not bytes.
-  std::size_t shown = 0;
-  for (unsigned char ch : text) shown += (ch & 0xC0) != 0x80;
-  if (right) out << std::string(width > shown ? width - shown : 0, ' ') << text;
-  else out << text << std::string(width > shown ? width - shown : 0, ' ');
-}
 
 }  // namespace
 

@@ -31,58 +31,77 @@ std::string content_sha256(const torch::jit::Module& module) {
   return sha256_hex(archive.str());
 }
 
-std::string stage_file(int k, std::string name) {
-  for (char& c : name)
+// Where stage k (from 1) of a point is written, named after the pass's registered name.
+std::string stage_path(const std::string& stage_dir, int k, std::string pass_name) {
+  for (char& c : pass_name)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') c = '-';
-  return "stage-" + std::to_string(k) + "-" + name + ".pt";
+  return (std::filesystem::path(stage_dir) / ("stage-" + std::to_string(k) + "-" + pass_name + ".pt")).string();
 }
 
-EnergyFigure figure(const MeanCI& value, const std::string& provenance, const std::string& source, const std::string& detail) {
-  return EnergyFigure{value, provenance, source, detail};
+std::string point_dir(const SweepOptions& options, bool single_pipeline, std::int64_t index) {
+  if (single_pipeline) return options.output_dir;
+  char dir[32];
+  std::snprintf(dir, sizeof dir, "point-%04lld", (long long)index);
+  return (std::filesystem::path(options.output_dir) / dir).string();
 }
 
 std::string json_or_null_dump(const std::string& text) { return text.empty() ? "null" : text; }
 
-// Every pass of every point is built (and its options checked) before any work. Errors name
-// the grid key when one axis alone is at fault, else the point.
-void check_points(const Recipe& recipe, const std::vector<GridAxis>& grid, const std::vector<RecipePoint>& points) {
-  for (const auto& variant : recipe.variants) {
-    Recipe one = recipe;
-    one.variants = {variant};
+// The registered names of a pipeline's passes (aliases such as fold-bn resolved). Throws
+// UserError for an unknown pass or option.
+std::vector<std::string> pass_names_of(const std::vector<PassSpec>& passes) {
+  std::vector<std::string> names;
+  for (const auto& p : parse_pipeline(pipeline_text(passes))) names.push_back(p->name());
+  return names;
+}
+
+// Why a point's passes do not build: the variant itself, else the first grid value that fails
+// on its own, else the combination.
+[[noreturn]] void explain_bad_point(const Recipe& recipe, const RecipePoint& point, const UserError& error) {
+  const auto variant = std::find_if(recipe.variants.begin(), recipe.variants.end(),
+                                    [&](const RecipeVariant& v) { return v.name == point.variant; });
+  JOULECUT_ASSERT(variant != recipe.variants.end(), "a point comes from a variant of its recipe");
+  try {
+    pass_names_of(variant->passes);
+  } catch (const UserError& e) {
+    throw UserError(recipe.source + ": " + (recipe.variants.size() > 1 ? "variant " + variant->name + ": " : "") + e.what());
+  }
+  Recipe one = recipe;
+  one.variants = {*variant};
+  for (const auto& [key, value] : point.config) {
     try {
-      parse_pipeline(pipeline_text(variant.passes));
+      pass_names_of(expand(one, {GridAxis{key, {value}}}).front().passes);
     } catch (const UserError& e) {
-      throw UserError(recipe.source + ": " + (recipe.variants.size() > 1 ? "variant " + variant.name + ": " : "") + e.what());
-    }
-    for (const auto& axis : grid) {
-      for (const auto& value : axis.values) {
-        GridAxis single{axis.key, {value}};
-        for (const auto& p : expand(one, {single})) {
-          try {
-            parse_pipeline(pipeline_text(p.passes));
-          } catch (const UserError& e) {
-            throw UserError("grid key '" + axis.key + "' value '" + value + "': " + e.what());
-          }
-        }
-      }
+      throw UserError("grid key '" + key + "' value '" + value + "': " + e.what());
     }
   }
+  throw UserError("grid point #" + std::to_string(point.index) + " (" + point.label() + "): " + error.what());
+}
+
+// Every pass of every point is built (and its options checked) before any work; returns each
+// point's pass names.
+std::vector<std::vector<std::string>> check_points(const Recipe& recipe, const std::vector<RecipePoint>& points) {
+  std::vector<std::vector<std::string>> names;
   for (const auto& p : points) {
     try {
-      parse_pipeline(pipeline_text(p.passes));
+      names.push_back(pass_names_of(p.passes));
     } catch (const UserError& e) {
-      throw UserError("grid point #" + std::to_string(p.index) + " (" + p.label() + "): " + e.what());
+      explain_bad_point(recipe, p, e);
     }
   }
+  return names;
 }
 
 struct Inputs {
-  std::string model_sha256;
+  std::string model_sha256, content_sha256;
   std::optional<TensorDataset> train, test;
 };
 
 LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std::string& id, const std::string& stage_dir,
                       const Inputs& inputs, const SweepOptions& options) {
+  // Loaded afresh for every point: clones name their classes after those already in the
+  // model's compilation unit, so a point must not depend on the points run before it in
+  // this process for its content hashes to match a resumed or sharded sweep's.
   LoadedModel input = load_model(recipe.model);
   ModelMetadata metadata;
   if (input.metadata) metadata = *input.metadata;
@@ -113,7 +132,7 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
   baseline.index = 0;
   baseline.name = "baseline";
   baseline.model_path = recipe.model;
-  baseline.content_sha256 = content_sha256(input.module);
+  baseline.content_sha256 = inputs.content_sha256;
   out.stages.push_back(baseline);
 
   std::filesystem::create_directories(stage_dir);
@@ -129,7 +148,7 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
     provenance["stage"] = i + 1;
     provenance["passes_applied"] = applied;
     metadata.provenance_json = provenance.dump();
-    const std::string path = (std::filesystem::path(stage_dir) / stage_file(int(i + 1), passes[i]->name())).string();
+    const std::string path = stage_path(stage_dir, int(i + 1), passes[i]->name());
     save_model(module, metadata, path, recipe.model);
     StageFigures stage;
     stage.index = int(i + 1);
@@ -171,11 +190,11 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
         b.p99_seconds = r.p99_seconds;
         b.latency_seconds = r.latency_seconds;
         if (r.measured)
-          b.meter = figure(r.measured->joules_per_inference, provenance_name(r.measured->provenance), r.measured->meter,
-                           "domains " + r.measured->domains);
-        b.modeled_time_power = figure(r.modeled_time_power.joules_per_inference, "modeled", "time x power",
-                                      r.modeled_time_power.detail);
-        b.modeled_ops = figure(r.modeled_ops.joules_per_inference, "modeled", "ops", r.modeled_ops.detail);
+          b.meter = EnergyFigure{r.measured->joules_per_inference, provenance_name(r.measured->provenance), r.measured->meter,
+                                 "domains " + r.measured->domains};
+        b.modeled_time_power = EnergyFigure{r.modeled_time_power.joules_per_inference, "modeled", "time x power",
+                                            r.modeled_time_power.detail};
+        b.modeled_ops = EnergyFigure{r.modeled_ops.joules_per_inference, "modeled", "ops", r.modeled_ops.detail};
         s.batches.push_back(b);
       }
     }
@@ -196,14 +215,19 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
 SweepResult sweep_points(const Recipe& recipe, const std::vector<GridAxis>& grid, const SweepOptions& options,
                          bool single_pipeline) {
   const auto points = expand(recipe, grid);
-  check_points(recipe, grid, points);
+  const auto pass_names = check_points(recipe, points);
   if (std::filesystem::exists(options.output_dir) && !std::filesystem::is_directory(options.output_dir))
     throw UserError(options.output_dir + ": exists and is not a directory");
+  for (const auto& p : points)
+    for (std::size_t k = 0; k < pass_names[std::size_t(p.index)].size(); ++k)
+      refuse_to_overwrite_input(recipe.model, stage_path(point_dir(options, single_pipeline, p.index), int(k + 1),
+                                                         pass_names[std::size_t(p.index)][k]));
   const std::string ledger = (std::filesystem::path(options.output_dir) / "ledger.jsonl").string();
   Inputs inputs;
   {
     LoadedModel probe = load_model(recipe.model);  // a bad model fails before the data is read
     inputs.model_sha256 = sha256_file(recipe.model);
+    inputs.content_sha256 = content_sha256(probe.module);
     std::optional<DatasetSpec> spec;
     if (probe.metadata) spec = probe.metadata->dataset;
     inputs.test = load_dataset(data_source(recipe), Split::test, spec);
@@ -220,6 +244,7 @@ SweepResult sweep_points(const Recipe& recipe, const std::vector<GridAxis>& grid
     if (!options.resume)
       throw UserError(ledger + " exists (an earlier run): add --resume to continue it, or choose another -o directory");
     LedgerContents contents = read_ledger(ledger);
+    result.in_ledger = contents.points;
     for (const auto& p : contents.points) {
       if (p.sweep_id != id)
         throw UserError(ledger + ": point " + std::to_string(p.index) + " is from another sweep (" + p.sweep_id + ", recipe " +
@@ -247,10 +272,8 @@ SweepResult sweep_points(const Recipe& recipe, const std::vector<GridAxis>& grid
     const RecipePoint& p = *todo[i];
     if (options.progress && !single_pipeline)
       std::fprintf(stderr, "point %zu/%zu: #%lld %s\n", i + 1, todo.size(), (long long)p.index, p.label().c_str());
-    char dir[32];
-    std::snprintf(dir, sizeof dir, "point-%04lld", (long long)p.index);
-    const std::string stage_dir = single_pipeline ? options.output_dir : (std::filesystem::path(options.output_dir) / dir).string();
-    append_to_ledger(ledger, run_point(recipe, p, id, stage_dir, inputs, options));
+    result.in_ledger.push_back(run_point(recipe, p, id, point_dir(options, single_pipeline, p.index), inputs, options));
+    append_to_ledger(ledger, result.in_ledger.back());
     ++result.ran;
     bar.update(std::int64_t(i + 1), "#" + std::to_string(p.index) + " done");
   }
@@ -282,13 +305,14 @@ std::string default_search_space(const Recipe& recipe) {
       layers.push_back(p.name.substr(0, dot));
   }
   for (const auto& variant : recipe.variants) {
-    for (std::size_t i = 0; i < variant.passes.size(); ++i) {
-      const std::string& name = variant.passes[i].name;
+    const auto names = pass_names_of(variant.passes);
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      const std::string& name = names[i];
       const std::string key = std::to_string(i + 1) + ".";
       std::string axis;
-      if (name == "prune-magnitude" || name == "prune") axis = key + "sparsity=0.5,0.7,0.8,0.9";
+      if (name == "prune-magnitude") axis = key + "sparsity=0.5,0.7,0.8,0.9";
       else if (name == "prune-channel") axis = key + "ratio=0.25,0.5,0.75";
-      else if ((name == "quantize-static" || name == "quantize-int8" || name == "quantize-dynamic") && layers.size() >= 2)
+      else if ((name == "quantize-static" || name == "quantize-dynamic") && layers.size() >= 2)
         axis = key + "exclude=," + layers.front() + "," + layers.back() + "," + layers.front() + "|" + layers.back();
       if (!axis.empty() && space.find(axis) == std::string::npos) space += (space.empty() ? "" : " ") + axis;
     }
@@ -310,17 +334,15 @@ SearchResult run_search(const Recipe& recipe, const SearchOptions& options) {
   SweepOptions sweep = options.sweep;
   sweep.grid = out.space;
   out.sweep = run_sweep(recipe, sweep);
-  LedgerContents contents = read_ledger(out.sweep.ledger);
-  out.explored = contents.points;
   double best_cost = 0;
-  for (const auto& p : out.explored) {
+  for (const auto& p : out.sweep.in_ledger) {
     const StageFigures& base = p.stages.front();
     const StageFigures& last = p.stages.back();
     if (!base.accuracy || !last.accuracy) continue;
     if (100 * (base.accuracy->value - last.accuracy->value) > options.max_accuracy_drop) continue;
     const std::int64_t batch = options.batch > 0 ? options.batch : last.batches.front().batch;
     const BatchFigures* b = last.at_batch(batch);
-    if (!b) throw UserError("--batch " + std::to_string(batch) + ": the recipe did not measure it");
+    if (!b) throw UserError("--table-batch " + std::to_string(batch) + ": the recipe did not measure it");
     double cost = options.minimize == "energy"    ? b->energy().joules_per_inference.mean
                   : options.minimize == "latency" ? b->p50_seconds
                   : options.minimize == "size"    ? double(last.file_bytes)

@@ -10,23 +10,20 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "joulecut/atomic_file.h"
 #include "joulecut/error.h"
+#include "table_text.h"
 
 extern char** environ;
 
 namespace joulecut::measure {
 namespace {
 
-std::string fmt(const char* format, double a, double b = 0, double c = 0) {
-  char buffer[96];
-  std::snprintf(buffer, sizeof buffer, format, a, b, c);
-  return buffer;
-}
+using table_text::fmt;
+using table_text::pad;
 
 std::string count_text(double v) {
   if (v >= 1e9) return fmt("%.2fG", v / 1e9);
@@ -79,24 +76,11 @@ Cells cells(const TradeoffRow& row, std::int64_t batch) {
   c.mj = b->energy().joules_per_inference.mean * 1e3;
   c.mj_ci = b->energy().joules_per_inference.half_width * 1e3;
   c.provenance = provenance_text(b->energy());
-  c.speedup = b->p50_seconds > 0 ? base->p50_seconds / b->p50_seconds : 0;
-  // Ratios compare like with like: a metered baseline with a metered stage, else the model.
-  const EnergyFigure& stage_energy = b->energy();
-  const EnergyFigure& base_energy = (b->meter && base->meter) ? *base->meter : base->modeled_time_power;
-  const EnergyFigure& compared = (b->meter && base->meter) ? stage_energy : b->modeled_time_power;
-  c.energy_ratio = compared.joules_per_inference.mean > 0
-                       ? base_energy.joules_per_inference.mean / compared.joules_per_inference.mean
-                       : 0;
+  c.speedup = speedup(*base, *b);
+  c.energy_ratio = energy_ratio(*base, *b).value;
   c.size_ratio = c.bytes > 0 ? double(row.baseline->file_bytes) / double(c.bytes) : 0;
   c.pareto = row.pareto;
   return c;
-}
-
-void pad(std::ostream& out, const std::string& text, std::size_t width, bool right = false) {
-  std::size_t shown = 0;
-  for (unsigned char ch : text) shown += (ch & 0xC0) != 0x80;
-  if (right) out << std::string(width > shown ? width - shown : 0, ' ') << text;
-  else out << text << std::string(width > shown ? width - shown : 0, ' ');
 }
 
 std::string csv_quote(const std::string& s) {
@@ -127,11 +111,12 @@ std::string markdown_escape(const std::string& s) {
   return out;
 }
 
-std::vector<std::string> energy_sources(const std::vector<TradeoffRow>& rows, std::int64_t batch) {
+// The distinct energy sources of the rows: "modeled (time x power)", with its detail if asked.
+std::vector<std::string> energy_sources(const std::vector<TradeoffRow>& rows, std::int64_t batch, bool with_detail) {
   std::vector<std::string> sources;
   for (const auto& r : rows) {
     const EnergyFigure& e = r.stage->at_batch(batch)->energy();
-    const std::string s = provenance_text(e) + ": " + e.detail;
+    const std::string s = provenance_text(e) + (with_detail ? ": " + e.detail : "");
     if (std::find(sources.begin(), sources.end(), s) == sources.end()) sources.push_back(s);
   }
   return sources;
@@ -141,19 +126,28 @@ const char* kRatioNote =
     "speed-up (p50) and energy ratio: the baseline / this row at the same batch, measured side by side in the same run; "
     "> 1 is better. Accuracy and p50 intervals: 95% (Wilson; order statistics).";
 
-void mark_pareto(std::vector<TradeoffRow>& rows, std::int64_t batch) {
-  for (auto& r : rows) {
-    if (!r.stage->accuracy) continue;
-    const double e = r.stage->at_batch(batch)->energy().joules_per_inference.mean;
-    const double a = r.stage->accuracy->value;
-    r.pareto = true;
-    for (const auto& o : rows) {
-      if (&o == &r || !o.stage->accuracy) continue;
-      const double oe = o.stage->at_batch(batch)->energy().joules_per_inference.mean;
-      const double oa = o.stage->accuracy->value;
-      if (oe <= e && oa >= a && (oe < e || oa > a)) r.pareto = false;
+// For (cost, accuracy) pairs: true where no other pair is at least as cheap and as accurate,
+// and strictly better in one.
+std::vector<bool> pareto_front(const std::vector<std::pair<double, double>>& cost_accuracy) {
+  std::vector<bool> front(cost_accuracy.size(), true);
+  for (std::size_t i = 0; i < cost_accuracy.size(); ++i)
+    for (const auto& [cost, accuracy] : cost_accuracy) {
+      const auto& [c, a] = cost_accuracy[i];
+      if (cost <= c && accuracy >= a && (cost < c || accuracy > a)) front[i] = false;
     }
-  }
+  return front;
+}
+
+void mark_pareto(std::vector<TradeoffRow>& rows, std::int64_t batch) {
+  std::vector<std::pair<double, double>> evaluated;
+  std::vector<TradeoffRow*> which;
+  for (auto& r : rows)
+    if (r.stage->accuracy) {
+      evaluated.emplace_back(r.stage->at_batch(batch)->energy().joules_per_inference.mean, r.stage->accuracy->value);
+      which.push_back(&r);
+    }
+  const auto front = pareto_front(evaluated);
+  for (std::size_t i = 0; i < which.size(); ++i) which[i]->pareto = front[i];
 }
 
 }  // namespace
@@ -200,7 +194,7 @@ void write_tradeoff(std::ostream& out, const std::vector<LedgerPoint>& points, c
   std::vector<Cells> all;
   for (const auto& r : rows) all.push_back(cells(r, batch));
   const Manifest& manifest = points.front().manifest;
-  const auto sources = energy_sources(rows, batch);
+  const auto sources = energy_sources(rows, batch, /*with_detail=*/true);
   const std::string title = options.title.empty() ? "joulecut: " + points.front().recipe : options.title;
   auto acc_text = [](const Cells& c) {
     return c.has_acc ? fmt("%.2f [%.2f, %.2f]", c.acc, c.acc_low, c.acc_high) : std::string("not evaluated");
@@ -240,12 +234,8 @@ void write_tradeoff(std::ostream& out, const std::vector<LedgerPoint>& points, c
     }
     std::vector<std::size_t> widths(heads.size());
     for (std::size_t i = 0; i < heads.size(); ++i) {
-      widths[i] = heads[i].size();
-      for (const auto& row : table) {
-        std::size_t shown = 0;
-        for (unsigned char ch : row[i]) shown += (ch & 0xC0) != 0x80;
-        widths[i] = std::max(widths[i], shown);
-      }
+      widths[i] = table_text::shown_width(heads[i]);
+      for (const auto& row : table) widths[i] = std::max(widths[i], table_text::shown_width(row[i]));
       widths[i] += 3;
     }
     out << title << " (batch " << batch << ")\n\n";
@@ -371,7 +361,6 @@ std::vector<std::string> write_tradeoff_plots(const std::vector<LedgerPoint>& po
                                               const TradeoffOptions& options) {
   const auto rows = tradeoff_rows(points, options);
   const std::int64_t batch = table_batch(rows, options);
-  const auto sources = energy_sources(rows, batch);
   // Data: one line per evaluated row.
   std::vector<Cells> shown;
   std::vector<std::string> lines;
@@ -391,16 +380,12 @@ std::vector<std::string> write_tradeoff_plots(const std::vector<LedgerPoint>& po
   for (const auto& l : lines) data += l;
   // The Pareto front of accuracy against x (energy or latency), sorted by x.
   auto front_of = [&](bool energy) {
+    std::vector<std::pair<double, double>> cost_accuracy;
+    for (const auto& c : shown) cost_accuracy.emplace_back(energy ? c.mj : c.p50, c.acc);
+    const auto on_front = pareto_front(cost_accuracy);
     std::vector<std::pair<double, std::string>> front;
-    for (std::size_t i = 0; i < shown.size(); ++i) {
-      const double x = energy ? shown[i].mj : shown[i].p50;
-      bool dominated = false;
-      for (std::size_t j = 0; j < shown.size(); ++j) {
-        const double ox = energy ? shown[j].mj : shown[j].p50;
-        if (j != i && ox <= x && shown[j].acc >= shown[i].acc && (ox < x || shown[j].acc > shown[i].acc)) dominated = true;
-      }
-      if (!dominated) front.emplace_back(x, lines[i]);
-    }
+    for (std::size_t i = 0; i < shown.size(); ++i)
+      if (on_front[i]) front.emplace_back(cost_accuracy[i].first, lines[i]);
     std::sort(front.begin(), front.end());
     std::string out;
     for (const auto& f : front) out += f.second;
@@ -422,13 +407,9 @@ std::vector<std::string> write_tradeoff_plots(const std::vector<LedgerPoint>& po
   const std::string data_path = work + "/points.dat", front_path = work + "/front.dat";
   std::ofstream(data_path) << data;
 
-  std::string energy_label = "energy per inference (mJ), ";
-  std::vector<std::string> short_sources;
-  for (const auto& r : rows) {
-    const std::string s = provenance_text(r.stage->at_batch(batch)->energy());
-    if (std::find(short_sources.begin(), short_sources.end(), s) == short_sources.end()) short_sources.push_back(s);
-  }
-  for (std::size_t i = 0; i < short_sources.size(); ++i) energy_label += (i ? "; " : "") + short_sources[i];
+  std::string sources;
+  for (const auto& s : energy_sources(rows, batch, /*with_detail=*/false)) sources += (sources.empty() ? "" : "; ") + s;
+  const std::string energy_label = "energy per inference (mJ), " + sources;
   const std::string title = (options.title.empty() ? points.front().recipe : options.title) + ", batch " + std::to_string(batch);
   std::vector<std::string> written;
   for (const std::string kind : {"energy", "latency"}) {
@@ -451,7 +432,7 @@ std::vector<std::string> write_tradeoff_plots(const std::vector<LedgerPoint>& po
          << "set yrange [0<*:*<100]\nset xrange [0<*:*]\n"
          << "plot " << gnuplot_quote(data_path) << " using " << x << ":3:" << xlow << ":" << xhigh
          << ":4:5 with xyerrorbars pt 7 ps 1.2 lc rgb '#1f77b4' title "
-         << gnuplot_quote(energy ? "configurations (energy " + energy_label.substr(energy_label.find(", ") + 2) + ")"
+         << gnuplot_quote(energy ? "configurations (energy " + sources + ")"
                                  : "configurations (latency measured)")
          << ", \\\n  " << gnuplot_quote(data_path) << " using " << x << ":($9==1?$3:1/0) with points pt 5 ps 1.8 lc rgb '#d62728' title 'baseline'"
          << ", \\\n  " << gnuplot_quote(front_path) << " using " << x << ":3 with lines lw 2 dt 2 lc rgb '#2ca02c' title "

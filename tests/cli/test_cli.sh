@@ -262,6 +262,9 @@ expect_ok "run: distilled stage loads, zeros kept" "sparsity +[0-9.]+% zero" inf
 expect_error "run: unknown pass, did you mean" "unknown pass 'prune-magnitud' \\(did you mean 'prune-magnitude'\\?\\)" run "$models/lenet5.pt" --passes "prune-magnitud" -o "$tmp/run2"
 expect_error "run: unknown option, did you mean" "unknown option 'sparsty' \\(did you mean 'sparsity'\\?\\)" run "$models/lenet5.pt" --passes "prune<sparsty=0.5>" -o "$tmp/run2"
 expect_error "run: bad pass option" "distill.*temperature" run "$models/lenet5.pt" --passes "distill<temperature=-1>" -o "$tmp/run2"
+mkdir -p "$tmp/ow" && cp "$models/lenet5.pt" "$tmp/ow/stage-1-prune-magnitude.pt"
+expect_error "run: a stage never overwrites the input (pass given by its alias)" "refusing to overwrite the input" \
+  run "$tmp/ow/stage-1-prune-magnitude.pt" --passes "prune<sparsity=0.5>" -o "$tmp/ow"
 touch "$tmp/a-file"
 expect_error "run: output is a file" "a-file: exists and is not a directory" run "$models/lenet5.pt" --passes "fold-batchnorm" -o "$tmp/a-file"
 [ ! -e "$tmp/run2" ] && report "run: nothing created on error" ok || report "run: nothing created on error" fail "$tmp/run2 exists"

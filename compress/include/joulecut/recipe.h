@@ -38,7 +38,7 @@ struct RecipeVariant {
 
 struct Recipe {
   std::string name;
-  std::string source;       // the file it came from, or "inline"
+  std::string source;       // the file it came from, or "--passes"
   std::string model;        // resolved path
   std::string model_as_written;
   std::string data = "fashion-mnist", images, labels;  // as in joulecut::DataSource, resolved

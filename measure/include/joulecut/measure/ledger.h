@@ -34,6 +34,16 @@ struct BatchFigures {
   const EnergyFigure& energy() const { return meter ? *meter : modeled_time_power; }
 };
 
+// Ratios against the baseline measured in the same run (> 1 is better). Energy compares like
+// with like: the meter's figures when both have one, else the time x power model; the
+// provenance says which.
+struct EnergyRatio {
+  double value = 0;  // 0 when the stage's figure is 0
+  std::string provenance;
+};
+EnergyRatio energy_ratio(const BatchFigures& baseline, const BatchFigures& stage);
+double speedup(const BatchFigures& baseline, const BatchFigures& stage);  // p50 / p50; 0 when unknown
+
 struct StageFigures {
   int index = 0;               // 0: the input (baseline)
   std::string name;            // "baseline" or the pass as text

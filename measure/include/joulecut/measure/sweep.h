@@ -37,6 +37,7 @@ struct SweepResult {
   std::int64_t already_done = 0;    // found in the ledger (--resume)
   std::int64_t other_shards = 0;
   std::vector<std::string> problems;  // ledger lines that could not be read
+  std::vector<LedgerPoint> in_ledger;  // every point the ledger holds now: those found, then those run
 };
 
 // Expands the recipe with the grid, checks every point's passes and options (before any
@@ -57,8 +58,7 @@ struct SearchOptions {
 
 struct SearchResult {
   SweepResult sweep;
-  std::string space;                // the grid that was explored
-  std::vector<LedgerPoint> explored;
+  std::string space;                // the grid that was explored (the points: sweep.in_ledger)
   std::optional<LedgerPoint> best;  // absent when no point is within the budget
 };
 
