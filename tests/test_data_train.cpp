@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include "joulecut/threads.h"
 #include "joulecut/data.h"
 #include "joulecut/evaluate.h"
 #include "joulecut/models.h"

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "joulecut/threads.h"
 #include "joulecut/distill.h"
 #include "joulecut/evaluate.h"
 #include "joulecut/models.h"

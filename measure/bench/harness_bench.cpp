@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "joulecut/threads.h"
 #include "joulecut/data.h"
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"

@@ -74,16 +74,29 @@ struct DistillPassOptions {
   std::string optimizer = "sgd";
   std::string hints;  // '|'-separated TEACHER_LAYER:STUDENT_LAYER pairs
   double hint_weight = 1;
+  std::int64_t batch = 64;
+  double momentum = 0.9;
+  double weight_decay = 5e-4;
+  std::string schedule = "cosine";
+  int step_epochs = 5;
+  double gamma = 0.1;
 };
+
+// The distillation settings these options give (loss, hints, loop); `seed` and `progress` come
+// from the caller. Throws UserError for a malformed hint.
+DistillOptions distill_options(const DistillPassOptions& options, std::uint64_t seed, bool progress);
 
 class DistillPass final : public Pass {
  public:
   explicit DistillPass(DistillPassOptions options = {});
+  // Its options, declared once (pass_options.h).
+  static const OptionTable<DistillPassOptions>& options_table();
   static DistillPassOptions parse(const PassOptionMap& options);
   std::string name() const override { return "distill"; }
   std::string options_text() const override;
   // Needs context.train, and a teacher (the option, or context.teacher). Throws UserError
   // otherwise, and for the errors distill() throws.
+  bool needs_training_data() const override { return true; }
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;
 
  private:

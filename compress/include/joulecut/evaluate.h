@@ -31,8 +31,4 @@ void check_model_accepts(torch::jit::Module& module, const TensorDataset& data, 
 // Evaluates in eval mode without gradients. The module is switched to eval mode.
 EvalResult evaluate(torch::jit::Module& module, const TensorDataset& data, const EvalOptions& options = {});
 
-// Sets LibTorch's intra-op threads and pins the BLAS pool to one thread so they do not
-// oversubscribe. threads <= 0 means all logical cores. Returns the thread count set.
-int configure_threads(int threads);
-
 }  // namespace joulecut

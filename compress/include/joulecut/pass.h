@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "joulecut/data.h"
+#include "joulecut/pass_options.h"
 
 namespace joulecut {
 
@@ -57,21 +58,26 @@ class Pass {
   // when the pass cannot apply; a pass that applies to nothing says so, it never silently
   // does nothing.
   virtual PassResult run(const torch::jit::Module& module, PassContext& context) const = 0;
+  // True when run() needs context.train (fine-tuning, calibration, distillation), so callers
+  // load the training split only then.
+  virtual bool needs_training_data() const { return false; }
   std::string text() const;  // name<options>, as written in a pipeline
 };
-
-// Options as parsed from "k=v,k=v"; each pass's parser takes what it knows and rejects the
-// rest with the pass's name in the message.
-using PassOptionMap = std::map<std::string, std::string>;
 
 // Parses "a<k=v,k=v>,b" into passes from the registry (compress/src/passes.def). Aliases:
 // fold-bn (fold-batchnorm), quantize-int8 (quantize-static), prune (prune-magnitude).
 std::vector<std::unique_ptr<Pass>> parse_pipeline(const std::string& text);
+// One registered pass (canonical name or alias) from its options; throws UserError for an
+// unknown pass or option, or a value the pass refuses.
+std::unique_ptr<Pass> make_pass(const std::string& name, const PassOptionMap& options);
 // Prints passes back as text: parse_pipeline(print_pipeline(p)) gives the same passes.
 std::string print_pipeline(const std::vector<std::unique_ptr<Pass>>& passes);
 // The registered names, in registry order.
 std::vector<std::string> pass_names();
 // Every registered pass name with its options and their defaults, for --help.
 std::string describe_passes();
+// The options of the registered pass `name` (canonical or alias), from its option table.
+// Throws UserError for an unknown pass.
+std::vector<OptionInfo> pass_options(const std::string& name);
 
 }  // namespace joulecut

@@ -71,11 +71,14 @@ std::vector<ChannelGroup> channel_groups(const torch::jit::Module& module);
 class ChannelPrunePass final : public Pass {
  public:
   explicit ChannelPrunePass(ChannelPruneOptions options = {});
+  // Its options, declared once (pass_options.h).
+  static const OptionTable<ChannelPruneOptions>& options_table();
   static ChannelPruneOptions parse(const PassOptionMap& options);
   std::string name() const override { return "prune-channel"; }
   std::string options_text() const override;
   // The result's forward is the inlined, rewritten graph (group counts of depthwise
   // convolutions and reshape sizes follow the new widths); submodules keep their attributes.
+  bool needs_training_data() const override { return options_.finetune_epochs > 0; }
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;
 
  private:
@@ -98,6 +101,8 @@ struct SparseLoweringOptions {
 class LowerSparsePass final : public Pass {
  public:
   explicit LowerSparsePass(SparseLoweringOptions options = {});
+  // Its options, declared once (pass_options.h).
+  static const OptionTable<SparseLoweringOptions>& options_table();
   static SparseLoweringOptions parse(const PassOptionMap& options);
   std::string name() const override { return "lower-sparse"; }
   std::string options_text() const override;
@@ -110,9 +115,12 @@ class LowerSparsePass final : public Pass {
 class MagnitudePrunePass final : public Pass {
  public:
   explicit MagnitudePrunePass(MagnitudePruneOptions options = {});
+  // Its options, declared once (pass_options.h).
+  static const OptionTable<MagnitudePruneOptions>& options_table();
   static MagnitudePruneOptions parse(const PassOptionMap& options);
   std::string name() const override { return "prune-magnitude"; }
   std::string options_text() const override;
+  bool needs_training_data() const override { return options_.finetune_epochs > 0; }
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;
 
  private:
@@ -122,9 +130,12 @@ class MagnitudePrunePass final : public Pass {
 class NMPrunePass final : public Pass {
  public:
   explicit NMPrunePass(NMPruneOptions options = {});
+  // Its options, declared once (pass_options.h).
+  static const OptionTable<NMPruneOptions>& options_table();
   static NMPruneOptions parse(const PassOptionMap& options);
   std::string name() const override { return "prune-nm"; }
   std::string options_text() const override;
+  bool needs_training_data() const override { return options_.finetune_epochs > 0; }
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;
 
  private:

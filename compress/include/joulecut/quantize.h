@@ -18,6 +18,8 @@ struct FoldBatchNormOptions {};
 class FoldBatchNormPass final : public Pass {
  public:
   explicit FoldBatchNormPass(FoldBatchNormOptions options = {});
+  // Its options, declared once (pass_options.h).
+  static const OptionTable<FoldBatchNormOptions>& options_table();
   static FoldBatchNormOptions parse(const PassOptionMap& options);
   std::string name() const override { return "fold-batchnorm"; }
   std::string options_text() const override { return ""; }
@@ -37,6 +39,8 @@ struct DynamicQuantizeOptions {
 class DynamicQuantizePass final : public Pass {
  public:
   explicit DynamicQuantizePass(DynamicQuantizeOptions options = {});
+  // Its options, declared once (pass_options.h).
+  static const OptionTable<DynamicQuantizeOptions>& options_table();
   static DynamicQuantizeOptions parse(const PassOptionMap& options);
   std::string name() const override { return "quantize-dynamic"; }
   std::string options_text() const override;
@@ -75,12 +79,15 @@ struct StaticQuantizeOptions {
 class StaticQuantizePass final : public Pass {
  public:
   explicit StaticQuantizePass(StaticQuantizeOptions options = {});
+  // Its options, declared once (pass_options.h).
+  static const OptionTable<StaticQuantizeOptions>& options_table();
   static StaticQuantizeOptions parse(const PassOptionMap& options);
   std::string name() const override { return "quantize-static"; }
   std::string options_text() const override;
   // Needs context.train (calibration, validation). Throws UserError for a model with no
   // quantizable Conv2d/Linear layer, an unknown backend or observer, a bad percentile, a
   // calibration set the model does not accept, or a budget no int8 layer fits.
+  bool needs_training_data() const override { return true; }  // calibration
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;
 
  private:
@@ -102,6 +109,8 @@ struct FuseReluOptions {};
 class FuseReluPass final : public Pass {
  public:
   explicit FuseReluPass(FuseReluOptions options = {});
+  // Its options, declared once (pass_options.h).
+  static const OptionTable<FuseReluOptions>& options_table();
   static FuseReluOptions parse(const PassOptionMap& options);
   std::string name() const override { return "fuse-relu"; }
   std::string options_text() const override { return ""; }

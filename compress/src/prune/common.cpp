@@ -1,4 +1,4 @@
-#include "common.h"
+#include "prune/common.h"
 
 #include <fnmatch.h>
 #include <torch/csrc/jit/ir/ir.h>
@@ -13,25 +13,6 @@
 #include "joulecut/train_loop.h"
 
 namespace joulecut::prune_detail {
-
-LayerSelection read_selection(OptionReader& reader) {
-  LayerSelection s;
-  s.include = reader.text("include", "");
-  s.exclude = reader.text("exclude", "");
-  s.include_first_last = reader.flag("first-last", false);
-  return s;
-}
-
-void print_selection(std::vector<std::string>& out, const LayerSelection& s) {
-  if (!s.include.empty()) append_option(out, "include", s.include);
-  if (!s.exclude.empty()) append_option(out, "exclude", s.exclude);
-  if (s.include_first_last) append_option(out, "first-last", "true");
-}
-
-void read_finetune(OptionReader& r, int* epochs, double* lr) {
-  *epochs = r.integer("finetune-epochs", *epochs);
-  *lr = r.number("finetune-lr", *lr);
-}
 
 void check_finetune(const std::string& pass, int epochs) {
   if (epochs < 0) throw UserError(pass + ": finetune-epochs must be >= 0");

@@ -8,24 +8,36 @@
 #include <string>
 #include <vector>
 
-#include "../pass_options.h"
+#include "joulecut/pass_options.h"
 #include "joulecut/prune.h"
 
 namespace joulecut::prune_detail {
 
-LayerSelection read_selection(OptionReader& reader);
-void print_selection(std::vector<std::string>& out, const LayerSelection& s);
-
-// Fine-tuning options, shared by every pruning pass.
-void read_finetune(OptionReader& r, int* epochs, double* lr);
-void check_finetune(const std::string& pass, int epochs);
-// Prints only what differs from the options struct's defaults (`defaults`).
-template <typename Options>
-void print_finetune(std::vector<std::string>& out, const Options& options, const Options& defaults) {
-  if (options.finetune_epochs != defaults.finetune_epochs)
-    append_option(out, "finetune-epochs", std::to_string(options.finetune_epochs));
-  if (options.finetune_lr != defaults.finetune_lr) append_option(out, "finetune-lr", number_text(options.finetune_lr));
+// Option rows shared by the pruning passes, in the order their text prints them.
+template <class Options>
+std::vector<OptionDecl<Options>> selection_options() {
+  return {option_at<Options>("include", "only layers matching these '|'-separated globs (\"\": all)",
+                             [](Options& o) -> std::string& { return o.layers.include; }),
+          option_at<Options>("exclude", "skip layers matching these '|'-separated globs",
+                             [](Options& o) -> std::string& { return o.layers.exclude; }),
+          option_at<Options>("first-last", "also prune the first and last layers (the most sensitive)",
+                             [](Options& o) -> bool& { return o.layers.include_first_last; })};
 }
+template <class Options>
+std::vector<OptionDecl<Options>> finetune_options() {
+  return {option<Options>("finetune-epochs", "fine-tune with the zeros kept (0: none; needs training data)",
+                          &Options::finetune_epochs),
+          option<Options>("finetune-lr", "peak fine-tuning learning rate (cosine schedule)", &Options::finetune_lr)};
+}
+// The rows of several groups, in order.
+template <class Options>
+std::vector<OptionDecl<Options>> rows(std::initializer_list<std::vector<OptionDecl<Options>>> groups) {
+  std::vector<OptionDecl<Options>> out;
+  for (const auto& g : groups) out.insert(out.end(), g.begin(), g.end());
+  return out;
+}
+
+void check_finetune(const std::string& pass, int epochs);
 
 // True when `name` matches one of the '|'-separated glob `patterns`.
 bool matches_any(const std::string& name, const std::string& patterns);

@@ -9,8 +9,8 @@
 #include <cstdio>
 #include <functional>
 
-#include "../root_attributes.h"
-#include "common.h"
+#include "io/root_attributes.h"
+#include "prune/common.h"
 #include "joulecut/error.h"
 #include "joulecut/prune.h"
 #include "joulecut/sparse.h"
@@ -62,28 +62,20 @@ LowerSparsePass::LowerSparsePass(SparseLoweringOptions options) : options_(std::
   if (!(options_.min_speedup > 0)) throw UserError("lower-sparse: min-speedup must be > 0");
 }
 
-SparseLoweringOptions LowerSparsePass::parse(const PassOptionMap& map) {
-  OptionReader r("lower-sparse", map);
-  SparseLoweringOptions o;
-  o.min_sparsity = r.number("min-sparsity", o.min_sparsity);
-  o.batch = r.integer("batch", int(o.batch));
-  o.min_speedup = r.number("min-speedup", o.min_speedup);
-  o.include = r.text("include", o.include);
-  o.exclude = r.text("exclude", o.exclude);
-  r.finish();
-  return o;
+const OptionTable<SparseLoweringOptions>& LowerSparsePass::options_table() {
+  using O = SparseLoweringOptions;
+  static const OptionTable<O> table(
+      "lower-sparse", {option("min-sparsity", "layers with fewer zeros are not timed", &O::min_sparsity),
+                       option("batch", "the batch size the choice is timed at", &O::batch),
+                       option("min-speedup", "lower a layer only where sparse is at least this much faster", &O::min_speedup),
+                       option("include", "only layers matching these '|'-separated globs", &O::include),
+                       option("exclude", "skip layers matching these '|'-separated globs", &O::exclude)});
+  return table;
 }
 
-std::string LowerSparsePass::options_text() const {
-  const SparseLoweringOptions d;
-  std::vector<std::string> out;
-  if (options_.min_sparsity != d.min_sparsity) append_option(out, "min-sparsity", number_text(options_.min_sparsity));
-  if (options_.batch != d.batch) append_option(out, "batch", std::to_string(options_.batch));
-  if (options_.min_speedup != d.min_speedup) append_option(out, "min-speedup", number_text(options_.min_speedup));
-  if (!options_.include.empty()) append_option(out, "include", options_.include);
-  if (!options_.exclude.empty()) append_option(out, "exclude", options_.exclude);
-  return join_options(out);
-}
+SparseLoweringOptions LowerSparsePass::parse(const PassOptionMap& map) { return options_table().parse(map); }
+
+std::string LowerSparsePass::options_text() const { return options_table().print(options_); }
 
 PassResult LowerSparsePass::run(const torch::jit::Module& input, PassContext& context) const {
   torch::jit::Module module = clone_for_transform(input);

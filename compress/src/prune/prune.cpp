@@ -4,7 +4,7 @@
 
 #include <cstdio>
 
-#include "common.h"
+#include "prune/common.h"
 #include "joulecut/error.h"
 #include "joulecut/train_loop.h"
 
@@ -80,28 +80,22 @@ MagnitudePrunePass::MagnitudePrunePass(MagnitudePruneOptions options) : options_
                     " needs finetune-epochs >= steps (gradual pruning fine-tunes between steps)");
 }
 
-MagnitudePruneOptions MagnitudePrunePass::parse(const PassOptionMap& map) {
-  OptionReader r("prune-magnitude", map);
-  MagnitudePruneOptions o;
-  o.sparsity = r.number("sparsity", o.sparsity);
-  o.scope = r.text("scope", o.scope);
-  o.layers = read_selection(r);
-  read_finetune(r, &o.finetune_epochs, &o.finetune_lr);
-  o.steps = r.integer("steps", o.steps);
-  r.finish();
-  return o;
+const OptionTable<MagnitudePruneOptions>& MagnitudePrunePass::options_table() {
+  using O = MagnitudePruneOptions;
+  static const OptionTable<O> table(
+      "prune-magnitude",
+      rows<O>({{option("sparsity", "fraction of weights zeroed, in [0, 1)", &O::sparsity),
+                option("scope", "layer: each layer to the sparsity; global: one threshold for all layers", &O::scope)},
+               selection_options<O>(),
+               finetune_options<O>(),
+               {option("steps", "prune gradually in this many steps, fine-tuning between them (cubic schedule)",
+                       &O::steps)}}));
+  return table;
 }
 
-std::string MagnitudePrunePass::options_text() const {
-  const MagnitudePruneOptions d;
-  std::vector<std::string> out;
-  if (options_.sparsity != d.sparsity) append_option(out, "sparsity", number_text(options_.sparsity));
-  if (options_.scope != d.scope) append_option(out, "scope", options_.scope);
-  print_selection(out, options_.layers);
-  print_finetune(out, options_, d);
-  if (options_.steps != d.steps) append_option(out, "steps", std::to_string(options_.steps));
-  return join_options(out);
-}
+MagnitudePruneOptions MagnitudePrunePass::parse(const PassOptionMap& map) { return options_table().parse(map); }
+
+std::string MagnitudePrunePass::options_text() const { return options_table().print(options_); }
 
 PassResult MagnitudePrunePass::run(const torch::jit::Module& input, PassContext& context) const {
   torch::jit::Module module = clone_for_transform(input);
@@ -140,26 +134,18 @@ NMPrunePass::NMPrunePass(NMPruneOptions options) : options_(std::move(options)) 
   check_finetune("prune-nm", options_.finetune_epochs);
 }
 
-NMPruneOptions NMPrunePass::parse(const PassOptionMap& map) {
-  OptionReader r("prune-nm", map);
-  NMPruneOptions o;
-  o.n = r.integer("n", o.n);
-  o.m = r.integer("m", o.m);
-  o.layers = read_selection(r);
-  read_finetune(r, &o.finetune_epochs, &o.finetune_lr);
-  r.finish();
-  return o;
+const OptionTable<NMPruneOptions>& NMPrunePass::options_table() {
+  using O = NMPruneOptions;
+  static const OptionTable<O> table("prune-nm", rows<O>({{option("n", "weights kept per group", &O::n),
+                                                          option("m", "group size along the input dimension", &O::m)},
+                                                         selection_options<O>(),
+                                                         finetune_options<O>()}));
+  return table;
 }
 
-std::string NMPrunePass::options_text() const {
-  const NMPruneOptions d;
-  std::vector<std::string> out;
-  if (options_.n != d.n) append_option(out, "n", std::to_string(options_.n));
-  if (options_.m != d.m) append_option(out, "m", std::to_string(options_.m));
-  print_selection(out, options_.layers);
-  print_finetune(out, options_, d);
-  return join_options(out);
-}
+NMPruneOptions NMPrunePass::parse(const PassOptionMap& map) { return options_table().parse(map); }
+
+std::string NMPrunePass::options_text() const { return options_table().print(options_); }
 
 PassResult NMPrunePass::run(const torch::jit::Module& input, PassContext& context) const {
   torch::jit::Module module = clone_for_transform(input);

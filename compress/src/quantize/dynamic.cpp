@@ -6,9 +6,8 @@
 #include <cstdio>
 #include <map>
 
-#include "../pass_options.h"
-#include "../prune/common.h"
-#include "../root_attributes.h"
+#include "prune/common.h"
+#include "io/root_attributes.h"
 #include "engine.h"
 #include "joulecut/error.h"
 #include "joulecut/observers.h"
@@ -22,19 +21,16 @@ using torch::jit::Value;
 
 DynamicQuantizePass::DynamicQuantizePass(DynamicQuantizeOptions options) : options_(std::move(options)) {}
 
-DynamicQuantizeOptions DynamicQuantizePass::parse(const PassOptionMap& map) {
-  OptionReader r("quantize-dynamic", map);
-  DynamicQuantizeOptions o;
-  o.exclude = r.text("exclude", o.exclude);
-  r.finish();
-  return o;
+const OptionTable<DynamicQuantizeOptions>& DynamicQuantizePass::options_table() {
+  using O = DynamicQuantizeOptions;
+  static const OptionTable<O> table(
+      "quantize-dynamic", {option("exclude", "keep layers matching these '|'-separated globs in fp32", &O::exclude)});
+  return table;
 }
 
-std::string DynamicQuantizePass::options_text() const {
-  std::vector<std::string> out;
-  if (!options_.exclude.empty()) append_option(out, "exclude", options_.exclude);
-  return join_options(out);
-}
+DynamicQuantizeOptions DynamicQuantizePass::parse(const PassOptionMap& map) { return options_table().parse(map); }
+
+std::string DynamicQuantizePass::options_text() const { return options_table().print(options_); }
 
 PassResult DynamicQuantizePass::run(const torch::jit::Module& input, PassContext&) const {
   torch::jit::Module module = clone_for_transform(input);

@@ -5,9 +5,8 @@
 
 #include <map>
 
-#include "../pass_options.h"
-#include "../prune/common.h"
-#include "../root_attributes.h"
+#include "prune/common.h"
+#include "io/root_attributes.h"
 #include "joulecut/error.h"
 #include "joulecut/quantize.h"
 
@@ -34,11 +33,12 @@ bool only_shape_queries_besides(Value* v, Node* user) {
 
 FoldBatchNormPass::FoldBatchNormPass(FoldBatchNormOptions) {}
 
-FoldBatchNormOptions FoldBatchNormPass::parse(const PassOptionMap& map) {
-  OptionReader r("fold-batchnorm", map);
-  r.finish();
-  return {};
+const OptionTable<FoldBatchNormOptions>& FoldBatchNormPass::options_table() {
+  static const OptionTable<FoldBatchNormOptions> table("fold-batchnorm", {});
+  return table;
 }
+
+FoldBatchNormOptions FoldBatchNormPass::parse(const PassOptionMap& map) { return options_table().parse(map); }
 
 PassResult FoldBatchNormPass::run(const torch::jit::Module& input, PassContext&) const {
   torch::jit::Module module = clone_for_transform(input);

@@ -3,7 +3,7 @@
 // gone, and the int8 backends find the pair to run as one op.
 #include <torch/csrc/jit/ir/ir.h>
 
-#include "../prune/common.h"
+#include "prune/common.h"
 #include "joulecut/error.h"
 #include "joulecut/quantize.h"
 
@@ -26,11 +26,12 @@ GraphPreparation needed_preparation(const torch::jit::Module& module) {
 
 FuseReluPass::FuseReluPass(FuseReluOptions) {}
 
-FuseReluOptions FuseReluPass::parse(const PassOptionMap& map) {
-  OptionReader r("fuse-relu", map);
-  r.finish();
-  return {};
+const OptionTable<FuseReluOptions>& FuseReluPass::options_table() {
+  static const OptionTable<FuseReluOptions> table("fuse-relu", {});
+  return table;
 }
+
+FuseReluOptions FuseReluPass::parse(const PassOptionMap& map) { return options_table().parse(map); }
 
 PassResult FuseReluPass::run(const torch::jit::Module& input, PassContext&) const {
   torch::jit::Module module = clone_for_transform(input);

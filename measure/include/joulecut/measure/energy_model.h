@@ -21,6 +21,10 @@ struct TimePowerModel {
 // 4 W per logical core, CodeCarbon's constant for an unknown CPU.
 TimePowerModel make_time_power_model(std::optional<double> cpu_watts, int logical_cores);
 
+// "45.0 W x CPU share over 2 logical cores; W from ...": the model and its constants, for
+// tables and manifests.
+std::string describe_time_power(const TimePowerModel& model);
+
 // Energy per inference for a window that used `cpu_seconds` of process CPU time (all
 // threads) to run `inferences`: W x cpu_seconds / logical_cores / inferences.
 ModeledEnergy model_time_power(const TimePowerModel& model, double cpu_seconds, double inferences);

@@ -36,12 +36,24 @@ std::vector<TradeoffRow> tradeoff_rows(const std::vector<LedgerPoint>& points, c
 // has no figures at it.
 std::int64_t table_batch(const std::vector<TradeoffRow>& rows, const TradeoffOptions& options);
 
+// The rows and the batch they show, computed once; every format and plot renders the same
+// table. Precondition: `points` non-empty and outliving the table (rows point into it).
+struct TradeoffTable {
+  const std::vector<LedgerPoint>* points = nullptr;
+  TradeoffOptions options;
+  std::vector<TradeoffRow> rows;
+  std::int64_t batch = 0;
+};
+TradeoffTable tradeoff_table(const std::vector<LedgerPoint>& points, const TradeoffOptions& options);
+
 // format: table, csv, markdown, latex or json (UserError otherwise).
+void write_tradeoff(std::ostream& out, const TradeoffTable& table, const std::string& format);
 void write_tradeoff(std::ostream& out, const std::vector<LedgerPoint>& points, const std::string& format,
                     const TradeoffOptions& options);
 
 // Writes PREFIX-energy.{svg,png} and PREFIX-latency.{svg,png} (atomically) with gnuplot and
 // returns their paths. UserError when gnuplot is missing or fails.
+std::vector<std::string> write_tradeoff_plots(const TradeoffTable& table, const std::string& prefix);
 std::vector<std::string> write_tradeoff_plots(const std::vector<LedgerPoint>& points, const std::string& prefix,
                                               const TradeoffOptions& options);
 

@@ -160,6 +160,123 @@ struct CandidateState {
   std::string meter_name, domains;
 };
 
+// Read before any window runs, so a bad constants file fails at once.
+OpEnergyConstants op_energy_constants(const std::string& path) {
+  if (path.empty()) return default_op_energy_constants();
+  std::ifstream in(path);
+  if (!in) throw UserError(path + ": cannot open");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_op_energy_constants(text.str(), path);
+}
+
+// What the meter's domains draw with nothing running, in watts.
+double idle_watts(Meter& meter, double seconds, const std::function<void()>& sync) {
+  sync();
+  meter.start();
+  const auto t0 = Clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  return meter.stop().joules / seconds_since(t0);
+}
+
+// Warm-up; returns the iterations that make a window at least `min_window` seconds long.
+std::int64_t warm_up(Candidate& candidate, const at::Tensor& input, double warmup_seconds, double min_window,
+                     const std::function<void()>& sync) {
+  std::vector<double> times;
+  const auto start = Clock::now();
+  while (times.size() < 3 || seconds_since(start) < warmup_seconds) {
+    const auto t = Clock::now();
+    try {
+      candidate.module.forward({input});
+    } catch (const std::exception& e) {
+      std::ostringstream shape;
+      shape << input.sizes();
+      throw UserError(candidate.label + ": model fails on input " + shape.str() + " (" + torch_error_summary(e) + ")");
+    }
+    sync();
+    times.push_back(seconds_since(t));
+  }
+  std::sort(times.begin(), times.end());
+  const double typical = std::max(1e-7, times[times.size() / 2]);
+  return std::max<std::int64_t>(1, std::int64_t(std::ceil(min_window / typical)));
+}
+
+// One window of one candidate: s.iterations timed forwards inside the meter's window.
+void run_window(Candidate& candidate, CandidateState& s, const at::Tensor& input, std::int64_t batch, Meter* meter,
+                const TimePowerModel& time_power, double idle, const std::function<void()>& sync) {
+  sync();
+  const double cpu0 = process_cpu_seconds();
+  if (meter) meter->start();
+  const auto t0 = Clock::now();
+  auto last_poll = t0;
+  for (std::int64_t i = 0; i < s.iterations; ++i) {
+    const auto ti = Clock::now();
+    candidate.module.forward({input});
+    sync();
+    const auto done = Clock::now();
+    s.latencies.push_back(std::chrono::duration<double>(done - ti).count());
+    if (meter && done - last_poll > std::chrono::milliseconds(500)) {
+      meter->poll();  // long windows: read often enough that no wrap goes unnoticed
+      last_poll = done;
+    }
+  }
+  const double seconds = seconds_since(t0);
+  std::optional<MeasuredEnergy> energy;
+  if (meter) energy = meter->stop();
+  const double cpu_seconds = process_cpu_seconds() - cpu0;
+  const double inferences = double(s.iterations * batch);
+  s.window_seconds.push_back(seconds);
+  s.window_latency.push_back(seconds / double(s.iterations));
+  s.window_throughput.push_back(inferences / seconds);
+  s.modeled_tp.push_back(model_time_power(time_power, cpu_seconds, inferences).joules);
+  if (energy) {
+    s.measured.push_back(energy->joules / inferences);
+    s.net.push_back((energy->joules - idle * seconds) / inferences);
+    s.wraps += energy->wraps;
+    s.provenance = energy->provenance;
+    s.meter_name = energy->meter;
+  }
+}
+
+// The figures of one candidate over its windows.
+RunResult summarize(const Candidate& candidate, const CandidateState& s, const RunOptions& options, const Meter* meter,
+                    const TimePowerModel& time_power, const OpEnergyConstants& constants) {
+  RunResult r;
+  r.label = candidate.label;
+  r.device = options.device;
+  r.batch = options.batch;
+  r.windows = options.windows;
+  r.iterations_per_window = s.iterations;
+  r.window_seconds = mean_ci95(s.window_seconds).mean;
+  r.latency_seconds = mean_ci95(s.window_latency);
+  r.p50_seconds = quantile(s.latencies, 0.50);
+  std::tie(r.p50_low, r.p50_high) = median_ci95(s.latencies);
+  r.p99_seconds = quantile(s.latencies, 0.99);
+  r.throughput = mean_ci95(s.window_throughput);
+  if (meter) {
+    MeasuredEnergyStats m;
+    m.joules_per_inference = mean_ci95(s.measured);
+    if (options.idle_seconds > 0) m.net_joules_per_inference = mean_ci95(s.net);
+    m.provenance = s.provenance;
+    m.meter = meter->name();
+    m.domains = meter->domains();
+    m.wraps = s.wraps;
+    r.measured = m;
+    if (m.joules_per_inference.mean <= 0)
+      std::fprintf(stderr, "compress: warning: %s read zero energy for %s: windows too short for the counter?\n",
+                   meter->name().c_str(), r.label.c_str());
+  }
+  r.modeled_time_power.joules_per_inference = mean_ci95(s.modeled_tp);
+  r.modeled_time_power.model = "time x power";
+  r.modeled_time_power.detail = describe_time_power(time_power);
+  const auto ops = model_op_energy(constants, candidate.ops);
+  r.modeled_ops.joules_per_inference.mean = ops.joules;
+  r.modeled_ops.joules_per_inference.n = 1;
+  r.modeled_ops.model = ops.model;
+  r.modeled_ops.detail = ops.detail;
+  return r;
+}
+
 }  // namespace
 
 std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const at::Tensor& input,
@@ -170,135 +287,27 @@ std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const
   Meter* meter = choice.meter.get();
   const double min_window = std::max(options.min_window_seconds, meter ? 20 * meter->update_period_seconds() : 0.0);
   const auto time_power = make_time_power_model(options.cpu_watts, logical_cores());
-  // Read before any window runs, so a bad constants file fails at once.
-  const auto constants = options.energy_constants.empty()
-                             ? default_op_energy_constants()
-                             : parse_op_energy_constants(
-                                   [&] {
-                                     std::ifstream in(options.energy_constants);
-                                     if (!in) throw UserError(options.energy_constants + ": cannot open");
-                                     std::stringstream text;
-                                     text << in.rdbuf();
-                                     return text.str();
-                                   }(),
-                                   options.energy_constants);
-  const auto sync = [&] { compat::synchronize(device); };
+  const auto constants = op_energy_constants(options.energy_constants);
+  const std::function<void()> sync = [&] { compat::synchronize(device); };
   at::NoGradGuard no_grad;
 
-  // Idle baseline: what the meter's domains draw with nothing running.
-  double idle_watts = 0;
-  if (meter && options.idle_seconds > 0) {
-    sync();
-    meter->start();
-    const auto t0 = Clock::now();
-    std::this_thread::sleep_for(std::chrono::duration<double>(options.idle_seconds));
-    idle_watts = meter->stop().joules / seconds_since(t0);
-  }
-
-  // Warm-up, and the iterations that make a window at least min_window long.
+  const double idle = meter && options.idle_seconds > 0 ? idle_watts(*meter, options.idle_seconds, sync) : 0.0;
   std::vector<CandidateState> states(candidates.size());
-  for (std::size_t c = 0; c < candidates.size(); ++c) {
-    auto& module = candidates[c].module;
-    std::vector<double> times;
-    const auto start = Clock::now();
-    while (times.size() < 3 || seconds_since(start) < options.warmup_seconds) {
-      const auto t = Clock::now();
-      try {
-        module.forward({input});
-      } catch (const std::exception& e) {
-        std::ostringstream shape;
-        shape << input.sizes();
-        throw UserError(candidates[c].label + ": model fails on input " + shape.str() + " (" + torch_error_summary(e) +
-                        ")");
-      }
-      sync();
-      times.push_back(seconds_since(t));
-    }
-    std::sort(times.begin(), times.end());
-    const double typical = std::max(1e-7, times[times.size() / 2]);
-    states[c].iterations = std::max<std::int64_t>(1, std::int64_t(std::ceil(min_window / typical)));
-  }
+  for (std::size_t c = 0; c < candidates.size(); ++c)
+    states[c].iterations = warm_up(candidates[c], input, options.warmup_seconds, min_window, sync);
 
+  // Windows interleaved across candidates, so drift (thermal, other load) hits all alike.
   ProgressBar bar("measuring batch " + std::to_string(options.batch), options.windows, progress);
   for (int w = 0; w < options.windows; ++w) {
-    for (std::size_t c = 0; c < candidates.size(); ++c) {
-      auto& module = candidates[c].module;
-      auto& s = states[c];
-      sync();
-      const double cpu0 = process_cpu_seconds();
-      if (meter) meter->start();
-      const auto t0 = Clock::now();
-      auto last_poll = t0;
-      for (std::int64_t i = 0; i < s.iterations; ++i) {
-        const auto ti = Clock::now();
-        module.forward({input});
-        sync();
-        const auto done = Clock::now();
-        s.latencies.push_back(std::chrono::duration<double>(done - ti).count());
-        if (meter && done - last_poll > std::chrono::milliseconds(500)) {
-          meter->poll();  // long windows: read often enough that no wrap goes unnoticed
-          last_poll = done;
-        }
-      }
-      const double seconds = seconds_since(t0);
-      std::optional<MeasuredEnergy> energy;
-      if (meter) energy = meter->stop();
-      const double cpu_seconds = process_cpu_seconds() - cpu0;
-      const double inferences = double(s.iterations * options.batch);
-      s.window_seconds.push_back(seconds);
-      s.window_latency.push_back(seconds / double(s.iterations));
-      s.window_throughput.push_back(inferences / seconds);
-      s.modeled_tp.push_back(model_time_power(time_power, cpu_seconds, inferences).joules);
-      if (energy) {
-        s.measured.push_back(energy->joules / inferences);
-        s.net.push_back((energy->joules - idle_watts * seconds) / inferences);
-        s.wraps += energy->wraps;
-        s.provenance = energy->provenance;
-        s.meter_name = energy->meter;
-      }
-    }
+    for (std::size_t c = 0; c < candidates.size(); ++c)
+      run_window(candidates[c], states[c], input, options.batch, meter, time_power, idle, sync);
     bar.update(w + 1, "");
   }
   bar.finish("done");
 
   std::vector<RunResult> results;
-  for (std::size_t c = 0; c < candidates.size(); ++c) {
-    const auto& s = states[c];
-    RunResult r;
-    r.label = candidates[c].label;
-    r.device = options.device;
-    r.batch = options.batch;
-    r.windows = options.windows;
-    r.iterations_per_window = s.iterations;
-    r.window_seconds = mean_ci95(s.window_seconds).mean;
-    r.latency_seconds = mean_ci95(s.window_latency);
-    r.p50_seconds = quantile(s.latencies, 0.50);
-    std::tie(r.p50_low, r.p50_high) = median_ci95(s.latencies);
-    r.p99_seconds = quantile(s.latencies, 0.99);
-    r.throughput = mean_ci95(s.window_throughput);
-    if (meter) {
-      MeasuredEnergyStats m;
-      m.joules_per_inference = mean_ci95(s.measured);
-      if (options.idle_seconds > 0) m.net_joules_per_inference = mean_ci95(s.net);
-      m.provenance = s.provenance;
-      m.meter = meter->name();
-      m.domains = meter->domains();
-      m.wraps = s.wraps;
-      r.measured = m;
-      if (m.joules_per_inference.mean <= 0)
-        std::fprintf(stderr, "compress: warning: %s read zero energy for %s: windows too short for the counter?\n",
-                     meter->name().c_str(), r.label.c_str());
-    }
-    r.modeled_time_power.joules_per_inference = mean_ci95(s.modeled_tp);
-    r.modeled_time_power.model = "time x power";
-    r.modeled_time_power.detail = model_time_power(time_power, 1, 1).detail;
-    const auto ops = model_op_energy(constants, candidates[c].ops);
-    r.modeled_ops.joules_per_inference.mean = ops.joules;
-    r.modeled_ops.joules_per_inference.n = 1;
-    r.modeled_ops.model = ops.model;
-    r.modeled_ops.detail = ops.detail;
-    results.push_back(r);
-  }
+  for (std::size_t c = 0; c < candidates.size(); ++c)
+    results.push_back(summarize(candidates[c], states[c], options, meter, time_power, constants));
   return results;
 }
 
@@ -351,7 +360,7 @@ Manifest collect_manifest(const RunOptions& options, const MeterChoice& choice) 
                                                       : "gross (no idle baseline; --idle SECONDS adds net)");
   }
   const auto tp = make_time_power_model(options.cpu_watts, logical_cores());
-  m.set("model_time_power", format_double(tp.watts) + " W x CPU share; " + tp.source);
+  m.set("model_time_power", describe_time_power(tp));
   m.set("model_op_energy", options.energy_constants.empty() ? default_op_energy_constants().source
                                                             : options.energy_constants);
   return m;

@@ -7,7 +7,7 @@
 
 #include "joulecut/error.h"
 #include "joulecut/measure/runner.h"
-#include "table_text.h"
+#include "core/table_text.h"
 
 namespace joulecut::measure {
 namespace {

@@ -69,11 +69,4 @@ EvalResult evaluate(torch::jit::Module& module, const TensorDataset& data, const
   return result;
 }
 
-int configure_threads(int threads) {
-  const int n = threads > 0 ? threads : logical_cores();
-  at::set_num_threads(n);
-  set_blas_threads(1);
-  return n;
-}
-
 }  // namespace joulecut

@@ -20,13 +20,15 @@ namespace {
 struct Registered {
   const char* name;
   std::unique_ptr<Pass> (*make)(const PassOptionMap&);
-  const char* description;
+  std::vector<OptionInfo> (*options)();
+  const char* summary;
 };
 
 const std::vector<Registered>& registry() {
   static const std::vector<Registered> passes = {
-#define JOULECUT_PASS(NAME, CLASS, OPTIONS, DESCRIPTION) \
-  {NAME, [](const PassOptionMap& o) -> std::unique_ptr<Pass> { return std::make_unique<CLASS>(CLASS::parse(o)); }, DESCRIPTION},
+#define JOULECUT_PASS(NAME, CLASS, OPTIONS, SUMMARY)                                                   \
+  {NAME, [](const PassOptionMap& o) -> std::unique_ptr<Pass> { return std::make_unique<CLASS>(CLASS::parse(o)); }, \
+   [] { return CLASS::options_table().describe(); }, SUMMARY},
 #include "passes.def"
 #undef JOULECUT_PASS
   };
@@ -40,6 +42,22 @@ const std::vector<std::pair<std::string, std::string>>& aliases() {
   return table;
 }
 
+// The registered pass called `name` (or one of its aliases); throws UserError naming the known
+// passes when there is none.
+const Registered& find_pass(std::string name) {
+  for (const auto& [alias, canonical] : aliases())
+    if (name == alias) name = canonical;
+  for (const auto& r : registry())
+    if (name == r.name) return r;
+  std::string known;
+  std::vector<std::string> names;
+  for (const auto& r : registry()) {
+    known += (known.empty() ? "" : ", ") + std::string(r.name);
+    names.push_back(r.name);
+  }
+  throw UserError("unknown pass '" + name + "'" + did_you_mean(name, names) + "; known passes: " + known);
+}
+
 }  // namespace
 
 std::vector<std::unique_ptr<Pass>> parse_pipeline(const std::string& text) {
@@ -47,26 +65,15 @@ std::vector<std::unique_ptr<Pass>> parse_pipeline(const std::string& text) {
     throw UserError("empty pipeline: name at least one pass (" + describe_passes() + ")");
   std::vector<std::unique_ptr<Pass>> passes;
   for (const auto& spec : parse_pipeline_text(text)) {
-    std::string name = spec.name;
-    for (const auto& [alias, canonical] : aliases())
-      if (name == alias) name = canonical;
-    const Registered* found = nullptr;
-    for (const auto& r : registry())
-      if (name == r.name) found = &r;
-    if (!found) {
-      std::string known;
-      std::vector<std::string> names;
-      for (const auto& r : registry()) {
-        known += (known.empty() ? "" : ", ") + std::string(r.name);
-        names.push_back(r.name);
-      }
-      throw UserError("unknown pass '" + name + "'" + did_you_mean(name, names) + "; known passes: " + known);
-    }
     PassOptionMap options;
     for (const auto& [k, v] : spec.options) options[k] = v;
-    passes.push_back(found->make(options));
+    passes.push_back(make_pass(spec.name, options));
   }
   return passes;
+}
+
+std::unique_ptr<Pass> make_pass(const std::string& name, const PassOptionMap& options) {
+  return find_pass(name).make(options);
 }
 
 std::vector<std::string> pass_names() {
@@ -83,8 +90,11 @@ std::string print_pipeline(const std::vector<std::unique_ptr<Pass>>& passes) {
 
 std::string describe_passes() {
   std::string out;
-  for (const auto& r : registry()) out += std::string(out.empty() ? "" : "\n") + r.name + ": " + r.description;
+  for (const auto& r : registry())
+    out += std::string(out.empty() ? "" : "\n") + r.name + ": " + r.summary + "; " + options_summary(r.options());
   return out;
 }
+
+std::vector<OptionInfo> pass_options(const std::string& name) { return find_pass(name).options(); }
 
 }  // namespace joulecut

@@ -13,7 +13,7 @@
 #include "joulecut/error.h"
 #include "joulecut/model.h"
 #include "joulecut/torch_compat.h"
-#include "root_attributes.h"
+#include "io/root_attributes.h"
 #ifdef JOULECUT_HAVE_ONEDNN
 #include "joulecut/int8.h"
 #endif

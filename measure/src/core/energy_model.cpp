@@ -25,15 +25,19 @@ TimePowerModel make_time_power_model(std::optional<double> cpu_watts, int logica
   return model;
 }
 
+std::string describe_time_power(const TimePowerModel& model) {
+  char detail[256];
+  std::snprintf(detail, sizeof detail, "%.1f W x CPU share over %d logical cores; W from %s", model.watts,
+                model.logical_cores, model.source.c_str());
+  return detail;
+}
+
 ModeledEnergy model_time_power(const TimePowerModel& model, double cpu_seconds, double inferences) {
   JOULECUT_ASSERT(inferences > 0, "a window must contain inferences");
   ModeledEnergy out;
   out.model = "time x power";
   out.joules = model.watts * cpu_seconds / double(model.logical_cores) / inferences;
-  char detail[256];
-  std::snprintf(detail, sizeof detail, "%.1f W x CPU share over %d logical cores; W from %s", model.watts,
-                model.logical_cores, model.source.c_str());
-  out.detail = detail;
+  out.detail = describe_time_power(model);
   return out;
 }
 

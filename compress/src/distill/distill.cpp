@@ -11,7 +11,7 @@
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
 #include "joulecut/model.h"
-#include "pass_options.h"
+#include "joulecut/pass_options.h"
 #include "joulecut/progress.h"
 #include "prune/common.h"
 
@@ -234,37 +234,56 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
 
 DistillPass::DistillPass(DistillPassOptions options) : options_(std::move(options)) {}
 
+const OptionTable<DistillPassOptions>& DistillPass::options_table() {
+  using O = DistillPassOptions;
+  static const OptionTable<O> table(
+      "distill",
+      {path_option("teacher", "teacher TorchScript file (default: the pipeline's input model)", &O::teacher),
+       option("epochs", "training epochs", &O::epochs),
+       option("temperature", "softmax temperature T (> 0)", &O::temperature),
+       option("alpha", "weight of the teacher term, in [0, 1]; 1 - alpha on the labels", &O::alpha),
+       option("lr", "peak learning rate", &O::lr),
+       option("optimizer", "sgd (Nesterov momentum) or adam", &O::optimizer),
+       option("hints", "feature hints TEACHER_LAYER:STUDENT_LAYER, '|'-separated", &O::hints),
+       option("hint-weight", "weight of the hint loss", &O::hint_weight),
+       option("batch", "training batch size", &O::batch),
+       option("momentum", "SGD momentum", &O::momentum),
+       option("weight-decay", "weight decay", &O::weight_decay),
+       option("schedule", "cosine (per step, to 0) or step", &O::schedule),
+       option("step-epochs", "schedule=step: epochs between decays", &O::step_epochs),
+       option("gamma", "schedule=step: decay factor", &O::gamma)});
+  return table;
+}
+
 DistillPassOptions DistillPass::parse(const PassOptionMap& map) {
-  OptionReader r("distill", map);
-  DistillPassOptions o;
-  o.teacher = r.text("teacher", o.teacher);
-  o.epochs = r.integer("epochs", o.epochs);
-  o.temperature = r.number("temperature", o.temperature);
-  o.alpha = r.number("alpha", o.alpha);
-  o.lr = r.number("lr", o.lr);
-  o.optimizer = r.text("optimizer", o.optimizer);
-  o.hints = r.text("hints", o.hints);
-  o.hint_weight = r.number("hint-weight", o.hint_weight);
-  r.finish();
+  const DistillPassOptions o = options_table().parse(map);
   if (o.epochs < 1) throw UserError("distill: epochs must be >= 1");
+  if (o.batch < 1) throw UserError("distill: batch must be >= 1");
   check_loss_options({o.temperature, o.alpha});
   if (o.optimizer != "sgd" && o.optimizer != "adam") throw UserError("distill: optimizer '" + o.optimizer + "': choose sgd or adam");
   parse_hints(o.hints);
   return o;
 }
 
-std::string DistillPass::options_text() const {
-  const DistillPassOptions d;
-  std::vector<std::string> out;
-  if (options_.teacher != d.teacher) append_option(out, "teacher", options_.teacher);
-  if (options_.epochs != d.epochs) append_option(out, "epochs", std::to_string(options_.epochs));
-  if (options_.temperature != d.temperature) append_option(out, "temperature", number_text(options_.temperature));
-  if (options_.alpha != d.alpha) append_option(out, "alpha", number_text(options_.alpha));
-  if (options_.lr != d.lr) append_option(out, "lr", number_text(options_.lr));
-  if (options_.optimizer != d.optimizer) append_option(out, "optimizer", options_.optimizer);
-  if (options_.hints != d.hints) append_option(out, "hints", options_.hints);
-  if (options_.hint_weight != d.hint_weight) append_option(out, "hint-weight", number_text(options_.hint_weight));
-  return join_options(out);
+std::string DistillPass::options_text() const { return options_table().print(options_); }
+
+DistillOptions distill_options(const DistillPassOptions& o, std::uint64_t seed, bool progress) {
+  DistillOptions options;
+  options.loss = {o.temperature, o.alpha};
+  options.hints = parse_hints(o.hints);
+  options.hint_weight = o.hint_weight;
+  options.loop.epochs = o.epochs;
+  options.loop.batch = o.batch;
+  options.loop.learning_rate = o.lr;
+  options.loop.optimizer = o.optimizer;
+  options.loop.momentum = o.momentum;
+  options.loop.weight_decay = o.weight_decay;
+  options.loop.schedule = o.schedule;
+  options.loop.step_epochs = o.step_epochs;
+  options.loop.gamma = o.gamma;
+  options.loop.seed = seed;
+  options.loop.progress = progress;
+  return options;
 }
 
 PassResult DistillPass::run(const torch::jit::Module& module, PassContext& context) const {
@@ -279,16 +298,7 @@ PassResult DistillPass::run(const torch::jit::Module& module, PassContext& conte
   } else {
     throw UserError("distill: no teacher: give teacher=PATH, or run it in a pipeline (the pipeline's input model teaches)");
   }
-  DistillOptions options;
-  options.loss = {options_.temperature, options_.alpha};
-  options.hints = parse_hints(options_.hints);
-  options.hint_weight = options_.hint_weight;
-  options.loop.epochs = options_.epochs;
-  options.loop.learning_rate = options_.lr;
-  options.loop.optimizer = options_.optimizer;
-  options.loop.weight_decay = 5e-4;
-  options.loop.seed = context.seed;
-  options.loop.progress = context.progress;
+  const DistillOptions options = distill_options(options_, context.seed, context.progress);
   const auto result = distill(teacher, module, *context.train, context.test, options);
   PassReport report;
   report.pass = text();

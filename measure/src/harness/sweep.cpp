@@ -14,6 +14,7 @@
 #include "joulecut/measure/measure_files.h"
 #include "joulecut/model.h"
 #include "joulecut/pass.h"
+#include "joulecut/pipeline.h"
 #include "joulecut/progress.h"
 
 namespace joulecut::measure {
@@ -45,7 +46,6 @@ std::string point_dir(const SweepOptions& options, bool single_pipeline, std::in
   return (std::filesystem::path(options.output_dir) / dir).string();
 }
 
-std::string json_or_null_dump(const std::string& text) { return text.empty() ? "null" : text; }
 
 // The registered names of a pipeline's passes (aliases such as fold-bn resolved). Throws
 // UserError for an unknown pass or option.
@@ -93,8 +93,8 @@ std::vector<std::vector<std::string>> check_points(const Recipe& recipe, const s
 }
 
 struct Inputs {
-  std::string model_sha256, content_sha256;
-  std::optional<TensorDataset> train, test;
+  std::string content_sha256;
+  PipelineInput data;  // the data sets, loaded once; the model is loaded afresh for every point
 };
 
 LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std::string& id, const std::string& stage_dir,
@@ -102,23 +102,13 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
   // Loaded afresh for every point: clones name their classes after those already in the
   // model's compilation unit, so a point must not depend on the points run before it in
   // this process for its content hashes to match a resumed or sharded sweep's.
-  LoadedModel input = load_model(recipe.model);
-  ModelMetadata metadata;
-  if (input.metadata) metadata = *input.metadata;
-  else metadata.dataset = inputs.test->spec;
+  PipelineInput input = inputs.data;
+  input.loaded = load_model(recipe.model);
+  ModelMetadata metadata = input.metadata;
   const auto passes = parse_pipeline(pipeline_text(point.passes));
-  PassContext context;
-  context.seed = point.seed;
-  context.progress = options.progress;
-  context.teacher = &input.module;
-  context.train = &*inputs.train;
-  context.test = &*inputs.test;
-
-  json provenance = {{"command", options.command},     {"recipe", recipe.name},          {"recipe_file", recipe.source},
-                     {"sweep", id},                    {"point", point.index},           {"config", point.label()},
-                     {"pipeline", print_pipeline(passes)}, {"seed", point.seed},          {"source", recipe.model},
-                     {"source_sha256", inputs.model_sha256},
-                     {"source_provenance", input.metadata ? json::parse(json_or_null_dump(input.metadata->provenance_json)) : json()}};
+  PassContext context = pass_context(input, point.seed, options.progress);
+  const json point_fields = {{"recipe", recipe.name}, {"recipe_file", recipe.source}, {"sweep", id},
+                             {"point", point.index},  {"config", point.label()}};
   LedgerPoint out;
   out.sweep_id = id;
   out.recipe = recipe.name;
@@ -136,28 +126,29 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
   out.stages.push_back(baseline);
 
   std::filesystem::create_directories(stage_dir);
-  torch::jit::Module module = input.module;
   std::string applied;
-  for (std::size_t i = 0; i < passes.size(); ++i) {
-    if (options.progress)
-      std::fprintf(stderr, "  stage %zu/%zu: %s\n", i + 1, passes.size(), passes[i]->text().c_str());
-    auto result = passes[i]->run(module, context);
-    module = result.module;
+  PassHooks hooks;
+  hooks.before = [&](std::size_t i, const Pass& pass) {
+    if (options.progress) std::fprintf(stderr, "  stage %zu/%zu: %s\n", i + 1, passes.size(), pass.text().c_str());
+  };
+  hooks.after = [&](std::size_t i, const Pass& pass, const PassResult& result) {
     if (options.on_pass_report) options.on_pass_report(result.report);
-    applied += (i ? "," : "") + passes[i]->text();
-    provenance["stage"] = i + 1;
-    provenance["passes_applied"] = applied;
-    metadata.provenance_json = provenance.dump();
-    const std::string path = stage_path(stage_dir, int(i + 1), passes[i]->name());
-    save_model(module, metadata, path, recipe.model);
+    applied += (i ? "," : "") + pass.text();
+    json stage_fields = point_fields;
+    stage_fields["stage"] = i + 1;
+    stage_fields["passes_applied"] = applied;
+    metadata.provenance_json = pipeline_provenance(options.command, out.pipeline, point.seed, input, stage_fields.dump());
+    const std::string path = stage_path(stage_dir, int(i + 1), pass.name());
+    save_model(result.module, metadata, path, recipe.model);
     StageFigures stage;
     stage.index = int(i + 1);
-    stage.name = passes[i]->text();
+    stage.name = pass.text();
     stage.passes_applied = applied;
     stage.model_path = path;
-    stage.content_sha256 = content_sha256(module);
+    stage.content_sha256 = content_sha256(result.module);
     out.stages.push_back(stage);
-  }
+  };
+  apply_passes(passes, input.loaded.module, context, hooks);
 
   if (options.measure) {
     MeasureJob job;
@@ -208,13 +199,35 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
   out.manifest.entries.emplace_back("sweep", id);
   out.manifest.entries.emplace_back("pipeline", out.pipeline);
   out.manifest.entries.emplace_back("pipeline_seed", std::to_string(point.seed));
-  out.manifest.entries.emplace_back("model_sha256", inputs.model_sha256);
+  out.manifest.entries.emplace_back("model_sha256", input.sha256);
   return out;
+}
+
+// Options that name files (distill<teacher=...>) are read, like the recipe's model and data,
+// from the recipe's folder when relative.
+std::vector<RecipePoint> with_recipe_paths(std::vector<RecipePoint> points, const Recipe& recipe) {
+  if (recipe.source == "--passes") return points;  // written on the command line: relative to the shell
+  const std::filesystem::path base = std::filesystem::path(recipe.source).parent_path();
+  for (auto& point : points)
+    for (auto& pass : point.passes) {
+      std::vector<OptionInfo> options;
+      try {
+        options = pass_options(pass.name);
+      } catch (const UserError&) {
+        continue;  // an unknown pass: check_points says so, with its variant
+      }
+      for (const auto& info : options)
+        for (auto& [key, value] : pass.options)
+          if (key == info.name && info.type == OptionType::path && !value.empty() &&
+              std::filesystem::path(value).is_relative())
+            value = (base / value).lexically_normal().string();
+    }
+  return points;
 }
 
 SweepResult sweep_points(const Recipe& recipe, const std::vector<GridAxis>& grid, const SweepOptions& options,
                          bool single_pipeline) {
-  const auto points = expand(recipe, grid);
+  const auto points = with_recipe_paths(expand(recipe, grid), recipe);
   const auto pass_names = check_points(recipe, points);
   if (std::filesystem::exists(options.output_dir) && !std::filesystem::is_directory(options.output_dir))
     throw UserError(options.output_dir + ": exists and is not a directory");
@@ -225,16 +238,20 @@ SweepResult sweep_points(const Recipe& recipe, const std::vector<GridAxis>& grid
   const std::string ledger = (std::filesystem::path(options.output_dir) / "ledger.jsonl").string();
   Inputs inputs;
   {
-    LoadedModel probe = load_model(recipe.model);  // a bad model fails before the data is read
-    inputs.model_sha256 = sha256_file(recipe.model);
-    inputs.content_sha256 = content_sha256(probe.module);
-    std::optional<DatasetSpec> spec;
-    if (probe.metadata) spec = probe.metadata->dataset;
-    inputs.test = load_dataset(data_source(recipe), Split::test, spec);
-    check_model_accepts(probe.module, *inputs.test, recipe.model);
-    inputs.train = load_dataset(data_source(recipe), Split::train, spec);
+    // A bad model fails before the data is read; the training split is read only when a pass
+    // of some point trains or calibrates.
+    bool with_training = false;
+    for (const auto& p : points) with_training = with_training || needs_training_data(parse_pipeline(pipeline_text(p.passes)));
+    inputs.data = load_pipeline_input(recipe.model, data_source(recipe), /*with_data=*/false);
+    inputs.content_sha256 = content_sha256(inputs.data.loaded.module);
+    const std::optional<DatasetSpec> spec =
+        inputs.data.loaded.metadata ? std::optional<DatasetSpec>(inputs.data.loaded.metadata->dataset) : std::nullopt;
+    inputs.data.test = load_dataset(data_source(recipe), Split::test, spec);
+    check_model_accepts(inputs.data.loaded.module, *inputs.data.test, recipe.model);
+    if (!inputs.data.loaded.metadata) inputs.data.metadata.dataset = inputs.data.test->spec;
+    if (with_training) inputs.data.train = load_dataset(data_source(recipe), Split::train, spec);
   }
-  const std::string id = sweep_id(recipe, inputs.model_sha256, grid);
+  const std::string id = sweep_id(recipe, inputs.data.sha256, grid);
 
   SweepResult result;
   result.ledger = ledger;

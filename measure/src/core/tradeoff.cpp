@@ -15,6 +15,7 @@
 
 #include "joulecut/atomic_file.h"
 #include "joulecut/error.h"
+#include "joulecut/text.h"
 #include "table_text.h"
 
 extern char** environ;
@@ -24,18 +25,6 @@ namespace {
 
 using table_text::fmt;
 using table_text::pad;
-
-std::string count_text(double v) {
-  if (v >= 1e9) return fmt("%.2fG", v / 1e9);
-  if (v >= 1e6) return fmt("%.2fM", v / 1e6);
-  if (v >= 1e3) return fmt("%.1fk", v / 1e3);
-  return fmt("%.0f", v);
-}
-
-std::string bytes_text(double v) {
-  if (v >= 1024.0 * 1024) return fmt("%.2f MiB", v / 1024 / 1024);
-  return fmt("%.1f KiB", v / 1024);
-}
 
 std::string provenance_text(const EnergyFigure& e) { return e.provenance + " (" + e.source + ")"; }
 
@@ -185,12 +174,24 @@ std::int64_t table_batch(const std::vector<TradeoffRow>& rows, const TradeoffOpt
   return batch;
 }
 
+TradeoffTable tradeoff_table(const std::vector<LedgerPoint>& points, const TradeoffOptions& options) {
+  TradeoffTable table{&points, options, tradeoff_rows(points, options), 0};
+  table.batch = table_batch(table.rows, options);
+  return table;
+}
+
 void write_tradeoff(std::ostream& out, const std::vector<LedgerPoint>& points, const std::string& format,
                     const TradeoffOptions& options) {
+  write_tradeoff(out, tradeoff_table(points, options), format);
+}
+
+void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std::string& format) {
   if (format != "table" && format != "csv" && format != "markdown" && format != "latex" && format != "json")
     throw UserError("--format '" + format + "': choose table, csv, markdown, latex or json");
-  const auto rows = tradeoff_rows(points, options);
-  const std::int64_t batch = table_batch(rows, options);
+  const auto& points = *tradeoff.points;
+  const auto& options = tradeoff.options;
+  const auto& rows = tradeoff.rows;
+  const std::int64_t batch = tradeoff.batch;
   std::vector<Cells> all;
   for (const auto& r : rows) all.push_back(cells(r, batch));
   const Manifest& manifest = points.front().manifest;
@@ -209,8 +210,8 @@ void write_tradeoff(std::ostream& out, const std::vector<LedgerPoint>& points, c
     std::vector<std::vector<std::string>> table;
     for (std::size_t i = 0; i < all.size(); ++i) {
       const Cells& c = all[i];
-      table.push_back({c.label, acc_text(c), delta_text(c, i == 0), count_text(double(c.params)), bytes_text(double(c.bytes)),
-                       count_text(double(c.macs)), fmt("%.3g [%.3g, %.3g]", c.p50, c.p50_low, c.p50_high),
+      table.push_back({c.label, acc_text(c), delta_text(c, i == 0), human_count(double(c.params)), human_bytes(double(c.bytes)),
+                       human_count(double(c.macs)), fmt("%.3g [%.3g, %.3g]", c.p50, c.p50_low, c.p50_high),
                        fmt("%.4g ± %.2g", c.mj, c.mj_ci), c.provenance, fmt("%.2fx", c.speedup),
                        fmt("%.2fx", c.energy_ratio), c.pareto ? "*" : ""});
     }
@@ -286,8 +287,8 @@ void write_tradeoff(std::ostream& out, const std::vector<LedgerPoint>& points, c
       const Cells& c = all[i];
       out << latex_escape(c.label) << " & "
           << (c.has_acc ? fmt("%.2f {\\scriptsize [%.2f, %.2f]}", c.acc, c.acc_low, c.acc_high) : std::string("--")) << " & "
-          << (i == 0 || !c.has_acc ? std::string("--") : fmt("%+.2f", c.delta)) << " & " << latex_escape(count_text(double(c.params)))
-          << " & " << latex_escape(bytes_text(double(c.bytes))) << " & " << latex_escape(count_text(double(c.macs))) << " & "
+          << (i == 0 || !c.has_acc ? std::string("--") : fmt("%+.2f", c.delta)) << " & " << latex_escape(human_count(double(c.params)))
+          << " & " << latex_escape(human_bytes(double(c.bytes))) << " & " << latex_escape(human_count(double(c.macs))) << " & "
           << fmt("%.3g {\\scriptsize [%.3g, %.3g]}", c.p50, c.p50_low, c.p50_high) << " & "
           << fmt("%.4g $\\pm$ %.2g", c.mj, c.mj_ci) << " & " << fmt("%.2f$\\times$", c.speedup) << " & "
           << fmt("%.2f$\\times$", c.energy_ratio) << " \\\\\n";
@@ -359,8 +360,14 @@ void run_gnuplot(const std::string& script_path, const std::string& log_path) {
 
 std::vector<std::string> write_tradeoff_plots(const std::vector<LedgerPoint>& points, const std::string& prefix,
                                               const TradeoffOptions& options) {
-  const auto rows = tradeoff_rows(points, options);
-  const std::int64_t batch = table_batch(rows, options);
+  return write_tradeoff_plots(tradeoff_table(points, options), prefix);
+}
+
+std::vector<std::string> write_tradeoff_plots(const TradeoffTable& tradeoff, const std::string& prefix) {
+  const auto& points = *tradeoff.points;
+  const auto& options = tradeoff.options;
+  const auto& rows = tradeoff.rows;
+  const std::int64_t batch = tradeoff.batch;
   // Data: one line per evaluated row.
   std::vector<Cells> shown;
   std::vector<std::string> lines;

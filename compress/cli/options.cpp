@@ -1,0 +1,212 @@
+#include "options.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "joulecut/atomic_file.h"
+#include "joulecut/error.h"
+#include "joulecut/evaluate.h"
+#include "joulecut/measure/measure_files.h"
+#include "joulecut/model.h"
+#include "joulecut/pipeline.h"
+#include "joulecut/platform.h"
+#include "joulecut/threads.h"
+#include "joulecut/torch_compat.h"
+#include "joulecut/version.h"
+
+namespace joulecut::cli {
+
+void add_data_options(CLI::App* app, DataSource& data) {
+  app->add_option("--data", data.data,
+                  "Data set: 'fashion-mnist' (Debian package dataset-fashion-mnist) or a directory of MNIST-style "
+                  "IDX files ({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz])")
+      ->capture_default_str();
+  app->add_option("--images", data.images, "An IDX images file (gzip or plain); use with --labels");
+  app->add_option("--labels", data.labels, "The IDX labels file matching --images");
+}
+
+void add_after_measurement(CLI::App* app, AfterMeasurement& m, const std::string& batch_flag) {
+  app->add_option(batch_flag, m.batches, "Batch sizes for the measurement")->capture_default_str();
+  app->add_option("--windows", m.windows, "Measurement windows")->capture_default_str()->check(CLI::Range(2, 100000));
+  app->add_flag("--no-measure", m.no_measure, "Skip the measurement");
+}
+
+void add_progress_flag(CLI::App* app, bool& no_progress) { app->add_flag("--no-progress", no_progress, "No progress bars"); }
+
+void add_pass_flags(CLI::App* app, const PassFlags& flags, PassOptionMap& given) {
+  struct Flag {
+    OptionInfo info;
+    std::vector<std::string> owners;
+  };
+  std::vector<Flag> merged;
+  for (const auto& pass : flags.passes)
+    for (const auto& info : pass_options(pass)) {
+      if (std::find(flags.skip.begin(), flags.skip.end(), info.name) != flags.skip.end()) continue;
+      auto it = std::find_if(merged.begin(), merged.end(), [&](const Flag& f) { return f.info.name == info.name; });
+      if (it == merged.end()) merged.push_back({info, {pass}});
+      else it->owners.push_back(pass);
+    }
+  for (const auto& f : merged) {
+    std::string help = flags.prefix + f.info.help;
+    if (f.owners.size() < flags.passes.size()) {
+      std::string who;
+      for (const auto& o : f.owners) {
+        const auto label = flags.labels.find(o);
+        who += (who.empty() ? "" : ", ") + (label == flags.labels.end() ? o : label->second);
+      }
+      help = who + ": " + help;
+    }
+    const auto own_default = flags.defaults.find(f.info.name);
+    const std::string shown = own_default != flags.defaults.end() ? own_default->second : f.info.default_text;
+    const std::string name = "--" + f.info.name;
+    if (f.info.type == OptionType::flag) {
+      // A switch that is on by default is turned off: --no-NAME.
+      const bool on = shown == "true";
+      app->add_flag_function(on ? "--no-" + f.info.name : name,
+                             [&given, key = f.info.name, on](std::int64_t) { given[key] = on ? "false" : "true"; },
+                             on ? "Not: " + help : help);
+      continue;
+    }
+    if (!shown.empty()) help += " (default: " + shown + ")";
+    app->add_option_function<std::string>(name, [&given, key = f.info.name](const std::string& v) { given[key] = v; },
+                                           help)
+        ->type_name(f.info.type == OptionType::text ? "TEXT" : f.info.type == OptionType::integer ? "INT" : "NUMBER");
+  }
+}
+
+PassOptionMap options_for(const std::string& pass, const PassOptionMap& given, const std::string& what) {
+  const auto options = pass_options(pass);
+  PassOptionMap out;
+  for (const auto& [key, value] : given) {
+    const bool known = std::any_of(options.begin(), options.end(), [&](const OptionInfo& o) { return o.name == key; });
+    if (!known) throw UserError("--" + key + " does not apply to " + what);
+    out[key] = value;
+  }
+  return out;
+}
+
+std::string passes_help() {
+  std::string out;
+  for (const auto& name : pass_names()) {
+    out += name + ":\n";
+    const auto options = pass_options(name);
+    if (options.empty()) out += "    (no options)\n";
+    for (const auto& o : options) {
+      std::string item = "    " + o.name + "=" + (o.default_text.empty() ? "\"\"" : o.default_text);
+      if (item.size() < 34) item.resize(34, ' ');
+      out += item + " " + o.help + "\n";
+    }
+  }
+  return out;
+}
+
+void apply_threads(int threads) {
+  configure_threads(threads);
+  const auto blas = blas_info();
+  if (blas.is_reference())
+    std::fprintf(stderr,
+                 "compress: warning: LibTorch is calling the reference BLAS (%s), ~60x slower than OpenBLAS "
+                 "for fp32 linear layers; install libopenblas0-pthread (scripts/setup)\n",
+                 blas.library.c_str());
+}
+
+json runtime_json() {
+  const auto blas = blas_info();
+  return {{"threads", at::get_num_threads()},
+          {"blas", blas.name},
+          {"blas_library", blas.library},
+          {"blas_config", blas.config},
+          {"blas_threads", blas.threads},
+          {"libtorch", compat::torch_version()},
+          {"joulecut", JOULECUT_VERSION},
+          {"git_revision", JOULECUT_GIT_REVISION},
+          {"cpu", cpu_model()}};
+}
+
+std::vector<std::int64_t> parse_batches(const std::string& text) {
+  std::vector<std::int64_t> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      std::size_t used = 0;
+      const long long v = std::stoll(item, &used);
+      if (used != item.size() || v <= 0) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw UserError("--batch '" + text + "': expected positive integers separated by commas, e.g. 1,64");
+    }
+  }
+  if (out.empty()) throw UserError("--batch: give at least one batch size");
+  return out;
+}
+
+void check_output(const std::string& model, const std::string& output) {
+  refuse_to_overwrite_input(model, output);
+  check_writable(output);
+}
+
+void check_writable(const std::string& output) {
+  const std::string dir = std::filesystem::path(output).parent_path().string();
+  if (!dir.empty() && !std::filesystem::is_directory(dir))
+    throw UserError(output + ": cannot write: directory " + dir + " does not exist");
+}
+
+void print_pass_report(const PassReport& report) {
+  std::printf("%s: %s\n", report.pass.c_str(), report.summary.c_str());
+  // A pass that changes no layer one by one (distillation) has no per-layer table.
+  if (!report.layers.empty()) {
+    const std::string what = report.layers[0].what;
+    const std::string heading = what == "latency_us" ? "us/batch" : what;
+    std::printf("  %-10s %10s %10s  %s\n", heading.c_str(), "before", "after", "layer");
+    for (const auto& l : report.layers) {
+      const char* sep = l.note.empty() ? "" : "  ";
+      if (what == "sparsity")
+        std::printf("  %-10s %9.2f%% %9.2f%%  %s%s%s\n", "", 100 * l.before, 100 * l.after, l.layer.c_str(), sep,
+                    l.note.c_str());
+      else if (what == "latency_us" && l.before == 0)
+        std::printf("  %-10s %10s %10s  %s%s%s\n", "", "-", "-", l.layer.c_str(), sep, l.note.c_str());
+      else
+        std::printf("  %-10s %10.*f %10.*f  %s%s%s\n", "", what == "latency_us" ? 1 : 0, l.before,
+                    what == "latency_us" ? 1 : 0, l.after, l.layer.c_str(), sep, l.note.c_str());
+    }
+  }
+  for (const auto& n : report.notes) std::printf("  note: %s\n", n.c_str());
+}
+
+void print_problems(const std::vector<std::string>& problems) {
+  for (const auto& p : problems) std::fprintf(stderr, "compress: warning: %s\n", p.c_str());
+}
+
+std::string measure_side_by_side(const std::vector<std::string>& models, const DataSource& data,
+                                 const AfterMeasurement& measurement, bool progress) {
+  measure::MeasureJob job;
+  job.models = models;
+  job.data = data;
+  job.batches = parse_batches(measurement.batches);
+  job.run.windows = measurement.windows;
+  job.progress = progress;
+  std::ostringstream table;
+  measure::write_table(table, measure::measure_files(job));
+  return table.str();
+}
+
+void apply_and_measure(const std::vector<std::unique_ptr<Pass>>& passes, const ApplyJob& job, const std::string& command) {
+  const PipelineInput input = load_pipeline_input(job.model, job.data, needs_training_data(passes));
+  PassContext context = pass_context(input, job.seed, job.progress);
+  const auto applied = apply_passes(passes, input.loaded.module, context);
+  for (const auto& r : applied.reports) print_pass_report(r);
+  ModelMetadata metadata = input.metadata;
+  metadata.provenance_json = pipeline_provenance(command, print_pipeline(passes), job.seed, input);
+  save_model(applied.module, metadata, job.output, job.model);
+  std::printf("wrote %s (sha256 %s)\n\n", job.output.c_str(), sha256_file(job.output).substr(0, 16).c_str());
+  if (job.measurement.no_measure) return;
+  // Passes never measure; the harness does, before and after, side by side.
+  std::fputs(measure_side_by_side({job.model, job.output}, job.data, job.measurement, job.progress).c_str(), stdout);
+}
+
+}  // namespace joulecut::cli

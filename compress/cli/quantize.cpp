@@ -1,0 +1,69 @@
+// compress quantize: static int8 (BatchNorm folded, ReLU fused, activations calibrated) or
+// dynamic int8, then the model measured before and after. The flags come from the passes'
+// option tables.
+#include "joulecut/error.h"
+#include "joulecut/model.h"
+#include "joulecut/quantize.h"
+#include "options.h"
+
+namespace joulecut::cli {
+namespace {
+
+struct QuantizeCliOptions {
+  std::string model, output;
+  PassOptionMap given;  // quantize-static's options as given
+  bool dynamic = false;
+  DataSource data;
+  AfterMeasurement measurement{"1,64"};
+  bool no_progress = false;
+};
+
+void run_quantize(const QuantizeCliOptions& o, const Invocation& invocation) {
+  apply_threads(invocation.threads);
+  check_output(o.model, o.output);
+  std::vector<std::unique_ptr<Pass>> passes;
+  if (o.dynamic) {
+    const auto backend = o.given.find("backend");
+    if (backend == o.given.end() || backend->second != "torch")
+      throw UserError("--dynamic runs on LibTorch's quantized::linear_dynamic: add --backend torch (the onednn backend "
+                      "is static int8)");
+    PassOptionMap given = o.given;
+    given.erase("backend");
+    for (const auto& [key, value] : given)
+      if (key != "exclude")
+        throw UserError("--" + key + " applies to static int8, not --dynamic (activations are quantized per batch)");
+    passes.push_back(make_pass("quantize-dynamic", given));
+  } else {
+    // Options go through the pass's own parser, so the CLI and pipelines check them the same way.
+    auto quantize = make_pass("quantize-static", o.given);
+    const auto preparation = needed_preparation(load_model(o.model).module);
+    if (preparation.batchnorm) passes.push_back(make_pass("fold-batchnorm", {}));
+    if (preparation.relu) passes.push_back(make_pass("fuse-relu", {}));
+    passes.push_back(std::move(quantize));
+  }
+  apply_and_measure(passes, {o.model, o.output, 1, !o.no_progress, o.measurement, o.data}, invocation.command_line);
+}
+
+}  // namespace
+
+Command make_quantize_command(CLI::App& app) {
+  auto o = std::make_shared<QuantizeCliOptions>();
+  auto* cmd = app.add_subcommand("quantize", "Quantize a model to int8, then measure before and after");
+  cmd->footer(
+      "Static int8 (default): BatchNorm folded, ReLU fused, activations calibrated on the first --samples training\n"
+      "images and kept int8 from layer to layer. --backend onednn runs joulecut's int8 runtime (the file needs\n"
+      "libjoulecut_ops to load); --backend torch runs LibTorch's quantized ops (stock PyTorch loads the file).\n"
+      "--dynamic quantizes Linear layers only, activations per batch, on the torch backend.\n"
+      "Example: compress quantize models/trained/lenet5.pt -o lenet5-int8.pt --observer mse --max-accuracy-drop 0.5");
+  cmd->add_option("model", o->model, "TorchScript file (never modified)")->required();
+  cmd->add_option("-o,--output", o->output, "Quantized TorchScript file (written atomically)")->required();
+  add_pass_flags(cmd, {{"quantize-static"}}, o->given);
+  cmd->add_option("--calib", o->data.data, "Calibration data set (same forms as --data)");
+  cmd->add_flag("--dynamic", o->dynamic, "Dynamic int8 Linear layers (needs --backend torch)");
+  add_after_measurement(cmd, o->measurement);
+  add_progress_flag(cmd, o->no_progress);
+  add_data_options(cmd, o->data);
+  return {cmd, [o](const Invocation& invocation) { run_quantize(*o, invocation); }};
+}
+
+}  // namespace joulecut::cli

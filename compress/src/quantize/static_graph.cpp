@@ -1,0 +1,221 @@
+#include "quantize/static_graph.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "io/root_attributes.h"
+#include "joulecut/error.h"
+#include "joulecut/model.h"
+#include "joulecut/progress.h"
+#include "prune/common.h"
+
+namespace joulecut::static_quant {
+using namespace prune_detail;
+using torch::jit::WithInsertPoint;
+
+bool is_relu(const Node* n) { return n->kind() == c10::aten::relu || n->kind() == c10::aten::relu_; }
+
+// The ReLU that is a node's only reader, if any: it runs fused into the node.
+Node* fused_relu(Node* n) {
+  const auto& uses = n->output()->uses();
+  if (uses.size() == 1 && is_relu(uses[0].user) && uses[0].user->owningBlock() == n->owningBlock()) return uses[0].user;
+  return nullptr;
+}
+
+// A constant int list, written as a constant or as a list of constants (inlined code has both).
+std::optional<std::vector<std::int64_t>> int_list(Value* v) {
+  if (v->node()->kind() == c10::prim::ListConstruct) {
+    std::vector<std::int64_t> out;
+    for (Value* item : v->node()->inputs()) {
+      const auto constant = torch::jit::toIValue(item);
+      if (!constant || !constant->isInt()) return std::nullopt;
+      out.push_back(constant->toInt());
+    }
+    return out;
+  }
+  const auto constant = torch::jit::toIValue(v);
+  if (!constant || !constant->isIntList()) return std::nullopt;
+  return constant->toIntVector();
+}
+
+// a + b with alpha 1 on two tensors (the residual add). In place (`out += identity`, as
+// torchvision writes it) counts too when nothing else reads `a`: then it is the same value.
+bool is_tensor_add(Node* n) {
+  const bool in_place = n->kind() == c10::aten::add_ && n->input(0)->uses().size() == 1;
+  if ((n->kind() != c10::aten::add && !in_place) || n->inputs().size() != 3) return false;
+  if (!n->input(0)->type()->cast<c10::TensorType>() || !n->input(1)->type()->cast<c10::TensorType>()) return false;
+  const auto alpha = torch::jit::toIValue(n->input(2));
+  return alpha && ((alpha->isInt() && alpha->toInt() == 1) || (alpha->isDouble() && alpha->toDouble() == 1.0));
+}
+
+
+// Numbers the top-level values of a graph: its inputs, then each node's outputs in order.
+std::vector<Value*> numbered_values(Graph& graph) {
+  std::vector<Value*> values(graph.inputs().begin(), graph.inputs().end());
+  for (Node* n : graph.nodes())
+    for (Value* v : n->outputs()) values.push_back(v);
+  return values;
+}
+
+// The layers of the inlined forward, in order, each with its geometry or the reason it stays fp32.
+std::vector<Layer> find_layers(Graph& graph, const torch::jit::Module& module, const std::string& pass) {
+  Value* self = graph.inputs()[0];
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& p : module.named_parameters(true)) tensors[p.name] = p.value;
+  std::map<std::string, int> reads;
+  count_reads(graph.block(), self, reads);
+  std::vector<Layer> layers;
+  for (Node* n : graph.nodes()) {
+    // aten::_convolution is what tracing records for Conv2d.
+    const bool traced = n->kind() == c10::aten::_convolution;
+    const bool conv = n->kind() == c10::aten::conv2d || traced;
+    if (!conv && n->kind() != c10::aten::linear) continue;
+    Layer l;
+    l.node = n;
+    l.conv = conv;
+    const auto weight = attribute_path(n->input(1), self);
+    if (!weight || !tensors.count(*weight)) continue;  // weights computed in the graph: not a layer
+    l.weight_path = *weight;
+    l.name = weight->substr(0, weight->rfind('.'));
+    const bool no_bias = n->input(2)->type()->kind() == c10::TypeKind::NoneType;
+    if (!no_bias) l.bias_path = attribute_path(n->input(2), self);
+    l.relu = fused_relu(n);
+    if (tensors[*weight].scalar_type() != at::kFloat) l.why_fp32 = "weight is not float32";
+    else if (reads[*weight] > 1 || (l.bias_path && reads[*l.bias_path] > 1)) l.why_fp32 = "weight or bias shared by several readers";
+    else if (!no_bias && !(l.bias_path && tensors.count(*l.bias_path))) l.why_fp32 = "bias not read from the module";
+    if (conv && l.why_fp32.empty()) {
+      const auto stride = int_list(n->input(3)), padding = int_list(n->input(4)), dilation = int_list(n->input(5));
+      const auto groups = torch::jit::toIValue(n->input(traced ? 8 : 6));
+      const auto transposed = traced ? torch::jit::toIValue(n->input(6)) : c10::optional<c10::IValue>(false);
+      if (!transposed || !transposed->isBool() || transposed->toBool()) {
+        l.why_fp32 = "transposed convolution";
+      } else if (!stride || !padding || !dilation || !groups || !groups->isInt() || stride->size() != 2 || padding->size() != 2 ||
+          dilation->size() != 2) {
+        l.why_fp32 = "stride, padding (e.g. 'same') or dilation not constant 2-D lists";
+      } else {
+        l.stride = *stride;
+        l.padding = *padding;
+        l.dilation = *dilation;
+        l.groups = groups->toInt();
+      }
+    }
+    layers.push_back(l);
+  }
+  if (layers.empty())
+    throw UserError(pass + ": the model has no Conv2d or Linear layer (aten::conv2d, aten::linear) with its weight in the "
+                           "module, in the top level of forward");
+  return layers;
+}
+
+// The values calibration observes: each layer's input and (fused) output, and the inputs and
+// (fused) output of each residual add.
+std::set<std::size_t> values_to_observe(Graph& graph, const std::vector<Layer>& layers) {
+  const auto values = numbered_values(graph);
+  std::map<Value*, std::size_t> index;
+  for (std::size_t i = 0; i < values.size(); ++i) index[values[i]] = i;
+  std::set<std::size_t> observed;
+  auto add = [&](Value* v) {
+    if (index.count(v)) observed.insert(index[v]);
+  };
+  for (const auto& l : layers) {
+    add(l.node->input(0));
+    add(l.output());
+  }
+  for (Node* n : graph.nodes())
+    if (is_tensor_add(n)) {
+      add(n->input(0));
+      add(n->input(1));
+      Node* relu = fused_relu(n);
+      add(relu ? relu->output() : n->output());
+    }
+  return observed;
+}
+
+// Runs the calibration images through a copy of the forward that returns every observed value.
+std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& input, const std::set<std::size_t>& observed,
+                                                    const TensorDataset& data, const StaticQuantizeOptions& options,
+                                                    bool progress) {
+  torch::jit::Module module = clone_for_transform(input);
+  module.eval();
+  auto graph = inlined_forward(module, "quantize-static");
+  const auto values = numbered_values(*graph);
+  std::vector<Value*> outputs;
+  std::vector<std::size_t> order;
+  for (std::size_t i : observed) {
+    Value* v = values[i];
+    if (!v->type()->cast<c10::TensorType>()) continue;
+    // A copy taken where the value is made: in-place ops later in forward (`out += identity`,
+    // ReLU(inplace=True)) would otherwise change what is returned at the end.
+    Node* at = v->node()->kind() == c10::prim::Param ? graph->block()->nodes().front() : v->node()->next();
+    WithInsertPoint guard(at);
+    outputs.push_back(graph->insert(c10::aten::clone, {v}));
+    order.push_back(i);
+  }
+  Node* tuple = graph->appendNode(graph->createTuple(outputs));
+  while (!graph->outputs().empty()) graph->eraseOutput(0);
+  graph->registerOutput(tuple->output());
+  torch::jit::EliminateDeadCode(graph);
+  auto unit = module._ivalue()->compilation_unit();
+  const c10::QualifiedName name(*module.type()->name(), "joulecut_calibrate");
+  module.type()->addMethod(unit->create_function(name, graph));
+
+  std::vector<std::unique_ptr<Observer>> observers;
+  for (std::size_t k = 0; k < order.size(); ++k) observers.push_back(make_observer(options.observer, options.percentile));
+  const std::int64_t samples = std::min<std::int64_t>(options.samples, data.size());
+  const std::int64_t batch = 100;
+  ProgressBar bar("calibration (" + options.observer + ")", samples, progress);
+  at::NoGradGuard no_grad;
+  auto method = module.get_method("joulecut_calibrate");
+  for (std::int64_t start = 0; start < samples; start += batch) {
+    const std::int64_t count = std::min(batch, samples - start);
+    c10::IValue result;
+    try {
+      result = method({data.images.narrow(0, start, count)});
+    } catch (const std::exception& e) {
+      throw UserError("quantize-static: the model does not run on the calibration images (" + torch_error_summary(e) + ")");
+    }
+    const auto elements = result.toTuple()->elements();
+    for (std::size_t k = 0; k < elements.size(); ++k) {
+      const at::Tensor t = elements[k].toTensor().detach().to(at::kFloat).contiguous();
+      observers[k]->observe(t.data_ptr<float>(), std::size_t(t.numel()));
+    }
+    bar.update(start + count, std::to_string(start + count) + " images");
+  }
+  bar.finish(std::to_string(samples) + " images, " + std::to_string(order.size()) + " activations");
+  std::map<std::size_t, QuantRange> ranges;
+  for (std::size_t k = 0; k < order.size(); ++k) ranges[order[k]] = observers[k]->range();
+  return ranges;
+}
+
+// Drops the root's submodules and tensors that forward no longer reads (the fp32 layers the
+// int8 state replaced, folded BatchNorms): each costs a few records, class code and debug info
+// in the file, a good part of a small model's size. Only when forward is the only method.
+void drop_unread_attributes(torch::jit::Module& module, Graph& forward) {
+  if (module.type()->methods().size() != 1) return;
+  std::set<std::string> read;
+  std::vector<torch::jit::Block*> blocks{forward.block()};
+  while (!blocks.empty()) {
+    torch::jit::Block* block = blocks.back();
+    blocks.pop_back();
+    for (Node* n : block->nodes()) {
+      if (n->kind() == c10::prim::GetAttr && n->input(0) == forward.inputs()[0]) read.insert(n->s(c10::attr::name));
+      for (torch::jit::Block* inner : n->blocks()) blocks.push_back(inner);
+    }
+  }
+  const auto type = module.type();
+  std::vector<std::string> unread;
+  for (std::size_t i = 0; i < type->numAttributes(); ++i) {
+    const std::string name = type->getAttributeName(i);
+    const auto& attribute = type->getAttribute(i);
+    if (!read.count(name) && (attribute->is_module() || attribute->cast<c10::TensorType>())) unread.push_back(name);
+  }
+  for (const auto& name : unread) {
+    module._ivalue()->unsafeRemoveAttr(name);
+    type->unsafeRemoveAttribute(name);
+  }
+}
+
+}  // namespace joulecut::static_quant

@@ -1,0 +1,77 @@
+#pragma once
+// Internal to quantize-static: reading the inlined forward graph (its layers, the values to
+// calibrate, their ranges) before static.cpp rewrites it. Values are numbered in graph order so
+// that calibration (on one copy) and every rewrite (on a fresh clone) name the same values.
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/script.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "joulecut/data.h"
+#include "joulecut/observers.h"
+#include "joulecut/quantize.h"
+
+namespace joulecut::static_quant {
+
+using torch::jit::Graph;
+using torch::jit::Node;
+using torch::jit::Value;
+
+inline const c10::Symbol kQuantizedConv = c10::Symbol::fromQualString("quantized::conv2d");
+inline const c10::Symbol kQuantizedConvRelu = c10::Symbol::fromQualString("quantized::conv2d_relu");
+inline const c10::Symbol kQuantizedLinear = c10::Symbol::fromQualString("quantized::linear");
+inline const c10::Symbol kQuantizedLinearRelu = c10::Symbol::fromQualString("quantized::linear_relu");
+inline const c10::Symbol kQuantizedAdd = c10::Symbol::fromQualString("quantized::add");
+inline const c10::Symbol kQuantizedAddRelu = c10::Symbol::fromQualString("quantized::add_relu");
+inline const c10::Symbol kOurQuantize = c10::Symbol::fromQualString("joulecut::quantize_u8");
+inline const c10::Symbol kOurDequantize = c10::Symbol::fromQualString("joulecut::dequantize_u8");
+inline const c10::Symbol kOurConv = c10::Symbol::fromQualString("joulecut::int8_conv2d");
+inline const c10::Symbol kOurConvAdd = c10::Symbol::fromQualString("joulecut::int8_conv2d_add");
+inline const c10::Symbol kOurLinear = c10::Symbol::fromQualString("joulecut::int8_linear");
+inline const c10::Symbol kOurMaxPool = c10::Symbol::fromQualString("joulecut::int8_max_pool2d");
+inline const c10::Symbol kOurAvgPool = c10::Symbol::fromQualString("joulecut::int8_adaptive_avg_pool2d");
+inline const c10::Symbol kOurAdd = c10::Symbol::fromQualString("joulecut::int8_add");
+inline constexpr std::int64_t kQuint8 = 13;  // c10::ScalarType::QUInt8, as TorchScript passes dtypes
+
+bool is_relu(const Node* n);
+// The ReLU that is a node's only reader, if any: it runs fused into the node.
+Node* fused_relu(Node* n);
+// A constant int list, written as a constant or as a list of constants (inlined code has both).
+std::optional<std::vector<std::int64_t>> int_list(Value* v);
+// a + b with alpha 1 on two tensors (the residual add), in place or not.
+bool is_tensor_add(Node* n);
+
+// A Conv2d or Linear whose weight (and bias) the module holds.
+struct Layer {
+  Node* node = nullptr;
+  bool conv = false;
+  std::string name, weight_path;
+  std::optional<std::string> bias_path;
+  std::vector<std::int64_t> stride, padding, dilation;
+  std::int64_t groups = 1;
+  Node* relu = nullptr;
+  std::string why_fp32;  // non-empty: stays fp32, and why
+  Value* output() const { return relu ? relu->output() : node->output(); }
+};
+
+// The top-level values of a graph: its inputs, then each node's outputs in order.
+std::vector<Value*> numbered_values(Graph& graph);
+// The layers of the inlined forward, in order, each with its geometry or the reason it stays fp32.
+std::vector<Layer> find_layers(Graph& graph, const torch::jit::Module& module, const std::string& pass);
+// The values calibration observes: each layer's input and (fused) output, and the inputs and
+// (fused) output of each residual add.
+std::set<std::size_t> values_to_observe(Graph& graph, const std::vector<Layer>& layers);
+// Runs the calibration images through a copy of the forward that returns every observed value.
+std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& input, const std::set<std::size_t>& observed,
+                                                    const TensorDataset& data, const StaticQuantizeOptions& options,
+                                                    bool progress);
+// Drops the root's submodules and tensors that forward no longer reads. Only when forward is
+// the only method.
+void drop_unread_attributes(torch::jit::Module& module, Graph& forward);
+
+}  // namespace joulecut::static_quant
