@@ -365,5 +365,37 @@ expect_error "search: a recipe with nothing to search says so" "nothing.yaml: no
   search "$tmp/nothing.yaml" -o "$tmp/s4"
 expect_error "search: bad objective" "--minimize 'joules': choose energy, latency, size or macs" search "$tmp/sweep.yaml" --minimize joules -o "$tmp/s3"
 
+# ---- flags and help from the passes' option tables ---------------------------------------------
+expect_ok "prune --help: flags from the option tables, owners and defaults" "--ratio NUMBER +channel: fraction of each group's channels removed, in \[0, 1\) \(default: 0\.5\)" prune --help
+expect_ok "distill --help: the command's own default, the table's help" "--epochs INT +training epochs \(default: 10\)" distill --help
+grep -Eq -- "--weight-decay NUMBER +weight decay \(default: 0\.0005\)" "$tmp/out" && report "distill --help: weight decay from the table" ok \
+  || report "distill --help: weight decay from the table" fail "$(grep -- --weight "$tmp/out")"
+expect_ok "quantize --help: int8 flags from the table" "--observer TEXT +activation ranges: minmax, percentile, entropy \(KL\) or mse \(default: minmax\)" quantize --help
+expect_ok "run --help: every pass's options with defaults and help" "^    observer=minmax +activation ranges" run --help
+grep -Eq '^    finetune-epochs=0 +fine-tune with the zeros kept' "$tmp/out" && report "run --help: shared option rows" ok || report "run --help: shared option rows" fail "no finetune-epochs row"
+expect_error "prune: an option of another method" "--ratio does not apply to --method magnitude" prune "$models/lenet5.pt" -o "$tmp/p.pt" --ratio 0.3 --no-measure
+expect_error "prune: lowering option without --sparse-runtime" "--min-speedup applies with --sparse-runtime only" prune "$models/mlp.pt" -o "$tmp/p.pt" --min-speedup 2 --no-measure
+expect_ok "run: a pass option new to the table parses (distill weight-decay)" "^distill<epochs=1,weight-decay=0>: " run "$models/lenet5.pt" \
+  --passes "distill<weight-decay=0,epochs=1>" --data "$tmp/small" -o "$tmp/run-wd" --no-measure --no-progress
+
+# ---- the training split is read only when a pass trains ----------------------------------------
+mkdir -p "$tmp/test-only"
+cp "$tmp/small"/t10k-* "$tmp/test-only/"
+expect_ok "run: no pass trains, no training split needed" "^prune-magnitude: " run "$models/lenet5.pt" --passes "prune-magnitude" \
+  --data "$tmp/test-only" -o "$tmp/run-test-only" --windows 2 --batch 8 --no-progress
+expect_error "run: a pass that trains names the missing training split" "train-images-idx3-ubyte.gz: missing" run "$models/lenet5.pt" \
+  --passes "distill<epochs=1>" --data "$tmp/test-only" -o "$tmp/run-test-only2" --no-measure
+
+# ---- file options in a recipe are read from the recipe's folder ---------------------------------
+mkdir -p "$tmp/recipes"
+cp "$models/lenet5.pt" "$tmp/recipes/teacher.pt"
+printf 'model: %s\ndata: %s\npasses: "distill<teacher=teacher.pt,epochs=1>"\n' "$models/mlp.pt" "$tmp/small" >"$tmp/recipes/kd.yaml"
+(cd / && "$compress" run "$tmp/recipes/kd.yaml" -o "$tmp/run-kd" --no-measure --no-progress >"$tmp/out" 2>"$tmp/err")
+rc=$?
+[ $rc -eq 0 ] && grep -q "from $tmp/recipes/teacher.pt" "$tmp/out" && report "recipe: distill teacher relative to the recipe" ok \
+  || report "recipe: distill teacher relative to the recipe" fail "rc=$rc $(head -3 "$tmp/err") $(head -3 "$tmp/out")"
+! grep -Eq "^  +before +after" "$tmp/out" && report "run: no empty per-layer table for distillation" ok \
+  || report "run: no empty per-layer table for distillation" fail "$(head -5 "$tmp/out")"
+
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
