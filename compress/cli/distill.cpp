@@ -39,7 +39,8 @@ void run_distill(const DistillCliOptions& o, const Invocation& invocation) {
   PassOptionMap given = kCommandDefaults;
   for (const auto& [k, v] : o.given) given[k] = v;
   for (const auto& h : o.hints) given["hints"] += (given["hints"].empty() ? "" : "|") + h;
-  DistillOptions distill_settings = distill_options(DistillPass::parse(given), o.seed, !o.no_progress);
+  const DistillPassOptions pass_options = DistillPass::parse(given);
+  DistillOptions distill_settings = distill_options(pass_options, o.seed, !o.no_progress);
   auto& loop = distill_settings.loop;
   auto teacher = load_model(o.teacher);
   std::optional<DatasetSpec> spec;
@@ -81,6 +82,7 @@ void run_distill(const DistillCliOptions& o, const Invocation& invocation) {
                               {"alpha", distill_settings.loss.alpha},
                               {"hints", o.hints},
                               {"hint_weight", distill_settings.hint_weight},
+                              {"pass", DistillPass(pass_options).text()},  // every option of the table, so a new one counts too
                               {"threads", at::get_num_threads()}};
   loop.fingerprint = settings_json.dump();
   // On stdout with the notes and results: stderr stays for progress and the one-line error.
