@@ -68,7 +68,7 @@ void add_pass_flags(CLI::App* app, const PassFlags& flags, PassOptionMap& given)
       const bool on = shown == "true";
       app->add_flag_function(on ? "--no-" + f.info.name : name,
                              [&given, key = f.info.name, on](std::int64_t) { given[key] = on ? "false" : "true"; },
-                             on ? "Not: " + help : help);
+                             on ? f.info.name + "=false (default true: " + help + ")" : help);
       continue;
     }
     if (!shown.empty()) help += " (default: " + shown + ")";
