@@ -80,6 +80,7 @@ struct DistillPassOptions {
   std::string schedule = "cosine";
   int step_epochs = 5;
   double gamma = 0.1;
+  bool keep_zeros = true;  // a pruned student's zeros stay zero; false: they train too (dense recovery)
 };
 
 // The distillation settings these options give (loss, hints, loop); `seed` and `progress` come

@@ -251,7 +251,8 @@ const OptionTable<DistillPassOptions>& DistillPass::options_table() {
        option("weight-decay", "weight decay", &O::weight_decay),
        option("schedule", "cosine (per step, to 0) or step", &O::schedule),
        option("step-epochs", "schedule=step: epochs between decays", &O::step_epochs),
-       option("gamma", "schedule=step: decay factor", &O::gamma)});
+       option("gamma", "schedule=step: decay factor", &O::gamma),
+       option("keep-zeros", "a pruned student's zeros stay zero", &O::keep_zeros)});
   return table;
 }
 
@@ -272,6 +273,7 @@ DistillOptions distill_options(const DistillPassOptions& o, std::uint64_t seed, 
   options.loss = {o.temperature, o.alpha};
   options.hints = parse_hints(o.hints);
   options.hint_weight = o.hint_weight;
+  options.keep_zeros = o.keep_zeros;
   options.loop.epochs = o.epochs;
   options.loop.batch = o.batch;
   options.loop.learning_rate = o.lr;
