@@ -60,6 +60,21 @@ BlasInfo blas_info() {
   return info;
 }
 
+BlasInfo blas_from_build_config(const std::string& config) {
+  BlasInfo info;
+  info.name = "none loaded";
+  const std::string key = "BLAS_INFO=";
+  const auto at = config.find(key);
+  if (at == std::string::npos) return info;
+  const auto end = config.find_first_of(", \n", at + key.size());
+  const std::string blas = config.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
+  if (blas.empty()) return info;
+  info.name = (blas == "mkl" ? "MKL" : blas == "open" || blas == "openblas" ? "OpenBLAS" : blas) + " (inside LibTorch)";
+  info.library = "linked into LibTorch";
+  info.config = "from LibTorch's build settings: " + key + blas;
+  return info;
+}
+
 bool set_blas_threads(int threads) {
   using SetThreads = void (*)(int);
   auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));

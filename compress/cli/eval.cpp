@@ -8,6 +8,7 @@
 #include "joulecut/evaluate.h"
 #include "joulecut/model.h"
 #include "joulecut/platform.h"
+#include "joulecut/threads.h"
 #include "joulecut/torch_compat.h"
 #include "options.h"
 
@@ -91,7 +92,7 @@ void run_eval(const EvalOptions& options, const Invocation& invocation) {
   for (const auto& c : confusions)
     std::printf("  %-12s -> %-12s %lld\n", class_name(c.truth).c_str(), class_name(c.predicted).c_str(),
                 (long long)c.count);
-  const auto blas = blas_info();
+  const auto blas = blas_in_use();
   std::printf("\n%d threads, BLAS %s, LibTorch %s, %.2f s\n", at::get_num_threads(), blas.name.c_str(),
               compat::torch_version().c_str(), result.seconds);
 }

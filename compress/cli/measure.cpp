@@ -8,13 +8,14 @@
 #include "joulecut/error.h"
 #include "joulecut/measure/report.h"
 #include "joulecut/platform.h"
+#include "joulecut/threads.h"
 #include "options.h"
 
 namespace joulecut::cli {
 
 void run_measure(MeasureCliOptions options, const Invocation& invocation) {
   apply_threads(invocation.threads);
-  if (blas_info().is_reference())
+  if (blas_in_use().is_reference())
     throw UserError("refusing to measure on the reference BLAS: it would fake the fp32 baseline; install "
                     "libopenblas0-pthread (scripts/setup)");
   options.job.batches = parse_batches(options.batches);

@@ -106,7 +106,7 @@ std::string passes_help() {
 
 void apply_threads(int threads) {
   configure_threads(threads);
-  const auto blas = blas_info();
+  const auto blas = blas_in_use();
   if (blas.is_reference())
     std::fprintf(stderr,
                  "compress: warning: LibTorch is calling the reference BLAS (%s), ~60x slower than OpenBLAS "
@@ -115,7 +115,7 @@ void apply_threads(int threads) {
 }
 
 json runtime_json() {
-  const auto blas = blas_info();
+  const auto blas = blas_in_use();
   return {{"threads", at::get_num_threads()},
           {"blas", blas.name},
           {"blas_library", blas.library},

@@ -8,6 +8,7 @@
 #include "joulecut/error.h"
 #include "joulecut/models.h"
 #include "joulecut/platform.h"
+#include "joulecut/threads.h"
 #include "joulecut/train_loop.h"
 #include "joulecut/torch_compat.h"
 #include "joulecut/version.h"
@@ -78,7 +79,7 @@ TrainResult train_reference_model(const TrainOptions& requested, const DataSourc
       {"selection", "final epoch (no model selection on the test set)"},
       {"libtorch", compat::torch_version()},
       {"joulecut", std::string(JOULECUT_VERSION) + " (" + JOULECUT_GIT_REVISION + ")"},
-      {"blas", blas_info().name},
+      {"blas", blas_in_use().name},
       {"cpu", cpu_model()},
   };
   result.metadata.arch = options.arch;

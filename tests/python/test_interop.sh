@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Files written by joulecut load in stock Python PyTorch: channel-pruned models as they are,
-# sparse-lowered models once joulecut's op library is loaded. Exit 77 (skipped) when Debian's
-# python3-torch is missing; scripts/setup installs it.
+# sparse-lowered models once joulecut's op library is loaded. PYTHON is the Python whose torch
+# matches the build's LibTorch (Debian's python3-torch for the 1.13 build, the environment of
+# scripts/setup --torch pypi for the 2.x build). Exit 77 (skipped) when it has no torch.
+# Usage: test_interop.sh COMPRESS OPS_LIBRARY SOURCE_DIR [PYTHON]
 set -euo pipefail
-compress=$1 ops_library=$2 source=$3
-python=/usr/bin/python3
+compress=$1 ops_library=$2 source=$3 python=${4:-/usr/bin/python3}
 if ! "$python" -c 'import torch' 2>/dev/null; then
   echo "SKIP: $python cannot import torch (install python3-torch, as scripts/setup does)"
   exit 77
 fi
+built=$("$compress" --version | sed -n 's/.*LibTorch \([0-9]*\.[0-9]*\).*/\1/p')
+python_torch=$("$python" -c 'import torch; print(".".join(torch.__version__.split(".")[:2]))')
+[ "$built" = "$python_torch" ] || { echo "FAIL: $python has torch $python_torch, the build LibTorch $built: pass the matching Python"; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 run() { "$compress" --threads 2 "$@" --no-measure --no-progress > "$work/log" 2>&1 || { cat "$work/log"; exit 1; }; }

@@ -15,6 +15,11 @@ struct BlasInfo {
 // Inspects the loaded libraries (dl_iterate_phdr) and OpenBLAS' exported functions.
 BlasInfo blas_info();
 
+// The BLAS a LibTorch build carries inside its own library, read from its build settings
+// (at::show_config(): "BLAS_INFO=mkl"), for builds that load no BLAS library of their own
+// (PyPI's wheels link MKL into libtorch_cpu). name "none loaded" when the settings say nothing.
+BlasInfo blas_from_build_config(const std::string& config);
+
 // OpenBLAS runs its own thread pool: when LibTorch runs its own threads, the two pools
 // oversubscribe the cores (training was 3-5x slower here). Setting the environment variable
 // is too late once the library is loaded, so this calls openblas_set_num_threads if present.

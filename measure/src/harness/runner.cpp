@@ -16,6 +16,7 @@
 #include "joulecut/error.h"
 #include "joulecut/model.h"
 #include "joulecut/platform.h"
+#include "joulecut/threads.h"
 #include "joulecut/progress.h"
 #include "joulecut/torch_compat.h"
 #include "joulecut/version.h"
@@ -336,7 +337,7 @@ std::string Manifest::get(const std::string& key) const {
 
 Manifest collect_manifest(const RunOptions& options, const MeterChoice& choice) {
   Manifest m;
-  const auto blas = blas_info();
+  const auto blas = blas_in_use();
   m.set("cpu", cpu_model());
   m.set("logical_cores", std::to_string(logical_cores()));
   m.set("kernel", kernel_release());
