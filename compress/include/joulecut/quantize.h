@@ -118,4 +118,32 @@ class FuseReluPass final : public Pass {
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;
 };
 
+// Lower precision without integers: the model's floating weights and activations in bfloat16 (or
+// float16), Conv2d/Linear layers matching `exclude` kept in float32 (their input cast up and
+// their output cast back). The input is cast down where the model reads it, the output up where
+// it returns it, so callers still pass and receive float32. bf16 runs on oneDNN's native kernels
+// on CPUs with AVX-512 BF16 (LibTorch 2.x); fp16 is for GPUs: on a CPU without native fp16
+// arithmetic it is emulated, and the report says so rather than promise a saving.
+// Precondition: forward takes float32 tensors and returns a tensor (or a tuple of them).
+struct ConvertPrecisionOptions {
+  std::string dtype = "bf16";  // bf16 | fp16
+  std::string exclude;         // '|'-separated globs on layer names kept in fp32
+};
+
+class ConvertPrecisionPass final : public Pass {
+ public:
+  explicit ConvertPrecisionPass(ConvertPrecisionOptions options = {});
+  // Its options, declared once (pass_options.h).
+  static const OptionTable<ConvertPrecisionOptions>& options_table();
+  static ConvertPrecisionOptions parse(const PassOptionMap& options);
+  std::string name() const override { return "convert-precision"; }
+  std::string options_text() const override;
+  // Throws UserError when the model has no floating Conv2d/Linear layer, or does not run in
+  // the lower precision (checked on a zero input of the model's shape).
+  PassResult run(const torch::jit::Module& module, PassContext& context) const override;
+
+ private:
+  ConvertPrecisionOptions options_;
+};
+
 }  // namespace joulecut

@@ -1,0 +1,176 @@
+// convert-precision: weights and activations in bfloat16 or float16, chosen layers kept fp32.
+#include <ATen/ATen.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "joulecut/error.h"
+#include "joulecut/model.h"
+#include "joulecut/quantize.h"
+#include "prune/common.h"
+
+namespace joulecut {
+using namespace prune_detail;
+using torch::jit::Node;
+using torch::jit::Value;
+
+namespace {
+
+// The CPU's own word on native fp16 arithmetic (AVX512-FP16); Zen 4 has BF16 but not FP16.
+bool cpu_has_native_fp16() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("flags", 0) == 0) return line.find(" avx512_fp16") != std::string::npos;
+  return false;
+}
+
+// Inserts `v.to(dtype)` after v's definition (or at the graph's start for an input) and makes
+// `user` read it instead of v.
+Value* cast_for(Value* v, Node* user, at::ScalarType dtype) {
+  auto& graph = *v->owningGraph();
+  torch::jit::WithInsertPoint guard(user);
+  Value* cast = graph.insert(c10::aten::to, {v, dtype, false, false});
+  user->replaceInputWith(v, cast);
+  return cast;
+}
+
+bool is_float_tensor(const Value* v) {
+  const auto type = v->type()->cast<c10::TensorType>();
+  return type && (!type->scalarType() || at::isFloatingType(*type->scalarType()));
+}
+
+}  // namespace
+
+ConvertPrecisionPass::ConvertPrecisionPass(ConvertPrecisionOptions options) : options_(std::move(options)) {
+  if (options_.dtype != "bf16" && options_.dtype != "fp16")
+    throw UserError("convert-precision: dtype '" + options_.dtype + "': choose bf16 or fp16");
+}
+
+const OptionTable<ConvertPrecisionOptions>& ConvertPrecisionPass::options_table() {
+  using O = ConvertPrecisionOptions;
+  static const OptionTable<O> table(
+      "convert-precision",
+      {option("dtype", "bf16 (CPUs with AVX-512 BF16, GPUs) or fp16 (GPUs)", &O::dtype),
+       option("exclude", "keep Conv2d/Linear layers matching these '|'-separated globs in fp32", &O::exclude)});
+  return table;
+}
+
+ConvertPrecisionOptions ConvertPrecisionPass::parse(const PassOptionMap& map) { return options_table().parse(map); }
+
+std::string ConvertPrecisionPass::options_text() const { return options_table().print(options_); }
+
+PassResult ConvertPrecisionPass::run(const torch::jit::Module& input, PassContext& context) const {
+  const at::ScalarType low = options_.dtype == "bf16" ? at::kBFloat16 : at::kHalf;
+  torch::jit::Module module = clone_for_transform(input);
+  auto graph = inlined_forward(module, name());
+  Value* self = graph->inputs()[0];
+
+  // The layers, and which stay fp32.
+  struct Layer {
+    Node* node;
+    std::string name, weight;
+  };
+  std::vector<Layer> layers;
+  for (const auto kind : {c10::aten::conv2d, c10::aten::_convolution, c10::aten::linear})
+    for (Node* n : nodes_of_kind(graph->block(), kind)) {
+      const auto weight = attribute_path(n->input(1), self);
+      if (weight) layers.push_back({n, weight->substr(0, weight->rfind('.')), *weight});
+    }
+  if (layers.empty())
+    throw UserError("convert-precision: the model has no Conv2d/Linear layer with its weight in the module");
+  std::vector<std::string> names;
+  for (const auto& l : layers) names.push_back(l.name);
+  check_patterns({"", options_.exclude, false}, names, name());
+  std::set<std::string> kept_prefixes;
+  for (const auto& l : layers)
+    if (matches_any(l.name, options_.exclude)) kept_prefixes.insert(l.name + ".");
+
+  PassReport report;
+  report.pass = text();
+  at::NoGradGuard no_grad;
+  // Floating parameters and buffers go down, but those of fp32 layers.
+  std::int64_t converted = 0;
+  auto convert = [&](const std::string& path, const at::Tensor& t) {
+    for (const auto& prefix : kept_prefixes)
+      if (path.rfind(prefix, 0) == 0) return;
+    if (!at::isFloatingType(t.scalar_type()) || t.scalar_type() == low) return;
+    auto [owner, attribute] = owner_of(module, path);
+    owner.setattr(attribute, t.to(low));
+    ++converted;
+  };
+  for (const auto& p : module.named_parameters(true)) convert(p.name, p.value);
+  for (const auto& b : module.named_buffers(true)) convert(b.name, b.value);
+
+  // Activations: down where the model reads its inputs, up where it returns; fp32 layers cast
+  // their input up and their output back down.
+  for (Value* in : graph->inputs()) {
+    if (in == self || !is_float_tensor(in)) continue;
+    const std::vector<torch::jit::Use> uses = in->uses();
+    if (uses.empty()) continue;
+    torch::jit::WithInsertPoint guard(graph->block()->nodes().front());
+    Value* cast = graph->insert(c10::aten::to, {in, low, false, false});
+    for (const auto& use : uses) use.user->replaceInput(use.offset, cast);
+  }
+  Node* ret = graph->return_node();
+  for (std::size_t i = 0; i < ret->inputs().size(); ++i) {
+    Value* out = ret->input(i);
+    if (out->node()->kind() == c10::prim::TupleConstruct) {
+      Node* tuple = out->node();
+      for (Value* item : tuple->inputs())
+        if (is_float_tensor(item)) cast_for(item, tuple, at::kFloat);
+    } else if (is_float_tensor(out)) {
+      cast_for(out, ret, at::kFloat);
+    }
+  }
+  for (const auto& l : layers) {
+    const bool kept = matches_any(l.name, options_.exclude);
+    if (kept) {
+      cast_for(l.node->input(0), l.node, at::kFloat);
+      Value* out = l.node->output();
+      torch::jit::WithInsertPoint guard(l.node->next());
+      Value* down = graph->insert(c10::aten::to, {out, low, false, false});
+      out->replaceAllUsesAfterNodeWith(down->node(), down);
+    }
+    report.layers.push_back({l.name, "bits", 32, kept ? 32.0 : 16.0,
+                             kept ? "kept fp32 (exclude)" : options_.dtype});
+  }
+  torch::jit::EliminateDeadCode(graph);
+  replace_forward(module, graph);
+  module.eval();
+
+  // The model must run as converted (ops that make float32 tensors of their own can meet
+  // lower-precision weights): checked on two test images when the pipeline has them.
+  if (context.test && context.test->size() > 0) {
+    try {
+      module.forward({context.test->images.narrow(0, 0, std::min<std::int64_t>(2, context.test->size()))});
+    } catch (const std::exception& e) {
+      throw UserError("convert-precision: the model does not run in " + options_.dtype + " (" + torch_error_summary(e) +
+                      "); keep the layer involved in fp32 with exclude=");
+    }
+  } else {
+    report.notes.push_back("not run on data here (no test set in the pipeline): the measurement runs it");
+  }
+  std::int64_t total = 0, low_layers = 0;
+  for (const auto& l : report.layers) {
+    ++total;
+    low_layers += l.after == 16;
+  }
+  char summary[200];
+  std::snprintf(summary, sizeof summary, "%lld of %lld Conv2d/Linear layer(s) in %s, %lld tensor(s) converted; input and output stay float32",
+                (long long)low_layers, (long long)total, options_.dtype.c_str(), (long long)converted);
+  report.summary = summary;
+  if (low == at::kHalf && !cpu_has_native_fp16())
+    report.notes.push_back("this CPU has no native fp16 arithmetic (no AVX512-FP16): fp16 runs emulated here, slower than "
+                           "fp32; it is meant for GPUs (--device cuda)");
+  if (low == at::kBFloat16)
+    report.notes.push_back("bf16 keeps fp32's exponent range (8 bits of mantissa): LayerNorm/softmax-heavy models may "
+                           "want some layers kept fp32 (exclude=)");
+  return {module, report};
+}
+
+}  // namespace joulecut
