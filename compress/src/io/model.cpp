@@ -75,7 +75,13 @@ LoadedModel load_model(const std::string& path) {
     const std::string why = first_line(compat::what_without_backtrace(e));
     if (why.find("central directory") != std::string::npos || why.find("failed reading") != std::string::npos)
       throw UserError(path + ": truncated or corrupt TorchScript archive (" + why + ")");
+    const std::string newer = compat::newer_file_hint(compat::what_without_backtrace(e));
+    if (!newer.empty()) throw UserError(path + ": " + newer);
     throw UserError(path + ": cannot load as TorchScript (" + why + ")");
+  } catch (const std::exception& e) {  // the TorchScript compiler's own errors (torch::jit::ErrorReport)
+    const std::string newer = compat::newer_file_hint(e.what());
+    if (!newer.empty()) throw UserError(path + ": " + newer);
+    throw UserError(path + ": cannot load as TorchScript (" + first_line(e.what()) + ")");
   }
   if (!extra[kMetadataFile].empty()) loaded.metadata = metadata_from_json(extra[kMetadataFile], path);
   return loaded;
