@@ -25,7 +25,8 @@ void run_measure(MeasureCliOptions options, const Invocation& invocation) {
   if (options.format != "table" && options.format != "csv" && options.format != "json")
     throw UserError("--format '" + options.format + "': choose table, csv or json");
   for (const auto& m : options.job.models)
-    if (!options.output.empty()) refuse_to_overwrite_input(m, options.output);
+    for (const auto* out : {&options.output, &options.json_output})
+      if (!out->empty()) refuse_to_overwrite_input(m, *out);
   const auto report = measure::measure_files(options.job);
   std::ostringstream text;
   measure::write_report(text, report, options.format);
@@ -34,6 +35,12 @@ void run_measure(MeasureCliOptions options, const Invocation& invocation) {
   } else {
     write_file_atomic(options.output, text.str());
     std::fprintf(stderr, "wrote %s\n", options.output.c_str());
+  }
+  if (!options.json_output.empty()) {
+    std::ostringstream json_text;
+    measure::write_report(json_text, report, "json");
+    write_file_atomic(options.json_output, json_text.str());
+    std::fprintf(stderr, "wrote %s\n", options.json_output.c_str());
   }
 }
 
@@ -67,6 +74,7 @@ void add_measure_options(CLI::App* app, MeasureCliOptions& o) {
       ->capture_default_str();
   app->add_option("--format", o.format, "table, csv or json")->capture_default_str();
   app->add_option("-o,--output", o.output, "Write the report to this file (atomically) instead of stdout");
+  app->add_option("--json", o.json_output, "Also write this run's report as JSON to this file (atomically)");
   app->add_flag("--no-progress", o.no_progress, "No progress bar");
 }
 

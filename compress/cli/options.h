@@ -101,6 +101,7 @@ struct MeasureCliOptions {
   measure::MeasureJob job;
   std::string format = "table";
   std::string output;
+  std::string json_output;  // the same run's report as JSON too
   std::string batches = "1,64";
   double cpu_watts = 0;
   bool no_optimize = false;

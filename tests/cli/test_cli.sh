@@ -103,6 +103,9 @@ for key in ("cpu", "libtorch", "blas", "threads", "meter", "protocol", "seeds"):
 assert ("OpenBLAS" if d["manifest"]["libtorch"].startswith("1.") else "MKL") in d["manifest"]["blas"], d["manifest"]["blas"]
 assert 0.85 < d["models"][0]["accuracy"]["value"] <= 1
 PY
+"$compress" measure "$models/mlp.pt" "${quick[@]}" -o "$tmp/m.txt" --json "$tmp/m.json" 2>"$tmp/err"
+grep -q "MODELED" "$tmp/m.txt" && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["runs"] and "manifest" in d' "$tmp/m.json" \
+  && report "measure: one run, the table and its JSON" ok || report "measure: one run, the table and its JSON" fail "$(cat "$tmp/err")"
 mkdir -p "$tmp/powercap/intel-rapl:0"
 echo package-0 >"$tmp/powercap/intel-rapl:0/name"; echo 12345 >"$tmp/powercap/intel-rapl:0/energy_uj"; echo 262143328850 >"$tmp/powercap/intel-rapl:0/max_energy_range_uj"
 expect_ok "measure: fake powercap tree is read as measured" "MEASURED \(rapl\)" measure "$models/mlp.pt" --meter rapl --rapl-root "$tmp/powercap" --batch 1 "${quick[@]}"
