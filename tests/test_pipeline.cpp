@@ -33,6 +33,9 @@ TEST_CASE("every registered pass prints and parses its options through its table
       CHECK(parse_pipeline(pass->text())[0]->text() == pass->text());
     }
   }
+  // A switch (on by default) reads and prints back too.
+  CHECK(make_pass("distill", {{"keep-zeros", "false"}})->text() == "distill<keep-zeros=false>");
+  CHECK(make_pass("distill", {{"keep-zeros", "true"}})->text() == "distill");
   CHECK(pass_options("fold-bn").empty());  // aliases resolve
   CHECK(pass_options("prune").size() == pass_options("prune-magnitude").size());
   CHECK_THROWS_WITH(pass_options("prune-magic"), Contains("unknown pass 'prune-magic'"));
