@@ -60,8 +60,8 @@ struct PassFlags {
   std::string prefix;  // before every option's help, e.g. "With --sparse-runtime: "
 };
 void add_pass_flags(CLI::App* app, const PassFlags& flags, PassOptionMap& given);
-// `given` less the options `pass` does not have; throws UserError naming the first such flag
-// ("--ratio applies to channel, not magnitude") unless `ignore` lists it.
+// `given`, checked against `pass`: throws UserError naming the first flag the pass does not have
+// ("--ratio does not apply to --method magnitude"; `what` names the choice).
 PassOptionMap options_for(const std::string& pass, const PassOptionMap& given, const std::string& what);
 
 // Every pass with each option's default and help, for the footers of run/prune/quantize.
