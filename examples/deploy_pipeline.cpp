@@ -8,6 +8,7 @@
 // Every energy figure says where it came from: a hardware meter (measured) or a model.
 #include <joulecut/joulecut.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -49,9 +50,10 @@ int main(int argc, char** argv) {
     // 1. Passes from text: unknown passes or options fail here, before any work.
     const auto passes = joulecut::parse_pipeline(pipeline);
 
-    // 2. The model, and the data only if a pass calibrates or trains.
+    // 2. The model, its test images (to measure on), and the training split only if a pass
+    //    calibrates or trains.
     const joulecut::PipelineInput input =
-        joulecut::load_pipeline_input(model_path, data, joulecut::needs_training_data(passes));
+        joulecut::load_pipeline_input(model_path, data, joulecut::needs_training_data(passes), /*with_test=*/true);
     joulecut::PassContext context = joulecut::pass_context(input, /*seed=*/1, /*progress=*/false);
 
     // 3. Apply: the input module is never changed.
@@ -59,9 +61,7 @@ int main(int argc, char** argv) {
     for (const auto& report : applied.reports) std::printf("%s: %s\n", report.pass.c_str(), report.summary.c_str());
 
     // 4. Measure before and after, as deployed (frozen and optimized), on the same batch.
-    const auto& spec = input.metadata.dataset;
-    const at::Tensor batch = input.test ? input.test->images.narrow(0, 0, 64)
-                                        : at::randn({64, spec.channels, spec.height, spec.width});
+    const at::Tensor batch = input.test->images.narrow(0, 0, std::min<std::int64_t>(64, input.test->size()));
     joulecut::measure::EnergySession session;
     std::printf("meter: %s\n", session.meter_explanation().c_str());
     const c10::Device cpu("cpu");

@@ -29,9 +29,11 @@ struct PipelineInput {
 // True when a pass of `passes` trains or calibrates (and so needs the training split).
 bool needs_training_data(const std::vector<std::unique_ptr<Pass>>& passes);
 
-// Loads `model`; with `with_data`, both splits of `data`, checked against the model. Throws
-// UserError for a file that does not load, data that does not, or a model that does not accept it.
-PipelineInput load_pipeline_input(const std::string& model, const DataSource& data, bool with_data);
+// Loads `model`; with `with_train`, both splits of `data`; with `with_test` alone, the test
+// split (to measure on). Data read is checked against the model. Throws UserError for a file
+// that does not load, data that does not, or a model that does not accept it.
+PipelineInput load_pipeline_input(const std::string& model, const DataSource& data, bool with_train,
+                                  bool with_test = false);
 
 // The context the passes run in. Precondition: `in` outlives the context (it points into it).
 // The model as given teaches a distill pass that names no teacher.

@@ -14,7 +14,7 @@ bool needs_training_data(const std::vector<std::unique_ptr<Pass>>& passes) {
   return false;
 }
 
-PipelineInput load_pipeline_input(const std::string& model, const DataSource& data, bool with_data) {
+PipelineInput load_pipeline_input(const std::string& model, const DataSource& data, bool with_train, bool with_test) {
   PipelineInput in{model, load_model(model), {}, sha256_file(model), {}, {}};
   std::optional<DatasetSpec> spec;
   if (in.loaded.metadata) {
@@ -23,12 +23,14 @@ PipelineInput load_pipeline_input(const std::string& model, const DataSource& da
   } else {
     in.metadata.dataset = fashion_mnist_spec();
   }
-  if (with_data) {
-    in.train = load_dataset(data, Split::train, spec);
+  // The test split first: a model that does not accept the data fails before the (larger)
+  // training split is read.
+  if (with_test || with_train) {
     in.test = load_dataset(data, Split::test, spec);
     check_model_accepts(in.loaded.module, *in.test, model);
     if (!in.loaded.metadata) in.metadata.dataset = in.test->spec;
   }
+  if (with_train) in.train = load_dataset(data, Split::train, spec);
   return in;
 }
 

@@ -80,16 +80,26 @@ std::vector<std::string> pass_names_of(const std::vector<PassSpec>& passes) {
 
 // Every pass of every point is built (and its options checked) before any work; returns each
 // point's pass names.
-std::vector<std::vector<std::string>> check_points(const Recipe& recipe, const std::vector<RecipePoint>& points) {
+// Every point's passes, built once: their names (for the stage files) and whether any trains.
+struct CheckedPoints {
   std::vector<std::vector<std::string>> names;
+  bool needs_training = false;
+};
+
+CheckedPoints check_points(const Recipe& recipe, const std::vector<RecipePoint>& points) {
+  CheckedPoints checked;
   for (const auto& p : points) {
     try {
-      names.push_back(pass_names_of(p.passes));
+      const auto passes = parse_pipeline(pipeline_text(p.passes));
+      std::vector<std::string> names;
+      for (const auto& pass : passes) names.push_back(pass->name());
+      checked.names.push_back(names);
+      checked.needs_training = checked.needs_training || needs_training_data(passes);
     } catch (const UserError& e) {
       explain_bad_point(recipe, p, e);
     }
   }
-  return names;
+  return checked;
 }
 
 struct Inputs {
@@ -228,7 +238,8 @@ std::vector<RecipePoint> with_recipe_paths(std::vector<RecipePoint> points, cons
 SweepResult sweep_points(const Recipe& recipe, const std::vector<GridAxis>& grid, const SweepOptions& options,
                          bool single_pipeline) {
   const auto points = with_recipe_paths(expand(recipe, grid), recipe);
-  const auto pass_names = check_points(recipe, points);
+  const auto checked = check_points(recipe, points);
+  const auto& pass_names = checked.names;
   if (std::filesystem::exists(options.output_dir) && !std::filesystem::is_directory(options.output_dir))
     throw UserError(options.output_dir + ": exists and is not a directory");
   for (const auto& p : points)
@@ -240,16 +251,8 @@ SweepResult sweep_points(const Recipe& recipe, const std::vector<GridAxis>& grid
   {
     // A bad model fails before the data is read; the training split is read only when a pass
     // of some point trains or calibrates.
-    bool with_training = false;
-    for (const auto& p : points) with_training = with_training || needs_training_data(parse_pipeline(pipeline_text(p.passes)));
-    inputs.data = load_pipeline_input(recipe.model, data_source(recipe), /*with_data=*/false);
+    inputs.data = load_pipeline_input(recipe.model, data_source(recipe), checked.needs_training, /*with_test=*/true);
     inputs.content_sha256 = content_sha256(inputs.data.loaded.module);
-    const std::optional<DatasetSpec> spec =
-        inputs.data.loaded.metadata ? std::optional<DatasetSpec>(inputs.data.loaded.metadata->dataset) : std::nullopt;
-    inputs.data.test = load_dataset(data_source(recipe), Split::test, spec);
-    check_model_accepts(inputs.data.loaded.module, *inputs.data.test, recipe.model);
-    if (!inputs.data.loaded.metadata) inputs.data.metadata.dataset = inputs.data.test->spec;
-    if (with_training) inputs.data.train = load_dataset(data_source(recipe), Split::train, spec);
   }
   const std::string id = sweep_id(recipe, inputs.data.sha256, grid);
 
