@@ -7,6 +7,7 @@
 
 #include "joulecut/evaluate.h"
 #include "joulecut/model.h"
+#include "joulecut/model_input.h"
 #include "joulecut/platform.h"
 #include "joulecut/threads.h"
 #include "joulecut/torch_compat.h"
@@ -26,6 +27,7 @@ struct EvalOptions {
 void run_eval(const EvalOptions& options, const Invocation& invocation) {
   apply_threads(invocation.threads);
   auto loaded = load_model(options.model);
+  require_real_data(resolve_input(options.data, loaded), options.model, false);
   std::optional<DatasetSpec> spec;
   if (loaded.metadata) spec = loaded.metadata->dataset;
   auto data = take_first(load_dataset(options.data, Split::test, spec), options.limit);

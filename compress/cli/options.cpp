@@ -11,6 +11,7 @@
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
 #include "joulecut/measure/measure_files.h"
+#include "joulecut/measure/runner.h"
 #include "joulecut/model.h"
 #include "joulecut/pipeline.h"
 #include "joulecut/platform.h"
@@ -24,15 +25,33 @@ void add_data_options(CLI::App* app, DataSource& data) {
   app->add_option("--data", data.data,
                   "Data set: 'fashion-mnist' (Debian package dataset-fashion-mnist) or a directory of MNIST-style "
                   "IDX files ({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz])")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->each([&data](const std::string&) { data.data_given = true; });
   app->add_option("--images", data.images, "An IDX images file (gzip or plain); use with --labels");
   app->add_option("--labels", data.labels, "The IDX labels file matching --images");
+  add_input_options(app, data);
+}
+
+void add_input_options(CLI::App* app, DataSource& data, bool with_output) {
+  app->add_option("--input-shape", data.input_shape,
+                  "The model's input without the batch, e.g. 3,224,224; several arguments separated by ';' "
+                  "(64;64). Without data, inputs are generated (synthetic: measurement and MACs, no accuracy)");
+  app->add_option("--input-dtype", data.input_dtype,
+                  "float32 (default), float16, bfloat16, int64, int32, uint8 or bool; one for all arguments or one "
+                  "per argument (int64;int64)");
+  app->add_option("--input-range", data.input_range,
+                  "Integer inputs' values, LOW,HIGH (in [LOW, HIGH)), e.g. 0,30522 for token ids; ';' per argument");
+  if (with_output)
+    app->add_option("--model-output", data.output,
+                    "Which of the model's outputs holds the class scores: INDEX of a tuple/list, KEY of a dict");
 }
 
 void add_after_measurement(CLI::App* app, AfterMeasurement& m, const std::string& batch_flag) {
   app->add_option(batch_flag, m.batches, "Batch sizes for the measurement")->capture_default_str();
   app->add_option("--windows", m.windows, "Measurement windows")->capture_default_str()->check(CLI::Range(2, 100000));
   app->add_flag("--no-measure", m.no_measure, "Skip the measurement");
+  app->add_option("--device", m.device, "Where the before/after measurement runs: cpu, cuda or cuda:N")
+      ->capture_default_str();
 }
 
 void add_progress_flag(CLI::App* app, bool& no_progress) { app->add_flag("--no-progress", no_progress, "No progress bars"); }
@@ -189,6 +208,7 @@ std::string measure_side_by_side(const std::vector<std::string>& models, const D
   job.data = data;
   job.batches = parse_batches(measurement.batches);
   job.run.windows = measurement.windows;
+  job.run.device = measurement.device;
   job.progress = progress;
   std::ostringstream table;
   measure::write_table(table, measure::measure_files(job));
@@ -196,6 +216,14 @@ std::string measure_side_by_side(const std::vector<std::string>& models, const D
 }
 
 void apply_and_measure(const std::vector<std::unique_ptr<Pass>>& passes, const ApplyJob& job, const std::string& command) {
+  // A device that cannot run is found before the passes run, not after.
+  if (!job.measurement.no_measure) {
+    try {
+      measure::parse_device(job.measurement.device);
+    } catch (const UserError& e) {
+      throw UserError(std::string(e.what()) + "; or add --no-measure and measure the output elsewhere");
+    }
+  }
   const PipelineInput input = load_pipeline_input(job.model, job.data, needs_training_data(passes));
   PassContext context = pass_context(input, job.seed, job.progress);
   const auto applied = apply_passes(passes, input.loaded.module, context);

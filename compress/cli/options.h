@@ -33,16 +33,19 @@ struct Command {
 };
 
 // ---- option groups --------------------------------------------------------------------------
-// --data, --images, --labels.
+// --data, --images, --labels, and the input flags below.
 void add_data_options(CLI::App* app, DataSource& data);
+// --input-shape, --input-dtype, --input-range, and --model-output unless !with_output (joulecut/model_input.h).
+void add_input_options(CLI::App* app, DataSource& data, bool with_output = true);
 
 // The before/after measurement that prune, quantize and distill print.
 struct AfterMeasurement {
   std::string batches;  // "64" or "1,64"
   int windows = 5;
   bool no_measure = false;
+  std::string device = "cpu";  // cpu, cuda or cuda:N
 };
-// --batch (or `batch_flag`), --windows, --no-measure.
+// --batch (or `batch_flag`), --windows, --no-measure, --device.
 void add_after_measurement(CLI::App* app, AfterMeasurement& m, const std::string& batch_flag = "--batch");
 
 void add_progress_flag(CLI::App* app, bool& no_progress);

@@ -18,8 +18,19 @@ struct QuantizeCliOptions {
   bool no_progress = false;
 };
 
-void run_quantize(const QuantizeCliOptions& o, const Invocation& invocation) {
+void run_quantize(QuantizeCliOptions o, const Invocation& invocation) {
   apply_threads(invocation.threads);
+  // The CUDA int8 kernel is the backend for a GPU: --device cuda picks it, and a cuda file is
+  // measured on the GPU (on a CPU it would time the exact reference, not the kernel).
+  const bool on_gpu = o.measurement.device.rfind("cuda", 0) == 0;
+  const bool cuda_backend = o.given.count("backend") && o.given.at("backend") == "cuda";
+  if (o.dynamic && (on_gpu || cuda_backend))
+    throw UserError("--dynamic runs on the CPU (LibTorch's quantized ops); for a GPU, static int8 with --device cuda");
+  if (on_gpu && !o.given.count("backend")) o.given["backend"] = "cuda";
+  if (on_gpu && o.given["backend"] != "cuda")
+    throw UserError("--device " + o.measurement.device + ": the " + o.given["backend"] +
+                    " backend runs on the CPU; the int8 backend for GPUs is --backend cuda");
+  if (cuda_backend && !on_gpu) o.measurement.device = "cuda";
   check_output(o.model, o.output);
   std::vector<std::unique_ptr<Pass>> passes;
   if (o.dynamic) {
@@ -54,6 +65,8 @@ Command make_quantize_command(CLI::App& app) {
       "images and kept int8 from layer to layer. --backend onednn runs joulecut's int8 runtime (the file needs\n"
       "libjoulecut_ops to load); --backend torch runs LibTorch's quantized ops (stock PyTorch loads the file).\n"
       "--dynamic quantizes Linear layers only, activations per batch, on the torch backend.\n"
+      "--device cuda (or --backend cuda) makes Linear layers int8 on joulecut's dp4a CUDA kernel, measured on the GPU;\n"
+      "with --no-measure the file can be made on a machine without one.\n"
       "Example: compress quantize models/trained/lenet5.pt -o lenet5-int8.pt --observer mse --max-accuracy-drop 0.5");
   cmd->add_option("model", o->model, "TorchScript file (never modified)")->required();
   cmd->add_option("-o,--output", o->output, "Quantized TorchScript file (written atomically)")->required();

@@ -184,11 +184,25 @@ for backend in onednn torch; do
   python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["accuracy"] > 0.85' "$tmp/out" \
     && report "quantize: $backend output keeps its accuracy" ok || report "quantize: $backend output keeps its accuracy" fail "$(head -c 200 "$tmp/out")"
 done
+# backend=cuda: Linear layers on joulecut::int8_linear_dp4a, made here; its CPU reference evaluates.
+expect_ok "quantize: backend cuda, Linear layers only" "^quantize-static<backend=cuda,samples=200>: 3 of 5 Conv2d/Linear layer\(s\) int8 on the cuda backend" quantize "$models/lenet5.pt" -o "$tmp/l5-cuda.pt" --backend cuda "${static[@]}"
+grep -Eq "conv1 .*fp32: backend=cuda has an int8 kernel for Linear layers only" "$tmp/out" \
+  && report "quantize: backend cuda says why convolutions stay fp32" ok || report "quantize: backend cuda says why convolutions stay fp32" fail "$(head -20 "$tmp/out")"
+expect_ok "quantize: backend cuda output loads (info)" "fc1 +joulecut::int8_linear_dp4a" info "$tmp/l5-cuda.pt"
+expect_ok "quantize: backend cuda output evaluates on the CPU reference" '"accuracy"' eval --json "$tmp/l5-cuda.pt" --limit 500
+python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["accuracy"] > 0.85' "$tmp/out" \
+  && report "quantize: backend cuda keeps its accuracy" ok || report "quantize: backend cuda keeps its accuracy" fail "$(head -c 200 "$tmp/out")"
+if ! "$compress" measure "$models/mlp.pt" --device cuda --windows 2 >/dev/null 2>&1; then
+  expect_error "quantize: --device cuda without a GPU, before any work" "--device cuda: .*; or add --no-measure" quantize "$models/lenet5.pt" -o "$tmp/l5-gpu.pt" --device cuda --samples 200 --no-progress
+  [ ! -e "$tmp/l5-gpu.pt" ] && report "quantize: --device cuda wrote nothing" ok || report "quantize: --device cuda wrote nothing" fail "$tmp/l5-gpu.pt exists"
+fi
+expect_error "quantize: --device cuda with a CPU backend" "the onednn backend runs on the CPU; the int8 backend for GPUs is --backend cuda" quantize "$models/lenet5.pt" -o "$tmp/q.pt" --device cuda --backend onednn "${static[@]}"
+expect_error "quantize: --dynamic on a GPU" "--dynamic runs on the CPU" quantize "$models/mlp.pt" -o "$tmp/q.pt" --dynamic --device cuda --no-measure
 expect_ok "quantize: --max-accuracy-drop 0 reports the budget" "note: accuracy budget: " quantize "$models/lenet5.pt" -o "$tmp/l5-budget.pt" --max-accuracy-drop 0 --validation 500 "${static[@]}"
 expect_error "quantize: unknown observer" "unknown observer 'kl'" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --observer kl "${static[@]}"
 expect_error "quantize: percentile 0" "percentile 0[.0]* must be in \(0, 100\]" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --observer percentile --percentile 0 "${static[@]}"
 expect_error "quantize: percentile 150" "percentile 150[.0]* must be in \(0, 100\]" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --observer percentile --percentile 150 "${static[@]}"
-expect_error "quantize: unknown backend" "backend 'tensorrt': choose onednn .* or torch" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --backend tensorrt "${static[@]}"
+expect_error "quantize: unknown backend" "backend 'tensorrt': choose onednn .*, torch .* or cuda" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --backend tensorrt "${static[@]}"
 expect_error "quantize: --dynamic on the default backend" "--dynamic runs on LibTorch's quantized::linear_dynamic: add --backend torch" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --dynamic --no-measure
 expect_error "quantize: percentile without its observer" "percentile applies to observer=percentile only" quantize "$models/lenet5.pt" -o "$tmp/qs.pt" --percentile 150 "${static[@]}"
 expect_error "quantize: static-only option with --dynamic" "--observer applies to static int8, not --dynamic" quantize "$models/mlp.pt" -o "$tmp/qs.pt" --dynamic --backend torch --observer mse --no-measure

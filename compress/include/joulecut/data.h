@@ -21,6 +21,10 @@ struct DataSource {
   std::string data = "fashion-mnist";
   std::string images;
   std::string labels;
+  bool data_given = false;  // --data given (else `data` is the default)
+  // The model's input (joulecut/input_spec.h) and the output that holds its scores.
+  std::string input_shape, input_dtype, input_range;
+  std::string output;  // --model-output INDEX|KEY for tuple, list and dict outputs
 };
 
 struct TensorDataset {

@@ -40,5 +40,7 @@ struct ModelStats {
 // Runs `module` once on `example` (no grad, module's current mode) and returns its stats.
 // Throws UserError if the model fails on the input.
 ModelStats analyze_model(torch::jit::Module& module, const at::Tensor& example);
+// The same for a forward() of several arguments, each [batch, ...]; the batch is the first's.
+ModelStats analyze_model(torch::jit::Module& module, const std::vector<at::Tensor>& arguments);
 
 }  // namespace joulecut

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "joulecut/dataset_spec.h"
+#include "joulecut/input_spec.h"
 
 namespace joulecut {
 
@@ -18,6 +19,7 @@ struct ModelMetadata {
   std::string arch;             // reference architecture name, or "" for foreign models
   DatasetSpec dataset;          // input spec the model was trained with
   std::string provenance_json;  // free-form JSON object: training command, seed, accuracy...
+  std::optional<InputSpec> inputs;  // forward()'s arguments, when not the data set's images
 };
 
 struct LoadedModel {

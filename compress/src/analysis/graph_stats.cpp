@@ -28,7 +28,7 @@ double ModelStats::weight_sparsity() const {
 
 namespace {
 
-enum class OpKind { none, conv, linear, matmul, addmm, sparse_linear, quantized_linear, quantized_conv };
+enum class OpKind { none, conv, linear, matmul, addmm, sparse_linear, quantized_linear, quantized_conv, dp4a_linear };
 
 OpKind classify(const std::string& name) {
   static const std::map<std::string, OpKind> kinds = {
@@ -46,6 +46,7 @@ OpKind classify(const std::string& name) {
       {"joulecut::int8_linear", OpKind::quantized_linear},  // (input, Int8Layer)
       {"joulecut::int8_conv2d", OpKind::quantized_conv},
       {"joulecut::int8_conv2d_add", OpKind::quantized_conv},  // (input, Int8Layer, residual)
+      {"joulecut::int8_linear_dp4a", OpKind::dp4a_linear},  // (input, int8 weight, scales, bias, ...)
   };
   const auto it = kinds.find(name);
   return it == kinds.end() ? OpKind::none : it->second;
@@ -124,7 +125,7 @@ std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction& fn) {
     rec->layer.input_shape = shape_of(inputs[in]);
     rec->weight = inputs[w].toTensor();
     rec->layer.activation_bytes += inputs[in].toTensor().nbytes();
-    const std::size_t b = kind == OpKind::addmm ? 0 : kind == OpKind::sparse_linear ? 4 : 2;
+    const std::size_t b = kind == OpKind::addmm ? 0 : kind == OpKind::sparse_linear ? 4 : kind == OpKind::dp4a_linear ? 3 : 2;
     if (inputs.size() > b && inputs[b].isTensor()) rec->bias = inputs[b].toTensor();
   }
   return rec;
@@ -157,6 +158,7 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
       layer.macs = out.size(-1) > 0 ? out_elems / out.size(-1) * w.numel() : 0;
       break;
     case OpKind::matmul:
+    case OpKind::dp4a_linear:  // its weight is padded to a multiple of 4 inputs: count the real ones
     case OpKind::addmm:  // a [.., k] x b [k, ..]
       layer.macs = out_elems * (layer.input_shape.empty() ? 0 : layer.input_shape.back());
       break;
@@ -179,7 +181,13 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
 
 }  // namespace
 
-ModelStats analyze_model(torch::jit::Module& input_module, const at::Tensor& example) {
+ModelStats analyze_model(torch::jit::Module& module, const at::Tensor& example) {
+  return analyze_model(module, std::vector<at::Tensor>{example});
+}
+
+ModelStats analyze_model(torch::jit::Module& input_module, const std::vector<at::Tensor>& arguments) {
+  JOULECUT_ASSERT(!arguments.empty(), "analyze_model needs at least one input");
+  const at::Tensor& example = arguments.front();
   // A fresh clone, run once: after a module has run, the graph executor may replace its graph
   // with an optimized plan whose recorded op arguments are not the layers' weights, and the
   // counts must not depend on what ran before.
@@ -213,9 +221,13 @@ ModelStats analyze_model(torch::jit::Module& input_module, const at::Tensor& exa
   }
   for (const auto& b : module.named_buffers(/*recurse=*/true)) {
     stats.parameter_bytes += b.value.nbytes();
-    // lower-sparse keeps a layer's CSR weight in root buffers.
-    const std::string layer = layer_of_root_attribute(kCsrValues, b.name);
+    // lower-sparse keeps a layer's CSR weight in root buffers, quantize-static backend=cuda its int8 weight.
+    // A dp4a bias is counted as a parameter; the layer is named by its weight.
+    if (!layer_of_root_attribute(kDp4aBias, b.name).empty()) stats.parameters += b.value.numel();
+    std::string layer = layer_of_root_attribute(kCsrValues, b.name);
+    if (layer.empty()) layer = layer_of_root_attribute(kDp4aWeight, b.name);
     if (layer.empty()) continue;
+    dtypes.insert(std::string(c10::toString(b.value.scalar_type())));
     stats.parameters += b.value.numel();  // the layer's stored weights: they are parameters
     recorder.names[b.value.data_ptr()] = layer;
   }
@@ -227,12 +239,12 @@ ModelStats analyze_model(torch::jit::Module& input_module, const at::Tensor& exa
   active = &recorder;
   try {
     at::NoGradGuard no_grad;
-    module.forward({example});
+    module.forward(std::vector<c10::IValue>(arguments.begin(), arguments.end()));
   } catch (const std::exception& e) {
     active = nullptr;
     at::removeCallback(handle);
     std::ostringstream shape;
-    shape << example.sizes();
+    for (std::size_t i = 0; i < arguments.size(); ++i) shape << (i ? ", " : "") << arguments[i].sizes();
     throw UserError("model fails on an input of shape " + shape.str() + " (" +
                     torch_error_summary(e) + ")");
   }

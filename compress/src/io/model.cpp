@@ -39,6 +39,7 @@ std::string metadata_to_json(const ModelMetadata& metadata) {
   j["dataset"] = nlohmann::json::parse(spec_to_json(metadata.dataset));
   j["provenance"] = metadata.provenance_json.empty() ? nlohmann::json::object()
                                                      : nlohmann::json::parse(metadata.provenance_json);
+  if (metadata.inputs) j["inputs"] = nlohmann::json::parse(input_spec_to_json(*metadata.inputs));
   return j.dump(2);
 }
 
@@ -49,6 +50,7 @@ ModelMetadata metadata_from_json(const std::string& text, const std::string& ori
     metadata.arch = j.value("arch", "");
     metadata.dataset = spec_from_json(j.at("dataset").dump(), origin);
     metadata.provenance_json = j.contains("provenance") ? j["provenance"].dump() : "{}";
+    if (j.contains("inputs")) metadata.inputs = input_spec_from_json(j["inputs"].dump(), origin);
     return metadata;
   } catch (const nlohmann::json::exception& e) {
     throw UserError(origin + ": unreadable " + kMetadataFile + " (" + e.what() + ")");

@@ -12,7 +12,11 @@ inline constexpr const char* kCsrColumns = "joulecut_csr_columns__";
 inline constexpr const char* kCsrRowOffsets = "joulecut_csr_row_offsets__";
 inline constexpr const char* kPackedLinear = "joulecut_qlinear__";
 inline constexpr const char* kFoldedBias = "joulecut_folded_bias__";
-inline constexpr const char* kInt8Layer = "joulecut_int8__";  // static int8 Conv2d/Linear, either backend
+inline constexpr const char* kInt8Layer = "joulecut_int8__";  // static int8 Conv2d/Linear, onednn or torch backend
+// backend=cuda: a Linear's packed int8 weight, its scales and its bias (joulecut/int8_cuda.h)
+inline constexpr const char* kDp4aWeight = "joulecut_dp4a_weight__";
+inline constexpr const char* kDp4aScale = "joulecut_dp4a_scale__";
+inline constexpr const char* kDp4aBias = "joulecut_dp4a_bias__";
 
 inline std::string root_attribute_name(const std::string& prefix, const std::string& layer) {
   std::string flat = layer;

@@ -5,6 +5,7 @@
 #include "joulecut/atomic_file.h"
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
+#include "joulecut/model_input.h"
 
 namespace joulecut {
 
@@ -23,6 +24,9 @@ PipelineInput load_pipeline_input(const std::string& model, const DataSource& da
   } else {
     in.metadata.dataset = fashion_mnist_spec();
   }
+  const ResolvedInput input = resolve_input(data, in.loaded);
+  if (input.origin == "flags") in.metadata.inputs = input.spec;  // outputs record what they take
+  if (with_train || with_test) require_real_data(input, model, with_train);
   // The test split first: a model that does not accept the data fails before the (larger)
   // training split is read.
   if (with_test || with_train) {

@@ -28,6 +28,7 @@
 #include "joulecut/observers.h"
 #include "joulecut/progress.h"
 #include "joulecut/quantize.h"
+#include "joulecut/int8_cuda.h"
 #ifdef JOULECUT_HAVE_ONEDNN
 #include "joulecut/int8.h"
 #endif
@@ -59,7 +60,11 @@ class Rewriter {
  public:
   Rewriter(const torch::jit::Module& input, const StaticQuantizeOptions& options,
            const std::map<std::size_t, QuantRange>& ranges, const std::set<std::string>& keep_fp32)
-      : module_(clone_for_transform(input)), options_(options), keep_fp32_(keep_fp32), onednn_(options.backend == "onednn") {
+      : module_(clone_for_transform(input)),
+        options_(options),
+        keep_fp32_(keep_fp32),
+        onednn_(options.backend == "onednn"),
+        cuda_(options.backend == "cuda") {
     graph_ = inlined_forward(module_, "quantize-static");
     const auto values = numbered_values(*graph_);
     for (const auto& [index, range] : ranges) {
@@ -163,6 +168,7 @@ class Rewriter {
   std::string quantize_layer(const Layer& l, std::set<Node*>& consumed, Built& built) {
     if (keep_fp32_.count(l.name)) return "fp32: kept by the accuracy budget";
     if (matches_any(l.name, options_.exclude)) return "fp32: excluded";
+    if (cuda_) return quantize_layer_for_cuda(l, consumed, built);
     // onednn: a residual add that reads only this convolution's output and a value already int8
     // runs inside the convolution (oneDNN's sum post-op), with the ReLU after it.
     Node* add = nullptr;
@@ -256,6 +262,51 @@ class Rewriter {
     return "";
   }
 
+  // backend=cuda: a Linear becomes joulecut::int8_linear_dp4a, which quantizes its fp32 input
+  // itself (symmetric int8, the calibrated range) and returns fp32, ReLU fused. Its weights are
+  // root buffers, so module.to("cuda") moves them.
+  std::string quantize_layer_for_cuda(const Layer& l, std::set<Node*>& consumed, Built& built) {
+    if (l.conv) return "fp32: backend=cuda has an int8 kernel for Linear layers only";
+    const auto input_range = range_of(l.node->input(0));
+    if (!input_range) return "fp32: input not calibrated";
+    const double bound = std::max(std::abs(double(input_range->min)), std::abs(double(input_range->max)));
+    const double input_scale = bound > 0 ? bound / 127 : 1.0;
+    const Dp4aWeight packed = pack_dp4a_weight(tensors_[l.weight_path]);
+    const std::string weight_name = root_attribute_name(kDp4aWeight, l.name);
+    const std::string scale_name = root_attribute_name(kDp4aScale, l.name);
+    module_.register_buffer(weight_name, packed.weight);
+    module_.register_buffer(scale_name, packed.scale);
+    WithInsertPoint guard(l.node);
+    Value* bias = nullptr;
+    if (l.bias_path) {
+      const std::string bias_name = root_attribute_name(kDp4aBias, l.name);
+      module_.register_buffer(bias_name, tensors_[*l.bias_path].detach().to(at::kFloat).contiguous().clone());
+      bias = graph_->insertGetAttr(self_, bias_name);
+    } else {
+      bias = graph_->insertConstant(c10::IValue());
+    }
+    Value* out = graph_->insert(kOurLinearDp4a, {l.node->input(0), graph_->insertGetAttr(self_, weight_name),
+                                                 graph_->insertGetAttr(self_, scale_name), bias, input_scale,
+                                                 l.relu != nullptr});
+    // The next layer reads `out` now: it keeps the calibrated range of the value it replaces.
+    if (const auto out_range = range_of(l.output())) ranges_[out] = *out_range;
+    l.output()->replaceAllUsesWith(out);
+    const at::Tensor weight = tensors_[l.weight_path].detach().to(at::kFloat);
+    const at::Tensor restored = packed.weight.narrow(1, 0, weight.size(1)).to(at::kFloat) * packed.scale.unsqueeze(1);
+    char note[120];
+    std::snprintf(note, sizeof note, ", dp4a, input scale %.3g (weight error %.2g)", input_scale,
+                  (restored - weight).abs().max().item<double>());
+    weight_note_ = note;
+    fused_note_ = l.relu ? " + relu fused" : "";
+    if (l.relu) {
+      consumed.insert(l.relu);
+      ++built.fused;
+    }
+    emptied_.push_back(l.weight_path);
+    if (l.bias_path) emptied_.push_back(*l.bias_path);
+    return "";
+  }
+
   void quantize_add(Node* n, std::set<Node*>& consumed, Built& built) {
     Node* relu = fused_relu(n);
     Value* result = relu ? relu->output() : n->output();
@@ -312,7 +363,7 @@ class Rewriter {
   torch::jit::Module module_;
   const StaticQuantizeOptions& options_;
   const std::set<std::string>& keep_fp32_;
-  bool onednn_;
+  bool onednn_, cuda_;
   std::shared_ptr<Graph> graph_;
   Value* self_ = nullptr;
   std::map<Value*, QuantRange> ranges_;
@@ -364,7 +415,9 @@ const OptionTable<StaticQuantizeOptions>& StaticQuantizePass::options_table() {
   using O = StaticQuantizeOptions;
   static const OptionTable<O> table(
       "quantize-static",
-      {option("backend", "onednn: joulecut's int8 runtime; torch: LibTorch's quantized ops (stock PyTorch loads it)",
+      {option("backend",
+              "onednn: joulecut's int8 runtime; torch: LibTorch's quantized ops (stock PyTorch loads it); cuda: "
+              "joulecut's dp4a kernel for Linear layers on NVIDIA GPUs",
               &O::backend),
        option("observer", "activation ranges: minmax, percentile, entropy (KL) or mse", &O::observer),
        option("percentile", "with observer=percentile, in (0, 100]", &O::percentile),
@@ -377,9 +430,9 @@ const OptionTable<StaticQuantizeOptions>& StaticQuantizePass::options_table() {
 
 StaticQuantizeOptions StaticQuantizePass::parse(const PassOptionMap& map) {
   const StaticQuantizeOptions o = options_table().parse(map);
-  if (o.backend != "onednn" && o.backend != "torch")
-    throw UserError("quantize-static: backend '" + o.backend + "': choose onednn (joulecut's int8 runtime) or torch "
-                    "(LibTorch's quantized ops, loads in stock PyTorch)");
+  if (o.backend != "onednn" && o.backend != "torch" && o.backend != "cuda")
+    throw UserError("quantize-static: backend '" + o.backend + "': choose onednn (joulecut's int8 runtime), torch "
+                    "(LibTorch's quantized ops, loads in stock PyTorch) or cuda (int8 Linear layers on NVIDIA GPUs)");
   make_observer(o.observer, o.percentile);  // validates both
   if (map.count("percentile") && o.observer != "percentile")
     throw UserError("quantize-static: percentile applies to observer=percentile only");
@@ -485,17 +538,27 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
   }
   report.layers = built.layers;
   char summary[240];
-  std::snprintf(summary, sizeof summary,
-                "%d of %zu Conv2d/Linear layer(s) int8 on the %s backend, %d ReLU(s) fused, %d residual add(s) run "
-                "inside convolutions; int8 between layers, %d quantize and %d dequantize op(s) at fp32 boundaries",
-                built.int8_layers, built.layers.size(), options_.backend.c_str(), built.fused, built.fused_adds,
-                built.quantize_ops, built.dequantize_ops);
+  if (options_.backend == "cuda")
+    std::snprintf(summary, sizeof summary,
+                  "%d of %zu Conv2d/Linear layer(s) int8 on the cuda backend (Linear only), %d ReLU(s) fused; each "
+                  "int8 Linear quantizes its fp32 input and returns fp32",
+                  built.int8_layers, built.layers.size(), built.fused);
+  else
+    std::snprintf(summary, sizeof summary,
+                  "%d of %zu Conv2d/Linear layer(s) int8 on the %s backend, %d ReLU(s) fused, %d residual add(s) run "
+                  "inside convolutions; int8 between layers, %d quantize and %d dequantize op(s) at fp32 boundaries",
+                  built.int8_layers, built.layers.size(), options_.backend.c_str(), built.fused, built.fused_adds,
+                  built.quantize_ops, built.dequantize_ops);
   report.summary = summary;
   report.notes.push_back("calibration: " + options_.observer + " observer on the first " +
                          std::to_string(std::min<std::int64_t>(options_.samples, train.size())) + " training images");
 #ifdef JOULECUT_HAVE_ONEDNN
   if (options_.backend == "onednn") report.notes.push_back("oneDNN kernels: " + int8_implementations());
 #endif
+  if (options_.backend == "cuda")
+    report.notes.push_back(std::string("backend=cuda: joulecut::int8_linear_dp4a runs the dp4a kernel on CUDA tensors") +
+                           (dp4a_kernel_compiled() ? "" : " (not in this build: LibTorch without CUDA)") +
+                           " and an exact CPU reference on CPU tensors; measure on a GPU with --device cuda");
   if (options_.backend == "torch") report.notes.push_back("LibTorch quantized engine: " + engine + " (loads in stock PyTorch)");
   else report.notes.push_back("needs libjoulecut_ops at load time (C++: link it; Python: torch.ops.load_library)");
   return {built.module, report};

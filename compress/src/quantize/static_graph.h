@@ -36,6 +36,7 @@ inline const c10::Symbol kOurLinear = c10::Symbol::fromQualString("joulecut::int
 inline const c10::Symbol kOurMaxPool = c10::Symbol::fromQualString("joulecut::int8_max_pool2d");
 inline const c10::Symbol kOurAvgPool = c10::Symbol::fromQualString("joulecut::int8_adaptive_avg_pool2d");
 inline const c10::Symbol kOurAdd = c10::Symbol::fromQualString("joulecut::int8_add");
+inline const c10::Symbol kOurLinearDp4a = c10::Symbol::fromQualString("joulecut::int8_linear_dp4a");
 inline constexpr std::int64_t kQuint8 = 13;  // c10::ScalarType::QUInt8, as TorchScript passes dtypes
 
 bool is_relu(const Node* n);

@@ -8,9 +8,12 @@
 #include "joulecut/evaluate.h"
 #include "joulecut/graph_stats.h"
 #include "joulecut/model.h"
+#include "joulecut/model_input.h"
 
 namespace joulecut::measure {
 namespace {
+
+constexpr std::uint64_t kSyntheticSeed = 1;
 
 std::string dtype_name(const std::string& c10_name) {
   static const std::map<std::string, std::string> names = {
@@ -66,23 +69,36 @@ Report measure_files(const MeasureJob& job) {
   std::vector<torch::jit::Module> prepared;
   std::vector<torch::jit::Module> originals;
   std::optional<TensorDataset> data;
+  std::optional<ResolvedInput> input;  // the first model's; every model is fed the same
   std::string how;
+  // A batch of `count`: real data, or (no data for the model's input) generated from its spec.
+  const auto batch_of = [&](std::int64_t count) {
+    return input->synthetic ? synthetic_inputs(input->spec, count, kSyntheticSeed)
+                            : std::vector<at::Tensor>{input_batch(*data, count)};
+  };
   for (const auto& path : job.models) {
     LoadedModel loaded = load_model(path);
     std::optional<DatasetSpec> spec;
     if (loaded.metadata) spec = loaded.metadata->dataset;
-    if (!data) data = load_dataset(job.data, Split::test, spec);
-    check_model_accepts(loaded.module, *data, path);
+    if (!input) input = resolve_input(job.data, loaded);
+    if (input->synthetic) {
+      check_model_accepts_inputs(loaded.module, batch_of(2), path);
+    } else {
+      if (!data) data = load_dataset(job.data, Split::test, spec);
+      check_model_accepts(loaded.module, *data, path);
+    }
     ModelSummary summary;
     summary.label = unique_label(path, report.models);
     summary.path = path;
     summary.file_bytes = std::int64_t(loaded.file_bytes);
     loaded.module.eval();
-    const ModelStats stats = analyze_model(loaded.module, input_batch(*data, 1));
+    const ModelStats stats = analyze_model(loaded.module, batch_of(1));
     summary.parameters = stats.parameters;
     summary.macs_per_inference = stats.macs;
     torch::jit::Module deployed = prepare_for_inference(loaded.module, job.optimize, device, &how);
-    if (job.accuracy_limit >= 0) {
+    if (input->synthetic) {
+      summary.accuracy_data = "n/a (no data)";
+    } else if (job.accuracy_limit >= 0) {
       TensorDataset eval_data = take_first(*data, job.accuracy_limit);
       if (device.is_cuda()) {
         eval_data.images = eval_data.images.to(device);
@@ -100,14 +116,15 @@ Report measure_files(const MeasureJob& job) {
   for (const auto batch : job.batches) {
     RunOptions options = job.run;
     options.batch = batch;
-    const at::Tensor input = input_batch(*data, batch).to(device);
+    std::vector<at::Tensor> arguments = batch_of(batch);
     std::vector<Candidate> candidates;
     for (std::size_t i = 0; i < prepared.size(); ++i) {
       Candidate c{report.models[i].label, prepared[i], {}};
-      c.ops = op_counts(analyze_model(originals[i], input_batch(*data, batch)));
+      c.ops = op_counts(analyze_model(originals[i], arguments));
       candidates.push_back(c);
     }
-    for (auto& r : run_interleaved(candidates, input, options, choice, job.progress)) report.runs.push_back(r);
+    for (auto& a : arguments) a = a.to(device);
+    for (auto& r : run_interleaved(candidates, arguments, options, choice, job.progress)) report.runs.push_back(r);
   }
 
   report.manifest = collect_manifest(job.run, choice);
@@ -116,8 +133,14 @@ Report measure_files(const MeasureJob& job) {
   report.manifest.set("batches", batches);
   report.manifest.set("dtype", "as stored in each model");
   report.manifest.set("prepared", how);
-  report.manifest.set("input", "first images of " + data->description + " (real data, fixed order)");
-  report.manifest.set("seeds", "none drawn while measuring; each model's training seed is in its metadata");
+  report.manifest.set("input_spec", describe_input_spec(input->spec) + " (from the " + input->origin + ")");
+  report.manifest.set("input", input->synthetic
+                                   ? "synthetic input (no data given): generated from the input spec, seed " +
+                                         std::to_string(kSyntheticSeed) + "; accuracy n/a"
+                                   : "first images of " + data->description + " (real data, fixed order)");
+  report.manifest.set("seeds", input->synthetic ? "synthetic input seed " + std::to_string(kSyntheticSeed) +
+                                                    "; each model's training seed is in its metadata"
+                                              : "none drawn while measuring; each model's training seed is in its metadata");
   report.title = job.models.size() == 1 ? "compress measure " + job.models.front()
                                         : "compress compare (ratios against " + report.models.front().label + ")";
   return report;

@@ -48,7 +48,7 @@ void write_table(std::ostream& out, const Report& report) {
     pad(out, fmt("%.1f KiB", double(m.file_bytes) / 1024), 12);
     out << (m.accuracy ? fmt("%.2f%%", 100 * m.accuracy->value) + fmt(" (%.2f-", 100 * m.accuracy->low) +
                              fmt("%.2f%%)", 100 * m.accuracy->high)
-                       : "not evaluated")
+                       : m.accuracy_data.empty() ? "not evaluated" : m.accuracy_data)
         << "\n";
   }
   out << "\n";
@@ -158,6 +158,8 @@ void write_json(std::ostream& out, const Report& report) {
       j["accuracy"] = {{"value", m.accuracy->value}, {"ci95", {m.accuracy->low, m.accuracy->high}},
                        {"method", "Wilson score interval"}, {"correct", m.accuracy->successes},
                        {"samples", m.accuracy->trials}, {"data", m.accuracy_data}};
+    else if (!m.accuracy_data.empty())
+      j["accuracy"] = {{"value", nullptr}, {"data", m.accuracy_data}};
     models.push_back(j);
   }
   json runs = json::array();

@@ -181,17 +181,18 @@ double idle_watts(Meter& meter, double seconds, const std::function<void()>& syn
 }
 
 // Warm-up; returns the iterations that make a window at least `min_window` seconds long.
-std::int64_t warm_up(Candidate& candidate, const at::Tensor& input, double warmup_seconds, double min_window,
+std::int64_t warm_up(Candidate& candidate, const std::vector<c10::IValue>& inputs, double warmup_seconds, double min_window,
                      const std::function<void()>& sync) {
   std::vector<double> times;
   const auto start = Clock::now();
   while (times.size() < 3 || seconds_since(start) < warmup_seconds) {
     const auto t = Clock::now();
     try {
-      candidate.module.forward({input});
+      candidate.module.forward(inputs);
     } catch (const std::exception& e) {
       std::ostringstream shape;
-      shape << input.sizes();
+      for (std::size_t i = 0; i < inputs.size(); ++i)
+        if (inputs[i].isTensor()) shape << (i ? ", " : "") << inputs[i].toTensor().sizes();
       throw UserError(candidate.label + ": model fails on input " + shape.str() + " (" + torch_error_summary(e) + ")");
     }
     sync();
@@ -203,7 +204,7 @@ std::int64_t warm_up(Candidate& candidate, const at::Tensor& input, double warmu
 }
 
 // One window of one candidate: s.iterations timed forwards inside the meter's window.
-void run_window(Candidate& candidate, CandidateState& s, const at::Tensor& input, std::int64_t batch, Meter* meter,
+void run_window(Candidate& candidate, CandidateState& s, const std::vector<c10::IValue>& inputs, std::int64_t batch, Meter* meter,
                 const TimePowerModel& time_power, double idle, const std::function<void()>& sync) {
   sync();
   const double cpu0 = process_cpu_seconds();
@@ -212,7 +213,7 @@ void run_window(Candidate& candidate, CandidateState& s, const at::Tensor& input
   auto last_poll = t0;
   for (std::int64_t i = 0; i < s.iterations; ++i) {
     const auto ti = Clock::now();
-    candidate.module.forward({input});
+    candidate.module.forward(inputs);
     sync();
     const auto done = Clock::now();
     s.latencies.push_back(std::chrono::duration<double>(done - ti).count());
@@ -282,6 +283,12 @@ RunResult summarize(const Candidate& candidate, const CandidateState& s, const R
 
 std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const at::Tensor& input,
                                        const RunOptions& options, MeterChoice& choice, bool progress) {
+  return run_interleaved(candidates, std::vector<at::Tensor>{input}, options, choice, progress);
+}
+
+std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const std::vector<at::Tensor>& arguments,
+                                       const RunOptions& options, MeterChoice& choice, bool progress) {
+  const std::vector<c10::IValue> input(arguments.begin(), arguments.end());
   if (options.windows < 2) throw UserError("--windows must be at least 2 (a confidence interval needs two)");
   if (options.batch <= 0) throw UserError("--batch must be positive");
   const c10::Device device = parse_device(options.device);

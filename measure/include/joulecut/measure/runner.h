@@ -95,6 +95,9 @@ RunResult measure(torch::jit::Module& module, const at::Tensor& input, const Run
 // windows across candidates. Prints progress to stderr when `progress`.
 std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const at::Tensor& input,
                                        const RunOptions& options, MeterChoice& meter, bool progress = true);
+// The same for a forward() of several arguments (token ids and attention mask, ...), each [batch, ...].
+std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const std::vector<at::Tensor>& arguments,
+                                       const RunOptions& options, MeterChoice& meter, bool progress = true);
 
 // Hardware, software, threads, BLAS, meter and protocol of this process.
 Manifest collect_manifest(const RunOptions& options, const MeterChoice& meter);

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Models real users bring, made by Python PyTorch (torchvision ResNet-18 scripted at 3x32x32,
+# MobileNetV2 traced at 3x224x224, a token-input transformer, a two-input encoder returning a
+# tuple), through the input spec: info, measure, compare and prune on synthetic input, and the
+# refusals. Skipped (exit 77) without Python's torch and torchvision.
+# Usage: test_any_model.sh COMPRESS SOURCE_DIR PYTHON
+set -u
+compress=$1 src=$2 python=${3:-/usr/bin/python3}
+"$python" -c "import torch, torchvision" 2>/dev/null || { echo "SKIPPED: $python has no torch/torchvision"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$python" "$src/tests/fixtures/make_input_fixtures.py" "$tmp" 2>/dev/null || { echo "fixture script failed"; exit 1; }
+cd "$tmp" || exit 1
+passed=0 failed=0
+report() { if [ "$2" = ok ]; then passed=$((passed + 1)); echo "ok    $1"; else failed=$((failed + 1)); echo "FAIL  $1: $3"; fi; }
+expect_error() {
+  local name=$1 regex=$2; shift 2
+  "$compress" "$@" >out 2>err
+  local rc=$? lines
+  lines=$(wc -l <err)
+  if [ $rc -eq 0 ]; then report "$name" fail "exit 0";
+  elif [ $rc -ge 128 ]; then report "$name" fail "crashed (exit $rc): $(head -3 err)";
+  elif [ "$lines" -ne 1 ]; then report "$name" fail "stderr has $lines lines: $(head -5 err)";
+  elif ! grep -Eq -- "$regex" err; then report "$name" fail "stderr '$(cat err)' does not match '$regex'";
+  else report "$name" ok; fi
+}
+expect_ok() {
+  local name=$1 regex=$2; shift 2
+  "$compress" "$@" >out 2>err
+  local rc=$?
+  if [ $rc -ne 0 ]; then report "$name" fail "exit $rc: $(head -3 err)";
+  elif [ -n "$regex" ] && ! grep -Eq -- "$regex" out; then report "$name" fail "stdout does not match '$regex': $(head -8 out)";
+  else report "$name" ok; fi
+}
+tokens=(--input-shape 64 --input-dtype int64 --input-range 0,1000)
+pair=(--input-shape "64;64" --input-dtype int64 --input-range "0,1000;0,2")
+quick=(--batch 2 --windows 2 --no-progress)
+
+expect_error "info: a 3-channel model on the default input says how to describe it" \
+  "resnet18-cifar-scripted\.pt: model fails on an input of shape \[1, 1, 28, 28\].*describe its input with --input-shape" \
+  info resnet18-cifar-scripted.pt
+# torchvision ResNet-18: 1.82 GMACs at 224x224, so (32/224)^2 of it at 32x32.
+expect_ok "info: ResNet-18 (scripted) at 3x32x32, from the flags alone" "MACs +37\.0[0-9]M per inference" \
+  info resnet18-cifar-scripted.pt --input-shape 3,32,32
+expect_ok "info: MobileNetV2 (traced) at 3x224x224" "MACs +(299|30[0-9])\.[0-9]+M per inference" \
+  info mobilenet_v2-traced.pt --input-shape 3,224,224
+expect_ok "info: token input, int64 with its range" "^input +\[64\] int64 in \[0,1000\) \(from the flags\)" \
+  info text-classifier.pt "${tokens[@]}"
+expect_ok "info --json: the spec" '"dtype": "int64"' info text-classifier.pt "${tokens[@]}" --json
+expect_ok "info: two inputs" "^input +\[64\] int64 in \[0,1000\), \[64\] int64 in \[0,2\)" info two-input-encoder.pt "${pair[@]}"
+expect_ok "measure: token model on synthetic input, accuracy n/a" "text-classifier .*n/a \(no data\)" \
+  measure text-classifier.pt "${tokens[@]}" "${quick[@]}"
+grep -q "input: synthetic input (no data given)" out && grep -q "input_spec: \[64\] int64 in \[0,1000) (from the flags)" out \
+  && report "measure: the manifest says synthetic input and the spec" ok || report "measure: the manifest says synthetic input and the spec" fail "$(grep -E 'input' out)"
+expect_ok "measure: two-input encoder with a tuple output" "two-input-encoder +2 " measure two-input-encoder.pt "${pair[@]}" "${quick[@]}"
+expect_ok "prune: channel pruning on synthetic input (no data needed)" "wrote r18-half\.pt" \
+  prune resnet18-cifar-scripted.pt --input-shape 3,32,32 --method channel --ratio 0.5 -o r18-half.pt "${quick[@]}"
+expect_ok "info: the output records its input spec" "^input +\[3,32,32\] float32 \(from the model metadata\)" info r18-half.pt
+expect_ok "compare: ResNet-18 against its pruned copy, side by side" "r18-half +2 .* [0-9.]+x" \
+  compare resnet18-cifar-scripted.pt r18-half.pt --input-shape 3,32,32 "${quick[@]}"
+expect_error "quantize: calibration on synthetic input is refused" \
+  "no data for its input \[3,32,32\] float32: calibration and training need real data" \
+  quantize resnet18-cifar-scripted.pt --input-shape 3,32,32 -o q.pt --no-progress
+[ ! -e q.pt ] && report "quantize: nothing written" ok || report "quantize: nothing written" fail "q.pt exists"
+expect_error "eval: accuracy without data is refused" "accuracy needs real data" eval text-classifier.pt "${tokens[@]}"
+expect_error "bad: --input-range on a float input" "input 1 is float32; a range applies to integer inputs" \
+  info resnet18-cifar-scripted.pt --input-shape 3,32,32 --input-range 0,10
+expect_error "bad: unknown dtype" "--input-dtype 'int7': unsupported; choose one of float32" \
+  info text-classifier.pt --input-shape 64 --input-dtype int7
+expect_error "bad: integer input without a range" "synthetic values need its range, e.g. --input-range" \
+  info text-classifier.pt --input-shape 64 --input-dtype int64
+expect_error "bad: a spec that does not fit the model names what it said" \
+  "text-classifier\.pt: model does not accept input \[2, 3, 32, 32\] Float" \
+  measure text-classifier.pt --input-shape 3,32,32 "${quick[@]}"
+expect_error "bad: more dtypes than arguments" "--input-dtype 'int64;int64;int64': 3 values for 2 input argument" \
+  info two-input-encoder.pt --input-shape "64;64" --input-dtype "int64;int64;int64"
+expect_error "bad: --input-dtype without --input-shape" "describe the arguments of --input-shape: give it too" \
+  info text-classifier.pt --input-dtype int64
+expect_error "bad: a zero dimension" "dimension 0 must be positive" info resnet18-cifar-scripted.pt --input-shape 3,0,32
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
