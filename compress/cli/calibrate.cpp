@@ -27,7 +27,7 @@ void run_calibrate(CalibrateCliOptions o, const Invocation& invocation) {
   std::optional<DatasetSpec> spec;
   if (loaded.metadata) spec = loaded.metadata->dataset;
   // Calibration uses the training split: the test split stays unseen for accuracy.
-  const auto data = load_dataset(o.data, Split::train, spec);
+  auto data = load_dataset(o.data, Split::train, spec);
   check_model_accepts(loaded.module, data, o.model);
   const auto result = calibrate(loaded.module, data, o.calibration);
   std::printf("calibration of %s: observer %s, %lld images of %s\n\n", o.model.c_str(), result.observer.c_str(),

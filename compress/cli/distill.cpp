@@ -60,7 +60,7 @@ void run_distill(const DistillCliOptions& o, const Invocation& invocation) {
     student_id = "arch " + o.student_arch;
   }
   const auto train = load_dataset(o.data, Split::train, spec);
-  const auto test = load_dataset(o.data, Split::test, spec);
+  auto test = load_dataset(o.data, Split::test, spec);
   check_model_accepts(teacher.module, test, o.teacher);
   check_model_accepts(student, test, o.student.empty() ? o.student_arch : o.student);
   loop.checkpoint = o.checkpoint.empty() ? o.output + ".ckpt" : o.checkpoint;

@@ -49,6 +49,10 @@ void add_measure_options(CLI::App* app, MeasureCliOptions& o) {
   add_data_options(app, o.job.data);
   app->add_option("--device", run.device, "cpu, cuda or cuda:N")->capture_default_str();
   app->add_option("--batch", o.batches, "Batch sizes, comma-separated")->capture_default_str();
+  app->add_option("--metric", o.job.metric,
+                  "Quality: top1 (accuracy, needs labels), agreement|cosine|snr (fidelity of each model against the "
+                  "first on the same inputs, label-free), or auto (accuracy; fidelity too for data without labels)")
+      ->capture_default_str();
   app->add_option("--meter", run.meter,
                   "Energy meter: auto (NVML for cuda, RAPL for cpu; says which ran and why), rapl, nvml, or "
                   "model (modeled only)")

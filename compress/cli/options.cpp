@@ -23,12 +23,16 @@ namespace joulecut::cli {
 
 void add_data_options(CLI::App* app, DataSource& data) {
   app->add_option("--data", data.data,
-                  "Data set: 'fashion-mnist' (Debian package dataset-fashion-mnist) or a directory of MNIST-style "
-                  "IDX files ({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz])")
+                  "Data set, recognized by content: 'fashion-mnist' (Debian package dataset-fashion-mnist); a "
+                  "directory of MNIST-style IDX files; a NumPy .npy (inputs) or .npz (arrays named after forward()'s "
+                  "arguments, optional 'labels'); a CIFAR-10/100 binary batch; or a directory of those per split "
+                  "(train.npz + test.npz, CIFAR's data_batch_*.bin + test_batch.bin)")
       ->capture_default_str()
       ->each([&data](const std::string&) { data.data_given = true; });
+  app->add_option("--train-data", data.train_data, "The training split (calibration, training), in any --data form");
+  app->add_option("--test-data", data.test_data, "The evaluation split, in any --data form");
   app->add_option("--images", data.images, "An IDX images file (gzip or plain); use with --labels");
-  app->add_option("--labels", data.labels, "The IDX labels file matching --images");
+  app->add_option("--labels", data.labels, "The IDX labels file matching --images, or a labels .npy for an .npy --data");
   add_input_options(app, data);
 }
 

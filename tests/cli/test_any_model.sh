@@ -77,5 +77,69 @@ expect_error "bad: more dtypes than arguments" "--input-dtype 'int64;int64;int64
 expect_error "bad: --input-dtype without --input-shape" "describe the arguments of --input-shape: give it too" \
   info text-classifier.pt --input-dtype int64
 expect_error "bad: a zero dimension" "dimension 0 must be positive" info resnet18-cifar-scripted.pt --input-shape 3,0,32
+# ---- data sets beyond IDX: NumPy arrays, .npz named after forward()'s arguments, CIFAR batches
+"$python" - <<'PY' || report "make the data fixtures" fail "python failed"
+import numpy as np
+rng = np.random.default_rng(0)
+np.savez("tokens.npz", tokens=rng.integers(0, 1000, (200, 64)), labels=rng.integers(0, 4, 200))
+# In file order, attention_mask comes first: the loader arranges the arrays as forward() names them.
+np.savez("pair.npz", attention_mask=np.ones((100, 64), dtype=np.int64), input_ids=rng.integers(0, 1000, (100, 64)),
+         labels=rng.integers(0, 3, 100))
+np.savez_compressed("pair-nolabels.npz", attention_mask=np.ones((100, 64), dtype=np.int64),
+                    input_ids=rng.integers(0, 1000, (100, 64)))
+np.savez("pair-missing.npz", input_ids=rng.integers(0, 1000, (10, 64)))
+np.savez("pair-extra.npz", input_ids=rng.integers(0, 1000, (10, 64)), attention_mask=np.ones((10, 64), dtype=np.int64),
+         token_type_ids=np.zeros((10, 64), dtype=np.int64))
+np.save("images.npy", rng.standard_normal((100, 3, 32, 32)).astype(np.float32))
+np.save("labels.npy", rng.integers(0, 10, 100))
+np.save("labels-99.npy", rng.integers(0, 10, 99))
+np.save("labels-21.npy", np.arange(100) % 21)
+np.save("complex.npy", np.zeros((4, 3), dtype=np.complex128))
+open("truncated.npy", "wb").write(open("images.npy", "rb").read()[:5000])
+import os
+os.makedirs("cifar", exist_ok=True)
+for name, n in (("data_batch_1.bin", 300), ("test_batch.bin", 100)):
+    rec = np.zeros((n, 3073), dtype=np.uint8)
+    rec[:, 0] = rng.integers(0, 10, n)
+    rec[:, 1:] = rng.integers(0, 256, (n, 3072))
+    rec.tofile(f"cifar/{name}")
+open("text.npy", "w").write("not an array")
+PY
+expect_ok "eval: token ids from an .npz" "^accuracy .*of 200 correct" eval text-classifier.pt --data tokens.npz
+expect_ok "eval: two inputs arranged by forward()'s names, --model-output 0" "^accuracy .*of 100 correct" \
+  eval two-input-encoder.pt --data pair.npz --model-output 0
+expect_error "eval: a tuple output needs --model-output" "two-input-encoder\.pt: model returns Tuple, expected one tensor of class scores \(or choose one with --model-output\)" \
+  eval two-input-encoder.pt --data pair.npz
+expect_error "eval: --model-output naming no output" "--model-output 5 names no output: the model returns a tuple of 2" \
+  eval two-input-encoder.pt --data pair.npz --model-output 5
+expect_ok "eval: images from .npy, labels from another .npy" "^accuracy .*of 100 correct" \
+  eval resnet18-cifar-scripted.pt --data images.npy --labels labels.npy
+expect_ok "eval: a CIFAR-10 batch file" "^data +cifar/test_batch\.bin test \(100 images\)" eval resnet18-cifar-scripted.pt --data cifar/test_batch.bin
+expect_ok "quantize: ResNet-18 calibrated on a CIFAR-10 directory (train split)" "quantize-static<samples=100>: 21 of 21 Conv2d/Linear" \
+  quantize resnet18-cifar-scripted.pt --data cifar -o r18-int8.pt --samples 100 --no-measure --no-progress
+expect_ok "prune: a two-input encoder on unlabelled data" "wrote enc-5\\.pt" \
+  prune two-input-encoder.pt --data pair-nolabels.npz --method magnitude --sparsity 0.05 -o enc-5.pt --no-measure --no-progress
+expect_ok "compare: unlabelled data gives fidelity, label-free" "^enc-5 +agreement [0-9.]+% .*cosine 0\\.9[0-9]+" \
+  compare two-input-encoder.pt enc-5.pt --data pair-nolabels.npz --model-output 0 --batch 2 --windows 2 --no-progress
+"$compress" compare two-input-encoder.pt two-input-encoder.pt --data pair-nolabels.npz --model-output 0 --batch 2 --windows 2 --no-progress >out 2>err
+grep -Eq "two-input-encoder#2 +agreement 100\.00% .*cosine 1\.0000 .*SNR inf dB, max \|error\| 0 " out \
+  && report "compare: a model against itself: agreement 100%, SNR inf" ok || report "compare: a model against itself: agreement 100%, SNR inf" fail "$(grep -A2 fidelity out) $(cat err)"
+grep -q "n/a (no labels)" out && report "compare: accuracy n/a without labels" ok || report "compare: accuracy n/a without labels" fail "$(head -6 out)"
+expect_error "bad: an .npz missing an argument" "pair-missing\.npz: no array 'attention_mask' for two-input-encoder\.pt's forward\(input_ids, attention_mask\)" \
+  eval two-input-encoder.pt --data pair-missing.npz --model-output 0
+expect_error "bad: an .npz with an unknown array" "pair-extra\.npz: array 'token_type_ids' is no argument of two-input-encoder\.pt's forward" \
+  eval two-input-encoder.pt --data pair-extra.npz --model-output 0
+expect_error "bad: inputs and labels of different counts" "labels-99\.npy: 99 labels for 100 inputs" \
+  eval resnet18-cifar-scripted.pt --data images.npy --labels labels-99.npy
+expect_error "bad: a label out of the model's range" "model gives 10 class scores but images\.npy has 21 classes \(its largest label is 20\)" \
+  eval resnet18-cifar-scripted.pt --data images.npy --labels labels-21.npy
+expect_error "bad: a truncated .npy" "truncated\.npy: truncated \.npy file \([0-9]+ data bytes, the shape needs 1228800\)" \
+  eval resnet18-cifar-scripted.pt --data truncated.npy
+expect_error "bad: an unsupported dtype" "complex\.npy: \.npy dtype '<c16' is not supported" eval resnet18-cifar-scripted.pt --data complex.npy
+expect_error "bad: a file that is no data set" "text\.npy: unknown data file: expected a NumPy \.npy or \.npz, a CIFAR-10/100 binary batch" \
+  eval resnet18-cifar-scripted.pt --data text.npy
+expect_error "bad: one file for calibration names --train-data" "tokens\.npz: one file is one split, read for evaluation; give the training split .* with --train-data FILE" \
+  quantize text-classifier.pt --data tokens.npz -o tq.pt --no-progress
+expect_error "bad: --metric unknown" "--metric 'f1': choose top1" measure text-classifier.pt --data tokens.npz --metric f1 "${quick[@]}"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -49,7 +49,7 @@ expect_error "eval: wrong input shape" "wrong-input\.pt: model does not accept f
 expect_error "info: wrong input shape" "wrong-input\.pt: model fails on an input of shape" info "$tmp/wrong-input.pt"
 expect_error "eval: tuple output" "tuple-output\.pt: model returns Tuple" eval "$tmp/tuple-output.pt"
 expect_error "eval: unknown data set" "nowhere: unknown data set" eval "$models/mlp.pt" --data "$tmp/nowhere"
-expect_error "eval: directory without idx files" "t10k-images-idx3-ubyte.gz: missing" eval "$models/mlp.pt" --data "$tmp/empty-dir"
+expect_error "eval: directory without data files" "empty-dir: no data set found: expected MNIST-style IDX files" eval "$models/mlp.pt" --data "$tmp/empty-dir"
 expect_error "eval: images without labels" "--images and --labels must be given together" eval "$models/mlp.pt" --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 expect_error "eval: swapped idx files" "1 dimensions, expected 3" eval "$models/mlp.pt" --images /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --labels /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 expect_error "eval: corrupt idx" "text\.pt: not an IDX file" eval "$models/mlp.pt" --images "$tmp/text.pt" --labels "$tmp/text.pt"

@@ -13,9 +13,13 @@ struct DatasetSpec {
   std::int64_t height = 28;
   std::int64_t width = 28;
   std::int64_t classes = 10;
-  // Input x (in [0,1], from bytes / 255) is fed to the model as (x - mean) / stddev.
+  // Input x (in [0,1], from bytes / 255) is fed to the model as (x - mean) / stddev, per
+  // channel when channel_mean/channel_stddev hold one value per channel.
   double mean = 0.0;
   double stddev = 1.0;
+  std::vector<double> channel_mean, channel_stddev;
+  // Arrays (NumPy) are fed as stored: no / 255, no normalization.
+  bool as_stored = false;
   std::vector<std::string> class_names;
 };
 

@@ -24,11 +24,13 @@ struct EvalResult {
 // A tensor shape as LibTorch prints it, e.g. "[2, 1, 28, 28]", for error messages.
 std::string shape_text(at::IntArrayRef sizes);
 
-// Checks that the model accepts the data set's input shape and returns one score per class.
+// Arranges the data's named inputs as forward()'s arguments, then checks that the model accepts
+// them and (labelled data) returns one score per class in the output `data.output` names.
 // Throws UserError naming `model_path` with the shapes involved.
-void check_model_accepts(torch::jit::Module& module, const TensorDataset& data, const std::string& model_path);
+void check_model_accepts(torch::jit::Module& module, TensorDataset& data, const std::string& model_path);
 
-// Evaluates in eval mode without gradients. The module is switched to eval mode.
+// Evaluates in eval mode without gradients. The module is switched to eval mode. Throws
+// UserError for data without labels.
 EvalResult evaluate(torch::jit::Module& module, const TensorDataset& data, const EvalOptions& options = {});
 
 }  // namespace joulecut

@@ -44,6 +44,10 @@ std::vector<at::Tensor> synthetic_inputs(const InputSpec& spec, std::int64_t bat
 void check_model_accepts_inputs(torch::jit::Module& module, const std::vector<at::Tensor>& inputs,
                                 const std::string& model_path);
 
+// Orders a data set's named inputs (an .npz's arrays) as forward()'s arguments. Throws
+// UserError naming the data when an argument has no array or an array is no argument.
+void arrange_inputs(TensorDataset& data, const torch::jit::Module& module, const std::string& model_path);
+
 // The tensor of a model's output that holds what accuracy and fidelity read: the output itself
 // when it is a tensor; element INDEX of a tuple or list, or the value of KEY in a dict, as
 // `selector` says (--model-output). Throws UserError naming `model_path` and listing what the output

@@ -3,10 +3,14 @@
 #include <ATen/ATen.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <map>
 
+#include "joulecut/cifar.h"
 #include "joulecut/error.h"
 #include "joulecut/idx.h"
+#include "joulecut/npy.h"
 
 namespace joulecut {
 namespace fs = std::filesystem;
@@ -66,7 +70,9 @@ IdxPair read_pair(const DataSource& source, Split split, std::string* name) {
 
 }  // namespace
 
-TensorDataset load_dataset(const DataSource& source, Split split, const std::optional<DatasetSpec>& normalization) {
+namespace {
+
+TensorDataset load_idx_dataset(const DataSource& source, Split split, const std::optional<DatasetSpec>& normalization) {
   std::string name;
   IdxPair pair = read_pair(source, split, &name);
   const auto n = pair.images.count;
@@ -108,11 +114,240 @@ TensorDataset load_dataset(const DataSource& source, Split split, const std::opt
   return out;
 }
 
+// ---- NumPy ---------------------------------------------------------------------------------
+
+at::Tensor tensor_of(const NpyArray& a, const std::string& origin) {
+  static const std::map<std::string, at::ScalarType> types = {
+      {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf}, {"int64", at::kLong},
+      {"int32", at::kInt},     {"int16", at::kShort},    {"int8", at::kChar},    {"uint8", at::kByte},
+      {"bool", at::kBool}};
+  const auto it = types.find(a.dtype);
+  JOULECUT_ASSERT(it != types.end(), "parse_npy returned dtype " + a.dtype);
+  if (a.shape.empty()) throw UserError(origin + ": a 0-d array holds no samples; the first dimension counts them");
+  at::Tensor t = at::empty(a.shape, at::TensorOptions().dtype(it->second));
+  std::memcpy(t.data_ptr(), a.data.data(), a.data.size());
+  // float64 arrays are what NumPy makes by default; models take float32.
+  return a.dtype == "float64" ? t.to(at::kFloat) : t;
+}
+
+at::Tensor labels_of(const NpyArray& a, const std::string& origin, std::int64_t samples) {
+  at::Tensor t = tensor_of(a, origin);
+  if (t.dim() != 1 || t.is_floating_point() || t.scalar_type() == at::kBool)
+    throw UserError(origin + ": labels must be a 1-D integer array, got " + a.dtype + " of " +
+                    std::to_string(t.dim()) + " dimensions");
+  if (t.size(0) != samples)
+    throw UserError(origin + ": " + std::to_string(t.size(0)) + " labels for " + std::to_string(samples) + " inputs");
+  t = t.to(at::kLong);
+  if (samples > 0 && t.min().item<std::int64_t>() < 0)
+    throw UserError(origin + ": negative label " + std::to_string(t.min().item<std::int64_t>()));
+  return t;
+}
+
+TensorDataset numpy_dataset(const std::vector<std::pair<std::string, NpyArray>>& arrays, const NpyArray* labels,
+                            const std::string& origin, const std::string& labels_origin, Split split) {
+  TensorDataset out;
+  out.spec.name = origin;
+  out.spec.as_stored = true;
+  for (const auto& [name, array] : arrays) {
+    at::Tensor t = tensor_of(array, origin + (name.empty() ? "" : ":" + name));
+    if (out.images.defined() && t.size(0) != out.images.size(0))
+      throw UserError(origin + ": array '" + name + "' has " + std::to_string(t.size(0)) + " samples, '" +
+                      out.input_names.front() + "' " + std::to_string(out.images.size(0)));
+    if (!out.images.defined()) out.images = t;
+    else out.more_inputs.push_back(t);
+    out.input_names.push_back(name);
+  }
+  if (out.size() == 0) throw UserError(origin + ": no samples (the first dimension is 0)");
+  if (labels) {
+    out.labels = labels_of(*labels, labels_origin, out.size());
+    out.spec.classes = out.labels.max().item<std::int64_t>() + 1;
+  } else {
+    out.spec.classes = 0;
+  }
+  if (out.images.dim() == 4) {
+    out.spec.channels = out.images.size(1);
+    out.spec.height = out.images.size(2);
+    out.spec.width = out.images.size(3);
+  }
+  out.description = origin + " " + split_name(split) + " (" + std::to_string(out.size()) + " samples" +
+                    (out.labelled() ? "" : ", no labels") + ")";
+  return out;
+}
+
+TensorDataset load_npy(const std::string& path, const std::string& labels_path, Split split) {
+  const NpyArray inputs = read_npy(path);
+  std::optional<NpyArray> labels;
+  if (!labels_path.empty()) labels = read_npy(labels_path);
+  return numpy_dataset({{"", inputs}}, labels ? &*labels : nullptr, path, labels_path, split);
+}
+
+TensorDataset load_npz(const std::string& path, Split split) {
+  auto arrays = read_npz(path);
+  std::optional<NpyArray> labels;
+  if (arrays.count("labels")) {
+    labels = arrays["labels"];
+    arrays.erase("labels");
+  }
+  if (arrays.empty()) throw UserError(path + ": .npz holds labels but no inputs");
+  // Arranged in forward()'s order later (arrange_inputs), when the model is known.
+  std::vector<std::pair<std::string, NpyArray>> ordered(arrays.begin(), arrays.end());
+  return numpy_dataset(ordered, labels ? &*labels : nullptr, path, path + ":labels", split);
+}
+
+// ---- CIFAR -----------------------------------------------------------------------------------
+
+// Pixels in [0, 1] per channel, normalized with `normalization`'s values or the data's own.
+void normalize_images(TensorDataset& out, at::Tensor x, const std::optional<DatasetSpec>& normalization,
+                      const at::Tensor& statistics_source) {
+  const std::int64_t channels = x.size(1);
+  if (normalization) {
+    out.spec.mean = normalization->mean;
+    out.spec.stddev = normalization->stddev;
+    out.spec.channel_mean = normalization->channel_mean;
+    out.spec.channel_stddev = normalization->channel_stddev;
+  } else {
+    const at::Tensor per_channel = statistics_source.transpose(0, 1).reshape({channels, -1});
+    const at::Tensor mean = per_channel.mean(1), stddev = per_channel.std(1).clamp_min(1e-6);
+    out.spec.channel_mean.assign(mean.data_ptr<float>(), mean.data_ptr<float>() + channels);
+    out.spec.channel_stddev.assign(stddev.data_ptr<float>(), stddev.data_ptr<float>() + channels);
+    out.spec.mean = statistics_source.mean().item<double>();
+    out.spec.stddev = std::max(1e-6, statistics_source.std().item<double>());
+  }
+  if (out.spec.channel_mean.size() == std::size_t(channels)) {
+    const at::Tensor mean = at::tensor(std::vector<float>(out.spec.channel_mean.begin(), out.spec.channel_mean.end()));
+    const at::Tensor stddev =
+        at::tensor(std::vector<float>(out.spec.channel_stddev.begin(), out.spec.channel_stddev.end()));
+    out.images = x.sub_(mean.view({1, channels, 1, 1})).div_(stddev.view({1, channels, 1, 1}));
+  } else {
+    out.images = x.sub_(out.spec.mean).div_(out.spec.stddev);
+  }
+}
+
+at::Tensor cifar_pixels(CifarBatch& b) {
+  return at::from_blob(b.pixels.data(), {b.count, 3, 32, 32}, at::kByte).to(at::kFloat).div_(255.0f);
+}
+
+TensorDataset load_cifar(const std::vector<std::string>& files, const std::vector<std::string>& statistics_files,
+                         const std::string& name, Split split, const std::optional<DatasetSpec>& normalization) {
+  std::vector<at::Tensor> pixels, labels;
+  int classes = 0;
+  for (const auto& f : files) {
+    CifarBatch b = read_cifar(f);
+    if (classes && b.classes != classes)
+      throw UserError(f + ": a CIFAR-" + std::to_string(b.classes) + " batch among CIFAR-" + std::to_string(classes) + " ones");
+    classes = b.classes;
+    pixels.push_back(cifar_pixels(b));
+    labels.push_back(at::from_blob(b.labels.data(), {b.count}, at::kByte).to(at::kLong));
+  }
+  TensorDataset out;
+  out.spec.name = name;
+  out.spec.channels = 3;
+  out.spec.height = out.spec.width = 32;
+  out.spec.classes = classes;
+  at::Tensor x = at::cat(pixels);
+  at::Tensor statistics = x;
+  if (!normalization && statistics_files != files) {
+    std::vector<at::Tensor> s;
+    for (const auto& f : statistics_files) {
+      CifarBatch b = read_cifar(f);
+      s.push_back(cifar_pixels(b));
+    }
+    statistics = at::cat(s);
+  }
+  normalize_images(out, x, normalization, statistics);
+  out.labels = at::cat(labels);
+  out.description = name + " " + split_name(split) + " (" + std::to_string(out.size()) + " images)";
+  return out;
+}
+
+// CIFAR's files per split in a directory (or its cifar-10-batches-bin / cifar-100-binary folder).
+std::optional<std::pair<std::vector<std::string>, std::vector<std::string>>> cifar_files(const fs::path& dir) {
+  for (const fs::path& d : {dir, dir / "cifar-10-batches-bin", dir / "cifar-100-binary"}) {
+    std::vector<std::string> train;
+    for (int i = 1; i <= 5; ++i)
+      if (fs::exists(d / ("data_batch_" + std::to_string(i) + ".bin"))) train.push_back((d / ("data_batch_" + std::to_string(i) + ".bin")).string());
+    if (!train.empty() && fs::exists(d / "test_batch.bin")) return std::make_pair(train, std::vector<std::string>{(d / "test_batch.bin").string()});
+    if (fs::exists(d / "train.bin") && fs::exists(d / "test.bin"))
+      return std::make_pair(std::vector<std::string>{(d / "train.bin").string()}, std::vector<std::string>{(d / "test.bin").string()});
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> numpy_split_file(const fs::path& dir, Split split) {
+  const std::vector<std::string> stems = split == Split::train ? std::vector<std::string>{"train"}
+                                                               : std::vector<std::string>{"test", "val"};
+  for (const auto& stem : stems)
+    for (const auto& ext : {".npz", ".npy"})
+      if (fs::exists(dir / (stem + ext))) return (dir / (stem + ext)).string();
+  return std::nullopt;
+}
+
+bool holds_idx(const fs::path& dir) {
+  for (const auto& stem : {"t10k-images-idx3-ubyte", "train-images-idx3-ubyte"})
+    for (const auto& ext : {"", ".gz"})
+      if (fs::exists(dir / (std::string(stem) + ext))) return true;
+  return false;
+}
+
+TensorDataset load_file(const std::string& path, const DataSource& source, Split split,
+                        const std::optional<DatasetSpec>& normalization) {
+  if (looks_like_npy(path)) return load_npy(path, source.labels, split);
+  if (looks_like_zip(path)) return load_npz(path, split);
+  if (looks_like_cifar(path)) return load_cifar({path}, {path}, path, split, normalization);
+  throw UserError(path + ": unknown data file: expected a NumPy .npy or .npz, a CIFAR-10/100 binary batch, or an "
+                  "IDX pair given with --images and --labels");
+}
+
+TensorDataset load_any(const DataSource& source, Split split, const std::optional<DatasetSpec>& normalization) {
+  const std::string& per_split = split == Split::train ? source.train_data : source.test_data;
+  const std::string path = per_split.empty() ? source.data : per_split;
+  if (!source.images.empty() || path == "fashion-mnist") return load_idx_dataset(source, split, normalization);
+  if (!fs::exists(path))
+    throw UserError(path + ": unknown data set (no such file or directory); use 'fashion-mnist', a directory or file "
+                    "of IDX, NumPy (.npy/.npz) or CIFAR data, or --images FILE --labels FILE");
+  if (fs::is_regular_file(path)) {
+    if (per_split.empty() && split == Split::train)
+      throw UserError(path + ": one file is one split, read for evaluation; give the training split (calibration and "
+                      "training read it) with --train-data FILE");
+    return load_file(path, source, split, normalization);
+  }
+  if (holds_idx(path)) {
+    DataSource idx = source;
+    idx.data = path;
+    return load_idx_dataset(idx, split, normalization);
+  }
+  if (const auto file = numpy_split_file(path, split)) return load_file(*file, source, split, normalization);
+  if (const auto cifar = cifar_files(path))
+    return load_cifar(split == Split::train ? cifar->first : cifar->second, cifar->first, path, split, normalization);
+  throw UserError(path + ": no data set found: expected MNIST-style IDX files, train.npz/test.npz, CIFAR-10's "
+                  "data_batch_*.bin and test_batch.bin, or CIFAR-100's train.bin and test.bin");
+}
+
+}  // namespace
+
+TensorDataset load_dataset(const DataSource& source, Split split, const std::optional<DatasetSpec>& normalization) {
+  TensorDataset data = load_any(source, split, normalization);
+  data.output = source.output;
+  return data;
+}
+
+std::vector<at::Tensor> TensorDataset::input_tensors(std::int64_t start, std::int64_t count) const {
+  std::vector<at::Tensor> out{images.narrow(0, start, count)};
+  for (const auto& t : more_inputs) out.push_back(t.narrow(0, start, count));
+  return out;
+}
+
+std::vector<c10::IValue> TensorDataset::inputs(std::int64_t start, std::int64_t count) const {
+  const auto tensors = input_tensors(start, count);
+  return {tensors.begin(), tensors.end()};
+}
+
 TensorDataset take_first(const TensorDataset& data, std::int64_t count) {
   if (count <= 0 || count >= data.size()) return data;
   TensorDataset out = data;
   out.images = data.images.narrow(0, 0, count);
-  out.labels = data.labels.narrow(0, 0, count);
+  for (auto& t : out.more_inputs) t = t.narrow(0, 0, count);
+  if (data.labelled()) out.labels = data.labels.narrow(0, 0, count);
   out.description += ", first " + std::to_string(count);
   return out;
 }

@@ -25,6 +25,11 @@ std::string spec_to_json(const DatasetSpec& spec) {
   nlohmann::json j = {{"name", spec.name},       {"input_shape", {spec.channels, spec.height, spec.width}},
                       {"classes", spec.classes}, {"mean", spec.mean},
                       {"stddev", spec.stddev},   {"class_names", spec.class_names}};
+  if (!spec.channel_mean.empty()) {
+    j["channel_mean"] = spec.channel_mean;
+    j["channel_stddev"] = spec.channel_stddev;
+  }
+  if (spec.as_stored) j["as_stored"] = true;
   return j.dump();
 }
 
@@ -43,6 +48,15 @@ DatasetSpec spec_from_json(const std::string& text, const std::string& origin) {
     spec.stddev = j.at("stddev").get<double>();
     if (j.contains("class_names")) spec.class_names = j["class_names"].get<std::vector<std::string>>();
     if (spec.stddev <= 0) throw UserError(origin + ": dataset stddev must be positive");
+    if (j.contains("channel_mean")) {
+      spec.channel_mean = j["channel_mean"].get<std::vector<double>>();
+      spec.channel_stddev = j.at("channel_stddev").get<std::vector<double>>();
+      if (spec.channel_mean.size() != std::size_t(spec.channels) || spec.channel_stddev.size() != std::size_t(spec.channels))
+        throw UserError(origin + ": dataset channel_mean/channel_stddev must have one value per channel");
+      for (double s : spec.channel_stddev)
+        if (s <= 0) throw UserError(origin + ": dataset stddev must be positive");
+    }
+    spec.as_stored = j.value("as_stored", false);
     return spec;
   } catch (const nlohmann::json::exception& e) {
     throw UserError(origin + ": bad dataset spec in metadata (" + e.what() + ")");

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
 
@@ -69,7 +71,7 @@ ResolvedInput resolve_input(const DataSource& source, const LoadedModel& model) 
   const InputSpec images = input_spec_of(dataset);
   const bool fits_images = r.spec.arguments.size() == 1 && r.spec.arguments[0].dtype == "float32" &&
                            r.spec.arguments[0].shape == images.arguments[0].shape;
-  r.synthetic = !source.data_given && source.images.empty() && !fits_images;
+  r.synthetic = !source.given() && !fits_images;
   return r;
 }
 
@@ -111,6 +113,39 @@ void check_model_accepts_inputs(torch::jit::Module& module, const std::vector<at
     throw UserError(model_path + ": model does not accept input " + inputs_text(inputs) + " (" + torch_error_summary(e) +
                     "); describe its input with --input-shape, --input-dtype and --input-range");
   }
+}
+
+void arrange_inputs(TensorDataset& data, const torch::jit::Module& module, const std::string& model_path) {
+  const std::size_t given = 1 + data.more_inputs.size();
+  std::vector<std::string> arguments;
+  const auto& schema = module.get_method("forward").function().getSchema();
+  for (std::size_t i = 1; i < schema.arguments().size(); ++i) {  // 0 is self
+    std::string name = schema.arguments()[i].name();
+    const auto dot = name.find('.');  // traced files name them "input_ids.1"
+    if (dot != std::string::npos) name.resize(dot);
+    arguments.push_back(name);
+  }
+  const bool named = !data.input_names.empty() && !(given == 1 && data.input_names.front().empty());
+  if (!named || (given == 1 && arguments.size() == 1)) return;  // one array for one argument: its name is free
+  std::string list;
+  for (const auto& a : arguments) list += (list.empty() ? "" : ", ") + a;
+  std::vector<at::Tensor> all{data.images};
+  all.insert(all.end(), data.more_inputs.begin(), data.more_inputs.end());
+  std::vector<at::Tensor> ordered;
+  for (const auto& a : arguments) {
+    const auto it = std::find(data.input_names.begin(), data.input_names.end(), a);
+    if (it == data.input_names.end()) {
+      if (!ordered.empty() && schema.arguments()[ordered.size() + 1].default_value()) break;  // optional argument
+      throw UserError(data.spec.name + ": no array '" + a + "' for " + model_path + "'s forward(" + list + ")");
+    }
+    ordered.push_back(all[std::size_t(it - data.input_names.begin())]);
+  }
+  for (const auto& name : data.input_names)
+    if (std::find(arguments.begin(), arguments.end(), name) == arguments.end())
+      throw UserError(data.spec.name + ": array '" + name + "' is no argument of " + model_path + "'s forward(" + list + ")");
+  data.images = ordered.front();
+  data.more_inputs.assign(ordered.begin() + 1, ordered.end());
+  data.input_names.assign(arguments.begin(), arguments.begin() + std::ptrdiff_t(ordered.size()));
 }
 
 at::Tensor select_output(const c10::IValue& output, const std::string& selector, const std::string& model_path) {

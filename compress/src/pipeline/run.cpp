@@ -34,7 +34,10 @@ PipelineInput load_pipeline_input(const std::string& model, const DataSource& da
     check_model_accepts(in.loaded.module, *in.test, model);
     if (!in.loaded.metadata) in.metadata.dataset = in.test->spec;
   }
-  if (with_train) in.train = load_dataset(data, Split::train, spec);
+  if (with_train) {
+    in.train = load_dataset(data, Split::train, spec);
+    arrange_inputs(*in.train, in.loaded.module, model);
+  }
   return in;
 }
 

@@ -6,6 +6,7 @@
 
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
+#include "joulecut/fidelity.h"
 #include "joulecut/graph_stats.h"
 #include "joulecut/model.h"
 #include "joulecut/model_input.h"
@@ -36,11 +37,21 @@ OpCounts op_counts(const ModelStats& stats) {
   return ops;
 }
 
-// `count` inputs from the data set, repeating it if the batch is larger than the set.
-at::Tensor input_batch(const TensorDataset& data, std::int64_t count) {
-  if (count <= data.size()) return data.images.narrow(0, 0, count).contiguous();
+// `count` samples' inputs from the data set, repeating it if the batch is larger than the set.
+std::vector<at::Tensor> input_batch(const TensorDataset& data, std::int64_t count) {
+  if (count <= data.size()) {
+    auto inputs = data.input_tensors(0, count);
+    for (auto& t : inputs) t = t.contiguous();
+    return inputs;
+  }
   const auto repeats = (count + data.size() - 1) / data.size();
-  return data.images.repeat({repeats, 1, 1, 1}).narrow(0, 0, count).contiguous();
+  std::vector<at::Tensor> inputs;
+  for (const auto& t : data.input_tensors(0, data.size())) {
+    std::vector<std::int64_t> times(std::size_t(t.dim()), 1);
+    times[0] = repeats;
+    inputs.push_back(t.repeat(times).narrow(0, 0, count).contiguous());
+  }
+  return inputs;
 }
 
 std::string unique_label(const std::string& path, const std::vector<ModelSummary>& taken) {
@@ -59,6 +70,10 @@ std::string unique_label(const std::string& path, const std::vector<ModelSummary
 
 Report measure_files(const MeasureJob& job) {
   if (job.models.empty()) throw UserError("no model to measure");
+  if (job.metric != "auto" && job.metric != "top1" && job.metric != "agreement" && job.metric != "cosine" &&
+      job.metric != "snr")
+    throw UserError("--metric '" + job.metric + "': choose top1 (accuracy), agreement, cosine or snr (fidelity against "
+                    "the first model), or auto");
   if (job.batches.empty()) throw UserError("--batch: give at least one batch size");
   for (auto b : job.batches)
     if (b <= 0) throw UserError("--batch " + std::to_string(b) + ": batch sizes must be positive");
@@ -74,7 +89,7 @@ Report measure_files(const MeasureJob& job) {
   // A batch of `count`: real data, or (no data for the model's input) generated from its spec.
   const auto batch_of = [&](std::int64_t count) {
     return input->synthetic ? synthetic_inputs(input->spec, count, kSyntheticSeed)
-                            : std::vector<at::Tensor>{input_batch(*data, count)};
+                            : input_batch(*data, count);
   };
   for (const auto& path : job.models) {
     LoadedModel loaded = load_model(path);
@@ -98,11 +113,16 @@ Report measure_files(const MeasureJob& job) {
     torch::jit::Module deployed = prepare_for_inference(loaded.module, job.optimize, device, &how);
     if (input->synthetic) {
       summary.accuracy_data = "n/a (no data)";
+    } else if (!data->labelled()) {
+      summary.accuracy_data = "n/a (no labels)";
+    } else if (job.metric == "agreement" || job.metric == "cosine" || job.metric == "snr") {
+      summary.accuracy_data = "not measured (--metric " + job.metric + ")";
     } else if (job.accuracy_limit >= 0) {
       TensorDataset eval_data = take_first(*data, job.accuracy_limit);
       if (device.is_cuda()) {
         eval_data.images = eval_data.images.to(device);
-        eval_data.labels = eval_data.labels.to(device);
+        for (auto& t : eval_data.more_inputs) t = t.to(device);
+        if (eval_data.labelled()) eval_data.labels = eval_data.labels.to(device);
       }
       summary.accuracy = evaluate(deployed, eval_data).accuracy;
       summary.accuracy_data = eval_data.description + ", model as measured";
@@ -110,6 +130,20 @@ Report measure_files(const MeasureJob& job) {
     report.models.push_back(summary);
     prepared.push_back(deployed);
     originals.push_back(loaded.module);
+  }
+
+  // Fidelity against the baseline on the same inputs: asked for, or the only quality there is.
+  const bool want_fidelity = job.metric == "agreement" || job.metric == "cosine" || job.metric == "snr" ||
+                             (job.metric == "auto" && data && !data->labelled());
+  if (want_fidelity && originals.size() > 1) {
+    if (input->synthetic) throw UserError("--metric " + job.metric + ": fidelity needs real inputs; give --data");
+    const TensorDataset inputs = take_first(*data, job.accuracy_limit > 0 ? job.accuracy_limit : 0);
+    for (std::size_t i = 1; i < originals.size(); ++i) {
+      const Fidelity f = fidelity(originals[0], originals[i], inputs);
+      ModelSummary::Fidelity out{f.agreement, f.cosine, f.snr_db, f.max_abs_error, fidelity_text(f)};
+      report.models[i].fidelity = out;
+      report.models[i].fidelity_data = inputs.description;
+    }
   }
 
   if (job.progress) std::fprintf(stderr, "energy meter: %s\n", choice.explanation.c_str());

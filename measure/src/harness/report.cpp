@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdio>
 
 #include "joulecut/error.h"
@@ -52,6 +53,17 @@ void write_table(std::ostream& out, const Report& report) {
         << "\n";
   }
   out << "\n";
+  bool any_fidelity = false;
+  for (const auto& m : report.models) any_fidelity = any_fidelity || m.fidelity.has_value();
+  if (any_fidelity) {
+    out << "fidelity against " << report.models.front().label << " (same inputs, label-free; 95% CIs):\n";
+    for (const auto& m : report.models)
+      if (m.fidelity) {
+        pad(out, m.label, name_width);
+        out << m.fidelity->text << "  [" << m.fidelity_data << "]\n";
+      }
+    out << "\n";
+  }
   const bool any_measured = !report.runs.empty() && report.runs.front().measured.has_value();
   std::string measured_heading = "mJ/inf MEASURED";
   if (any_measured) {
@@ -160,6 +172,16 @@ void write_json(std::ostream& out, const Report& report) {
                        {"samples", m.accuracy->trials}, {"data", m.accuracy_data}};
     else if (!m.accuracy_data.empty())
       j["accuracy"] = {{"value", nullptr}, {"data", m.accuracy_data}};
+    if (m.fidelity) {
+      json f = {{"against", report.models.front().label}, {"data", m.fidelity_data},
+                {"cosine", {{"mean", m.fidelity->cosine.mean}, {"ci95_half_width", m.fidelity->cosine.half_width}}},
+                {"max_abs_error", m.fidelity->max_abs_error}};
+      f["snr_db"] = std::isinf(m.fidelity->snr_db) ? json(nullptr) : json(m.fidelity->snr_db);
+      if (m.fidelity->agreement)
+        f["agreement"] = {{"value", m.fidelity->agreement->value},
+                          {"ci95", {m.fidelity->agreement->low, m.fidelity->agreement->high}}};
+      j["fidelity"] = f;
+    }
     models.push_back(j);
   }
   json runs = json::array();

@@ -18,6 +18,9 @@ struct MeasureJob {
   RunOptions run;                             // run.batch is set per batch size
   bool optimize = true;                       // freeze + optimize_for_inference (the fair baseline)
   std::int64_t accuracy_limit = 0;            // 0: the whole test split; < 0: skip accuracy
+  // Quality: "top1" (accuracy), "agreement", "cosine" or "snr" (fidelity against the first
+  // model, label-free), or "auto": accuracy with labels, and fidelity too when there are none.
+  std::string metric = "auto";
   bool progress = true;
 };
 

@@ -24,6 +24,16 @@ struct ModelSummary {
   std::int64_t macs_per_inference = 0;
   std::optional<ProportionCI> accuracy;
   std::string accuracy_data;  // e.g. "fashion-mnist test (10000 images)"
+  // Label-free quality against the baseline (the first model) on the same inputs; not for the baseline.
+  struct Fidelity {
+    std::optional<ProportionCI> agreement;  // top-1, where the output is class scores
+    MeanCI cosine;
+    double snr_db = 0;
+    double max_abs_error = 0;
+    std::string text;  // the figures as one line
+  };
+  std::optional<Fidelity> fidelity;
+  std::string fidelity_data;  // what the inputs were
 };
 
 struct Report {

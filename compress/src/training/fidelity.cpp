@@ -1,0 +1,99 @@
+#include "joulecut/fidelity.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "joulecut/error.h"
+#include "joulecut/evaluate.h"
+#include "joulecut/model_input.h"
+
+namespace joulecut {
+namespace {
+
+// Every tensor of an output, in order, each [N, ...] flattened to [N, D].
+void flatten_outputs(const c10::IValue& v, std::vector<at::Tensor>& out) {
+  if (v.isTensor()) {
+    const at::Tensor t = v.toTensor().detach().to(at::kCPU, at::kFloat);
+    out.push_back(t.dim() == 0 ? t.reshape({1, 1}) : t.reshape({t.size(0), -1}));
+  } else if (v.isTuple()) {
+    for (const auto& e : v.toTupleRef().elements()) flatten_outputs(e, out);
+  } else if (v.isList()) {
+    for (const auto& e : v.toListRef()) flatten_outputs(e, out);
+  } else if (v.isGenericDict()) {
+    for (const auto& item : v.toGenericDict()) flatten_outputs(item.value(), out);
+  }
+}
+
+}  // namespace
+
+Fidelity fidelity(torch::jit::Module& reference, torch::jit::Module& model, const TensorDataset& data,
+                  std::int64_t batch) {
+  JOULECUT_ASSERT(batch > 0, "fidelity batch must be positive");
+  if (reference.hasattr("training")) reference.eval();
+  if (model.hasattr("training")) model.eval();
+  at::NoGradGuard no_grad;
+  Fidelity f;
+  std::vector<double> cosines;
+  double signal = 0, noise = 0;
+  std::int64_t agree = 0;
+  bool classifier = true;
+  for (std::int64_t i = 0; i < data.size(); i += batch) {
+    const auto n = std::min(batch, data.size() - i);
+    const auto inputs = data.inputs(i, n);
+    const c10::IValue ref_out = reference.forward(inputs), out = model.forward(inputs);
+    std::vector<at::Tensor> a, b;
+    flatten_outputs(ref_out, a);
+    flatten_outputs(out, b);
+    if (a.size() != b.size() || a.empty())
+      throw UserError(data.description + ": the models' outputs differ in structure (" + std::to_string(a.size()) +
+                      " and " + std::to_string(b.size()) + " tensors)");
+    for (std::size_t k = 0; k < a.size(); ++k)
+      if (a[k].sizes() != b[k].sizes())
+        throw UserError(data.description + ": output " + std::to_string(k) + " has shape " + shape_text(a[k].sizes()) +
+                        " in one model and " + shape_text(b[k].sizes()) + " in the other");
+    const at::Tensor x = at::cat(a, 1), y = at::cat(b, 1);
+    const at::Tensor dot = (x * y).sum(1), norms = x.norm(2, 1) * y.norm(2, 1);
+    const at::Tensor cos = at::where(norms > 0, dot / norms.clamp_min(1e-30), (x - y).abs().amax(1).eq(0).to(at::kFloat));
+    for (std::int64_t s = 0; s < n; ++s) cosines.push_back(cos[s].item<double>());
+    signal += x.pow(2).sum().item<double>();
+    noise += (x - y).pow(2).sum().item<double>();
+    f.max_abs_error = std::max(f.max_abs_error, (x - y).abs().max().item<double>());
+    // Agreement: the class scores, where they are [N, classes].
+    try {
+      const at::Tensor ra = select_output(ref_out, data.output, data.description);
+      const at::Tensor ma = select_output(out, data.output, data.description);
+      if (ra.dim() == 2 && ra.size(0) == n && ra.size(1) > 1)
+        agree += ra.argmax(1).eq(ma.argmax(1)).sum().item<std::int64_t>();
+      else
+        classifier = false;
+    } catch (const UserError&) {
+      classifier = false;  // several outputs and none chosen: no agreement, the other figures stand
+    }
+  }
+  f.samples = data.size();
+  if (f.samples == 0) throw UserError(data.description + ": no samples to compare the models on");
+  if (classifier) f.agreement = measure::wilson_ci95(agree, f.samples);
+  f.cosine = measure::mean_ci95(cosines);
+  f.snr_db = noise > 0 ? 10 * std::log10(signal / noise) : INFINITY;
+  return f;
+}
+
+std::string fidelity_text(const Fidelity& f) {
+  char text[240];
+  std::string agreement = "agreement n/a";
+  if (f.agreement) {
+    std::snprintf(text, sizeof text, "agreement %.2f%% (%.2f-%.2f)", 100 * f.agreement->value, 100 * f.agreement->low,
+                  100 * f.agreement->high);
+    agreement = text;
+  }
+  char snr[32];
+  if (std::isinf(f.snr_db)) std::snprintf(snr, sizeof snr, "inf");
+  else std::snprintf(snr, sizeof snr, "%.1f", f.snr_db);
+  std::snprintf(text, sizeof text, "%s, cosine %.4f ± %.4f, SNR %s dB, max |error| %.3g", agreement.c_str(),
+                f.cosine.mean, f.cosine.half_width, snr, f.max_abs_error);
+  return text;
+}
+
+}  // namespace joulecut
