@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
       make_info_command(app),    make_eval_command(app),     make_train_command(app),     make_measure_command(app),
       make_prune_command(app),   make_compare_command(app),  make_quantize_command(app),  make_distill_command(app),
       make_run_command(app),     make_sweep_command(app),    make_search_command(app),    make_report_command(app),
-      make_calibrate_command(app), make_sensitivity_command(app)};
+      make_calibrate_command(app), make_sensitivity_command(app), make_data_command(app)};
 
   try {
     app.parse(argc, argv);

@@ -34,6 +34,16 @@ void add_data_options(CLI::App* app, DataSource& data) {
   app->add_option("--images", data.images, "An IDX images file (gzip or plain); use with --labels");
   app->add_option("--labels", data.labels, "The IDX labels file matching --images, or a labels .npy for an .npy --data");
   add_input_options(app, data);
+  app->add_option("--resize", data.resize, "Image folders: resize the short side to this (torchvision Resize(int))");
+  app->add_option("--crop", data.crop, "Image folders: center crop to this square (torchvision CenterCrop)");
+  app->add_option("--mean", data.mean, "Image folders: per-channel mean of [0,1] pixels, e.g. 0.485,0.456,0.406 "
+                                       "(default: the model's metadata, else the data's own)");
+  app->add_option("--std", data.stddev, "Image folders: per-channel standard deviation, e.g. 0.229,0.224,0.225");
+  app->add_option("--color", data.color, "Image folders: rgb or gray (default: the model's channels, else rgb)");
+  app->add_option("--cache-mb", data.cache_mb,
+                  "Image folders decoding to more than this many MiB are streamed in batches, not held")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t(0), std::int64_t(1) << 30));
 }
 
 void add_input_options(CLI::App* app, DataSource& data, bool with_output) {

@@ -128,5 +128,6 @@ Command make_search_command(CLI::App& app);
 Command make_report_command(CLI::App& app);
 Command make_calibrate_command(CLI::App& app);
 Command make_sensitivity_command(CLI::App& app);
+Command make_data_command(CLI::App& app);
 
 }  // namespace joulecut::cli

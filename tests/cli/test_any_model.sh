@@ -141,5 +141,51 @@ expect_error "bad: a file that is no data set" "text\.npy: unknown data file: ex
 expect_error "bad: one file for calibration names --train-data" "tokens\.npz: one file is one split, read for evaluation; give the training split .* with --train-data FILE" \
   quantize text-classifier.pt --data tokens.npz -o tq.pt --no-progress
 expect_error "bad: --metric unknown" "--metric 'f1': choose top1" measure text-classifier.pt --data tokens.npz --metric f1 "${quick[@]}"
+# ---- image folders: decoded and preprocessed as torchvision does, pixel for pixel
+"$python" "$src/tests/fixtures/make_image_folder.py" img 2>/dev/null || report "make the image folder" fail "python failed"
+norm=(--resize 40 --crop 32 --mean 0.5,0.4,0.3 --std 0.2,0.25,0.3)
+expect_ok "data: an image folder with train and test splits" "^data +img/test test \(10 images, 2 classes\)" data img "${norm[@]}" --save-npy got-rgb.npy
+expect_ok "data: gray" "input 1 +\[1, 32, 32\]" data img --resize 40 --crop 32 --mean 0.5 --std 0.2 --color gray --save-npy got-gray.npy
+"$python" -c "
+import numpy as np
+for k in ('rgb', 'gray'):
+    d = np.abs(np.load(f'img/expected-{k}.npy') - np.load(f'got-{k}.npy')).max()
+    assert d == 0, f'{k}: max difference {d}'
+" && report "data: PNG/JPEG, RGB/RGBA/gray, resize + crop + normalize equal torchvision's, pixel for pixel" ok \
+  || report "data: PNG/JPEG, RGB/RGBA/gray, resize + crop + normalize equal torchvision's, pixel for pixel" fail "differs"
+expect_ok "eval: ResNet-18 on an image folder" "^accuracy .*of 10 correct" eval resnet18-cifar-scripted.pt --data img "${norm[@]}"
+held=$(grep -E '^accuracy' out)
+expect_ok "eval: the same folder streamed (--cache-mb 0) gives the same accuracy" "^accuracy" \
+  eval resnet18-cifar-scripted.pt --data img "${norm[@]}" --cache-mb 0 --batch 3
+[ "$(grep -E '^accuracy' out)" = "$held" ] && report "eval: streamed equals held" ok || report "eval: streamed equals held" fail "$(grep -E '^accuracy' out) vs $held"
+expect_ok "quantize: calibrated on an image folder's train split" "quantize-static<samples=10>: 21 of 21" \
+  quantize resnet18-cifar-scripted.pt --data img "${norm[@]}" -o r18-img.pt --samples 10 --no-measure --no-progress
+expect_error "bad: mixed image sizes without --resize" "img/(train|test)/cat/1\.png: 37x61 pixels after preprocessing where the first image has 50x40; give --resize and --crop" data img
+expect_error "bad: an empty class folder" "img/bad-empty-class/b: empty class folder" data img/bad-empty-class
+expect_error "bad: a truncated JPEG, named" "img/bad-truncated/a/cut\.jpg: corrupt or truncated JPEG" data img/bad-truncated
+expect_error "bad: a corrupt PNG, named" "img/bad-corrupt/a/broken\.png: corrupt or truncated PNG" data img/bad-corrupt
+expect_error "bad: a folder without images" "img/bad-no-images: no data set found: .*images in ROOT/CLASS/\*\.png\|jpg" data img/bad-no-images
+expect_error "bad: a crop larger than the image" "is smaller than --crop 64 \(add --resize\)" data img --crop 64
+expect_error "bad: --mean with the wrong count" "--mean '0.5,0.5': 2 values for 3 channels" data img --resize 40 --crop 32 --mean 0.5,0.5 --std 0.2
+# The memory bound: a folder that decodes to 147 MiB, read whole and streamed in batches of 16.
+"$python" - <<'PY'
+import os
+import numpy as np
+from PIL import Image
+rng = np.random.default_rng(1)
+for c in ("a", "b"):
+    os.makedirs(f"big/{c}", exist_ok=True)
+    for i in range(128):
+        Image.fromarray(rng.integers(0, 256, (256, 300, 3), dtype=np.uint8)).save(f"big/{c}/{i}.jpg", quality=80)
+PY
+rss() { /usr/bin/time -f "%M" "$compress" --threads 2 data big --resize 256 --crop 224 --decode-all --batch 16 --no-progress "$@" 2>&1 >/dev/null | tail -1; }
+held_kb=$(rss --cache-mb 100000)
+streamed_kb=$(rss --cache-mb 0)
+base_kb=$(rss --cache-mb 0 --split test --batch 1 2>/dev/null || echo 0)
+echo "peak RSS: held $held_kb KiB, streamed (batch 16) $streamed_kb KiB"
+# Held: 256 images x 3 x 224 x 224 x 4 bytes = 147 MiB. Streamed: two batches of 16 = 18 MiB.
+[ -n "$held_kb" ] && [ -n "$streamed_kb" ] && [ $((held_kb - streamed_kb)) -gt 100000 ] \
+  && report "streaming: peak memory ~two batches, not the folder (held $held_kb KiB, streamed $streamed_kb KiB)" ok \
+  || report "streaming: peak memory ~two batches, not the folder" fail "held $held_kb KiB, streamed $streamed_kb KiB"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/core/ivalue.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +25,10 @@ const char* split_name(Split split);
 //  a CIFAR-10 / CIFAR-100 binary batch file
 //  a directory holding those per split: train.npz and test.npz (or val.npz); CIFAR-10's
 //    data_batch_*.bin and test_batch.bin; CIFAR-100's train.bin and test.bin
+//  an image folder as torchvision's ImageFolder: ROOT/CLASS/*.png|jpg, or ROOT/train/CLASS/...
+//    and ROOT/test/CLASS/... (or val); decoded, resized, cropped and normalized per channel.
+//    A folder that decodes to more than `cache_mb` streams: batches are decoded on demand, the
+//    next one on a background thread, so at most two batches are in memory.
 // images + labels: one explicit IDX pair, used for whichever split is asked for.
 // One file is one split: the training split (calibration, training) then needs --train-data.
 struct DataSource {
@@ -35,7 +40,32 @@ struct DataSource {
   // The model's input (joulecut/input_spec.h) and the output that holds its scores.
   std::string input_shape, input_dtype, input_range;
   std::string output;  // --model-output INDEX|KEY for tuple, list and dict outputs
+  // Image folders: torchvision's Resize(resize) and CenterCrop(crop), per-channel mean and std
+  // ("0.485,0.456,0.406", or one value for all; empty: the model's metadata, else the data's own
+  // statistics), and the color ("rgb", "gray"; empty: the model's channels, else rgb).
+  int resize = 0, crop = 0;
+  std::string mean, stddev, color;
+  std::int64_t cache_mb = 2048;
   bool given() const { return data_given || !images.empty() || !train_data.empty() || !test_data.empty(); }
+};
+
+// Batches of a large image folder, decoded and preprocessed when asked for. A call for the batch
+// that follows the previous one finds it decoded already (a background thread prefetches it), so
+// at most two batches are held. Thread-safe.
+class ImageStream {
+ public:
+  struct Source;
+  explicit ImageStream(std::shared_ptr<const Source> source);
+  ~ImageStream();
+  std::int64_t size() const;
+  std::vector<std::int64_t> sample_shape() const;  // [C, H, W]
+  at::Tensor batch(std::int64_t start, std::int64_t count) const;  // float32 [count, C, H, W], normalized
+  std::int64_t peak_batches_held() const;  // for the memory-bound test
+  std::shared_ptr<const ImageStream> range(std::int64_t start, std::int64_t count) const;  // those images
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
 };
 
 struct TensorDataset {
@@ -48,7 +78,12 @@ struct TensorDataset {
   std::vector<std::string> input_names;   // the arrays' names (.npz), one per input, or empty
   at::Tensor labels;        // int64 [N], or undefined: data without labels
   std::string output;       // which model output the labels score (--model-output), "" for a tensor output
-  std::int64_t size() const { return images.defined() ? images.size(0) : 0; }
+  // A large image folder: `images` is undefined and batches are decoded when asked for.
+  std::shared_ptr<const ImageStream> stream;
+  at::Device stream_device = at::kCPU;  // where streamed batches are moved when read
+  // The bytes the first input holds in memory (or would, decoded whole).
+  std::int64_t decoded_bytes() const;
+  std::int64_t size() const;
   bool labelled() const { return labels.defined(); }
   // forward()'s arguments for samples [start, start + count).
   std::vector<c10::IValue> inputs(std::int64_t start, std::int64_t count) const;
@@ -64,5 +99,11 @@ TensorDataset load_dataset(const DataSource& source, Split split,
 
 // The first `count` samples (all if count <= 0 or larger than the set).
 TensorDataset take_first(const TensorDataset& data, std::int64_t count);
+// Samples [start, start + count). Precondition: inside the set.
+TensorDataset slice(const TensorDataset& data, std::int64_t start, std::int64_t count);
+
+// Throws UserError naming `what` (e.g. "fine-tuning") when the data cannot be read in random
+// batches of one input with labels: a streamed folder, several inputs, or no labels.
+void require_in_memory_labelled(const TensorDataset& data, const std::string& what);
 
 }  // namespace joulecut

@@ -79,7 +79,7 @@ SensitivityReport analyze_sensitivity(const torch::jit::Module& input, const Ten
   const auto constants = measure::default_op_energy_constants();
   report.energy_model = "op count x energy per op, zero weights skipped, per inference at batch " +
                         std::to_string(std::min<std::int64_t>(test.size(), 64)) + " (" + constants.source + ")";
-  const at::Tensor example = test.images.narrow(0, 0, std::min<std::int64_t>(test.size(), 64));
+  const auto example = test.input_tensors(0, std::min<std::int64_t>(test.size(), 64));
 
   auto stats = analyze_model(module, example);
   report.baseline_macs = effective_macs(stats);

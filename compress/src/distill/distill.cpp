@@ -119,6 +119,7 @@ std::vector<Hint> parse_hints(const std::string& text) {
 
 DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit::Module& student_input,
                       const TensorDataset& train, const TensorDataset* test, const DistillOptions& options) {
+  require_in_memory_labelled(train, "distillation");
   check_loss_options(options.loss);
   check_loop_options(options.loop);  // before the teacher's pass over the data, not after it
   if (!(options.hint_weight >= 0)) throw UserError("distillation: hint weight must be >= 0");

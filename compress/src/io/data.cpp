@@ -11,6 +11,7 @@
 #include "joulecut/error.h"
 #include "joulecut/idx.h"
 #include "joulecut/npy.h"
+#include "io/image_folder.h"
 
 namespace joulecut {
 namespace fs = std::filesystem;
@@ -317,10 +318,23 @@ TensorDataset load_any(const DataSource& source, Split split, const std::optiona
     return load_idx_dataset(idx, split, normalization);
   }
   if (const auto file = numpy_split_file(path, split)) return load_file(*file, source, split, normalization);
+  // Image folders: ROOT/train/CLASS/... and ROOT/test|val/CLASS/..., or ROOT/CLASS/... as one split.
+  const fs::path train_root = fs::path(path) / "train";
+  fs::path test_root = fs::path(path) / "test";
+  if (!fs::is_directory(test_root)) test_root = fs::path(path) / "val";
+  if (looks_like_image_folder(train_root.string()) && looks_like_image_folder(test_root.string()))
+    return load_image_folder((split == Split::train ? train_root : test_root).string(), source, split_name(split),
+                             normalization, train_root.string());
+  if (looks_like_image_folder(path)) {
+    if (per_split.empty() && split == Split::train)
+      throw UserError(path + ": one image folder is one split, read for evaluation; give the training split with "
+                      "--train-data DIR, or lay out DIR/train and DIR/test");
+    return load_image_folder(path, source, split_name(split), normalization, path);
+  }
   if (const auto cifar = cifar_files(path))
     return load_cifar(split == Split::train ? cifar->first : cifar->second, cifar->first, path, split, normalization);
   throw UserError(path + ": no data set found: expected MNIST-style IDX files, train.npz/test.npz, CIFAR-10's "
-                  "data_batch_*.bin and test_batch.bin, or CIFAR-100's train.bin and test.bin");
+                  "data_batch_*.bin and test_batch.bin, CIFAR-100's train.bin and test.bin, or images in ROOT/CLASS/*.png|jpg");
 }
 
 }  // namespace
@@ -331,8 +345,20 @@ TensorDataset load_dataset(const DataSource& source, Split split, const std::opt
   return data;
 }
 
+std::int64_t TensorDataset::size() const {
+  if (stream) return stream->size();
+  return images.defined() ? images.size(0) : 0;
+}
+
+std::int64_t TensorDataset::decoded_bytes() const {
+  if (!stream) return images.defined() ? std::int64_t(images.nbytes()) : 0;
+  std::int64_t per_sample = 4;
+  for (auto d : stream->sample_shape()) per_sample *= d;
+  return per_sample * stream->size();
+}
+
 std::vector<at::Tensor> TensorDataset::input_tensors(std::int64_t start, std::int64_t count) const {
-  std::vector<at::Tensor> out{images.narrow(0, start, count)};
+  std::vector<at::Tensor> out{stream ? stream->batch(start, count).to(stream_device) : images.narrow(0, start, count)};
   for (const auto& t : more_inputs) out.push_back(t.narrow(0, start, count));
   return out;
 }
@@ -342,14 +368,32 @@ std::vector<c10::IValue> TensorDataset::inputs(std::int64_t start, std::int64_t 
   return {tensors.begin(), tensors.end()};
 }
 
+TensorDataset slice(const TensorDataset& data, std::int64_t start, std::int64_t count) {
+  JOULECUT_ASSERT(start >= 0 && count >= 0 && start + count <= data.size(), "slice outside the data set");
+  TensorDataset out = data;
+  if (data.stream) out.stream = data.stream->range(start, count);
+  else out.images = data.images.narrow(0, start, count);
+  for (auto& t : out.more_inputs) t = t.narrow(0, start, count);
+  if (data.labelled()) out.labels = data.labels.narrow(0, start, count);
+  return out;
+}
+
 TensorDataset take_first(const TensorDataset& data, std::int64_t count) {
   if (count <= 0 || count >= data.size()) return data;
-  TensorDataset out = data;
-  out.images = data.images.narrow(0, 0, count);
-  for (auto& t : out.more_inputs) t = t.narrow(0, 0, count);
-  if (data.labelled()) out.labels = data.labels.narrow(0, 0, count);
+  TensorDataset out = slice(data, 0, count);
   out.description += ", first " + std::to_string(count);
   return out;
+}
+
+void require_in_memory_labelled(const TensorDataset& data, const std::string& what) {
+  if (data.stream)
+    throw UserError(data.description + ": " + what + " reads random batches, so the split must be held in memory; it "
+                    "decodes to " + std::to_string(data.decoded_bytes() >> 20) + " MiB: raise --cache-mb");
+  if (!data.more_inputs.empty())
+    throw UserError(data.description + ": " + what + " takes one input per sample; this data has " +
+                    std::to_string(1 + data.more_inputs.size()));
+  if (!data.labelled())
+    throw UserError(data.description + ": " + what + " needs labels (this data has none)");
 }
 
 }  // namespace joulecut

@@ -104,7 +104,7 @@ Calibration calibrate(const torch::jit::Module& input, const TensorDataset& data
         const auto dot = p.name.rfind('.');
         watch.names[p.value.data_ptr()] = dot == std::string::npos ? p.name : p.name.substr(0, dot);
       }
-      module.forward({data.images.narrow(0, start, count)});
+      module.forward(data.inputs(start, count));
       if (!watch.error.empty()) throw UserError("calibration: " + watch.error);
       bar.update(start + count, std::to_string(start + count) + " images");
     }

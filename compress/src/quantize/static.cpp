@@ -476,9 +476,7 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
                     (built.layers.empty() ? std::string("none found") : built.layers.front().layer + ": " + built.layers.front().note) + ")");
   if (options_.max_accuracy_drop >= 0) {
     const std::int64_t count = std::min<std::int64_t>(options_.validation, train.size());
-    TensorDataset validation = train;
-    validation.images = train.images.narrow(0, train.size() - count, count);
-    validation.labels = train.labels.narrow(0, train.size() - count, count);
+    TensorDataset validation = slice(train, train.size() - count, count);
     validation.description = "last " + std::to_string(count) + " training images";
     torch::jit::Module fp32 = input.clone();
     const double baseline = accuracy_points(fp32, validation);
@@ -532,7 +530,7 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
   // oneDNN kernels ran.
   try {
     at::NoGradGuard no_grad;
-    built.module.forward({train.images.narrow(0, 0, std::min<std::int64_t>(64, train.size()))});
+    built.module.forward(train.inputs(0, std::min<std::int64_t>(64, train.size())));
   } catch (const c10::Error& e) {
     JOULECUT_ASSERT(false, std::string("the int8 model does not run: ") + e.what_without_backtrace());
   }

@@ -173,7 +173,7 @@ std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& inp
     const std::int64_t count = std::min(batch, samples - start);
     c10::IValue result;
     try {
-      result = method({data.images.narrow(0, start, count)});
+      result = method(data.inputs(start, count));
     } catch (const std::exception& e) {
       throw UserError("quantize-static: the model does not run on the calibration images (" + torch_error_summary(e) + ")");
     }

@@ -166,6 +166,7 @@ void KeepZeros::operator()() const {
 LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, const TensorDataset* test,
                       const LoopOptions& options, const std::function<void()>& after_step, const BatchLoss& batch_loss,
                       std::vector<at::Tensor> extra_parameters) {
+  require_in_memory_labelled(train, "fine-tuning");
   check_loop_options(options);
   std::vector<at::Tensor> parameters;
   for (auto p : module.parameters()) {

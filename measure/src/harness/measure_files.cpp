@@ -120,7 +120,8 @@ Report measure_files(const MeasureJob& job) {
     } else if (job.accuracy_limit >= 0) {
       TensorDataset eval_data = take_first(*data, job.accuracy_limit);
       if (device.is_cuda()) {
-        eval_data.images = eval_data.images.to(device);
+        eval_data.stream_device = device;
+        if (eval_data.images.defined()) eval_data.images = eval_data.images.to(device);
         for (auto& t : eval_data.more_inputs) t = t.to(device);
         if (eval_data.labelled()) eval_data.labels = eval_data.labels.to(device);
       }
