@@ -130,3 +130,36 @@ TEST_CASE("pipeline text round-trips and rejects bad syntax", "[recipe]") {
   CHECK_THROWS_WITH(joulecut::parse_pipeline_text("a<k>"), Contains("must be key=value"));
   CHECK_THROWS_WITH(joulecut::parse_pipeline_text("a<k=1,k=2>"), Contains("given twice"));
 }
+
+TEST_CASE("a recipe takes the data flags' keys: input spec, splits, image preprocessing", "[recipe]") {
+  TempDir dir;
+  const auto path = write(dir, "r.yaml", R"(
+model: m.pt
+data: images
+test-data: held-out
+input-shape: "3,224,224"
+model-output: "logits"
+resize: 256
+crop: 224
+mean: "0.485,0.456,0.406"
+std: "0.229,0.224,0.225"
+cache-mb: 512
+passes: "prune-magnitude<sparsity=0.5>"
+)");
+  const auto r = joulecut::load_recipe(path);
+  CHECK(r.data.data == dir.file("images"));  // relative to the recipe
+  CHECK(r.data.test_data == dir.file("held-out"));
+  CHECK(r.data.data_given);
+  CHECK(r.data.input_shape == "3,224,224");
+  CHECK(r.data.output == "logits");
+  CHECK(r.data.resize == 256);
+  CHECK(r.data.crop == 224);
+  CHECK(r.data.mean == "0.485,0.456,0.406");
+  CHECK(r.data.cache_mb == 512);
+  CHECK_THAT(r.canonical_json(), Contains("\"input-shape\":\"3,224,224\""));
+  // Without the new keys, the identity of an earlier recipe (its sweep folder) is unchanged.
+  const auto plain = joulecut::load_recipe(write(dir, "p.yaml", "model: m.pt\npasses: fold-bn\n"));
+  CHECK_THAT(plain.canonical_json(), !Contains("input-shape"));
+  CHECK_THROWS_WITH(joulecut::load_recipe(write(dir, "bad.yaml", "model: m.pt\npasses: fold-bn\nresize: -3\n")),
+                    Contains("resize"));
+}

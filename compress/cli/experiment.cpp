@@ -38,11 +38,29 @@ Recipe recipe_for(const std::string& model_or_recipe, const RecipeOverrides& o, 
   }
   if (!o.batches.empty()) recipe.measure.batches = parse_batches(o.batches);
   if (o.windows > 0) recipe.measure.windows = o.windows;
-  if (!o.data.empty()) recipe.data = o.data;
-  if (!o.images.empty() || !o.labels.empty()) {
-    recipe.images = o.images;
-    recipe.labels = o.labels;
+  const auto given = [&o](const char* flag) {
+    const auto it = o.data_flags.find(flag);
+    return it != o.data_flags.end() && it->second->count() > 0;
+  };
+  DataSource& d = recipe.data;
+  if (given("--data")) {
+    d.data = o.data.data;
+    d.data_given = true;
   }
+  if (given("--images") || given("--labels")) {
+    d.images = o.data.images;
+    d.labels = o.data.labels;
+  }
+  const std::pair<const char*, std::string DataSource::*> texts[] = {
+      {"--train-data", &DataSource::train_data}, {"--test-data", &DataSource::test_data},
+      {"--input-shape", &DataSource::input_shape}, {"--input-dtype", &DataSource::input_dtype},
+      {"--input-range", &DataSource::input_range}, {"--model-output", &DataSource::output},
+      {"--mean", &DataSource::mean},             {"--std", &DataSource::stddev}, {"--color", &DataSource::color}};
+  for (const auto& [flag, field] : texts)
+    if (given(flag)) d.*field = o.data.*field;
+  if (given("--resize")) d.resize = o.data.resize;
+  if (given("--crop")) d.crop = o.data.crop;
+  if (given("--cache-mb")) d.cache_mb = o.data.cache_mb;
   if (o.seed_given) recipe.seed = o.seed;
   return recipe;
 }
@@ -52,9 +70,11 @@ void add_recipe_overrides(CLI::App* app, RecipeOverrides& o) {
   app->add_option("--windows", o.windows, "Measurement windows (default: the recipe's, else 5)")->check(CLI::Range(2, 100000));
   app->add_option("--seed", o.seed, "Seed for the passes that train (default: the recipe's, else 1)")
       ->each([&o](const std::string&) { o.seed_given = true; });
-  app->add_option("--data", o.data, "fashion-mnist, or a directory of IDX files (default: the recipe's)");
-  app->add_option("--images", o.images, "IDX images file (with --labels)");
-  app->add_option("--labels", o.labels, "IDX labels file (with --images)");
+  // The data flags of every subcommand; each one given replaces the recipe's key of the same name.
+  add_data_options(app, o.data);
+  for (const char* flag : {"--data", "--images", "--labels", "--train-data", "--test-data", "--input-shape", "--input-dtype",
+                           "--input-range", "--model-output", "--resize", "--crop", "--mean", "--std", "--color", "--cache-mb"})
+    o.data_flags[flag] = app->get_option(flag);
 }
 
 measure::SweepOptions sweep_options(const ExperimentCliOptions& o, const std::string& command) {

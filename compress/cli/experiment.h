@@ -1,6 +1,7 @@
 #pragma once
 // Internal to the compress command: what run, sweep, search and report share (recipes and
 // their command-line overrides, the trade-off outputs).
+#include <map>
 #include <string>
 #include <vector>
 
@@ -13,7 +14,9 @@ namespace joulecut::cli {
 
 // Settings given on the command line; with a recipe file they override the recipe's.
 struct RecipeOverrides {
-  std::string passes, batches, data, images, labels;
+  std::string passes, batches;
+  DataSource data;  // the data flags; those given replace the recipe's
+  std::map<std::string, CLI::Option*> data_flags;
   int windows = 0;
   std::uint64_t seed = 0;
   bool seed_given = false;

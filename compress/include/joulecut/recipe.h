@@ -6,7 +6,9 @@
 //
 //   name: lenet5-sparse-int8
 //   model: ../models/trained/lenet5.pt      # relative to the recipe file
-//   data: fashion-mnist                     # or a directory of IDX files; or images: + labels:
+//   data: fashion-mnist                     # any --data form; or images: + labels:; train-data:, test-data:
+//   input-shape: "3,32,32"                  # and input-dtype, input-range, model-output, resize, crop,
+//                                           # mean, std, color, cache-mb: as the flags of the same names
 //   seed: 1
 //   passes: "prune-magnitude<sparsity=0.9>,quantize-int8"   # or a list; or variants: {name: passes}
 //   measure: {batches: [1, 64], windows: 5, device: cpu, meter: auto, warmup-seconds: 0.5,
@@ -18,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "joulecut/data_source.h"
 #include "joulecut/pipeline_text.h"
 
 namespace joulecut {
@@ -41,7 +44,7 @@ struct Recipe {
   std::string source;       // the file it came from, or "--passes"
   std::string model;        // resolved path
   std::string model_as_written;
-  std::string data = "fashion-mnist", images, labels;  // as in joulecut::DataSource, resolved
+  DataSource data;  // data, images, labels, train-data, test-data resolved; the input spec and preprocessing
   std::uint64_t seed = 1;
   std::vector<RecipeVariant> variants;  // at least one
   RecipeMeasurement measure;

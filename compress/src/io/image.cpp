@@ -15,6 +15,15 @@
 namespace joulecut {
 namespace {
 
+// Pillow's decompression-bomb limit: a larger header is refused before anything is allocated.
+constexpr std::int64_t kMaxPixels = 89478485;
+
+void check_dimensions(std::int64_t width, std::int64_t height, const std::string& origin, const char* kind) {
+  if (width <= 0 || height <= 0 || width * height > kMaxPixels)
+    throw UserError(origin + ": " + kind + " of " + std::to_string(width) + "x" + std::to_string(height) +
+                    " pixels is outside the supported sizes (1 to 89.5 million pixels)");
+}
+
 // RGB(A) or gray(+alpha) 8-bit pixels to `channels`, as Pillow converts.
 Image convert(int width, int height, int source_channels, const std::uint8_t* p, int channels) {
   Image out;
@@ -51,10 +60,11 @@ Image decode_png(const std::uint8_t* bytes, std::size_t size, const std::string&
   // Keep the file's own layout (8 bits, sRGB): no gamma or alpha compositing by libpng.
   image.format = gray ? (alpha ? PNG_FORMAT_GA : PNG_FORMAT_GRAY) : (alpha ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB);
   const int source_channels = int(PNG_IMAGE_PIXEL_CHANNELS(image.format));
-  if (image.width == 0 || image.height == 0 || image.width > 65535 || image.height > 65535) {
+  try {
+    check_dimensions(image.width, image.height, origin, "PNG");
+  } catch (const UserError&) {
     png_image_free(&image);
-    throw UserError(origin + ": PNG of " + std::to_string(image.width) + "x" + std::to_string(image.height) +
-                    " pixels is not supported");
+    throw;
   }
   std::vector<std::uint8_t> buffer(PNG_IMAGE_SIZE(image));
   if (!png_image_finish_read(&image, nullptr, buffer.data(), 0, nullptr)) {
@@ -71,8 +81,7 @@ Image decode_jpeg(const std::uint8_t* bytes, std::size_t size, const std::string
   int width = 0, height = 0, subsampling = 0, colorspace = 0;
   if (tjDecompressHeader3(tj.get(), bytes, static_cast<unsigned long>(size), &width, &height, &subsampling, &colorspace) != 0)
     throw UserError(origin + ": corrupt JPEG (" + tjGetErrorStr2(tj.get()) + ")");
-  if (width <= 0 || height <= 0 || width > 65535 || height > 65535)
-    throw UserError(origin + ": JPEG of " + std::to_string(width) + "x" + std::to_string(height) + " pixels is not supported");
+  check_dimensions(width, height, origin, "JPEG");
   if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK)
     throw UserError(origin + ": CMYK JPEG is not supported; convert it to RGB");
   // A color JPEG is decoded to RGB first, then (for gray) converted as Pillow does; the

@@ -133,7 +133,9 @@ std::int64_t integer(const json& v, const std::string& where, std::int64_t low) 
 Recipe load_recipe(const std::string& path) {
   const json doc = read_document(path);
   if (!doc.is_object()) throw UserError(path + ": a recipe is a map of keys (name, model, passes, ...)");
-  check_keys(doc, {"name", "model", "data", "images", "labels", "seed", "passes", "variants", "measure", "grid", "search"},
+  check_keys(doc, {"name", "model", "data", "images", "labels", "train-data", "test-data", "input-shape", "input-dtype",
+                   "input-range", "model-output", "resize", "crop", "mean", "std", "color", "cache-mb", "seed", "passes",
+                   "variants", "measure", "grid", "search"},
              path);
   const std::filesystem::path base = std::filesystem::path(path).parent_path();
   Recipe r;
@@ -145,13 +147,26 @@ Recipe load_recipe(const std::string& path) {
     r.model = resolve(base, r.model_as_written);
     if (doc.contains("data")) {
       const std::string data = scalar_text(doc["data"], "data");
-      r.data = data == "fashion-mnist" ? data : resolve(base, data);
+      r.data.data = data == "fashion-mnist" ? data : resolve(base, data);
+      r.data.data_given = true;
     }
     if (doc.contains("images") != doc.contains("labels")) throw UserError("'images' and 'labels' must be given together");
     if (doc.contains("images")) {
-      r.images = resolve(base, scalar_text(doc["images"], "images"));
-      r.labels = resolve(base, scalar_text(doc["labels"], "labels"));
+      r.data.images = resolve(base, scalar_text(doc["images"], "images"));
+      r.data.labels = resolve(base, scalar_text(doc["labels"], "labels"));
     }
+    // The same keys as the flags of every subcommand.
+    if (doc.contains("train-data")) r.data.train_data = resolve(base, scalar_text(doc["train-data"], "train-data"));
+    if (doc.contains("test-data")) r.data.test_data = resolve(base, scalar_text(doc["test-data"], "test-data"));
+    const std::pair<const char*, std::string*> texts[] = {
+        {"input-shape", &r.data.input_shape}, {"input-dtype", &r.data.input_dtype}, {"input-range", &r.data.input_range},
+        {"model-output", &r.data.output},     {"mean", &r.data.mean},               {"std", &r.data.stddev},
+        {"color", &r.data.color}};
+    for (const auto& [key, field] : texts)
+      if (doc.contains(key)) *field = scalar_text(doc[key], key);
+    if (doc.contains("resize")) r.data.resize = int(integer(doc["resize"], "resize", 0));
+    if (doc.contains("crop")) r.data.crop = int(integer(doc["crop"], "crop", 0));
+    if (doc.contains("cache-mb")) r.data.cache_mb = integer(doc["cache-mb"], "cache-mb", 0);
     if (doc.contains("seed")) r.seed = std::uint64_t(integer(doc["seed"], "seed", 0));
     if (doc.contains("passes") == doc.contains("variants"))
       throw UserError("give either 'passes' (one pipeline) or 'variants' (named pipelines), not " +
@@ -209,11 +224,12 @@ std::string Recipe::canonical_json() const {
   for (const auto& v : variants) variants_json[v.name] = pipeline_text(v.passes);
   json batches = json::array();
   for (auto b : measure.batches) batches.push_back(b);
-  return json{{"name", name},
+  json out{{"name", name},
               {"model", model_as_written},
-              {"data", data},
-              {"images", images.empty() ? "" : std::filesystem::path(images).filename().string()},
-              {"labels", labels.empty() ? "" : std::filesystem::path(labels).filename().string()},
+              {"data", data.data},
+              {"images", data.images.empty() ? "" : std::filesystem::path(data.images).filename().string()},
+              {"labels", data.labels.empty() ? "" : std::filesystem::path(data.labels).filename().string()},
+
               {"seed", seed},
               {"variants", variants_json},
               {"measure",
@@ -223,7 +239,17 @@ std::string Recipe::canonical_json() const {
                 {"meter", measure.meter},
                 {"warmup-seconds", measure.warmup_seconds},
                 {"accuracy-limit", measure.accuracy_limit}}}}
-      .dump();
+  ;
+  // Keys added later appear only when set, so earlier recipes keep their identity (sweep folders).
+  const std::pair<const char*, std::string> more[] = {
+      {"train-data", data.train_data}, {"test-data", data.test_data},     {"input-shape", data.input_shape},
+      {"input-dtype", data.input_dtype}, {"input-range", data.input_range}, {"model-output", data.output},
+      {"mean", data.mean},             {"std", data.stddev},              {"color", data.color}};
+  for (const auto& [key, value] : more)
+    if (!value.empty()) out[key] = value;
+  if (data.resize) out["resize"] = data.resize;
+  if (data.crop) out["crop"] = data.crop;
+  return out.dump();
 }
 
 std::vector<GridAxis> parse_grid(const std::string& text) {

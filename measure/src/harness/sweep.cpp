@@ -22,7 +22,7 @@ namespace {
 
 using json = nlohmann::json;
 
-DataSource data_source(const Recipe& recipe) { return DataSource{recipe.data, recipe.images, recipe.labels}; }
+DataSource data_source(const Recipe& recipe) { return recipe.data; }
 
 // The TorchScript archive without joulecut's metadata: the same weights and code give the
 // same hash whatever the command line or the time was.
