@@ -61,6 +61,8 @@ void run_distill(const DistillCliOptions& o, const Invocation& invocation) {
   }
   const auto train = load_dataset(o.data, Split::train, spec);
   auto test = load_dataset(o.data, Split::test, spec);
+  if (o.baseline && !train.labelled())
+    throw UserError(train.description + ": --baseline trains on labels alone, and this data has none");
   check_model_accepts(teacher.module, test, o.teacher);
   check_model_accepts(student, test, o.student.empty() ? o.student_arch : o.student);
   loop.checkpoint = o.checkpoint.empty() ? o.output + ".ckpt" : o.checkpoint;
@@ -95,11 +97,17 @@ void run_distill(const DistillCliOptions& o, const Invocation& invocation) {
   if (result.loop.resumed_at_epoch > 0)
     std::printf("  resumed from %s at epoch %d\n", loop.checkpoint.c_str(), result.loop.resumed_at_epoch);
   metadata.provenance_json =
-      json{{"command", invocation.command_line}, {"distillation", settings_json}, {"test_accuracy", result.loop.test_accuracy}}
+      json{{"command", invocation.command_line},
+           {"distillation", settings_json},
+           {"test_accuracy", test.labelled() ? json(result.loop.test_accuracy) : json(nullptr)}}
           .dump();
   save_model(result.student, metadata, o.output, o.teacher);
-  std::printf("wrote %s (sha256 %s): test accuracy %.2f%% after distillation\n", o.output.c_str(),
-              sha256_file(o.output).substr(0, 16).c_str(), 100 * result.loop.test_accuracy);
+  if (test.labelled())
+    std::printf("wrote %s (sha256 %s): test accuracy %.2f%% after distillation\n", o.output.c_str(),
+                sha256_file(o.output).substr(0, 16).c_str(), 100 * result.loop.test_accuracy);
+  else
+    std::printf("wrote %s (sha256 %s): no labels, no accuracy; the measurement compares it with the teacher by fidelity\n",
+                o.output.c_str(), sha256_file(o.output).substr(0, 16).c_str());
   std::vector<std::string> models{o.teacher};
   if (o.baseline) {
     // The same student, initialisation, data order, optimizer and epochs; labels only.

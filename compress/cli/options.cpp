@@ -25,8 +25,9 @@ void add_data_options(CLI::App* app, DataSource& data) {
   app->add_option("--data", data.data,
                   "Data set, recognized by content: 'fashion-mnist' (Debian package dataset-fashion-mnist); a "
                   "directory of MNIST-style IDX files; a NumPy .npy (inputs) or .npz (arrays named after forward()'s "
-                  "arguments, optional 'labels'); a CIFAR-10/100 binary batch; or a directory of those per split "
-                  "(train.npz + test.npz, CIFAR's data_batch_*.bin + test_batch.bin)")
+                  "arguments, optional 'labels'); a CIFAR-10/100 binary batch; an image folder (ROOT/CLASS/*.png|jpg, "
+                  "see --resize, --crop, --mean, --std); or a directory of those per split (train.npz + test.npz, "
+                  "CIFAR's data_batch_*.bin + test_batch.bin, ROOT/train + ROOT/test)")
       ->capture_default_str()
       ->each([&data](const std::string&) { data.data_given = true; });
   app->add_option("--train-data", data.train_data, "The training split (calibration, training), in any --data form");

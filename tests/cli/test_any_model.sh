@@ -82,6 +82,7 @@ expect_error "bad: a zero dimension" "dimension 0 must be positive" info resnet1
 import numpy as np
 rng = np.random.default_rng(0)
 np.savez("tokens.npz", tokens=rng.integers(0, 1000, (200, 64)), labels=rng.integers(0, 4, 200))
+np.savez("tokens-nolabels.npz", tokens=rng.integers(0, 1000, (100, 64)))
 # In file order, attention_mask comes first: the loader arranges the arrays as forward() names them.
 np.savez("pair.npz", attention_mask=np.ones((100, 64), dtype=np.int64), input_ids=rng.integers(0, 1000, (100, 64)),
          labels=rng.integers(0, 3, 100))
@@ -160,6 +161,26 @@ expect_ok "eval: the same folder streamed (--cache-mb 0) gives the same accuracy
 [ "$(grep -E '^accuracy' out)" = "$held" ] && report "eval: streamed equals held" ok || report "eval: streamed equals held" fail "$(grep -E '^accuracy' out) vs $held"
 expect_ok "quantize: calibrated on an image folder's train split" "quantize-static<samples=10>: 21 of 21" \
   quantize resnet18-cifar-scripted.pt --data img "${norm[@]}" -o r18-img.pt --samples 10 --no-measure --no-progress
+expect_ok "distill: ResNet-18 teaches its channel-pruned copy on the image folder" "wrote r18-kd\\.pt" \
+  distill --teacher resnet18-cifar-scripted.pt --student r18-half.pt -o r18-kd.pt --epochs 1 --batch 4 --data img "${norm[@]}" --no-measure --no-progress
+expect_ok "prune: the token transformer, 50% magnitude" "wrote text-sparse\\.pt" \
+  prune text-classifier.pt -o text-sparse.pt --method magnitude --sparsity 0.5 --data tokens.npz --no-measure --no-progress
+expect_ok "distill: the token transformer teaches its sparse copy" "wrote text-kd\\.pt" \
+  distill --teacher text-classifier.pt --student text-sparse.pt -o text-kd.pt --epochs 1 --data tokens.npz --train-data tokens.npz --no-measure --no-progress
+expect_ok "run: prune, fold, quantize ResNet-18 on the image folder, each stage measured" "3 quantize-static<samples=10>" \
+  run resnet18-cifar-scripted.pt -o r18-stages --passes "prune-channel<ratio=0.5>,fold-batchnorm,quantize-static<samples=10>" --data img "${norm[@]}" "${quick[@]}"
+expect_ok "distill: without labels, from the teacher alone (alpha 1)" "wrote enc-kd\\.pt .*no labels, no accuracy" \
+  distill --teacher text-classifier.pt --student text-sparse.pt -o enc-kd.pt --epochs 1 --alpha 1 --data tokens-nolabels.npz --train-data tokens-nolabels.npz --windows 2 --measure-batch 2 --no-progress
+grep -Eq "^enc-kd +agreement [0-9.]+% .*cosine" out && report "distill: without labels, measured by fidelity to the teacher" ok \
+  || report "distill: without labels, measured by fidelity to the teacher" fail "$(grep -A3 fidelity out)"
+expect_error "distill: without labels, alpha < 1 is refused" "no labels, so distillation learns from the teacher alone: set alpha to 1" \
+  distill --teacher text-classifier.pt --student text-sparse.pt -o e.pt --epochs 1 --data tokens-nolabels.npz --train-data tokens-nolabels.npz --no-measure --no-progress
+expect_ok "quantize: without labels, the budget is on agreement with fp32" "note: top-1 agreement with fp32 budget: fp32 100\\.00% on the last 100 training images" \
+  quantize text-classifier.pt -o tq.pt --data tokens-nolabels.npz --train-data tokens-nolabels.npz --max-accuracy-drop 1 --samples 50 --no-measure --no-progress
+expect_ok "quantize: --metric agreement with labels" "note: top-1 agreement with fp32 budget" \
+  quantize text-classifier.pt -o tq2.pt --data tokens.npz --train-data tokens.npz --max-accuracy-drop 1 --metric agreement --samples 50 --validation 100 --no-measure --no-progress
+expect_error "distill: two inputs are refused with the reason" "distillation takes one input per sample; this data has 2" \
+  distill --teacher two-input-encoder.pt --student two-input-encoder.pt -o e.pt --epochs 1 --data pair.npz --train-data pair.npz --model-output 0 --no-measure --no-progress
 expect_error "bad: mixed image sizes without --resize" "img/(train|test)/cat/1\.png: 37x61 pixels after preprocessing where the first image has 50x40; give --resize and --crop" data img
 expect_error "bad: an empty class folder" "img/bad-empty-class/b: empty class folder" data img/bad-empty-class
 expect_error "bad: a truncated JPEG, named" "img/bad-truncated/a/cut\.jpg: corrupt or truncated JPEG" data img/bad-truncated

@@ -71,7 +71,7 @@ TensorDataset take_first(const TensorDataset& data, std::int64_t count);
 TensorDataset slice(const TensorDataset& data, std::int64_t start, std::int64_t count);
 
 // Throws UserError naming `what` (e.g. "fine-tuning") when the data cannot be read in random
-// batches of one input with labels: a streamed folder, several inputs, or no labels.
-void require_in_memory_labelled(const TensorDataset& data, const std::string& what);
+// batches of one input (a streamed folder, several inputs) or, with `labels`, has none.
+void require_in_memory(const TensorDataset& data, const std::string& what, bool labels);
 
 }  // namespace joulecut

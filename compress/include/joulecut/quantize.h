@@ -74,6 +74,7 @@ struct StaticQuantizeOptions {
   double max_accuracy_drop = -1;  // < 0: no budget
   bool relative_drop = false;     // the drop is a percentage of the fp32 accuracy, not points
   int validation = 2000;          // images at the end of the training split for the budget
+  std::string metric = "top1";    // top1 | agreement: the budget on top-1 agreement with fp32 (label-free)
 };
 
 class StaticQuantizePass final : public Pass {

@@ -385,14 +385,14 @@ TensorDataset take_first(const TensorDataset& data, std::int64_t count) {
   return out;
 }
 
-void require_in_memory_labelled(const TensorDataset& data, const std::string& what) {
+void require_in_memory(const TensorDataset& data, const std::string& what, bool labels) {
   if (data.stream)
     throw UserError(data.description + ": " + what + " reads random batches, so the split must be held in memory; it "
                     "decodes to " + std::to_string(data.decoded_bytes() >> 20) + " MiB: raise --cache-mb");
   if (!data.more_inputs.empty())
     throw UserError(data.description + ": " + what + " takes one input per sample; this data has " +
                     std::to_string(1 + data.more_inputs.size()));
-  if (!data.labelled())
+  if (labels && !data.labelled())
     throw UserError(data.description + ": " + what + " needs labels (this data has none)");
 }
 

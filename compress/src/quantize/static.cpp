@@ -24,6 +24,7 @@
 #include "quantize/static_graph.h"
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
+#include "joulecut/fidelity.h"
 #include "joulecut/model.h"
 #include "joulecut/observers.h"
 #include "joulecut/progress.h"
@@ -377,6 +378,16 @@ double accuracy_points(torch::jit::Module module, const TensorDataset& data) {
   return 100.0 * evaluate(module, data).accuracy.value;
 }
 
+// The budget's measure of quality, in points: top-1 accuracy on the labels, or (agreement) the
+// share of samples on which `module` picks the class the fp32 model picks (100 for fp32 itself).
+double quality_points(torch::jit::Module& fp32, torch::jit::Module module, const TensorDataset& data, bool agreement) {
+  if (!agreement) return accuracy_points(module, data);
+  const Fidelity f = fidelity(fp32, module, data);
+  if (!f.agreement)
+    throw UserError("quantize-static: metric=agreement needs class scores ([batch, classes], or --model-output naming them)");
+  return 100.0 * f.agreement->value;
+}
+
 }  // namespace
 
 StaticQuantizePass::StaticQuantizePass(StaticQuantizeOptions options) : options_(std::move(options)) {}
@@ -424,7 +435,10 @@ const OptionTable<StaticQuantizeOptions>& StaticQuantizePass::options_table() {
        option("samples", "calibration images (the first N of the training split)", &O::samples),
        option("exclude", "keep layers matching these '|'-separated globs in fp32", &O::exclude),
        accuracy_budget_option(),
-       option("validation", "images at the end of the training split that the budget is measured on", &O::validation)});
+       option("validation", "images at the end of the training split that the budget is measured on", &O::validation),
+       option("metric", "what the budget is on: top1 (accuracy, needs labels) or agreement (top-1 agreement with the "
+                        "fp32 model, label-free; the default for data without labels)",
+              &O::metric)});
   return table;
 }
 
@@ -438,6 +452,8 @@ StaticQuantizeOptions StaticQuantizePass::parse(const PassOptionMap& map) {
     throw UserError("quantize-static: percentile applies to observer=percentile only");
   if (o.samples < 1) throw UserError("quantize-static: samples must be >= 1");
   if (o.validation < 1) throw UserError("quantize-static: validation must be >= 1");
+  if (o.metric != "top1" && o.metric != "agreement")
+    throw UserError("quantize-static: metric '" + o.metric + "': choose top1 (accuracy) or agreement (with the fp32 model)");
   return o;
 }
 
@@ -479,12 +495,15 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
     TensorDataset validation = slice(train, train.size() - count, count);
     validation.description = "last " + std::to_string(count) + " training images";
     torch::jit::Module fp32 = input.clone();
-    const double baseline = accuracy_points(fp32, validation);
+    // Data without labels: the budget is on top-1 agreement with the fp32 model instead.
+    const bool agreement = options_.metric == "agreement" || !validation.labelled();
+    const double baseline = agreement ? 100.0 : accuracy_points(fp32, validation);
     const double budget = options_.relative_drop ? baseline * options_.max_accuracy_drop / 100 : options_.max_accuracy_drop;
-    double accuracy = accuracy_points(built.module, validation);
-    char line[200];
-    std::snprintf(line, sizeof line, "accuracy budget: fp32 %.2f%% on the %s; all int8 %.2f%% (drop %.2f pt, budget %.2f pt)",
-                  baseline, validation.description.c_str(), accuracy, baseline - accuracy, budget);
+    double accuracy = quality_points(fp32, built.module, validation, agreement);
+    char line[240];
+    std::snprintf(line, sizeof line, "%s budget: fp32 %.2f%% on the %s; all int8 %.2f%% (drop %.2f pt, budget %.2f pt)",
+                  agreement ? "top-1 agreement with fp32" : "accuracy", baseline, validation.description.c_str(), accuracy,
+                  baseline - accuracy, budget);
     report.notes.push_back(line);
     std::map<std::string, double> cost;
     while (baseline - accuracy > budget) {
@@ -500,7 +519,7 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
         std::set<std::string> trial = keep;
         trial.insert(int8_layers[i]);
         Built candidate = Rewriter(input, options_, ranges, trial).build();
-        const double a = candidate.int8_layers > 0 ? accuracy_points(candidate.module, validation) : baseline;
+        const double a = candidate.int8_layers > 0 ? quality_points(fp32, candidate.module, validation, agreement) : baseline;
         if (a > best_accuracy) {
           best_accuracy = a;
           best = int8_layers[i];

@@ -166,7 +166,8 @@ void KeepZeros::operator()() const {
 LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, const TensorDataset* test,
                       const LoopOptions& options, const std::function<void()>& after_step, const BatchLoss& batch_loss,
                       std::vector<at::Tensor> extra_parameters) {
-  require_in_memory_labelled(train, "fine-tuning");
+  // A distillation loss may learn from the teacher alone; the plain loss needs labels.
+  require_in_memory(train, "fine-tuning", !batch_loss);
   check_loop_options(options);
   std::vector<at::Tensor> parameters;
   for (auto p : module.parameters()) {
@@ -214,7 +215,7 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
       const auto count = std::min(options.batch, n - s * options.batch);
       const at::Tensor index = order.narrow(0, s * options.batch, count);
       const at::Tensor x = train.images.index_select(0, index);
-      const at::Tensor y = train.labels.index_select(0, index);
+      const at::Tensor y = train.labelled() ? train.labels.index_select(0, index) : at::Tensor();
       at::Tensor loss, logits;
       if (batch_loss) {
         std::tie(loss, logits) = batch_loss(x, y, index);
@@ -227,11 +228,14 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
       optimizer->step();
       if (after_step) after_step();
       loss_sum += loss.item<double>() * double(count);
-      correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
+      if (y.defined()) correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
       seen += count;
       char status[96];
-      std::snprintf(status, sizeof status, "loss %.4f train-acc %.2f%%", loss_sum / double(seen),
-                    100.0 * double(correct) / double(seen));
+      if (y.defined())
+        std::snprintf(status, sizeof status, "loss %.4f train-acc %.2f%%", loss_sum / double(seen),
+                      100.0 * double(correct) / double(seen));
+      else
+        std::snprintf(status, sizeof status, "loss %.4f (no labels)", loss_sum / double(seen));
       bar.update(s + 1, status);
       if (interrupted) {
         bar.finish("interrupted");
@@ -243,9 +247,11 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
     }
     result.epoch_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     char status[128];
-    int used = std::snprintf(status, sizeof status, "loss %.4f train-acc %.2f%%", seen ? loss_sum / double(seen) : 0.0,
-                             seen ? 100.0 * double(correct) / double(seen) : 0.0);
-    if (test) {
+    int used = train.labelled()
+                   ? std::snprintf(status, sizeof status, "loss %.4f train-acc %.2f%%", seen ? loss_sum / double(seen) : 0.0,
+                                   seen ? 100.0 * double(correct) / double(seen) : 0.0)
+                   : std::snprintf(status, sizeof status, "loss %.4f", seen ? loss_sum / double(seen) : 0.0);
+    if (test && test->labelled()) {
       result.test_accuracy = evaluate(module, *test).accuracy.value;
       std::snprintf(status + used, sizeof status - std::size_t(used), " test-acc %.2f%%", 100.0 * result.test_accuracy);
     }
