@@ -92,6 +92,7 @@ np.savez("pair-missing.npz", input_ids=rng.integers(0, 1000, (10, 64)))
 np.savez("pair-extra.npz", input_ids=rng.integers(0, 1000, (10, 64)), attention_mask=np.ones((10, 64), dtype=np.int64),
          token_type_ids=np.zeros((10, 64), dtype=np.int64))
 np.save("images.npy", rng.standard_normal((100, 3, 32, 32)).astype(np.float32))
+np.save("noise224.npy", rng.standard_normal((16, 3, 224, 224)).astype(np.float32))
 np.save("labels.npy", rng.integers(0, 10, 100))
 np.save("labels-99.npy", rng.integers(0, 10, 99))
 np.save("labels-21.npy", np.arange(100) % 21)
@@ -159,10 +160,23 @@ held=$(grep -E '^accuracy' out)
 expect_ok "eval: the same folder streamed (--cache-mb 0) gives the same accuracy" "^accuracy" \
   eval resnet18-cifar-scripted.pt --data img "${norm[@]}" --cache-mb 0 --batch 3
 [ "$(grep -E '^accuracy' out)" = "$held" ] && report "eval: streamed equals held" ok || report "eval: streamed equals held" fail "$(grep -E '^accuracy' out) vs $held"
+expect_ok "quantize: MobileNetV2 (traced), every layer int8" "quantize-static<samples=16>: 53 of 53 Conv2d/Linear" \
+  quantize mobilenet_v2-traced.pt -o mb-int8.pt --data noise224.npy --train-data noise224.npy --samples 16 --no-measure --no-progress
+expect_ok "prune: MobileNetV2 (traced), 50% of channels" "prune-channel: [0-9]+ of 9138 channels kept" \
+  prune mobilenet_v2-traced.pt -o mb-half.pt --method channel --ratio 0.5 --input-shape 3,224,224 --no-measure --no-progress
+expect_ok "quantize: the two-input encoder, calibrated on an .npz of both inputs" "quantize-static<samples=50>: 10 of 10" \
+  quantize two-input-encoder.pt -o enc-int8.pt --data pair.npz --train-data pair.npz --model-output 0 --samples 50 --no-measure --no-progress
 expect_ok "quantize: calibrated on an image folder's train split" "quantize-static<samples=10>: 21 of 21" \
   quantize resnet18-cifar-scripted.pt --data img "${norm[@]}" -o r18-img.pt --samples 10 --no-measure --no-progress
 expect_ok "distill: ResNet-18 teaches its channel-pruned copy on the image folder" "wrote r18-kd\\.pt" \
   distill --teacher resnet18-cifar-scripted.pt --student r18-half.pt -o r18-kd.pt --epochs 1 --batch 4 --data img "${norm[@]}" --no-measure --no-progress
+expect_ok "distill: the same on the folder streamed (--cache-mb 0): random batches decoded on demand" "wrote r18-kd-streamed\\.pt" \
+  distill --teacher resnet18-cifar-scripted.pt --student r18-half.pt -o r18-kd-streamed.pt --epochs 1 --batch 4 --data img "${norm[@]}" --cache-mb 0 --no-measure --no-progress
+"$python" -c "
+import torch, sys
+a = torch.jit.load('r18-kd.pt').state_dict(); b = torch.jit.load('r18-kd-streamed.pt').state_dict()
+assert all(torch.equal(a[k], b[k]) for k in a), 'weights differ'
+" && report "distill: streamed and held training give the same weights" ok || report "distill: streamed and held training give the same weights" fail "differ"
 expect_ok "prune: the token transformer, 50% magnitude" "wrote text-sparse\\.pt" \
   prune text-classifier.pt -o text-sparse.pt --method magnitude --sparsity 0.5 --data tokens.npz --no-measure --no-progress
 expect_ok "distill: the token transformer teaches its sparse copy" "wrote text-kd\\.pt" \

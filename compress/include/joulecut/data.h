@@ -30,6 +30,10 @@ class ImageStream {
   at::Tensor batch(std::int64_t start, std::int64_t count) const;  // float32 [count, C, H, W], normalized
   std::int64_t peak_batches_held() const;  // for the memory-bound test
   std::shared_ptr<const ImageStream> range(std::int64_t start, std::int64_t count) const;  // those images
+  // Images in any order (training batches), decoded in parallel; a call for the indices last
+  // given to prefetch() finds them decoded (or being decoded) on the background thread.
+  at::Tensor gather(const std::vector<std::int64_t>& indices) const;
+  void prefetch(const std::vector<std::int64_t>& indices) const;
 
  private:
   struct State;
@@ -57,6 +61,8 @@ struct TensorDataset {
   std::vector<c10::IValue> inputs(std::int64_t start, std::int64_t count) const;
   // The same samples as tensors.
   std::vector<at::Tensor> input_tensors(std::int64_t start, std::int64_t count) const;
+  // The first input of the samples `index` (int64 [k]), in that order: training batches.
+  at::Tensor gather_first(const at::Tensor& index) const;
 };
 
 // Loads a split. `normalization`, when given (e.g. from a model's metadata), fixes mean and
@@ -71,7 +77,7 @@ TensorDataset take_first(const TensorDataset& data, std::int64_t count);
 TensorDataset slice(const TensorDataset& data, std::int64_t start, std::int64_t count);
 
 // Throws UserError naming `what` (e.g. "fine-tuning") when the data cannot be read in random
-// batches of one input (a streamed folder, several inputs) or, with `labels`, has none.
+// batches of one input (it has several inputs) or, with `labels`, has none.
 void require_in_memory(const TensorDataset& data, const std::string& what, bool labels);
 
 }  // namespace joulecut

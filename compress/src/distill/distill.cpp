@@ -144,7 +144,7 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
   }
 
   // Probe: output sizes must agree, and each hint pair must have matching shapes but width.
-  const at::Tensor probe = train.images.narrow(0, 0, std::min<std::int64_t>(2, train.size()));
+  const at::Tensor probe = train.input_tensors(0, std::min<std::int64_t>(2, train.size())).front();
   std::vector<at::Tensor> teacher_probe, student_probe;
   {
     at::NoGradGuard no_grad;
@@ -191,7 +191,7 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
     ProgressBar bar("teacher logits", train.size(), options.loop.progress);
     for (std::int64_t start = 0; start < train.size(); start += batch) {
       const std::int64_t count = std::min(batch, train.size() - start);
-      parts.push_back(teacher.forward({train.images.narrow(0, start, count)}).toTensor());
+      parts.push_back(teacher.forward({train.input_tensors(start, count).front()}).toTensor());
       bar.update(start + count, "");
     }
     bar.finish(std::to_string(train.size()) + " images");

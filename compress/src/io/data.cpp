@@ -385,10 +385,13 @@ TensorDataset take_first(const TensorDataset& data, std::int64_t count) {
   return out;
 }
 
+at::Tensor TensorDataset::gather_first(const at::Tensor& index) const {
+  if (!stream) return images.index_select(0, index);
+  const at::Tensor i = index.to(at::kCPU, at::kLong).contiguous();
+  return stream->gather({i.data_ptr<std::int64_t>(), i.data_ptr<std::int64_t>() + i.numel()}).to(stream_device);
+}
+
 void require_in_memory(const TensorDataset& data, const std::string& what, bool labels) {
-  if (data.stream)
-    throw UserError(data.description + ": " + what + " reads random batches, so the split must be held in memory; it "
-                    "decodes to " + std::to_string(data.decoded_bytes() >> 20) + " MiB: raise --cache-mb");
   if (!data.more_inputs.empty())
     throw UserError(data.description + ": " + what + " takes one input per sample; this data has " +
                     std::to_string(1 + data.more_inputs.size()));

@@ -86,6 +86,7 @@ ImageFolderIndex index_image_folder(const std::string& root) {
 
 struct ImageStream::Source {
   std::vector<std::string> files;
+  at::Tensor decode_files(const std::vector<std::string>& paths, bool parallel) const;
   ImagePreprocess preprocess;
   std::vector<std::int64_t> shape;          // [C, H, W], every image's after preprocessing
   std::vector<float> mean, stddev;          // per channel
@@ -93,11 +94,16 @@ struct ImageStream::Source {
 };
 
 at::Tensor ImageStream::Source::decode(std::int64_t start, std::int64_t count, bool parallel) const {
+  return decode_files({files.begin() + start, files.begin() + start + count}, parallel);
+}
+
+at::Tensor ImageStream::Source::decode_files(const std::vector<std::string>& paths, bool parallel) const {
+  const std::int64_t count = std::int64_t(paths.size());
   const std::int64_t c = shape[0], h = shape[1], w = shape[2];
   at::Tensor out = at::empty({count, c, h, w}, at::kFloat);
   float* data = out.data_ptr<float>();
   const auto one = [&](std::int64_t i) {
-    const std::string& path = files[std::size_t(start + i)];
+    const std::string& path = paths[std::size_t(i)];
     const Image image = preprocess_image(read_image(path, int(c)), preprocess, path);
     if (image.height != h || image.width != w)
       throw UserError(path + ": " + std::to_string(image.width) + "x" + std::to_string(image.height) + " pixels after "
@@ -137,6 +143,8 @@ struct ImageStream::State {
   mutable std::mutex mutex;
   mutable std::future<at::Tensor> next;
   mutable std::int64_t next_start = -1, next_count = 0;
+  mutable std::future<at::Tensor> next_gather;  // training: the batch prefetch() named
+  mutable std::vector<std::int64_t> next_indices;
   mutable std::int64_t peak = 0;
 };
 
@@ -146,6 +154,39 @@ ImageStream::ImageStream(std::shared_ptr<const Source> source) : state_(std::mak
 
 ImageStream::~ImageStream() {
   if (state_ && state_->next.valid()) state_->next.wait();
+  if (state_ && state_->next_gather.valid()) state_->next_gather.wait();
+}
+
+namespace {
+std::vector<std::string> paths_of(const std::vector<std::string>& files, const std::vector<std::int64_t>& indices) {
+  std::vector<std::string> paths;
+  paths.reserve(indices.size());
+  for (auto i : indices) {
+    JOULECUT_ASSERT(i >= 0 && std::size_t(i) < files.size(), "image index outside the folder");
+    paths.push_back(files[std::size_t(i)]);
+  }
+  return paths;
+}
+}  // namespace
+
+at::Tensor ImageStream::gather(const std::vector<std::int64_t>& indices) const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  if (state_->next_gather.valid() && state_->next_indices == indices) return state_->next_gather.get();
+  if (state_->next_gather.valid()) state_->next_gather.wait();
+  state_->next_gather = {};
+  return state_->source->decode_files(paths_of(state_->source->files, indices), /*parallel=*/true);
+}
+
+void ImageStream::prefetch(const std::vector<std::int64_t>& indices) const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  if (state_->next_gather.valid()) state_->next_gather.wait();
+  auto source = state_->source;
+  auto paths = paths_of(source->files, indices);
+  state_->next_indices = indices;
+  state_->next_gather = std::async(std::launch::async, [source, paths = std::move(paths)] {
+    return source->decode_files(paths, /*parallel=*/false);
+  });
+  state_->peak = std::max<std::int64_t>(state_->peak, 2);
 }
 
 std::int64_t ImageStream::size() const { return std::int64_t(state_->source->files.size()); }

@@ -214,7 +214,12 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
       const auto count = std::min(options.batch, n - s * options.batch);
       const at::Tensor index = order.narrow(0, s * options.batch, count);
-      const at::Tensor x = train.images.index_select(0, index);
+      // A streamed folder: decode the next batch on the background thread while this one trains.
+      if (train.stream && s + 1 < steps_per_epoch) {
+        const at::Tensor next = order.narrow(0, (s + 1) * options.batch, std::min(options.batch, n - (s + 1) * options.batch));
+        train.stream->prefetch({next.data_ptr<std::int64_t>(), next.data_ptr<std::int64_t>() + next.numel()});
+      }
+      const at::Tensor x = train.gather_first(index);
       const at::Tensor y = train.labelled() ? train.labels.index_select(0, index) : at::Tensor();
       at::Tensor loss, logits;
       if (batch_loss) {
