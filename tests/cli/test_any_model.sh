@@ -193,8 +193,14 @@ expect_ok "quantize: without labels, the budget is on agreement with fp32" "note
   quantize text-classifier.pt -o tq.pt --data tokens-nolabels.npz --train-data tokens-nolabels.npz --max-accuracy-drop 1 --samples 50 --no-measure --no-progress
 expect_ok "quantize: --metric agreement with labels" "note: top-1 agreement with fp32 budget" \
   quantize text-classifier.pt -o tq2.pt --data tokens.npz --train-data tokens.npz --max-accuracy-drop 1 --metric agreement --samples 50 --validation 100 --no-measure --no-progress
-expect_error "distill: two inputs are refused with the reason" "distillation takes one input per sample; this data has 2" \
-  distill --teacher two-input-encoder.pt --student two-input-encoder.pt -o e.pt --epochs 1 --data pair.npz --train-data pair.npz --model-output 0 --no-measure --no-progress
+expect_ok "prune: the two-input encoder, 50% magnitude" "wrote enc-sparse\\.pt" \
+  prune two-input-encoder.pt -o enc-sparse.pt --method magnitude --sparsity 0.5 --data pair.npz --no-measure --no-progress
+expect_ok "distill: the two-input encoder teaches its sparse copy (tuple output, --model-output 0)" "wrote enc-kd2\\.pt .*test accuracy" \
+  distill --teacher two-input-encoder.pt --student enc-sparse.pt -o enc-kd2.pt --epochs 1 --data pair.npz --train-data pair.npz --model-output 0 --no-measure --no-progress
+expect_ok "prune: fine-tuning the two-input encoder on its labels" "wrote enc-ft\\.pt" \
+  prune two-input-encoder.pt -o enc-ft.pt --method magnitude --sparsity 0.5 --finetune-epochs 1 --data pair.npz --train-data pair.npz --model-output 0 --no-measure --no-progress
+expect_error "distill: feature hints on a two-input model are refused with the reason" "feature hints need a model of one input; this data has 2" \
+  distill --teacher two-input-encoder.pt --student enc-sparse.pt -o e.pt --epochs 1 --hint pooler:pooler --data pair.npz --train-data pair.npz --model-output 0 --no-measure --no-progress
 expect_error "bad: mixed image sizes without --resize" "img/(train|test)/cat/1\.png: 37x61 pixels after preprocessing where the first image has 50x40; give --resize and --crop" data img
 expect_error "bad: an empty class folder" "img/bad-empty-class/b: empty class folder" data img/bad-empty-class
 expect_error "bad: a truncated JPEG, named" "img/bad-truncated/a/cut\.jpg: corrupt or truncated JPEG" data img/bad-truncated

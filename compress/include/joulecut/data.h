@@ -63,6 +63,8 @@ struct TensorDataset {
   std::vector<at::Tensor> input_tensors(std::int64_t start, std::int64_t count) const;
   // The first input of the samples `index` (int64 [k]), in that order: training batches.
   at::Tensor gather_first(const at::Tensor& index) const;
+  // Every input of the samples `index`, as forward()'s arguments.
+  std::vector<c10::IValue> gather(const at::Tensor& index) const;
 };
 
 // Loads a split. `normalization`, when given (e.g. from a model's metadata), fixes mean and
@@ -76,8 +78,7 @@ TensorDataset take_first(const TensorDataset& data, std::int64_t count);
 // Samples [start, start + count). Precondition: inside the set.
 TensorDataset slice(const TensorDataset& data, std::int64_t start, std::int64_t count);
 
-// Throws UserError naming `what` (e.g. "fine-tuning") when the data cannot be read in random
-// batches of one input (it has several inputs) or, with `labels`, has none.
+// Throws UserError naming `what` (e.g. "fine-tuning") when, with `labels`, the data has none.
 void require_in_memory(const TensorDataset& data, const std::string& what, bool labels);
 
 }  // namespace joulecut

@@ -62,7 +62,8 @@ class KeepZeros {
 
 // The loss of one batch and the logits it scored (for the running accuracy); `index` holds the
 // batch's positions in the training set. The default is cross-entropy of module.forward.
-using BatchLoss = std::function<std::pair<at::Tensor, at::Tensor>(const at::Tensor& images, const at::Tensor& labels,
+// `inputs`: forward()'s arguments for the batch (one for images, several for token ids and masks).
+using BatchLoss = std::function<std::pair<at::Tensor, at::Tensor>(const std::vector<c10::IValue>& inputs, const at::Tensor& labels,
                                                                   const at::Tensor& index)>;
 
 // Trains `module` in place, with `extra_parameters` (e.g. a distillation projection) in the

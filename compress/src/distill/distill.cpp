@@ -11,6 +11,7 @@
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
 #include "joulecut/model.h"
+#include "joulecut/model_input.h"
 #include "joulecut/pass_options.h"
 #include "joulecut/progress.h"
 #include "prune/common.h"
@@ -144,13 +145,20 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
   }
 
   // Probe: output sizes must agree, and each hint pair must have matching shapes but width.
-  const at::Tensor probe = train.input_tensors(0, std::min<std::int64_t>(2, train.size())).front();
+  if (hints && !train.more_inputs.empty())
+    throw UserError("distillation: feature hints need a model of one input; this data has " +
+                    std::to_string(1 + train.more_inputs.size()) + " (drop --hint)");
+  const std::vector<c10::IValue> probe_inputs = train.inputs(0, std::min<std::int64_t>(2, train.size()));
+  const at::Tensor probe = probe_inputs.front().toTensor();
+  const auto logits_of = [&train](torch::jit::Module& m, const std::vector<c10::IValue>& inputs) {
+    return select_output(m.forward(inputs), train.output, train.description);
+  };
   std::vector<at::Tensor> teacher_probe, student_probe;
   {
     at::NoGradGuard no_grad;
     student.eval();
-    teacher_probe = hints ? run_features(teacher, probe) : std::vector<at::Tensor>{teacher.forward({probe}).toTensor()};
-    student_probe = hints ? run_features(student, probe) : std::vector<at::Tensor>{student.forward({probe}).toTensor()};
+    teacher_probe = hints ? run_features(teacher, probe) : std::vector<at::Tensor>{logits_of(teacher, probe_inputs)};
+    student_probe = hints ? run_features(student, probe) : std::vector<at::Tensor>{logits_of(student, probe_inputs)};
   }
   if (teacher_probe[0].dim() != 2 || student_probe[0].sizes() != teacher_probe[0].sizes())
     throw UserError("distillation: the teacher's output " + shape_text(teacher_probe[0].sizes()) + " and the student's " +
@@ -191,7 +199,7 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
     ProgressBar bar("teacher logits", train.size(), options.loop.progress);
     for (std::int64_t start = 0; start < train.size(); start += batch) {
       const std::int64_t count = std::min(batch, train.size() - start);
-      parts.push_back(teacher.forward({train.input_tensors(start, count).front()}).toTensor());
+      parts.push_back(logits_of(teacher, train.inputs(start, count)));
       bar.update(start + count, "");
     }
     bar.finish(std::to_string(train.size()) + " images");
@@ -212,11 +220,12 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
     }
   const KeepZeros keep_zeros(with_zeros);
 
-  const BatchLoss loss = [&](const at::Tensor& x, const at::Tensor& y, const at::Tensor& index) {
+  const BatchLoss loss = [&](const std::vector<c10::IValue>& inputs, const at::Tensor& y, const at::Tensor& index) {
     if (!hints) {
-      const at::Tensor logits = student.forward({x}).toTensor();
+      const at::Tensor logits = logits_of(student, inputs);
       return std::make_pair(distillation_loss(logits, teacher_logits.index_select(0, index), y, options.loss), logits);
     }
+    const at::Tensor x = inputs.front().toTensor();
     std::vector<at::Tensor> t;
     {
       at::NoGradGuard no_grad;

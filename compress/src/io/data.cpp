@@ -391,10 +391,13 @@ at::Tensor TensorDataset::gather_first(const at::Tensor& index) const {
   return stream->gather({i.data_ptr<std::int64_t>(), i.data_ptr<std::int64_t>() + i.numel()}).to(stream_device);
 }
 
+std::vector<c10::IValue> TensorDataset::gather(const at::Tensor& index) const {
+  std::vector<c10::IValue> out{gather_first(index)};
+  for (const auto& t : more_inputs) out.emplace_back(t.index_select(0, index));
+  return out;
+}
+
 void require_in_memory(const TensorDataset& data, const std::string& what, bool labels) {
-  if (!data.more_inputs.empty())
-    throw UserError(data.description + ": " + what + " takes one input per sample; this data has " +
-                    std::to_string(1 + data.more_inputs.size()));
   if (labels && !data.labelled())
     throw UserError(data.description + ": " + what + " needs labels (this data has none)");
 }

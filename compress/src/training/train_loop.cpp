@@ -26,6 +26,7 @@
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
 #include "joulecut/model.h"
+#include "joulecut/model_input.h"
 #include "joulecut/progress.h"
 
 namespace joulecut {
@@ -219,13 +220,13 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
         const at::Tensor next = order.narrow(0, (s + 1) * options.batch, std::min(options.batch, n - (s + 1) * options.batch));
         train.stream->prefetch({next.data_ptr<std::int64_t>(), next.data_ptr<std::int64_t>() + next.numel()});
       }
-      const at::Tensor x = train.gather_first(index);
+      const std::vector<c10::IValue> x = train.gather(index);
       const at::Tensor y = train.labelled() ? train.labels.index_select(0, index) : at::Tensor();
       at::Tensor loss, logits;
       if (batch_loss) {
         std::tie(loss, logits) = batch_loss(x, y, index);
       } else {
-        logits = module.forward({x}).toTensor();
+        logits = select_output(module.forward(x), train.output, train.description);
         loss = at::cross_entropy_loss(logits, y);
       }
       optimizer->zero_grad();
