@@ -188,3 +188,40 @@ TEST_CASE("plots: PNG and SVG written through gnuplot (scripts/setup installs it
   for (const auto& e : std::filesystem::directory_iterator(dir.path)) entries += e.is_regular_file();
   CHECK(entries == 4);  // no temporary left behind
 }
+
+TEST_CASE("without labels, fidelity stands in for accuracy: in the ledger and the table", "[ledger]") {
+  auto p = point(0);
+  for (auto& s : p.stages) {
+    s.accuracy.reset();
+    s.accuracy_data = "n/a (no labels)";
+  }
+  p.stages[1].agreement = m::wilson_ci95(950, 1000);
+  p.stages[1].cosine = 0.998;
+  p.stages[1].snr_db = 27.5;
+  const auto line = m::to_ledger_line(p);
+  const auto q = m::from_ledger_line(line);
+  REQUIRE(q.stages[1].agreement);
+  CHECK(q.stages[1].agreement->successes == 950);
+  CHECK(*q.stages[1].cosine == Approx(0.998));
+  CHECK(*q.stages[1].snr_db == Approx(27.5));
+  CHECK_FALSE(q.stages[0].agreement);
+  CHECK(m::to_ledger_line(q) == line);
+  // A line written before fidelity existed (no "fidelity" key) still reads.
+  std::string old = m::to_ledger_line(point(1));
+  const auto at = old.find(",\"fidelity\":null");
+  REQUIRE(at != std::string::npos);
+  old.erase(at, std::string(",\"fidelity\":null").size());
+  CHECK_FALSE(m::from_ledger_line(old).stages[1].agreement);
+
+  std::ostringstream table;
+  m::write_tradeoff(table, std::vector<m::LedgerPoint>{p}, "table", {});
+  const std::string t = table.str();
+  CHECK_THAT(t, Contains("agreement % [95% CI]"));
+  CHECK_THAT(t, Contains("100.00 [100.00, 100.00]"));  // the baseline agrees with itself
+  CHECK_THAT(t, Contains("95.00 ["));
+  CHECK_THAT(t, Contains("-5.00"));
+  CHECK_THAT(t, Contains("agreement: top-1 agreement with the baseline"));
+  std::ostringstream json;
+  m::write_tradeoff(json, std::vector<m::LedgerPoint>{p}, "json", {});
+  CHECK_THAT(json.str(), Contains("top-1 agreement with the baseline"));
+}

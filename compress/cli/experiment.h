@@ -31,6 +31,7 @@ struct ExperimentCliOptions {
   std::string input, output_dir, grid, shard = "1/1", minimize = "energy", format = "table";
   RecipeOverrides overrides;
   double max_accuracy_drop = 1.0;
+  std::string metric = "top1";  // search: the budget on top1 (accuracy) or agreement (with the baseline)
   std::int64_t batch = 0;
   bool resume = false, no_measure = false, no_progress = false, all_stages = false;
 };

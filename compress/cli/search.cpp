@@ -9,8 +9,11 @@ namespace {
 
 void run_search(const ExperimentCliOptions& o, const Invocation& invocation) {
   apply_threads(invocation.threads);
-  const Recipe recipe = recipe_for(o.input, o.overrides, /*needs_passes=*/false);
+  Recipe recipe = recipe_for(o.input, o.overrides, /*needs_passes=*/false);
+  // An agreement budget needs the measurement to compute agreement (data with labels skips it).
+  if (o.metric == "agreement" && recipe.measure.metric == "auto") recipe.measure.metric = "agreement";
   measure::SearchOptions search;
+  search.metric = o.metric;
   search.sweep = sweep_options(o, invocation.command_line);
   search.max_accuracy_drop = o.max_accuracy_drop;
   search.minimize = o.minimize;
@@ -20,13 +23,15 @@ void run_search(const ExperimentCliOptions& o, const Invocation& invocation) {
   std::printf("search space: %s (%lld points)\n\n", result.space.c_str(), (long long)result.sweep.points);
   measure::TradeoffOptions table;
   table.batch = o.batch;
+  const std::string quality = o.metric == "agreement" ? "top-1 agreement with the baseline"
+                                                      : "the baseline's accuracy (agreement, for data without labels)";
   table.title = "compress search " + recipe.name + ": minimize " + o.minimize + " within " +
-                short_number(o.max_accuracy_drop) + " pt of the baseline's accuracy";
+                short_number(o.max_accuracy_drop) + " pt of " + quality;
   if (result.sweep.other_shards == 0) write_tradeoff_outputs(result.sweep.in_ledger, o.output_dir, "search", table);
   std::printf("\n");
   if (!result.best) {
-    std::printf("no configuration within %s pt of the baseline's accuracy; the explored points are in %s\n",
-                short_number(o.max_accuracy_drop).c_str(), result.sweep.ledger.c_str());
+    std::printf("no configuration within %s pt of %s; the explored points are in %s\n",
+                short_number(o.max_accuracy_drop).c_str(), quality.c_str(), result.sweep.ledger.c_str());
     return;
   }
   const auto& best = *result.best;
@@ -59,6 +64,10 @@ Command make_search_command(CLI::App& app) {
   cmd->add_option("--max-accuracy-drop", o->max_accuracy_drop, "Accuracy budget, percentage points below the baseline")
       ->capture_default_str();
   cmd->add_option("--minimize", o->minimize, "energy, latency, size or macs")->capture_default_str();
+  cmd->add_option("--metric", o->metric,
+                  "The budget's measure: top1 (accuracy) or agreement (top-1 agreement with the baseline, label-free; "
+                  "used whenever the data has no labels)")
+      ->capture_default_str();
   cmd->add_option("--grid", o->grid, "The space to explore, KEY=v1,v2 ... (default: see below)");
   cmd->add_option("-o,--output", o->output_dir, "Directory for the ledger, models, table and plots")->required();
   cmd->add_flag("--resume", o->resume, "Continue the search in the directory");

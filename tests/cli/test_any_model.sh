@@ -199,6 +199,27 @@ expect_ok "distill: the two-input encoder teaches its sparse copy (tuple output,
   distill --teacher two-input-encoder.pt --student enc-sparse.pt -o enc-kd2.pt --epochs 1 --data pair.npz --train-data pair.npz --model-output 0 --no-measure --no-progress
 expect_ok "prune: fine-tuning the two-input encoder on its labels" "wrote enc-ft\\.pt" \
   prune two-input-encoder.pt -o enc-ft.pt --method magnitude --sparsity 0.5 --finetune-epochs 1 --data pair.npz --train-data pair.npz --model-output 0 --no-measure --no-progress
+# Sweeps and searches without labels: fidelity in the ledger and the table, and as the budget.
+cat >search.yaml <<'YAML'
+model: text-classifier.pt
+data: tokens-nolabels.npz
+test-data: tokens-nolabels.npz
+passes: "prune-magnitude<sparsity=0.5>"
+measure: {batches: [4], windows: 2, warmup-seconds: 0.1}
+search: "prune-magnitude.sparsity=0.2,0.9"
+YAML
+expect_ok "run: without labels, the stage table shows agreement with the baseline" "agreement % \\[95% CI\\]" \
+  run search.yaml -o run-nolabels --no-progress
+if grep -Eq "^baseline +100\.00 \[100\.00, 100\.00\]" out && grep -rq '"agreement"' run-nolabels; then
+  report "run: the baseline agrees with itself; the outputs hold agreement" ok
+else
+  report "run: the baseline agrees with itself; the outputs hold agreement" fail "$(head -12 out)"
+fi
+expect_ok "search: without labels, the budget is on agreement" "(best|no configuration within 100 pt)" \
+  search search.yaml --max-accuracy-drop 100 -o search-nolabels --no-progress
+if grep -q "agreement, for data without labels" out; then report "search: says what its budget is on" ok
+else report "search: says what its budget is on" fail "$(head -5 out)"; fi
+expect_error "search: --metric unknown" "--metric 'f1': a search's budget is on top1" search search.yaml --metric f1 -o s2 --no-progress
 expect_error "distill: feature hints on a two-input model are refused with the reason" "feature hints need a model of one input; this data has 2" \
   distill --teacher two-input-encoder.pt --student enc-sparse.pt -o e.pt --epochs 1 --hint pooler:pooler --data pair.npz --train-data pair.npz --model-output 0 --no-measure --no-progress
 expect_error "bad: mixed image sizes without --resize" "img/(train|test)/cat/1\.png: 37x61 pixels after preprocessing where the first image has 50x40; give --resize and --crop" data img

@@ -32,6 +32,7 @@ struct RecipeMeasurement {
   std::string meter = "auto";
   double warmup_seconds = 0.5;
   std::int64_t accuracy_limit = 0;  // evaluate on the first N test images; 0: all
+  std::string metric = "auto";      // top1 | agreement | cosine | snr | auto (as compress measure --metric)
 };
 
 struct RecipeVariant {

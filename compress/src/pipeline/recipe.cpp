@@ -181,7 +181,13 @@ Recipe load_recipe(const std::string& path) {
     if (doc.contains("measure")) {
       const json& m = doc["measure"];
       if (!m.is_object()) throw UserError("'measure' must be a map");
-      check_keys(m, {"batches", "windows", "device", "meter", "warmup-seconds", "accuracy-limit"}, path + ": measure");
+      check_keys(m, {"batches", "windows", "device", "meter", "warmup-seconds", "accuracy-limit", "metric"}, path + ": measure");
+      if (m.contains("metric")) {
+        r.measure.metric = scalar_text(m["metric"], "measure.metric");
+        if (r.measure.metric != "auto" && r.measure.metric != "top1" && r.measure.metric != "agreement" &&
+            r.measure.metric != "cosine" && r.measure.metric != "snr")
+          throw UserError("measure.metric '" + r.measure.metric + "': choose top1, agreement, cosine, snr or auto");
+      }
       if (m.contains("batches")) {
         r.measure.batches.clear();
         const json list = m["batches"].is_array() ? m["batches"] : json::array({m["batches"]});
@@ -248,6 +254,7 @@ std::string Recipe::canonical_json() const {
   for (const auto& [key, value] : more)
     if (!value.empty()) out[key] = value;
   if (data.resize) out["resize"] = data.resize;
+  if (measure.metric != "auto") out["measure"]["metric"] = measure.metric;
   if (data.crop) out["crop"] = data.crop;
   return out.dump();
 }

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+
+#include <cmath>
 #include <sstream>
 #include <stdexcept>
 
@@ -96,6 +98,15 @@ std::string to_ledger_line(const LedgerPoint& p) {
     if (s.accuracy)
       accuracy = {{"value", s.accuracy->value}, {"ci95", {s.accuracy->low, s.accuracy->high}},
                   {"correct", s.accuracy->successes}, {"samples", s.accuracy->trials}, {"data", s.accuracy_data}};
+    json fidelity = nullptr;
+    if (s.agreement || s.cosine) {
+      fidelity = json::object();
+      if (s.agreement)
+        fidelity["agreement"] = {{"value", s.agreement->value}, {"ci95", {s.agreement->low, s.agreement->high}},
+                                 {"agreeing", s.agreement->successes}, {"samples", s.agreement->trials}};
+      if (s.cosine) fidelity["cosine"] = *s.cosine;
+      if (s.snr_db) fidelity["snr_db"] = std::isinf(*s.snr_db) ? json(nullptr) : json(*s.snr_db);
+    }
     stages.push_back({{"stage", s.index},
                       {"name", s.name},
                       {"passes_applied", s.passes_applied},
@@ -105,6 +116,7 @@ std::string to_ledger_line(const LedgerPoint& p) {
                       {"file_bytes", s.file_bytes},
                       {"macs_per_inference", s.macs_per_inference},
                       {"accuracy", accuracy},
+                      {"fidelity", fidelity},
                       {"batches", batches}});
   }
   json manifest = json::object();
@@ -151,6 +163,22 @@ LedgerPoint from_ledger_line(const std::string& line) {
         ci.trials = a.at("samples").get<std::int64_t>();
         f.accuracy = ci;
         f.accuracy_data = a.at("data").get<std::string>();
+      }
+      // Ledgers written before fidelity existed have no "fidelity" key.
+      if (s.contains("fidelity") && !s.at("fidelity").is_null()) {
+        const json& fj = s.at("fidelity");
+        if (fj.contains("agreement")) {
+          const json& a = fj.at("agreement");
+          ProportionCI ci;
+          ci.value = a.at("value").get<double>();
+          ci.low = a.at("ci95").at(0).get<double>();
+          ci.high = a.at("ci95").at(1).get<double>();
+          ci.successes = a.at("agreeing").get<std::int64_t>();
+          ci.trials = a.at("samples").get<std::int64_t>();
+          f.agreement = ci;
+        }
+        if (fj.contains("cosine")) f.cosine = fj.at("cosine").get<double>();
+        if (fj.contains("snr_db")) f.snr_db = fj.at("snr_db").is_null() ? INFINITY : fj.at("snr_db").get<double>();
       }
       for (const auto& b : s.at("batches")) {
         BatchFigures figures;

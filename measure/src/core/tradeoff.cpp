@@ -28,6 +28,29 @@ using table_text::pad;
 
 std::string provenance_text(const EnergyFigure& e) { return e.provenance + " (" + e.source + ")"; }
 
+// The quality a row shows: top-1 accuracy; or, where there is none (data without labels, or
+// --metric agreement), top-1 agreement with the point's baseline, which agrees with itself fully.
+std::optional<ProportionCI> quality_of(const StageFigures& stage, const LedgerPoint& point) {
+  if (stage.accuracy) return stage.accuracy;
+  if (stage.agreement) return stage.agreement;
+  if (stage.index == 0)
+    for (const auto& s : point.stages)
+      if (s.agreement) {
+        ProportionCI full;
+        full.value = full.low = full.high = 1;
+        full.successes = full.trials = s.agreement->trials;
+        return full;
+      }
+  return std::nullopt;
+}
+
+// True when the rows' quality is agreement rather than accuracy.
+bool shows_agreement(const std::vector<TradeoffRow>& rows) {
+  for (const auto& r : rows)
+    if (!r.stage->accuracy && quality_of(*r.stage, *r.point)) return true;
+  return false;
+}
+
 // What a row shows, computed once for every format.
 struct Cells {
   std::string label, config, sha;
@@ -46,12 +69,12 @@ Cells cells(const TradeoffRow& row, std::int64_t batch) {
   c.label = row.label;
   c.config = row.point->label();
   c.sha = row.stage->content_sha256;
-  if (row.stage->accuracy) {
+  if (const auto q = quality_of(*row.stage, *row.point)) {
     c.has_acc = true;
-    c.acc = 100 * row.stage->accuracy->value;
-    c.acc_low = 100 * row.stage->accuracy->low;
-    c.acc_high = 100 * row.stage->accuracy->high;
-    if (row.baseline->accuracy) c.delta = c.acc - 100 * row.baseline->accuracy->value;
+    c.acc = 100 * q->value;
+    c.acc_low = 100 * q->low;
+    c.acc_high = 100 * q->high;
+    if (const auto base = quality_of(*row.baseline, *row.point)) c.delta = c.acc - 100 * base->value;
   }
   c.params = row.stage->parameters;
   c.bytes = row.stage->file_bytes;
@@ -131,8 +154,8 @@ void mark_pareto(std::vector<TradeoffRow>& rows, std::int64_t batch) {
   std::vector<std::pair<double, double>> evaluated;
   std::vector<TradeoffRow*> which;
   for (auto& r : rows)
-    if (r.stage->accuracy) {
-      evaluated.emplace_back(r.stage->at_batch(batch)->energy().joules_per_inference.mean, r.stage->accuracy->value);
+    if (const auto q = quality_of(*r.stage, *r.point)) {
+      evaluated.emplace_back(r.stage->at_batch(batch)->energy().joules_per_inference.mean, q->value);
       which.push_back(&r);
     }
   const auto front = pareto_front(evaluated);
@@ -204,7 +227,8 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std:
 
   if (format == "table" || format == "markdown") {
     const bool md = format == "markdown";
-    const std::vector<std::string> heads = {"stage", "top-1 % [95% CI]", "Δ pt", "params", "size", "MACs/inf",
+    const std::vector<std::string> heads = {"stage", shows_agreement(rows) ? "agreement % [95% CI]" : "top-1 % [95% CI]",
+                                            "Δ pt", "params", "size", "MACs/inf",
                                             "p50 ms [95% CI]", "mJ/inf ± 95% CI", "energy provenance", "speed-up",
                                             "energy ratio", "Pareto"};
     std::vector<std::vector<std::string>> table;
@@ -253,6 +277,9 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std:
       out << "\n";
     }
     out << "\n" << kRatioNote << "\nPareto *: no other row is both more accurate and cheaper in energy.\n";
+    if (shows_agreement(rows))
+      out << "agreement: top-1 agreement with the baseline on the same inputs (label-free fidelity; the data has no "
+             "labels, or --metric agreement); the baseline agrees with itself fully.\n";
     out << "content sha256 (TorchScript archive without joulecut's metadata):\n";
     for (std::size_t i = 0; i < all.size(); ++i) out << "  " << all[i].sha.substr(0, 16) << "  " << all[i].label << "\n";
     out << "energy figures:\n";
@@ -263,6 +290,7 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std:
   }
   if (format == "csv") {
     for (const auto& [k, v] : manifest.entries) out << "# " << k << ": " << v << "\n";
+    if (shows_agreement(rows)) out << "# accuracy_pct: top-1 agreement with the baseline (data without labels)\n";
     out << "stage,config,batch,accuracy_pct,accuracy_ci95_low,accuracy_ci95_high,delta_accuracy_pt,parameters,file_bytes,"
            "macs_per_inf,p50_ms,p50_ci95_low_ms,p50_ci95_high_ms,energy_mj_per_inf,energy_ci95_mj,energy_provenance,"
            "speedup,energy_ratio,size_ratio,pareto,content_sha256\n";
@@ -302,7 +330,8 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std:
   json jrows = json::array();
   for (std::size_t i = 0; i < all.size(); ++i) {
     const Cells& c = all[i];
-    json row = {{"stage", c.label}, {"config", c.config}, {"batch", batch}};
+    json row = {{"stage", c.label}, {"config", c.config}, {"batch", batch},
+                {"quality", shows_agreement(rows) ? "top-1 agreement with the baseline" : "top-1 accuracy"}};
     row["accuracy_pct"] = c.has_acc ? json{{"value", c.acc}, {"ci95", {c.acc_low, c.acc_high}}} : json(nullptr);
     row["delta_accuracy_pt"] = c.has_acc && i > 0 ? json(c.delta) : json(nullptr);
     row["parameters"] = c.params;
@@ -434,7 +463,10 @@ std::vector<std::string> write_tradeoff_plots(const TradeoffTable& tradeoff, con
          << "set output " << gnuplot_quote(temp) << "\n"
          << "set title " << gnuplot_quote(title) << "\n"
          << "set xlabel " << gnuplot_quote(energy ? energy_label : "latency per batch, p50 (ms), 95% CI of the median") << "\n"
-         << "set ylabel " << gnuplot_quote("top-1 accuracy (%), 95% Wilson CI") << "\n"
+         << "set ylabel "
+         << gnuplot_quote(shows_agreement(rows) ? "top-1 agreement with the baseline (%), 95% Wilson CI"
+                                                : "top-1 accuracy (%), 95% Wilson CI")
+         << "\n"
          << "set grid\nset key outside bottom center horizontal\nset offsets graph 0.08, graph 0.3, graph 0.08, graph 0.08\n"
          << "set yrange [0<*:*<100]\nset xrange [0<*:*]\n"
          << "plot " << gnuplot_quote(data_path) << " using " << x << ":3:" << xlow << ":" << xhigh

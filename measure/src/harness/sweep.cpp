@@ -170,6 +170,7 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
     job.run.meter = recipe.measure.meter;
     job.run.warmup_seconds = recipe.measure.warmup_seconds;
     job.accuracy_limit = recipe.measure.accuracy_limit;
+    job.metric = recipe.measure.metric;
     job.progress = options.progress;
     const Report report = measure_files(job);
     JOULECUT_ASSERT(report.models.size() == out.stages.size(), "one summary per stage");
@@ -181,6 +182,11 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
       s.macs_per_inference = m.macs_per_inference;
       s.accuracy = m.accuracy;
       s.accuracy_data = m.accuracy_data;
+      if (m.fidelity) {
+        s.agreement = m.fidelity->agreement;
+        s.cosine = m.fidelity->cosine.mean;
+        s.snr_db = m.fidelity->snr_db;
+      }
       for (const auto& r : report.runs) {
         if (r.label != m.label) continue;
         BatchFigures b;
@@ -349,6 +355,9 @@ SearchResult run_search(const Recipe& recipe, const SearchOptions& options) {
     throw UserError("--minimize '" + options.minimize + "': choose energy, latency, size or macs");
   if (!(options.max_accuracy_drop >= 0)) throw UserError("--max-accuracy-drop must be >= 0 (percentage points)");
   if (!options.sweep.measure) throw UserError("a search compares measured figures: it cannot run without measuring");
+  if (options.metric != "top1" && options.metric != "agreement")
+    throw UserError("--metric '" + options.metric + "': a search's budget is on top1 (accuracy) or agreement (with the "
+                    "baseline, label-free)");
   SearchResult out;
   out.space = !options.sweep.grid.empty() ? options.sweep.grid : !recipe.search.empty() ? recipe.search : default_search_space(recipe);
   SweepOptions sweep = options.sweep;
@@ -358,8 +367,17 @@ SearchResult run_search(const Recipe& recipe, const SearchOptions& options) {
   for (const auto& p : out.sweep.in_ledger) {
     const StageFigures& base = p.stages.front();
     const StageFigures& last = p.stages.back();
-    if (!base.accuracy || !last.accuracy) continue;
-    if (100 * (base.accuracy->value - last.accuracy->value) > options.max_accuracy_drop) continue;
+    // The budget: accuracy points below the baseline, or (no labels, or --metric agreement)
+    // points of top-1 agreement with it, the baseline agreeing with itself fully.
+    const bool on_agreement = options.metric == "agreement" || !base.accuracy;
+    if (on_agreement) {
+      if (p.stages.size() > 1 && !last.agreement) continue;
+      const double agreement = p.stages.size() > 1 ? last.agreement->value : 1.0;
+      if (100 * (1.0 - agreement) > options.max_accuracy_drop) continue;
+    } else {
+      if (!last.accuracy) continue;
+      if (100 * (base.accuracy->value - last.accuracy->value) > options.max_accuracy_drop) continue;
+    }
     const std::int64_t batch = options.batch > 0 ? options.batch : last.batches.front().batch;
     const BatchFigures* b = last.at_batch(batch);
     if (!b) throw UserError("--table-batch " + std::to_string(batch) + ": the recipe did not measure it");

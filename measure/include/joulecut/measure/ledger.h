@@ -53,6 +53,9 @@ struct StageFigures {
   std::int64_t parameters = 0, file_bytes = 0, macs_per_inference = 0;
   std::optional<ProportionCI> accuracy;
   std::string accuracy_data;
+  // Label-free fidelity against stage 0 on the same inputs (data without labels, or --metric).
+  std::optional<ProportionCI> agreement;  // top-1 agreement with stage 0
+  std::optional<double> cosine, snr_db;   // snr_db infinite for identical outputs
   std::vector<BatchFigures> batches;
   const BatchFigures* at_batch(std::int64_t batch) const;  // null when not measured at it
 };

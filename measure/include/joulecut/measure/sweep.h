@@ -52,6 +52,9 @@ SweepResult run_recipe(const Recipe& recipe, const SweepOptions& options);
 struct SearchOptions {
   SweepOptions sweep;               // sweep.grid "" : the recipe's search space, else one derived from its passes
   double max_accuracy_drop = 1.0;   // percentage points below the baseline, point estimates
+  // top1: the drop is in accuracy; agreement: in top-1 agreement with the baseline (label-free;
+  // used whenever the data has no labels). The recipe's measure.metric must compute it.
+  std::string metric = "top1";
   std::string minimize = "energy";  // energy | latency | size | macs
   std::int64_t batch = 0;           // the batch whose energy or latency counts; 0: the first measured
 };
