@@ -103,7 +103,11 @@ void write_tradeoff_outputs(const std::vector<measure::LedgerPoint>& points, con
     write_file_atomic(path, text.str());
     written.push_back(path);
   }
-  for (const auto& plot : measure::write_tradeoff_plots(table, base.string())) written.push_back(plot);
+  if (measure::has_quality(table)) {
+    for (const auto& plot : measure::write_tradeoff_plots(table, base.string())) written.push_back(plot);
+  } else {
+    std::printf("\nno plots: they draw accuracy (or agreement) against cost, and no row has either (synthetic input)\n");
+  }
   std::printf("\nwrote");
   for (const auto& w : written) std::printf(" %s", w.c_str());
   std::printf("\n");

@@ -164,6 +164,12 @@ expect_ok "quantize: MobileNetV2 (traced), every layer int8" "quantize-static<sa
   quantize mobilenet_v2-traced.pt -o mb-int8.pt --data noise224.npy --train-data noise224.npy --samples 16 --no-measure --no-progress
 expect_ok "prune: MobileNetV2 (traced), 50% of channels" "prune-channel: [0-9]+ of 9138 channels kept" \
   prune mobilenet_v2-traced.pt -o mb-half.pt --method channel --ratio 0.5 --input-shape 3,224,224 --no-measure --no-progress
+expect_ok "measure: MobileNetV2 (traced) on synthetic 3x224x224 input" "^mobilenet_v2-traced +1 " \
+  measure mobilenet_v2-traced.pt --input-shape 3,224,224 --batch 1 --windows 2 --no-progress
+expect_ok "distill: MobileNetV2 teaches its pruned copy without labels (alpha 1)" "wrote mb-kd\\.pt .*no labels" \
+  distill --teacher mobilenet_v2-traced.pt --student mb-half.pt -o mb-kd.pt --epochs 1 --batch 8 --alpha 1 --data noise224.npy --train-data noise224.npy --no-measure --no-progress
+expect_ok "run: MobileNetV2 pruned on synthetic input, each stage measured (accuracy n/a)" "^1 prune-channel +n/a \\(no data\\)" \
+  run mobilenet_v2-traced.pt --passes "prune-channel<ratio=0.5>" --input-shape 3,224,224 -o mb-run "${quick[@]}"
 expect_ok "quantize: the two-input encoder, calibrated on an .npz of both inputs" "quantize-static<samples=50>: 10 of 10" \
   quantize two-input-encoder.pt -o enc-int8.pt --data pair.npz --train-data pair.npz --model-output 0 --samples 50 --no-measure --no-progress
 expect_ok "quantize: calibrated on an image folder's train split" "quantize-static<samples=10>: 21 of 21" \
@@ -197,6 +203,8 @@ expect_ok "prune: the two-input encoder, 50% magnitude" "wrote enc-sparse\\.pt" 
   prune two-input-encoder.pt -o enc-sparse.pt --method magnitude --sparsity 0.5 --data pair.npz --no-measure --no-progress
 expect_ok "distill: the two-input encoder teaches its sparse copy (tuple output, --model-output 0)" "wrote enc-kd2\\.pt .*test accuracy" \
   distill --teacher two-input-encoder.pt --student enc-sparse.pt -o enc-kd2.pt --epochs 1 --data pair.npz --train-data pair.npz --model-output 0 --no-measure --no-progress
+expect_ok "run: the two-input encoder through a pipeline, each stage measured" "^1 prune-magnitude +[0-9.]+ \\[" \
+  run two-input-encoder.pt --passes "prune-magnitude<sparsity=0.5>" --data pair.npz --model-output 0 -o enc-run "${quick[@]}"
 expect_ok "prune: fine-tuning the two-input encoder on its labels" "wrote enc-ft\\.pt" \
   prune two-input-encoder.pt -o enc-ft.pt --method magnitude --sparsity 0.5 --finetune-epochs 1 --data pair.npz --train-data pair.npz --model-output 0 --no-measure --no-progress
 # Sweeps and searches without labels: fidelity in the ledger and the table, and as the budget.

@@ -30,8 +30,9 @@ struct PipelineInput {
 bool needs_training_data(const std::vector<std::unique_ptr<Pass>>& passes);
 
 // Loads `model`; with `with_train`, both splits of `data`; with `with_test` alone, the test
-// split (to measure on). Data read is checked against the model. Throws UserError for a file
-// that does not load, data that does not, or a model that does not accept it.
+// split (to measure on) unless the model's input is synthetic (no data given). Data read is
+// checked against the model. Throws UserError for a file that does not load, data that does
+// not, a model that does not accept it, or training data asked for with synthetic input.
 PipelineInput load_pipeline_input(const std::string& model, const DataSource& data, bool with_train,
                                   bool with_test = false);
 

@@ -321,7 +321,7 @@ PassResult DistillPass::run(const torch::jit::Module& module, PassContext& conte
   std::snprintf(summary, sizeof summary, "%d epoch(s) from %s (T %g, alpha %g)%s", options_.epochs, teacher_name.c_str(),
                 options_.temperature, options_.alpha, context.test ? "" : "; no test set given");
   report.summary = summary;
-  if (context.test) {
+  if (context.test && context.test->labelled()) {
     std::snprintf(summary, sizeof summary, "test accuracy after distillation %.2f%%", 100 * result.loop.test_accuracy);
     report.notes.push_back(summary);
   }

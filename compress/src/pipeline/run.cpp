@@ -26,7 +26,10 @@ PipelineInput load_pipeline_input(const std::string& model, const DataSource& da
   }
   const ResolvedInput input = resolve_input(data, in.loaded);
   if (input.origin == "flags") in.metadata.inputs = input.spec;  // outputs record what they take
-  if (with_train || with_test) require_real_data(input, model, with_train);
+  // Training and calibration need real data. The test split is read when there is data; a model
+  // fed synthetic input is measured without accuracy (measure_files says so).
+  if (with_train) require_real_data(input, model, true);
+  if (input.synthetic) with_test = false;
   // The test split first: a model that does not accept the data fails before the (larger)
   // training split is read.
   if (with_test || with_train) {

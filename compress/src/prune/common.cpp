@@ -164,7 +164,7 @@ void finetune(torch::jit::Module& module, int epochs, double lr, PassContext& co
   std::snprintf(note, sizeof note, "fine-tuned %d epoch(s), lr %g, seed %llu%s%s", epochs, lr,
                 (unsigned long long)context.seed, what.empty() ? "" : ", ", what.c_str());
   report.notes.push_back(note);
-  if (context.test) {
+  if (context.test && context.test->labelled()) {
     std::snprintf(note, sizeof note, "test accuracy after fine-tuning %.2f%%", 100 * result.test_accuracy);
     report.notes.push_back(note);
   }

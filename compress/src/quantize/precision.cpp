@@ -147,7 +147,7 @@ PassResult ConvertPrecisionPass::run(const torch::jit::Module& input, PassContex
   // lower-precision weights): checked on two test images when the pipeline has them.
   if (context.test && context.test->size() > 0) {
     try {
-      module.forward({context.test->images.narrow(0, 0, std::min<std::int64_t>(2, context.test->size()))});
+      module.forward(context.test->inputs(0, std::min<std::int64_t>(2, context.test->size())));
     } catch (const std::exception& e) {
       throw UserError("convert-precision: the model does not run in " + options_.dtype + " (" + torch_error_summary(e) +
                       "); keep the layer involved in fp32 with exclude=");

@@ -56,6 +56,7 @@ struct Cells {
   std::string label, config, sha;
   double acc = -1, acc_low = 0, acc_high = 0, delta = 0;
   bool has_acc = false;
+  std::string acc_note = "not evaluated";  // why there is none, e.g. "n/a (no data)"
   std::int64_t params = 0, bytes = 0, macs = 0;
   double p50 = 0, p50_low = 0, p50_high = 0;  // ms
   double mj = 0, mj_ci = 0;                   // mJ per inference
@@ -75,6 +76,8 @@ Cells cells(const TradeoffRow& row, std::int64_t batch) {
     c.acc_low = 100 * q->low;
     c.acc_high = 100 * q->high;
     if (const auto base = quality_of(*row.baseline, *row.point)) c.delta = c.acc - 100 * base->value;
+  } else if (row.stage->accuracy_data.rfind("n/a", 0) == 0) {
+    c.acc_note = row.stage->accuracy_data;
   }
   c.params = row.stage->parameters;
   c.bytes = row.stage->file_bytes;
@@ -221,7 +224,7 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std:
   const auto sources = energy_sources(rows, batch, /*with_detail=*/true);
   const std::string title = options.title.empty() ? "joulecut: " + points.front().recipe : options.title;
   auto acc_text = [](const Cells& c) {
-    return c.has_acc ? fmt("%.2f [%.2f, %.2f]", c.acc, c.acc_low, c.acc_high) : std::string("not evaluated");
+    return c.has_acc ? fmt("%.2f [%.2f, %.2f]", c.acc, c.acc_low, c.acc_high) : c.acc_note;
   };
   auto delta_text = [](const Cells& c, bool first) { return !c.has_acc ? "-" : first ? "-" : fmt("%+.2f", c.delta); };
 
@@ -386,6 +389,12 @@ void run_gnuplot(const std::string& script_path, const std::string& log_path) {
 }
 
 }  // namespace
+
+bool has_quality(const TradeoffTable& table) {
+  for (const auto& r : table.rows)
+    if (quality_of(*r.stage, *r.point)) return true;
+  return false;
+}
 
 std::vector<std::string> write_tradeoff_plots(const std::vector<LedgerPoint>& points, const std::string& prefix,
                                               const TradeoffOptions& options) {

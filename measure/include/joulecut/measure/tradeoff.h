@@ -51,8 +51,12 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& table, const std::st
 void write_tradeoff(std::ostream& out, const std::vector<LedgerPoint>& points, const std::string& format,
                     const TradeoffOptions& options);
 
+// Whether any row has a quality to plot (accuracy, or agreement for data without labels):
+// synthetic input has none.
+bool has_quality(const TradeoffTable& table);
+
 // Writes PREFIX-energy.{svg,png} and PREFIX-latency.{svg,png} (atomically) with gnuplot and
-// returns their paths. UserError when gnuplot is missing or fails.
+// returns their paths. UserError when gnuplot is missing or fails, or no row has a quality.
 std::vector<std::string> write_tradeoff_plots(const TradeoffTable& table, const std::string& prefix);
 std::vector<std::string> write_tradeoff_plots(const std::vector<LedgerPoint>& points, const std::string& prefix,
                                               const TradeoffOptions& options);
