@@ -78,7 +78,7 @@ TensorDataset take_first(const TensorDataset& data, std::int64_t count);
 // Samples [start, start + count). Precondition: inside the set.
 TensorDataset slice(const TensorDataset& data, std::int64_t start, std::int64_t count);
 
-// Throws UserError naming `what` (e.g. "fine-tuning") when, with `labels`, the data has none.
-void require_in_memory(const TensorDataset& data, const std::string& what, bool labels);
+// Throws UserError naming `what` (e.g. "fine-tuning") when the data has no labels.
+void require_labels(const TensorDataset& data, const std::string& what);
 
 }  // namespace joulecut

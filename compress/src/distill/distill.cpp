@@ -120,7 +120,6 @@ std::vector<Hint> parse_hints(const std::string& text) {
 
 DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit::Module& student_input,
                       const TensorDataset& train, const TensorDataset* test, const DistillOptions& options) {
-  require_in_memory(train, "distillation", /*labels=*/false);
   if (!train.labelled() && options.loss.alpha < 1)
     throw UserError(train.description + ": no labels, so distillation learns from the teacher alone: set alpha to 1 "
                     "(--alpha 1), it is " + std::to_string(options.loss.alpha));

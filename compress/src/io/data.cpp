@@ -397,8 +397,8 @@ std::vector<c10::IValue> TensorDataset::gather(const at::Tensor& index) const {
   return out;
 }
 
-void require_in_memory(const TensorDataset& data, const std::string& what, bool labels) {
-  if (labels && !data.labelled())
+void require_labels(const TensorDataset& data, const std::string& what) {
+  if (!data.labelled())
     throw UserError(data.description + ": " + what + " needs labels (this data has none)");
 }
 

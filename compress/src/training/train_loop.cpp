@@ -168,7 +168,7 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
                       const LoopOptions& options, const std::function<void()>& after_step, const BatchLoss& batch_loss,
                       std::vector<at::Tensor> extra_parameters) {
   // A distillation loss may learn from the teacher alone; the plain loss needs labels.
-  require_in_memory(train, "fine-tuning", !batch_loss);
+  if (!batch_loss) require_labels(train, "fine-tuning");
   check_loop_options(options);
   std::vector<at::Tensor> parameters;
   for (auto p : module.parameters()) {

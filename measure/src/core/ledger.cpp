@@ -77,6 +77,23 @@ std::string LedgerPoint::label() const {
   return out;
 }
 
+namespace {
+// A proportion with its interval, as the ledger stores it; `count` names the successes
+// ("correct" for accuracy, "agreeing" for agreement).
+json proportion_json(const ProportionCI& p, const char* count) {
+  return {{"value", p.value}, {"ci95", {p.low, p.high}}, {count, p.successes}, {"samples", p.trials}};
+}
+ProportionCI proportion_from_json(const json& a, const char* count) {
+  ProportionCI ci;
+  ci.value = a.at("value").get<double>();
+  ci.low = a.at("ci95").at(0).get<double>();
+  ci.high = a.at("ci95").at(1).get<double>();
+  ci.successes = a.at(count).get<std::int64_t>();
+  ci.trials = a.at("samples").get<std::int64_t>();
+  return ci;
+}
+}  // namespace
+
 std::string to_ledger_line(const LedgerPoint& p) {
   json config = json::object();
   for (const auto& [k, v] : p.config) config[k] = v;
@@ -95,15 +112,15 @@ std::string to_ledger_line(const LedgerPoint& p) {
       batches.push_back(j);
     }
     json accuracy = nullptr;
-    if (s.accuracy)
-      accuracy = {{"value", s.accuracy->value}, {"ci95", {s.accuracy->low, s.accuracy->high}},
-                  {"correct", s.accuracy->successes}, {"samples", s.accuracy->trials}, {"data", s.accuracy_data}};
+    if (s.accuracy) {
+      accuracy = proportion_json(*s.accuracy, "correct");
+      accuracy["data"] = s.accuracy_data;
+    }
     json fidelity = nullptr;
     if (s.agreement || s.cosine) {
       fidelity = json::object();
       if (s.agreement)
-        fidelity["agreement"] = {{"value", s.agreement->value}, {"ci95", {s.agreement->low, s.agreement->high}},
-                                 {"agreeing", s.agreement->successes}, {"samples", s.agreement->trials}};
+        fidelity["agreement"] = proportion_json(*s.agreement, "agreeing");
       if (s.cosine) fidelity["cosine"] = *s.cosine;
       if (s.snr_db) fidelity["snr_db"] = std::isinf(*s.snr_db) ? json(nullptr) : json(*s.snr_db);
     }
@@ -154,29 +171,13 @@ LedgerPoint from_ledger_line(const std::string& line) {
       f.file_bytes = s.at("file_bytes").get<std::int64_t>();
       f.macs_per_inference = s.at("macs_per_inference").get<std::int64_t>();
       if (!s.at("accuracy").is_null()) {
-        const json& a = s.at("accuracy");
-        ProportionCI ci;
-        ci.value = a.at("value").get<double>();
-        ci.low = a.at("ci95").at(0).get<double>();
-        ci.high = a.at("ci95").at(1).get<double>();
-        ci.successes = a.at("correct").get<std::int64_t>();
-        ci.trials = a.at("samples").get<std::int64_t>();
-        f.accuracy = ci;
-        f.accuracy_data = a.at("data").get<std::string>();
+        f.accuracy = proportion_from_json(s.at("accuracy"), "correct");
+        f.accuracy_data = s.at("accuracy").at("data").get<std::string>();
       }
       // Ledgers written before fidelity existed have no "fidelity" key.
       if (s.contains("fidelity") && !s.at("fidelity").is_null()) {
         const json& fj = s.at("fidelity");
-        if (fj.contains("agreement")) {
-          const json& a = fj.at("agreement");
-          ProportionCI ci;
-          ci.value = a.at("value").get<double>();
-          ci.low = a.at("ci95").at(0).get<double>();
-          ci.high = a.at("ci95").at(1).get<double>();
-          ci.successes = a.at("agreeing").get<std::int64_t>();
-          ci.trials = a.at("samples").get<std::int64_t>();
-          f.agreement = ci;
-        }
+        if (fj.contains("agreement")) f.agreement = proportion_from_json(fj.at("agreement"), "agreeing");
         if (fj.contains("cosine")) f.cosine = fj.at("cosine").get<double>();
         if (fj.contains("snr_db")) f.snr_db = fj.at("snr_db").is_null() ? INFINITY : fj.at("snr_db").get<double>();
       }
