@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <map>
 #include <sstream>
 
 #include "joulecut/error.h"
@@ -126,6 +127,72 @@ TEST_CASE("int8_conv2d matches an fp32 convolution to half an output step", "[qu
     const float tolerance = c.float_out ? 1e-3f : 0.5f * out.scale + 1e-4f;
     CHECK((got - expected).abs().max().item<float>() <= tolerance);
   }
+}
+
+TEST_CASE("int8_conv2d and int8_linear fuse each activation, to half an output step", "[quantize][int8]") {
+  at::manual_seed(3);
+  struct Case {
+    const char* activation;
+    double min, max;
+    at::Tensor (*reference)(const at::Tensor&);
+  };
+  const Case cases[] = {
+      {"hardtanh", 0, 6, [](const at::Tensor& t) { return at::hardtanh(t, 0, 6); }},
+      {"hardtanh", -1, 2, [](const at::Tensor& t) { return at::hardtanh(t, -1, 2); }},
+      {"hardswish", 0, 0, [](const at::Tensor& t) { return at::hardswish(t); }},
+      {"hardsigmoid", 0, 0, [](const at::Tensor& t) { return at::hardsigmoid(t); }},
+      {"silu", 0, 0, [](const at::Tensor& t) { return at::silu(t); }},
+      {"sigmoid", 0, 0, [](const at::Tensor& t) { return at::sigmoid(t); }},
+      {"gelu", 0, 0, [](const at::Tensor& t) { return at::gelu(t, "none"); }},
+      {"gelu_tanh", 0, 0, [](const at::Tensor& t) { return at::gelu(t, "tanh"); }},
+  };
+  for (const auto& c : cases)
+    for (const bool conv : {true, false})
+      for (const bool float_out : {false, true}) {
+        INFO(c.activation << "(" << c.min << ", " << c.max << ") " << (conv ? "conv2d" : "linear")
+                          << (float_out ? ", float output" : ""));
+        const at::Tensor x = conv ? at::rand({2, 8, 10, 10}) * 3 - 1 : at::rand({5, 7, 24}) * 3 - 1;
+        const at::Tensor w = conv ? at::randn({16, 8, 3, 3}) * 0.3 : at::randn({12, 24}) * 0.3;
+        const at::Tensor b = at::randn({w.size(0)}) * 0.5;
+        const QuantRange in = range_of(x);
+        const at::Tensor xq = dequantize(quantize(x, in), in);
+        const at::Tensor pre = conv ? at::conv2d(xq, int8_weight_as_float(w), b, {1, 1}, {1, 1})
+                                    : at::linear(xq, int8_weight_as_float(w), b);
+        const at::Tensor expected = c.reference(pre);
+        const QuantRange out = range_of(expected);
+        Int8LayerSpec spec;
+        spec.kind = conv ? "conv2d" : "linear";
+        spec.weight = w;
+        spec.bias = b;
+        spec.padding = {1, 1};
+        spec.input_scale = in.scale;
+        spec.input_zero_point = in.zero_point;
+        spec.output_scale = out.scale;
+        spec.output_zero_point = out.zero_point;
+        spec.activation = c.activation;
+        spec.activation_min = c.min;
+        spec.activation_max = c.max;
+        spec.output_float = float_out;
+        const c10::IValue layer = make_int8_layer(spec);
+        const at::Tensor y =
+            call(conv ? "joulecut::int8_conv2d" : "joulecut::int8_linear", {quantize(x, in), layer}).toTensor();
+        REQUIRE(y.sizes() == expected.sizes());
+        const at::Tensor got = float_out ? y : dequantize(y, out);
+        const float tolerance = float_out ? 1e-3f : 0.5f * out.scale + 1e-3f;
+        CHECK((got - expected).abs().max().item<float>() <= tolerance);
+      }
+  Int8LayerSpec bad;
+  bad.kind = "linear";
+  bad.weight = at::randn({4, 4});
+  bad.activation = "tanh";
+  CHECK_THROWS_WITH(make_int8_layer(bad), Contains("activation 'tanh' is unknown"));
+  bad.activation = "hardtanh";
+  bad.activation_min = 1;
+  bad.activation_max = 1;
+  CHECK_THROWS_WITH(make_int8_layer(bad), Contains("hardtanh needs min < max"));
+  bad.activation_max = 2;
+  bad.relu = true;
+  CHECK_THROWS_WITH(make_int8_layer(bad), Contains("combined with relu"));
 }
 
 TEST_CASE("int8_conv2d_add: convolution plus a residual, then ReLU, to half an output step", "[quantize][int8]") {
@@ -307,6 +374,98 @@ TEST_CASE("quantize-static: torchvision ResNets scripted and traced by Python", 
     // Both backends quantize the same layers from the same calibration.
     CHECK(((outputs[0] - outputs[1]).norm() / expected.norm()).item<double>() < 0.03);
   }
+}
+
+TEST_CASE("quantize-static: MobileNets and every fused activation, scripted and traced by Python", "[quantize][int8]") {
+  at::manual_seed(11);
+  TensorDataset train;
+  train.description = "noise (train)";
+  train.images = at::rand({200, 3, 32, 32});
+  const at::Tensor x = at::rand({16, 3, 32, 32});
+  struct Case {
+    const char* model;
+    std::size_t layers;
+    int fused;              // activations run inside int8 layers
+    int boundaries;         // the most quantize + dequantize ops left at fp32 boundaries
+    double max_relative;    // output error against fp32
+    int batchnorms;
+  };
+  // MobileNetV2: 35 ReLU6; MobileNetV3-Small: ReLU, hardswish and the SE blocks' hardsigmoid
+  // (its 9 SE multiplies still run in fp32); the activations model: 7 convolutions and 2 Linear
+  // layers, each with its own activation.
+  const Case cases[] = {{"mobilenetv2-w25", 53, 35, 4, 0.1, 52},
+                        {"mobilenetv3s-w25", 54, 42, 21, 0.15, 34},
+                        {"activations", 10, 9, 2, 0.05, 0}};
+  for (const auto& c : cases)
+    for (const char* how : {"scripted", "traced"}) {
+      const std::string file = std::string("python-") + how + "-" + c.model + ".pt";
+      INFO(file);
+      torch::jit::Module model = torch::jit::load(std::string(JOULECUT_FIXTURES) + "/" + file);
+      model.eval();
+      PassContext context = context_with(train);
+      // Scripted MobileNetV2's residual blocks sit in `if self.use_res_connect:`: BatchNorm folding
+      // reaches them too once the branch is specialized (2 of 52 before).
+      if (c.batchnorms > 0) {
+        const auto folded = FoldBatchNormPass().run(model, context);
+        const std::string all = std::to_string(c.batchnorms);
+        CHECK_THAT(folded.report.summary, Contains(all + " of " + all + " BatchNorm(s) folded"));
+        model = folded.module;
+      }
+      const at::Tensor expected = model.forward({x}).toTensor();
+      StaticQuantizeOptions options;
+      options.samples = 200;
+      const auto result = StaticQuantizePass(options).run(model, context);
+      INFO(result.report.summary);
+      CHECK(result.report.layers.size() == c.layers);
+      for (const auto& l : result.report.layers) {
+        INFO(l.layer << ": " << l.note);
+        CHECK(l.after == 8);
+      }
+      if (c.fused > 0) CHECK_THAT(result.report.summary, Contains(std::to_string(c.fused) + " activation(s) fused"));
+      torch::jit::Module q = result.module;
+      const int boundaries = count_ops(q, "joulecut::quantize_u8") + count_ops(q, "joulecut::dequantize_u8");
+      CHECK(boundaries <= c.boundaries);
+      for (const char* op : {"aten::hardtanh", "aten::hardtanh_", "aten::hardswish", "aten::hardswish_", "aten::silu",
+                             "aten::gelu"})
+        CHECK(count_ops(q, op) == 0);
+      const at::Tensor got = q.forward({x}).toTensor();
+      const double relative = ((got - expected).norm() / expected.norm()).item<double>();
+      INFO("relative error " << relative);
+      CHECK(relative < c.max_relative);
+      std::stringstream saved;
+      q.save(saved);
+      torch::jit::Module loaded = torch::jit::load(saved);  // the fused activation pickles with the layer
+      CHECK(at::allclose(loaded.forward({x}).toTensor(), got));
+    }
+}
+
+TEST_CASE("quantize-static: names every layer, those behind real branches and those never called", "[quantize][int8]") {
+  at::manual_seed(12);
+  TensorDataset train;
+  train.description = "noise (train)";
+  train.images = at::rand({64, 3, 32, 32});
+  torch::jit::Module model = torch::jit::load(std::string(JOULECUT_FIXTURES) + "/python-scripted-branches.pt");
+  model.eval();
+  PassContext context = context_with(train);
+  const at::Tensor x = at::rand({4, 3, 32, 32});
+  const at::Tensor expected = model.forward({x}).toTensor();
+  StaticQuantizeOptions options;
+  options.samples = 64;
+  const auto result = StaticQuantizePass(options).run(model, context);
+  INFO(result.report.summary);
+  // conv1, conv_extra (behind the constant `use_extra`, specialized) and head become int8.
+  CHECK_THAT(result.report.summary, Contains("3 of 6 Conv2d/Linear"));
+  std::map<std::string, std::string> notes;
+  for (const auto& l : result.report.layers) notes[l.layer] = (l.after == 8 ? "int8 " : "") + l.note;
+  CHECK_THAT(notes["conv1"], Contains("int8 conv2d + relu fused"));
+  CHECK_THAT(notes["conv_extra"], Contains("int8 conv2d + relu fused"));
+  CHECK_THAT(notes["head"], Contains("int8 linear"));
+  CHECK_THAT(notes["conv_a"], Contains("fp32: inside a branch (prim::If)"));
+  CHECK_THAT(notes["conv_b"], Contains("fp32: inside a branch (prim::If)"));
+  CHECK_THAT(notes["unused"], Contains("fp32: not reached"));
+  torch::jit::Module q = result.module;
+  const at::Tensor got = q.forward({x}).toTensor();
+  CHECK(((got - expected).norm() / expected.norm()).item<double>() < 0.1);
 }
 
 TEST_CASE("quantize-static: exclusions, unsupported models and bad options", "[quantize][int8]") {

@@ -1,7 +1,8 @@
 #pragma once
 // joulecut's int8 runtime (in libjoulecut_ops.so, the `onednn` backend of static quantization):
 // TorchScript ops backed by oneDNN primitives whose weights are reordered and packed once per
-// input shape, with the requantization scale, the bias and ReLU fused into the primitive.
+// input shape, with the requantization scale, the bias and the activation (ReLU, ReLU6/hardtanh,
+// hardswish, hardsigmoid, SiLU, sigmoid, GELU) fused into the primitive.
 //
 // Activations between layers are uint8 tensors (affine: x = scale * (q - zero_point)); 4-D
 // activations are channels-last. Ops, as registered with TorchScript:
@@ -38,6 +39,12 @@ struct Int8LayerSpec {
   double output_scale = 1;  // ignored when output_float
   std::int64_t output_zero_point = 0;
   bool relu = false;          // ReLU fused after the layer
+  // Another activation fused after the layer (oneDNN eltwise post-ops, computed in real units):
+  // "hardtanh" (clamp to [activation_min, activation_max]: ReLU6 is hardtanh(0, 6)), "hardswish",
+  // "hardsigmoid", "silu", "sigmoid", "gelu" (erf) or "gelu_tanh"; "" for none. Not with relu
+  // or residual.
+  std::string activation;
+  double activation_min = 0, activation_max = 6;
   bool output_float = false;  // dequantized float32 output (a model's last layer)
   // conv2d only: a residual added before the ReLU (joulecut::int8_conv2d_add); its uint8 scale
   // relative to the output's, and its zero point.
@@ -49,6 +56,9 @@ struct Int8LayerSpec {
 // Quantizes the weight per output channel (symmetric int8) and returns the
 // __torch__.torch.classes.joulecut.Int8Layer object. Throws c10::Error on bad shapes.
 c10::IValue make_int8_layer(const Int8LayerSpec& spec);
+
+// Whether make_int8_layer fuses this activation name (see Int8LayerSpec::activation).
+bool int8_activation_supported(const std::string& activation);
 
 // The largest |w - dequantized int8 w| of a layer object made by make_int8_layer.
 double int8_weight_error(const c10::IValue& layer);

@@ -2,6 +2,8 @@
 
 #include <fnmatch.h>
 #include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
 
 #include <algorithm>
@@ -132,10 +134,54 @@ void count_reads(torch::jit::Block* block, torch::jit::Value* self, std::map<std
   }
 }
 
-std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& module, const std::string& pass) {
+std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block) {
+  std::vector<torch::jit::Node*> out;
+  for (torch::jit::Node* n : block->nodes()) {
+    out.push_back(n);
+    for (torch::jit::Block* inner : n->blocks()) {
+      const auto nested = all_nodes(inner);
+      out.insert(out.end(), nested.begin(), nested.end());
+    }
+  }
+  return out;
+}
+
+int specialize_constant_attributes(const std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& module,
+                                   GraphUse use) {
+  const bool training_constant = use == GraphUse::inference && !module.is_training();
+  const auto nodes = all_nodes(graph->block());
+  std::set<std::string> assigned;  // attribute names forward writes: never constants
+  for (torch::jit::Node* n : nodes)
+    if (n->kind() == c10::prim::SetAttr) assigned.insert(n->s(c10::attr::name));
+  torch::jit::Value* self = graph->inputs()[0];
+  int replaced = 0;
+  for (torch::jit::Node* n : nodes) {
+    if (n->kind() != c10::prim::GetAttr) continue;
+    const std::string name = n->s(c10::attr::name);
+    // `training` decides dropout and BatchNorm behaviour, which fine-tuning needs to keep.
+    if ((name == "training" && !training_constant) || assigned.count(name)) continue;
+    const auto kind = n->output()->type()->kind();
+    if (kind != c10::TypeKind::BoolType && kind != c10::TypeKind::IntType && kind != c10::TypeKind::FloatType) continue;
+    const auto path = attribute_path(n->output(), self);
+    if (!path) continue;
+    auto [owner, attribute] = owner_of(module, *path);
+    if (!owner.hasattr(attribute)) continue;
+    torch::jit::WithInsertPoint guard(n);
+    n->output()->replaceAllUsesWith(graph->insertConstant(owner.attr(attribute)));
+    ++replaced;
+  }
+  // Also folds branches on constants that inlining exposed, e.g. F.hardswish's `if inplace:`.
+  torch::jit::ConstantPropagationImmutableTypes(const_cast<std::shared_ptr<torch::jit::Graph>&>(graph));
+  torch::jit::EliminateDeadCode(graph);
+  return replaced;
+}
+
+std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& module, const std::string& pass,
+                                                   GraphUse use) {
   if (!module.find_method("forward")) throw UserError(pass + ": the model has no forward method");
   auto graph = module.get_method("forward").graph()->copy();
   torch::jit::Inline(*graph);
+  specialize_constant_attributes(graph, module, use);
   return graph;
 }
 

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -69,6 +70,9 @@ std::optional<std::string> attribute_path(torch::jit::Value* v, torch::jit::Valu
 // The module holding attribute path "a.b.weight" under `root`, and the attribute's name.
 std::pair<torch::jit::Module, std::string> owner_of(torch::jit::Module root, const std::string& path);
 
+// Every node of `block` and the blocks nested in it, in graph order.
+std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block);
+
 // Every node of `kind` in `block` and the blocks nested in it, in graph order.
 std::vector<torch::jit::Node*> nodes_of_kind(torch::jit::Block* block, c10::Symbol kind);
 
@@ -76,8 +80,21 @@ std::vector<torch::jit::Node*> nodes_of_kind(torch::jit::Block* block, c10::Symb
 // a weight read twice is shared, and a pass must not change it for one reader.
 void count_reads(torch::jit::Block* block, torch::jit::Value* self, std::map<std::string, int>& reads);
 
-// `module`'s forward graph with every submodule call inlined (a copy).
-std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& module, const std::string& pass);
+// Replaces each read of a bool, int or float module attribute that forward never assigns
+// (`training` aside) by its value, and inlines the branches those constants decide: the layers of
+// torchvision's `if self.use_res_connect:` blocks become plain top-level nodes that every pass
+// can read. Returns how many reads were replaced. Precondition: graph is `module`'s, inlined.
+// With `Use::inference` and `module` in eval mode, `training` is a constant too: a pass whose
+// output only runs inference (int8, folded BatchNorm) drops BatchNorm's and dropout's training
+// branches, which would otherwise read layer outputs and keep activations from fusing.
+enum class GraphUse { training, inference };
+int specialize_constant_attributes(const std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& module,
+                                   GraphUse use = GraphUse::training);
+
+// `module`'s forward graph with every submodule call inlined and its constant attributes'
+// branches specialized (a copy).
+std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& module, const std::string& pass,
+                                                   GraphUse use = GraphUse::training);
 
 // Replaces `module`'s forward with `graph` (whose first input is `module` itself).
 void replace_forward(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& graph);

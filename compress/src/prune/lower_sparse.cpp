@@ -79,7 +79,7 @@ std::string LowerSparsePass::options_text() const { return options_table().print
 
 PassResult LowerSparsePass::run(const torch::jit::Module& input, PassContext& context) const {
   torch::jit::Module module = clone_for_transform(input);
-  auto graph = inlined_forward(module, name());
+  auto graph = inlined_forward(module, name(), GraphUse::inference);
   Value* self = graph->inputs()[0];
   std::map<std::string, at::Tensor> tensors;
   for (const auto& p : module.named_parameters(true)) tensors[p.name] = p.value;

@@ -11,7 +11,7 @@ namespace joulecut {
 using namespace prune_detail;
 
 GraphPreparation needed_preparation(const torch::jit::Module& module) {
-  auto graph = inlined_forward(module, "quantize");
+  auto graph = inlined_forward(module, "quantize", GraphUse::inference);
   GraphPreparation needed;
   needed.batchnorm = !nodes_of_kind(graph->block(), c10::aten::batch_norm).empty();
   for (const auto kind : {c10::aten::conv2d, c10::aten::_convolution, c10::aten::linear})
@@ -35,7 +35,7 @@ FuseReluOptions FuseReluPass::parse(const PassOptionMap& map) { return options_t
 
 PassResult FuseReluPass::run(const torch::jit::Module& input, PassContext&) const {
   torch::jit::Module module = clone_for_transform(input);
-  auto graph = inlined_forward(module, name());
+  auto graph = inlined_forward(module, name(), GraphUse::inference);
   torch::jit::Value* self = graph->inputs()[0];
   PassReport report;
   report.pass = text();

@@ -67,7 +67,7 @@ std::string ConvertPrecisionPass::options_text() const { return options_table().
 PassResult ConvertPrecisionPass::run(const torch::jit::Module& input, PassContext& context) const {
   const at::ScalarType low = options_.dtype == "bf16" ? at::kBFloat16 : at::kHalf;
   torch::jit::Module module = clone_for_transform(input);
-  auto graph = inlined_forward(module, name());
+  auto graph = inlined_forward(module, name(), GraphUse::inference);
   Value* self = graph->inputs()[0];
 
   // The layers, and which stay fp32.

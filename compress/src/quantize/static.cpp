@@ -66,7 +66,7 @@ class Rewriter {
         keep_fp32_(keep_fp32),
         onednn_(options.backend == "onednn"),
         cuda_(options.backend == "cuda") {
-    graph_ = inlined_forward(module_, "quantize-static");
+    graph_ = inlined_forward(module_, "quantize-static", GraphUse::inference);
     const auto values = numbered_values(*graph_);
     for (const auto& [index, range] : ranges) {
       JOULECUT_ASSERT(index < values.size(), "calibrated value outside the graph");
@@ -78,10 +78,15 @@ class Rewriter {
 
   Built build() {
     at::NoGradGuard no_grad;
-    const auto layers = find_layers(*graph_, module_, "quantize-static");
+    const auto layers = find_layers(*graph_, module_, "quantize-static", onednn_);
     std::map<Node*, const Layer*> by_node;
-    for (const auto& l : layers) by_node[l.node] = &l;
-    std::set<Node*> consumed;  // ReLUs fused into an int8 op
+    std::vector<std::string> names;
+    for (const auto& l : layers) {
+      by_node[l.node] = &l;
+      names.push_back(l.name);
+    }
+    const auto unreached = unreached_layers(module_, names);
+    std::set<Node*> consumed;  // activations fused into an int8 op
     Built built;
     const std::vector<Node*> nodes(graph_->nodes().begin(), graph_->nodes().end());
     for (Node* n : nodes) {
@@ -103,6 +108,10 @@ class Rewriter {
         pass_through(n);
       }
     }
+    // The report names every layer: those control flow hid, and those forward never reached.
+    for (const auto& l : layers)
+      if (l.node->owningBlock() != graph_->block()) built.layers.push_back({l.name, "bits", 32, 32, "fp32: " + l.why_fp32});
+    for (const auto& [layer, why] : unreached) built.layers.push_back({layer, "bits", 32, 32, "fp32: " + why});
     torch::jit::EliminateDeadCode(graph_);
     for (Node* n : graph_->nodes()) {
       if (n->kind() == kOurQuantize || n->kind() == c10::aten::quantize_per_tensor) ++built.quantize_ops;
@@ -174,7 +183,7 @@ class Rewriter {
     // runs inside the convolution (oneDNN's sum post-op), with the ReLU after it.
     Node* add = nullptr;
     std::optional<Int8Value> residual;
-    if (onednn_ && l.conv && !l.relu && l.node->output()->uses().size() == 1) {
+    if (onednn_ && l.conv && !l.activation && l.node->output()->uses().size() == 1) {
       Node* user = l.node->output()->uses()[0].user;
       if (is_tensor_add(user) && user->owningBlock() == l.node->owningBlock()) {
         Value* other = user->input(0) == l.node->output() ? user->input(1) : user->input(0);
@@ -184,7 +193,8 @@ class Rewriter {
         }
       }
     }
-    Node* relu = add ? fused_relu(add) : l.relu;
+    Node* relu = add ? fused_relu(add) : (l.relu() ? l.activation : nullptr);
+    Node* activation = add ? relu : l.activation;
     Value* result = add ? (relu ? relu->output() : add->output()) : l.output();
     const auto out_range = range_of(result);
     if (!out_range) return "fp32: output not calibrated";
@@ -215,6 +225,11 @@ class Rewriter {
       spec.output_scale = out_range->scale;
       spec.output_zero_point = out_range->zero_point;
       spec.relu = relu != nullptr;
+      if (activation && !relu) {
+        spec.activation = l.activation_kind.name;
+        spec.activation_min = l.activation_kind.min;
+        spec.activation_max = l.activation_kind.max;
+      }
       spec.output_float = float_out;
       if (add) {
         spec.residual = true;
@@ -240,8 +255,8 @@ class Rewriter {
       out = add ? graph_->insert(kOurConvAdd, {input->value, params, residual->value})
                 : graph_->insert(l.conv ? kOurConv : kOurLinear, {input->value, params});
     } else {
-      const c10::Symbol op = l.conv ? (l.relu ? kQuantizedConvRelu : kQuantizedConv)
-                                    : (l.relu ? kQuantizedLinearRelu : kQuantizedLinear);
+      const c10::Symbol op = l.conv ? (l.relu() ? kQuantizedConvRelu : kQuantizedConv)
+                                    : (l.relu() ? kQuantizedLinearRelu : kQuantizedLinear);
       out = graph_->insert(op, {input->value, params, double(out_range->scale), std::int64_t(out_range->zero_point)});
     }
     if (float_out) {
@@ -249,9 +264,11 @@ class Rewriter {
     } else {
       publish(result, out, *out_range);
     }
-    fused_note_ = std::string(add ? " + residual add" : "") + (relu ? " + relu" : "") + (add || relu ? " fused" : "");
-    if (relu) {
-      consumed.insert(relu);
+    const std::string activation_name = activation ? (relu ? "relu" : l.activation_kind.name) : "";
+    fused_note_ = std::string(add ? " + residual add" : "") + (activation ? " + " + activation_name : "") +
+                  (add || activation ? " fused" : "");
+    if (activation) {
+      consumed.insert(activation);
       ++built.fused;
     }
     if (add) {
@@ -288,7 +305,7 @@ class Rewriter {
     }
     Value* out = graph_->insert(kOurLinearDp4a, {l.node->input(0), graph_->insertGetAttr(self_, weight_name),
                                                  graph_->insertGetAttr(self_, scale_name), bias, input_scale,
-                                                 l.relu != nullptr});
+                                                 l.relu()});
     // The next layer reads `out` now: it keeps the calibrated range of the value it replaces.
     if (const auto out_range = range_of(l.output())) ranges_[out] = *out_range;
     l.output()->replaceAllUsesWith(out);
@@ -298,9 +315,9 @@ class Rewriter {
     std::snprintf(note, sizeof note, ", dp4a, input scale %.3g (weight error %.2g)", input_scale,
                   (restored - weight).abs().max().item<double>());
     weight_note_ = note;
-    fused_note_ = l.relu ? " + relu fused" : "";
-    if (l.relu) {
-      consumed.insert(l.relu);
+    fused_note_ = l.relu() ? " + relu fused" : "";
+    if (l.relu()) {
+      consumed.insert(l.activation);
       ++built.fused;
     }
     emptied_.push_back(l.weight_path);
@@ -470,8 +487,8 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
   std::string engine;
   if (options_.backend == "torch") engine = choose_engine(name());
   torch::jit::Module probe = clone_for_transform(input);
-  auto graph = inlined_forward(probe, name());
-  const auto layers = find_layers(*graph, probe, name());
+  auto graph = inlined_forward(probe, name(), GraphUse::inference);
+  const auto layers = find_layers(*graph, probe, name(), options_.backend == "onednn");
   std::vector<std::string> names;
   for (const auto& l : layers) names.push_back(l.name);
   check_patterns({"", options_.exclude, false}, names, name());
@@ -562,7 +579,7 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
                   built.int8_layers, built.layers.size(), built.fused);
   else
     std::snprintf(summary, sizeof summary,
-                  "%d of %zu Conv2d/Linear layer(s) int8 on the %s backend, %d ReLU(s) fused, %d residual add(s) run "
+                  "%d of %zu Conv2d/Linear layer(s) int8 on the %s backend, %d activation(s) fused, %d residual add(s) run "
                   "inside convolutions; int8 between layers, %d quantize and %d dequantize op(s) at fp32 boundaries",
                   built.int8_layers, built.layers.size(), options_.backend.c_str(), built.fused, built.fused_adds,
                   built.quantize_ops, built.dequantize_ops);

@@ -25,6 +25,33 @@ Node* fused_relu(Node* n) {
   return nullptr;
 }
 
+std::optional<Activation> fusable_activation(const Node* n, bool any) {
+  if (is_relu(n)) return Activation{"relu"};
+  if (!any) return std::nullopt;
+  const auto kind = n->kind();
+  if (kind == c10::aten::hardtanh || kind == c10::aten::hardtanh_) {
+    const auto low = torch::jit::toIValue(n->input(1)), high = torch::jit::toIValue(n->input(2));
+    if (!low || !high || !(low->isDouble() || low->isInt()) || !(high->isDouble() || high->isInt())) return std::nullopt;
+    const double lo = low->isDouble() ? low->toDouble() : double(low->toInt());
+    const double hi = high->isDouble() ? high->toDouble() : double(high->toInt());
+    if (!(lo < hi)) return std::nullopt;
+    return Activation{"hardtanh", lo, hi};
+  }
+  if (kind == c10::aten::relu6 || kind == c10::Symbol::fromQualString("aten::relu6_")) return Activation{"hardtanh", 0, 6};
+  if (kind == c10::aten::hardswish || kind == c10::aten::hardswish_) return Activation{"hardswish"};
+  if (kind == c10::aten::hardsigmoid || kind == c10::aten::hardsigmoid_) return Activation{"hardsigmoid"};
+  if (kind == c10::aten::silu || kind == c10::aten::silu_) return Activation{"silu"};
+  if (kind == c10::aten::sigmoid || kind == c10::aten::sigmoid_) return Activation{"sigmoid"};
+  if (kind == c10::aten::gelu) {
+    if (n->inputs().size() == 1) return Activation{"gelu"};  // LibTorch before 1.12: erf only
+    const auto approximate = torch::jit::toIValue(n->input(1));
+    if (!approximate || !approximate->isString()) return std::nullopt;
+    if (approximate->toStringRef() == "none") return Activation{"gelu"};
+    if (approximate->toStringRef() == "tanh") return Activation{"gelu_tanh"};
+  }
+  return std::nullopt;
+}
+
 // A constant int list, written as a constant or as a list of constants (inlined code has both).
 std::optional<std::vector<std::int64_t>> int_list(Value* v) {
   if (v->node()->kind() == c10::prim::ListConstruct) {
@@ -61,14 +88,26 @@ std::vector<Value*> numbered_values(Graph& graph) {
 }
 
 // The layers of the inlined forward, in order, each with its geometry or the reason it stays fp32.
-std::vector<Layer> find_layers(Graph& graph, const torch::jit::Module& module, const std::string& pass) {
+namespace {
+
+// Why a node nested in a block cannot be rewritten: the control flow around it.
+std::string nesting_reason(const Node* n) {
+  const Node* outer = n->owningBlock()->owningNode();
+  if (outer && outer->kind() == c10::prim::Loop) return "inside a loop (prim::Loop): runs fp32";
+  return "inside a branch (prim::If) whose condition is not a module constant: runs fp32";
+}
+
+}  // namespace
+
+std::vector<Layer> find_layers(Graph& graph, const torch::jit::Module& module, const std::string& pass,
+                               bool any_activation) {
   Value* self = graph.inputs()[0];
   std::map<std::string, at::Tensor> tensors;
   for (const auto& p : module.named_parameters(true)) tensors[p.name] = p.value;
   std::map<std::string, int> reads;
   count_reads(graph.block(), self, reads);
   std::vector<Layer> layers;
-  for (Node* n : graph.nodes()) {
+  for (Node* n : all_nodes(graph.block())) {
     // aten::_convolution is what tracing records for Conv2d.
     const bool traced = n->kind() == c10::aten::_convolution;
     const bool conv = n->kind() == c10::aten::conv2d || traced;
@@ -82,8 +121,14 @@ std::vector<Layer> find_layers(Graph& graph, const torch::jit::Module& module, c
     l.name = weight->substr(0, weight->rfind('.'));
     const bool no_bias = n->input(2)->type()->kind() == c10::TypeKind::NoneType;
     if (!no_bias) l.bias_path = attribute_path(n->input(2), self);
-    l.relu = fused_relu(n);
-    if (tensors[*weight].scalar_type() != at::kFloat) l.why_fp32 = "weight is not float32";
+    const auto& uses = n->output()->uses();
+    if (uses.size() == 1 && uses[0].user->owningBlock() == n->owningBlock())
+      if (const auto activation = fusable_activation(uses[0].user, any_activation)) {
+        l.activation = uses[0].user;
+        l.activation_kind = *activation;
+      }
+    if (n->owningBlock() != graph.block()) l.why_fp32 = nesting_reason(n);
+    else if (tensors[*weight].scalar_type() != at::kFloat) l.why_fp32 = "weight is not float32";
     else if (reads[*weight] > 1 || (l.bias_path && reads[*l.bias_path] > 1)) l.why_fp32 = "weight or bias shared by several readers";
     else if (!no_bias && !(l.bias_path && tensors.count(*l.bias_path))) l.why_fp32 = "bias not read from the module";
     if (conv && l.why_fp32.empty()) {
@@ -108,6 +153,25 @@ std::vector<Layer> find_layers(Graph& graph, const torch::jit::Module& module, c
     throw UserError(pass + ": the model has no Conv2d or Linear layer (aten::conv2d, aten::linear) with its weight in the "
                            "module, in the top level of forward");
   return layers;
+}
+
+std::vector<std::pair<std::string, std::string>> unreached_layers(const torch::jit::Module& module,
+                                                                  const std::vector<std::string>& reached) {
+  const std::set<std::string> known(reached.begin(), reached.end());
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& child : module.named_modules()) {
+    if (child.name.empty() || known.count(child.name)) continue;
+    const std::string type = child.value.type()->name() ? child.value.type()->name()->name() : "";
+    const bool layer = type == "Conv2d" || type == "Linear" || type == "NonDynamicallyQuantizableLinear";
+    // nn.MultiheadAttention's packed Q, K, V projection is a parameter of the attention module.
+    const bool packed_projection = type == "MultiheadAttention" && child.value.hasattr("in_proj_weight") &&
+                                   child.value.attr("in_proj_weight").isTensor();
+    if (layer || packed_projection)
+      out.push_back({child.name + (packed_projection ? " (in_proj)" : ""),
+                     "not reached: forward's graph never reads its weight where the pass can follow (a method other "
+                     "than forward, a fused kernel such as aten::_native_multi_head_attention, or a computed weight)"});
+  }
+  return out;
 }
 
 // The values calibration observes: each layer's input and (fused) output, and the inputs and
@@ -140,7 +204,7 @@ std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& inp
                                                     bool progress) {
   torch::jit::Module module = clone_for_transform(input);
   module.eval();
-  auto graph = inlined_forward(module, "quantize-static");
+  auto graph = inlined_forward(module, "quantize-static", GraphUse::inference);
   const auto values = numbered_values(*graph);
   std::vector<Value*> outputs;
   std::vector<std::size_t> order;

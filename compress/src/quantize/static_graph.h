@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "joulecut/data.h"
@@ -42,6 +43,16 @@ inline constexpr std::int64_t kQuint8 = 13;  // c10::ScalarType::QUInt8, as Torc
 bool is_relu(const Node* n);
 // The ReLU that is a node's only reader, if any: it runs fused into the node.
 Node* fused_relu(Node* n);
+
+// An activation an int8 layer can run fused: "relu", or one of Int8LayerSpec::activation's names.
+struct Activation {
+  std::string name;
+  double min = 0, max = 6;  // hardtanh only
+};
+// What `n` computes when it is an activation that fuses: ReLU always; with `any` (the onednn
+// backend's post-ops) also hardtanh/ReLU6 with constant bounds, hardswish, hardsigmoid, SiLU,
+// sigmoid and GELU (erf or tanh).
+std::optional<Activation> fusable_activation(const Node* n, bool any);
 // A constant int list, written as a constant or as a list of constants (inlined code has both).
 std::optional<std::vector<std::int64_t>> int_list(Value* v);
 // a + b with alpha 1 on two tensors (the residual add), in place or not.
@@ -55,15 +66,24 @@ struct Layer {
   std::optional<std::string> bias_path;
   std::vector<std::int64_t> stride, padding, dilation;
   std::int64_t groups = 1;
-  Node* relu = nullptr;
+  Node* activation = nullptr;  // the activation node that is the layer's only reader and fuses
+  Activation activation_kind;
   std::string why_fp32;  // non-empty: stays fp32, and why
-  Value* output() const { return relu ? relu->output() : node->output(); }
+  bool relu() const { return activation && activation_kind.name == "relu"; }
+  Value* output() const { return activation ? activation->output() : node->output(); }
 };
 
 // The top-level values of a graph: its inputs, then each node's outputs in order.
 std::vector<Value*> numbered_values(Graph& graph);
-// The layers of the inlined forward, in order, each with its geometry or the reason it stays fp32.
-std::vector<Layer> find_layers(Graph& graph, const torch::jit::Module& module, const std::string& pass);
+// The layers of the inlined forward, in order, each with its geometry or the reason it stays fp32
+// (layers inside a branch or loop that specialization could not remove stay fp32, and say so).
+// `any_activation`: fuse every activation fusable_activation knows, else ReLU only.
+std::vector<Layer> find_layers(Graph& graph, const torch::jit::Module& module, const std::string& pass,
+                               bool any_activation);
+// The Conv2d/Linear modules (and packed attention projections) of `module` that `layers` does not
+// hold, each with the reason: forward never reads their weights where a pass can follow.
+std::vector<std::pair<std::string, std::string>> unreached_layers(const torch::jit::Module& module,
+                                                                  const std::vector<std::string>& reached);
 // The values calibration observes: each layer's input and (fused) output, and the inputs and
 // (fused) output of each residual add.
 std::set<std::size_t> values_to_observe(Graph& graph, const std::vector<Layer>& layers);

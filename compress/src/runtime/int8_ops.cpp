@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -77,6 +78,11 @@ struct Int8Layer : torch::CustomClassHolder {
   bool residual = false;
   double residual_scale = 1;
   std::int64_t residual_zero_point = 0;
+  // A fused activation other than ReLU ("" for none), computed in real units before the output
+  // is scaled to its uint8 units. Pickled inside `kind` ("conv2d+hardtanh(0,6)") so that the
+  // state tuple, and files written before activations were fused, stay as they were.
+  std::string activation;
+  double activation_min = 0, activation_max = 6;
 
   struct Plan {
     dnnl::primitive primitive;
@@ -87,8 +93,29 @@ struct Int8Layer : torch::CustomClassHolder {
   std::mutex mutex;
   std::map<std::vector<std::int64_t>, std::shared_ptr<Plan>> plans;  // by input shape
 
+  std::string pickled_kind() const {
+    if (activation.empty()) return kind;
+    if (activation != "hardtanh") return kind + "+" + activation;
+    char bounds[64];
+    std::snprintf(bounds, sizeof bounds, "(%.17g,%.17g)", activation_min, activation_max);
+    return kind + "+hardtanh" + bounds;
+  }
+
+  // Splits "conv2d+hardtanh(0,6)" into kind and activation.
+  void unpickle_kind(const std::string& text) {
+    const auto plus = text.find('+');
+    kind = text.substr(0, plus);
+    if (plus == std::string::npos) return;
+    activation = text.substr(plus + 1);
+    const auto open = activation.find('(');
+    if (open == std::string::npos) return;
+    TORCH_CHECK(std::sscanf(activation.c_str() + open, "(%lf,%lf)", &activation_min, &activation_max) == 2,
+                "joulecut.Int8Layer: bad activation '", activation, "'");
+    activation.resize(open);
+  }
+
   State state() const {
-    return State{kStateVersion, kind, weight, weight_scales, bias, stride, padding, dilation, groups, input_scale,
+    return State{kStateVersion, pickled_kind(), weight, weight_scales, bias, stride, padding, dilation, groups, input_scale,
                  input_zero_point, output_scale, output_zero_point, relu, output_float, residual, residual_scale,
                  residual_zero_point};
   }
@@ -97,10 +124,12 @@ struct Int8Layer : torch::CustomClassHolder {
     auto layer = c10::make_intrusive<Int8Layer>();
     TORCH_CHECK(std::get<0>(s) == kStateVersion, "joulecut.Int8Layer: state version ", std::get<0>(s),
                 " is not supported by this libjoulecut_ops (", kStateVersion, ")");
-    std::tie(std::ignore, layer->kind, layer->weight, layer->weight_scales, layer->bias, layer->stride, layer->padding,
+    std::string kind;
+    std::tie(std::ignore, kind, layer->weight, layer->weight_scales, layer->bias, layer->stride, layer->padding,
              layer->dilation, layer->groups, layer->input_scale, layer->input_zero_point, layer->output_scale,
              layer->output_zero_point, layer->relu, layer->output_float, layer->residual, layer->residual_scale,
              layer->residual_zero_point) = std::move(s);
+    layer->unpickle_kind(kind);
     layer->validate();
     return layer;
   }
@@ -120,18 +149,46 @@ struct Int8Layer : torch::CustomClassHolder {
     TORCH_CHECK(!residual || (kind == "conv2d" && !output_float && residual_scale > 0 && residual_zero_point >= 0 &&
                                residual_zero_point <= 255),
                 "joulecut.Int8Layer: bad residual (conv2d with uint8 output, positive scale, zero point in [0, 255])");
+    TORCH_CHECK(activation.empty() || (int8_activation_supported(activation) && !relu && !residual),
+                "joulecut.Int8Layer: activation '", activation, "' is unknown or combined with relu or a residual");
+    TORCH_CHECK(activation != "hardtanh" || activation_min < activation_max,
+                "joulecut.Int8Layer: hardtanh needs min < max");
     if (kind == "conv2d")
       TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2 && groups >= 1 && out % groups == 0,
                   "joulecut.Int8Layer: bad convolution geometry");
   }
 
   // The int32 accumulator times these gives the output in its own quantized units (or float).
+  // With a fused activation other than ReLU, real units: the activation is not scale-invariant,
+  // and its post-op scales the result to output units.
   std::vector<float> output_scales() const {
     const float* w = weight_scales.data_ptr<float>();
     std::vector<float> scales(weight_scales.numel());
-    for (std::size_t i = 0; i < scales.size(); ++i)
-      scales[i] = float(input_scale * w[i] / (output_float ? 1.0 : output_scale));
+    const double divisor = output_float || !activation.empty() ? 1.0 : output_scale;
+    for (std::size_t i = 0; i < scales.size(); ++i) scales[i] = float(input_scale * w[i] / divisor);
     return scales;
+  }
+
+  // oneDNN 2.x applies each eltwise post-op as dst = scale * f(dst; alpha, beta).
+  void append_activation(dnnl::post_ops& ops) const {
+    using dnnl::algorithm;
+    const float to_output = output_float ? 1.f : float(1.0 / output_scale);
+    if (activation == "hardtanh") {
+      ops.append_eltwise(to_output, algorithm::eltwise_clip, float(activation_min), float(activation_max));
+    } else if (activation == "hardswish") {
+      ops.append_eltwise(to_output, algorithm::eltwise_hardswish, 0.f, 0.f);
+    } else if (activation == "hardsigmoid") {  // relu6(x + 3) / 6 = clip(x / 6 + 1/2, 0, 1)
+      ops.append_eltwise(1.f, algorithm::eltwise_linear, 1.f / 6, 0.5f);
+      ops.append_eltwise(to_output, algorithm::eltwise_clip, 0.f, 1.f);
+    } else if (activation == "silu") {
+      ops.append_eltwise(to_output, algorithm::eltwise_swish, 1.f, 0.f);
+    } else if (activation == "sigmoid") {
+      ops.append_eltwise(to_output, algorithm::eltwise_logistic, 0.f, 0.f);
+    } else if (activation == "gelu") {
+      ops.append_eltwise(to_output, algorithm::eltwise_gelu_erf, 0.f, 0.f);
+    } else if (activation == "gelu_tanh") {
+      ops.append_eltwise(to_output, algorithm::eltwise_gelu_tanh, 0.f, 0.f);
+    }
   }
 
   // oneDNN adds the bias to the accumulator before scaling: it goes in accumulator units.
@@ -150,7 +207,8 @@ struct Int8Layer : torch::CustomClassHolder {
     dnnl::post_ops ops;
     if (residual) ops.append_sum(float(residual_scale), std::int32_t(residual_zero_point));
     if (relu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-    if (residual || relu) attr.set_post_ops(ops);
+    append_activation(ops);
+    if (residual || relu || !activation.empty()) attr.set_post_ops(ops);
     if (input_zero_point != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
     if (!output_float && output_zero_point != 0) attr.set_zero_points(DNNL_ARG_DST, 0, {DNNL_RUNTIME_S32_VAL});
     return attr;
@@ -291,12 +349,21 @@ c10::IValue make_int8_layer(const Int8LayerSpec& spec) {
   layer->output_scale = spec.output_scale;
   layer->output_zero_point = spec.output_zero_point;
   layer->relu = spec.relu;
+  layer->activation = spec.activation;
+  layer->activation_min = spec.activation_min;
+  layer->activation_max = spec.activation_max;
   layer->output_float = spec.output_float;
   layer->residual = spec.residual;
   layer->residual_scale = spec.residual_scale;
   layer->residual_zero_point = spec.residual_zero_point;
   layer->validate();
   return c10::IValue(layer);
+}
+
+bool int8_activation_supported(const std::string& activation) {
+  static const std::set<std::string> supported{"hardtanh", "hardswish", "hardsigmoid", "silu", "sigmoid", "gelu",
+                                               "gelu_tanh"};
+  return supported.count(activation) > 0;
 }
 
 double int8_weight_error(const c10::IValue& value) {
