@@ -14,7 +14,9 @@
 namespace joulecut {
 
 struct LayerStats {
-  std::string name;  // parameter path of the weight ("features.0"), or "op#k" if unnamed
+  // parameter path of the weight ("features.0"); "activation product #k" for a product of two
+  // activations (attention's scores and mixing: no parameters, no weight shape); "op#k" otherwise
+  std::string name;
   std::string op;    // e.g. "aten::conv2d"
   std::vector<std::int64_t> input_shape, weight_shape, output_shape;
   std::int64_t params = 0;  // weight + bias elements

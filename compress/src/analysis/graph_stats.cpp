@@ -1,5 +1,8 @@
 #include "joulecut/graph_stats.h"
 
+#include "analysis/attention.h"
+#include "prune/common.h"
+
 #include <ATen/native/quantized/PackedParams.h>  // LinearPackedParamsBase::unpack
 
 #include <ATen/ATen.h>
@@ -37,6 +40,7 @@ OpKind classify(const std::string& name) {
       {"aten::_convolution", OpKind::conv},  {"aten::linear", OpKind::linear},
       {"aten::mm", OpKind::matmul},          {"aten::bmm", OpKind::matmul},
       {"aten::matmul", OpKind::matmul},      {"aten::addmm", OpKind::addmm},
+      {"aten::baddbmm", OpKind::addmm},  // (bias, a, b): attention scores in F.scaled_dot_product paths
       {"joulecut::sparse_linear", OpKind::sparse_linear},  // (input, values, columns, rows, bias, in)
       {"quantized::linear_dynamic", OpKind::quantized_linear},  // (input, packed params, ...)
       {"quantized::linear", OpKind::quantized_linear},
@@ -94,6 +98,7 @@ struct Recorder {
   std::map<const void*, std::string> packed;  // packed layer object -> layer
   std::vector<LayerStats> layers;
   int depth = 0;  // > 0 while inside a counted op: its internals are not counted again
+  int activation_products = 0;
 };
 thread_local Recorder* active = nullptr;
 
@@ -150,10 +155,23 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
     case OpKind::quantized_conv:
       layer.macs = w.dim() >= 2 ? out_elems * (w.numel() / w.size(0)) : 0;
       break;
-    case OpKind::linear:  // weight [out, in]
-    case OpKind::quantized_linear:
-      layer.macs = out_elems * w.size(-1);
+    case OpKind::linear:  // weight [out, in]: each input row costs out x in
+    case OpKind::quantized_linear: {
+      const std::int64_t in_features = w.size(-1);
+      const std::int64_t in_elems = c10::multiply_integers(layer.input_shape);
+      if (!layer.input_shape.empty() && layer.input_shape.back() == in_features) {
+        layer.macs = in_elems / in_features * w.numel();
+        // The recorder has been seen to hand over a 3-D int8 Linear's input as its output (uint8
+        // output, oneDNN backend); the output shape follows from the input and the weight.
+        if (layer.output_shape.empty() || layer.output_shape.back() != w.size(0)) {
+          layer.output_shape = layer.input_shape;
+          layer.output_shape.back() = w.size(0);
+        }
+      } else {
+        layer.macs = out_elems * in_features;
+      }
       break;
+    }
     case OpKind::sparse_linear:  // one multiply-accumulate per stored weight per input row
       layer.macs = out.size(-1) > 0 ? out_elems / out.size(-1) * w.numel() : 0;
       break;
@@ -165,14 +183,23 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
     case OpKind::none:
       break;
   }
-  layer.params = w.numel() + (rec->bias.defined() ? rec->bias.numel() : 0);
-  layer.weight_bytes = w.nbytes() + (rec->bias.defined() ? rec->bias.nbytes() : 0);
-  layer.weight_zeros = (w.is_floating_point() ? (w == 0).sum().item<std::int64_t>() : 0);
   const auto it = active->names.find(w.data_ptr());
+  // A product of two activations (attention's scores and mixing): work, but no parameters.
+  const bool activations_only = rec->name.empty() && it == active->names.end() &&
+                                (rec->kind == OpKind::matmul || rec->kind == OpKind::addmm);
+  if (activations_only) {
+    layer.weight_shape.clear();  // the second operand is an activation: not a weight for sparsity
+  } else {
+    layer.params = w.numel() + (rec->bias.defined() ? rec->bias.numel() : 0);
+    layer.weight_bytes = w.nbytes() + (rec->bias.defined() ? rec->bias.nbytes() : 0);
+    layer.weight_zeros = (w.is_floating_point() ? (w == 0).sum().item<std::int64_t>() : 0);
+  }
   if (!rec->name.empty()) {
     layer.name = rec->name;
   } else if (it != active->names.end()) {
     layer.name = it->second;
+  } else if (activations_only) {
+    layer.name = "activation product #" + std::to_string(++active->activation_products);
   } else {
     layer.name = "op#" + std::to_string(active->layers.size());
   }
@@ -196,6 +223,11 @@ ModelStats analyze_model(torch::jit::Module& input_module, const std::vector<at:
     at::NoGradGuard no_grad;
     module = input_module.clone();
   }
+  // PyTorch's fused attention kernels (aten::_transformer_encoder_layer_fwd and the like) hide
+  // their matrix products from the op recorder: the same arithmetic, written out in plain ops, is
+  // what gets counted.
+  if (attention::has_attention(module) && !module.is_training())
+    prune_detail::replace_forward(module, prune_detail::inlined_forward(module, "info", prune_detail::GraphUse::inference));
   Recorder recorder;
   ModelStats stats;
   stats.batch = example.dim() > 0 ? example.size(0) : 1;

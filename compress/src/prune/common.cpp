@@ -1,5 +1,7 @@
 #include "prune/common.h"
 
+#include "analysis/attention.h"
+
 #include <fnmatch.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
@@ -180,7 +182,8 @@ std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& mod
                                                    GraphUse use) {
   if (!module.find_method("forward")) throw UserError(pass + ": the model has no forward method");
   auto graph = module.get_method("forward").graph()->copy();
-  torch::jit::Inline(*graph);
+  if (attention::has_attention(module)) attention::canonical_inline(graph, module);
+  else torch::jit::Inline(*graph);
   specialize_constant_attributes(graph, module, use);
   return graph;
 }
