@@ -5,11 +5,13 @@
 
 #include <ATen/ATen.h>
 
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "analysis/attention.h"
 #include "joulecut/graph_stats.h"
+#include "joulecut/prune.h"
 #include "joulecut/quantize.h"
 #include "prune/common.h"
 
@@ -152,4 +154,74 @@ TEST_CASE("quantize-static: every Linear of a transformer int8, attention projec
     INFO("lowest cosine similarity " << cosine);
     CHECK(cosine >= 0.99);
   }
+}
+
+TEST_CASE("prune-heads: whole heads and MLP neurons out, the file runs in the new sizes", "[prune][heads]") {
+  at::manual_seed(23);
+  for (const char* file : {"python-scripted-vit.pt", "python-traced-nograd-vit.pt", "python-scripted-encoder-post.pt",
+                           "python-traced-nograd-encoder-pre.pt", "python-scripted-bert.pt"}) {
+    INFO(file);
+    torch::jit::Module model = load(file);
+    TensorDataset train;
+    train.description = "random (train)";
+    const auto sample = inputs_for(file, 64);
+    train.images = sample[0].toTensor();
+    if (sample.size() > 1) train.more_inputs = {sample[1].toTensor()};
+    PassContext context;
+    context.train = &train;
+    context.progress = false;
+    for (const char* criterion : {"l2", "activation"}) {
+      INFO(criterion);
+      HeadPruneOptions options;
+      options.ratio = 0.5;
+      options.neuron_ratio = 0.5;
+      options.criterion = criterion;
+      options.samples = 64;
+      const auto result = HeadPrunePass(options).run(model, context);
+      INFO(result.report.summary);
+      // Two attentions of 4 heads, two MLP blocks of 64 neurons.
+      CHECK_THAT(result.report.summary, Contains("4 of 8 attention heads kept in 2 attention(s), 64 of 128 MLP neurons "
+                                                 "kept in 2 block(s)"));
+      torch::jit::Module pruned = result.module;
+      // Each attention's projections shrink by half; the embedding width stays.
+      for (const auto& p : pruned.named_parameters(true)) {
+        if (p.name.find("in_proj_weight") != std::string::npos) CHECK(p.value.size(0) == 3 * 16);
+        if (p.name.find("out_proj.weight") != std::string::npos) CHECK(p.value.size(1) == 16);
+      }
+      const auto inputs = inputs_for(file, 3);
+      at::NoGradGuard no_grad;
+      const at::Tensor before = first_output(model.forward(inputs));
+      const at::Tensor after = first_output(pruned.forward(inputs));
+      CHECK(after.sizes() == before.sizes());
+      CHECK(at::isfinite(after).all().item<bool>());
+      // Saved and loaded, the same numbers: nothing but plain ops and parameters.
+      std::stringstream saved;
+      pruned.save(saved);
+      torch::jit::Module loaded = torch::jit::load(saved);
+      CHECK(at::allclose(first_output(loaded.forward(inputs)), after));
+    }
+  }
+}
+
+TEST_CASE("prune-heads: keeping every head is exact, and bad ratios are refused", "[prune][heads]") {
+  torch::jit::Module model = load("python-scripted-encoder-post.pt");
+  PassContext context;
+  context.progress = false;
+  HeadPruneOptions options;
+  options.ratio = 0.1;  // 4 heads: rounds to none removed
+  options.neuron_ratio = 0.5;
+  const auto result = HeadPrunePass(options).run(model, context);
+  CHECK_THAT(result.report.summary, Contains("8 of 8 attention heads"));
+  options.ratio = 0.9;  // 4 heads: none left
+  options.neuron_ratio = 0;
+  CHECK_THROWS_WITH(HeadPrunePass(options).run(model, context), Contains("leaves encoder.layers.0.self_attn with no head"));
+  options.ratio = 0;
+  CHECK_THROWS_WITH(HeadPrunePass(options), Contains("nothing to prune"));
+  options.ratio = 0.5;
+  options.criterion = "activation";
+  CHECK_THROWS_WITH(HeadPrunePass(options).run(model, context), Contains("needs training data"));
+  // A CNN has no attention.
+  torch::jit::Module cnn = torch::jit::load(std::string(JOULECUT_FIXTURES) + "/python-scripted-cnn.pt");
+  options.criterion = "l2";
+  CHECK_THROWS_WITH(HeadPrunePass(options).run(cnn, context), Contains("no nn.MultiheadAttention"));
 }

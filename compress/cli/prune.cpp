@@ -1,4 +1,4 @@
-// compress prune: one pruning pass (magnitude, N:M or channel), optional fine-tuning and sparse
+// compress prune: one pruning pass (magnitude, N:M, channel or heads), optional fine-tuning and sparse
 // lowering, then the model measured before and after. The pass flags come from the passes'
 // option tables.
 #include "joulecut/error.h"
@@ -8,7 +8,7 @@ namespace joulecut::cli {
 namespace {
 
 const std::map<std::string, std::string> kMethods = {
-    {"magnitude", "prune-magnitude"}, {"nm", "prune-nm"}, {"channel", "prune-channel"}};
+    {"magnitude", "prune-magnitude"}, {"nm", "prune-nm"}, {"channel", "prune-channel"}, {"heads", "prune-heads"}};
 
 struct PruneCliOptions {
   std::string model, output, method = "magnitude";
@@ -24,7 +24,7 @@ void run_prune(const PruneCliOptions& o, const Invocation& invocation) {
   apply_threads(invocation.threads);
   check_output(o.model, o.output);
   const auto method = kMethods.find(o.method);
-  if (method == kMethods.end()) throw UserError("--method '" + o.method + "': choose magnitude, nm or channel");
+  if (method == kMethods.end()) throw UserError("--method '" + o.method + "': choose magnitude, nm, channel or heads");
   std::vector<std::unique_ptr<Pass>> passes;
   passes.push_back(make_pass(method->second, options_for(method->second, o.pass_options, "--method " + o.method)));
   if (o.sparse_runtime) {
@@ -46,7 +46,8 @@ Command make_prune_command(CLI::App& app) {
   cmd->add_option("model", o->model, "TorchScript file (never modified)")->required();
   cmd->add_option("-o,--output", o->output, "Pruned TorchScript file (written atomically)")->required();
   cmd->add_option("--method", o->method,
-                  "magnitude (unstructured L1), nm (N:M along the input dimension) or channel (structured: layers shrink)")
+                  "magnitude (unstructured L1), nm (N:M along the input dimension), channel (structured: layers "
+                  "shrink) or heads (transformers: attention heads and MLP neurons)")
       ->capture_default_str();
   PassFlags flags;
   for (const auto& [label, pass] : kMethods) {

@@ -112,6 +112,40 @@ class LowerSparsePass final : public Pass {
   SparseLoweringOptions options_;
 };
 
+// Structured pruning of transformers: whole attention heads of nn.MultiheadAttention (the
+// head's rows of the packed Q, K and V projection and its columns of the output projection) and
+// hidden neurons of MLP blocks (Linear -> activation -> Linear: the first layer's rows, the
+// second's columns). Importance: l2 (the weights' norms) or activation (on `samples` training
+// samples, the mean |input| of the output projection or the second Linear per feature, times
+// that layer's column norm). The result's forward is the attention written out in plain ops
+// (analysis/attention.h), with the head count following the weights: it loads and runs in
+// stock LibTorch and PyTorch; the submodules' own forward methods still expect the old sizes.
+struct HeadPruneOptions {
+  double ratio = 0.5;            // fraction of each attention's heads removed, in [0, 1)
+  double neuron_ratio = 0;       // fraction of each MLP's hidden neurons removed, in [0, 1)
+  std::string criterion = "l2";  // l2 (weight norms) | activation (calibration samples)
+  std::int64_t samples = 256;    // with criterion=activation: the first N training samples
+  int finetune_epochs = 0;
+  double finetune_lr = 0.001;
+};
+
+class HeadPrunePass final : public Pass {
+ public:
+  explicit HeadPrunePass(HeadPruneOptions options = {});
+  static const OptionTable<HeadPruneOptions>& options_table();
+  static HeadPruneOptions parse(const PassOptionMap& options);
+  std::string name() const override { return "prune-heads"; }
+  std::string options_text() const override;
+  bool needs_training_data() const override {
+    return options_.finetune_epochs > 0 || options_.criterion == "activation";
+  }
+  // Refuses a ratio that leaves an attention without heads or an MLP without neurons.
+  PassResult run(const torch::jit::Module& module, PassContext& context) const override;
+
+ private:
+  HeadPruneOptions options_;
+};
+
 class MagnitudePrunePass final : public Pass {
  public:
   explicit MagnitudePrunePass(MagnitudePruneOptions options = {});

@@ -24,15 +24,16 @@ using torch::jit::Value;
 // nn.TransformerEncoderLayer, in the evaluation-mode case: no dropout, no weights returned.
 // Bool masks mark the positions to ignore; float masks are added to the scores.
 const char* const kSource = R"JIT(
-def attention(x: Tensor, in_w: Tensor, in_b: Optional[Tensor], out_w: Tensor, out_b: Optional[Tensor], heads: int,
+def attention(x: Tensor, in_w: Tensor, in_b: Optional[Tensor], out_w: Tensor, out_b: Optional[Tensor], d: int,
               batch_first: bool, key_padding_mask: Optional[Tensor], attn_mask: Optional[Tensor]) -> Tensor:
     if not batch_first:
         x = x.transpose(0, 1)
     b = x.size(0)
     n = x.size(1)
-    e = x.size(2)
-    d = e // heads
-    qkv = torch.linear(x, in_w, in_b).reshape([b, n, 3, heads, d]).permute([2, 0, 3, 1, 4])
+    qkv = torch.linear(x, in_w, in_b)
+    inner = qkv.size(2) // 3
+    heads = inner // d
+    qkv = qkv.reshape([b, n, 3, heads, d]).permute([2, 0, 3, 1, 4])
     q = qkv[0] / (float(d) ** 0.5)
     scores = torch.matmul(q, qkv[1].transpose(-2, -1))
     if attn_mask is not None:
@@ -50,7 +51,7 @@ def attention(x: Tensor, in_w: Tensor, in_b: Optional[Tensor], out_w: Tensor, ou
         else:
             scores = scores + padding
     out = torch.matmul(torch.softmax(scores, -1), qkv[2])
-    out = torch.linear(out.transpose(1, 2).reshape([b, n, e]), out_w, out_b)
+    out = torch.linear(out.transpose(1, 2).reshape([b, n, inner]), out_w, out_b)
     if not batch_first:
         out = out.transpose(0, 1)
     return out
@@ -64,18 +65,18 @@ def feed_forward(x: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor, b2: Op
     return torch.linear(h, w2, b2)
 
 def encoder_layer(src: Tensor, src_mask: Optional[Tensor], key_padding_mask: Optional[Tensor], in_w: Tensor,
-                  in_b: Optional[Tensor], out_w: Tensor, out_b: Optional[Tensor], heads: int, batch_first: bool,
+                  in_b: Optional[Tensor], out_w: Tensor, out_b: Optional[Tensor], d: int, batch_first: bool,
                   n1_w: Optional[Tensor], n1_b: Optional[Tensor], n1_eps: float, n2_w: Optional[Tensor],
                   n2_b: Optional[Tensor], n2_eps: float, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
                   b2: Optional[Tensor], norm_first: bool, gelu: bool) -> Tensor:
     x = src
     e = x.size(2)
     if norm_first:
-        x = x + attention(torch.layer_norm(x, [e], n1_w, n1_b, n1_eps), in_w, in_b, out_w, out_b, heads, batch_first,
+        x = x + attention(torch.layer_norm(x, [e], n1_w, n1_b, n1_eps), in_w, in_b, out_w, out_b, d, batch_first,
                           key_padding_mask, src_mask)
         x = x + feed_forward(torch.layer_norm(x, [e], n2_w, n2_b, n2_eps), w1, b1, w2, b2, gelu)
     else:
-        x = torch.layer_norm(x + attention(x, in_w, in_b, out_w, out_b, heads, batch_first, key_padding_mask, src_mask),
+        x = torch.layer_norm(x + attention(x, in_w, in_b, out_w, out_b, d, batch_first, key_padding_mask, src_mask),
                              [e], n1_w, n1_b, n1_eps)
         x = torch.layer_norm(x + feed_forward(x, w1, b1, w2, b2, gelu), [e], n2_w, n2_b, n2_eps)
     return x
@@ -137,6 +138,27 @@ Node* fused_kernel(Node* call, const char* kernel) {
   return nullptr;
 }
 
+// The head count a trace of F.multi_head_attention_forward recorded: `head_dim = embed_dim //
+// num_heads` is the one floor division by a constant in it (aten::div(x, num_heads, "trunc")).
+std::optional<std::int64_t> traced_head_count(Node* call) {
+  const auto type = call->input(0)->type()->expect<c10::ClassType>();
+  torch::jit::Function* method = type->findMethod(call->s(c10::attr::name));
+  if (!method) return std::nullopt;
+  std::optional<std::int64_t> heads;
+  for (Node* n : prune_detail::all_nodes(torch::jit::toGraphFunction(*method).graph()->block())) {
+    if (n->kind() != c10::aten::div || n->inputs().size() != 3) continue;
+    const auto divisor = torch::jit::toIValue(n->input(1)), mode = torch::jit::toIValue(n->input(2));
+    if (!divisor || !mode || !mode->isString() || mode->toStringRef() != "trunc") continue;
+    std::int64_t value = 0;
+    if (divisor->isInt()) value = divisor->toInt();
+    else if (divisor->isTensor() && divisor->toTensor().numel() == 1) value = divisor->toTensor().item<std::int64_t>();
+    else continue;
+    if (heads && *heads != value) return std::nullopt;  // two different divisions: not the pattern
+    heads = value;
+  }
+  return heads;
+}
+
 std::optional<c10::IValue> constant_input(Node* n, std::size_t i) {
   if (i >= n->inputs().size()) return std::nullopt;
   const auto value = torch::jit::toIValue(n->input(i));
@@ -145,21 +167,29 @@ std::optional<c10::IValue> constant_input(Node* n, std::size_t i) {
 }
 
 // The attention module's weights and settings, or nullopt when the rewrite would not be exact.
+// The graph gets the head size, not the count: the count follows from the projection's rows, so
+// the graph stays right when whole heads are pruned.
 std::optional<std::vector<Value*>> attention_inputs(Graph& graph, Value* attention_value,
                                                     const torch::jit::Module& attention, std::int64_t heads,
-                                                    bool batch_first) {
+                                                    bool batch_first, std::vector<AttentionSite>* sites) {
   if (attention.is_training() || !attention.hasattr("in_proj_weight") || !attention.attr("in_proj_weight").isTensor())
     return std::nullopt;  // separate Q, K, V weights (kdim/vdim differ from the embedding): not handled
   if ((attention.hasattr("bias_k") && !attention.attr("bias_k").isNone()) ||
       (attention.hasattr("add_zero_attn") && attention.attr("add_zero_attn").toBool()))
     return std::nullopt;
+  const at::Tensor in_proj = attention.attr("in_proj_weight").toTensor();
+  if (heads <= 0 || in_proj.dim() != 2 || in_proj.size(0) % (3 * heads) != 0) return std::nullopt;
+  const std::int64_t head_dim = in_proj.size(0) / (3 * heads);
+  const auto path = prune_detail::attribute_path(attention_value, graph.inputs()[0]);
+  if (!path) return std::nullopt;
+  if (sites) sites->push_back({*path, heads, head_dim});
   const torch::jit::Module projection = attention.attr("out_proj").toModule();
   Value* projection_value = graph.insertGetAttr(attention_value, "out_proj");
   return std::vector<Value*>{read(graph, attention_value, attention, "in_proj_weight"),
                              read(graph, attention_value, attention, "in_proj_bias"),
                              read(graph, projection_value, projection, "weight"),
                              read(graph, projection_value, projection, "bias"),
-                             graph.insertConstant(heads), graph.insertConstant(batch_first)};
+                             graph.insertConstant(head_dim), graph.insertConstant(batch_first)};
 }
 
 // The submodule a call's first input is (followed through prim::GetAttr from the graph's self).
@@ -184,7 +214,7 @@ Value* none(Graph& graph) { return graph.insertConstant(c10::IValue()); }
 // nn.MultiheadAttention called as self-attention. Scripted: forward(query, key, value,
 // key_padding_mask, need_weights, attn_mask, average_attn_weights[, is_causal]) returning
 // (output, weights); traced: forward(x) returning the output alone.
-bool replace_attention(Graph& graph, Node* call, const torch::jit::Module& module) {
+bool replace_attention(Graph& graph, Node* call, const torch::jit::Module& module, std::vector<AttentionSite>* sites) {
   const auto inputs = call->inputs();
   const bool scripted = inputs.size() >= 7;
   if (scripted) {
@@ -200,15 +230,24 @@ bool replace_attention(Graph& graph, Node* call, const torch::jit::Module& modul
   if (scripted) {
     heads = module.attr("num_heads").toInt();
     batch_first = module.attr("batch_first").toBool();
-  } else {
+  } else if (Node* kernel = fused_kernel(call, "aten::_native_multi_head_attention")) {
     // aten::_native_multi_head_attention(query, key, value, embed_dim, num_head, ...)
-    Node* kernel = fused_kernel(call, "aten::_native_multi_head_attention");
-    const auto num_head = kernel ? constant_input(kernel, 4) : std::nullopt;
+    const auto num_head = constant_input(kernel, 4);
     if (!num_head || !num_head->isInt()) return false;
     heads = num_head->toInt();
+  } else if (const auto traced = traced_head_count(call)) {
+    heads = *traced;
+    // Batch-first attention starts by transposing its input to sequence-first.
+    const auto type = call->input(0)->type()->expect<c10::ClassType>();
+    const auto callee = torch::jit::toGraphFunction(*type->findMethod("forward")).graph();
+    batch_first = false;
+    for (const auto& use : callee->inputs()[1]->uses())
+      batch_first = batch_first || use.user->kind() == c10::aten::transpose;
+  } else {
+    return false;
   }
   torch::jit::WithInsertPoint guard(call);
-  const auto weights = attention_inputs(graph, call->input(0), module, heads, batch_first);
+  const auto weights = attention_inputs(graph, call->input(0), module, heads, batch_first, sites);
   if (!weights) return false;
   std::vector<Value*> args{inputs[1]};
   args.insert(args.end(), weights->begin(), weights->end());
@@ -227,7 +266,8 @@ bool replace_attention(Graph& graph, Node* call, const torch::jit::Module& modul
 
 // nn.TransformerEncoderLayer. Scripted: forward(src, src_mask, src_key_padding_mask[, is_causal]);
 // traced: forward(src).
-bool replace_encoder_layer(Graph& graph, Node* call, const torch::jit::Module& layer) {
+bool replace_encoder_layer(Graph& graph, Node* call, const torch::jit::Module& layer,
+                           std::vector<AttentionSite>* sites) {
   const auto inputs = call->inputs();
   const bool scripted = inputs.size() >= 4;
   if (scripted && inputs.size() > 4 && !constant_false(inputs[4])) return false;
@@ -265,7 +305,7 @@ bool replace_encoder_layer(Graph& graph, Node* call, const torch::jit::Module& l
   torch::jit::WithInsertPoint guard(call);
   Value* self = call->input(0);
   const auto weights =
-      attention_inputs(graph, graph.insertGetAttr(self, "self_attn"), attention, heads, batch_first);
+      attention_inputs(graph, graph.insertGetAttr(self, "self_attn"), attention, heads, batch_first, sites);
   if (!weights) return false;
   std::vector<Value*> args{inputs[1], scripted ? inputs[2] : none(graph), scripted ? inputs[3] : none(graph)};
   args.insert(args.end(), weights->begin(), weights->end());
@@ -329,14 +369,15 @@ bool replace_encoder(Graph& graph, Node* call, const torch::jit::Module& encoder
   return true;
 }
 
-bool replace(Graph& graph, Node* call, const torch::jit::Module& root) {
+bool replace(Graph& graph, Node* call, const torch::jit::Module& root, std::vector<AttentionSite>* sites) {
   if (call->s(c10::attr::name) != "forward") return false;
   const std::string cls = torch_nn_class(call->input(0));
   if (cls != "MultiheadAttention" && cls != "TransformerEncoderLayer" && cls != "TransformerEncoder") return false;
   const auto module = callee_module(graph, call, root);
   if (!module) return false;
   if (cls == "TransformerEncoder") return replace_encoder(graph, call, *module);
-  return cls == "MultiheadAttention" ? replace_attention(graph, call, *module) : replace_encoder_layer(graph, call, *module);
+  return cls == "MultiheadAttention" ? replace_attention(graph, call, *module, sites)
+                                     : replace_encoder_layer(graph, call, *module, sites);
 }
 
 }  // namespace
@@ -351,7 +392,8 @@ bool has_attention(const torch::jit::Module& module) {
   return false;
 }
 
-int canonical_inline(const std::shared_ptr<Graph>& shared, const torch::jit::Module& root) {
+int canonical_inline(const std::shared_ptr<Graph>& shared, const torch::jit::Module& root,
+                     std::vector<AttentionSite>* sites) {
   Graph& graph = *shared;
   int replaced = 0;
   for (;;) {
@@ -362,7 +404,7 @@ int canonical_inline(const std::shared_ptr<Graph>& shared, const torch::jit::Mod
         break;
       }
     if (!call) break;
-    if (replace(graph, call, root)) {
+    if (replace(graph, call, root, sites)) {
       ++replaced;
       continue;
     }

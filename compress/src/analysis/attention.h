@@ -18,7 +18,10 @@
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/script.h>
 
+#include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace joulecut::attention {
 
@@ -28,8 +31,13 @@ bool has_attention(const torch::jit::Module& module);
 // Inlines every call in `graph` (as torch::jit::Inline does), replacing the calls to
 // nn.MultiheadAttention, nn.TransformerEncoderLayer and nn.TransformerEncoder that it can compute
 // exactly by plain ops.
-// Returns how many calls were replaced. Precondition: `graph` is a method graph of `root`
-// (its first input is `root`).
-int canonical_inline(const std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& root);
+// Returns how many calls were replaced, and adds each rewritten attention to `sites`.
+// Precondition: `graph` is a method graph of `root` (its first input is `root`).
+struct AttentionSite {
+  std::string path;  // the nn.MultiheadAttention module ("encoder.layers.0.self_attn")
+  std::int64_t heads = 0, head_dim = 0;
+};
+int canonical_inline(const std::shared_ptr<torch::jit::Graph>& graph, const torch::jit::Module& root,
+                     std::vector<AttentionSite>* sites = nullptr);
 
 }  // namespace joulecut::attention
