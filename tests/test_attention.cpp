@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "analysis/attention.h"
+#include "joulecut/distill.h"
 #include "joulecut/graph_stats.h"
 #include "joulecut/prune.h"
 #include "joulecut/quantize.h"
@@ -224,4 +225,37 @@ TEST_CASE("prune-heads: keeping every head is exact, and bad ratios are refused"
   torch::jit::Module cnn = torch::jit::load(std::string(JOULECUT_FIXTURES) + "/python-scripted-cnn.pt");
   options.criterion = "l2";
   CHECK_THROWS_WITH(HeadPrunePass(options).run(cnn, context), Contains("no nn.MultiheadAttention"));
+}
+
+TEST_CASE("distillation between transformers: logits and hidden-state hints on tokens", "[distill][attention]") {
+  at::manual_seed(24);
+  const torch::jit::Module teacher = load("python-scripted-vit.pt");
+  TensorDataset train;
+  train.description = "random (train)";
+  train.images = at::rand({64, 3, 16, 16});
+  train.labels = at::randint(0, 10, {64}, at::kLong);
+  PassContext context;
+  context.train = &train;
+  context.progress = false;
+  HeadPruneOptions narrow;
+  narrow.neuron_ratio = 0.5;
+  const torch::jit::Module student = HeadPrunePass(narrow).run(teacher, context).module;  // 2 heads, MLP 32
+  DistillOptions o;
+  o.loop.epochs = 1;
+  o.loop.batch = 32;
+  o.loop.learning_rate = 1e-3;
+  o.loop.progress = false;
+  const std::string block = "encoder.layers.encoder_layer_1.";
+  o.hints = {parse_hint(block + "mlp.0:" + block + "mlp.0"), parse_hint(block + "mlp.3:" + block + "mlp.3")};
+  const auto result = distill(teacher, student, train, nullptr, o);
+  REQUIRE(result.notes.size() >= 2);
+  CHECK_THAT(result.notes[0], Contains("projection 32 -> 64"));  // [N, 17, 32] tokens to [N, 17, 64]
+  CHECK_THAT(result.notes[1], Contains("same width (32), no projection"));
+  torch::jit::Module trained = result.student;
+  const at::Tensor x = at::rand({2, 3, 16, 16});
+  CHECK(trained.forward({x}).toTensor().sizes() == std::vector<std::int64_t>{2, 10});
+  // A student whose sequence is shorter (8x8 patches: 5 tokens) cannot take a token hint.
+  const torch::jit::Module short_student = load("python-scripted-vit-patch8.pt");
+  o.hints = {parse_hint(block + "mlp.3:encoder.layers.encoder_layer_0.mlp.3")};
+  CHECK_THROWS_WITH(distill(teacher, short_student, train, nullptr, o), Contains("sequence has 17 positions and the student's 5"));
 }

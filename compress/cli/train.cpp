@@ -62,6 +62,8 @@ Command make_train_command(CLI::App& app) {
   cmd->add_option("--batch", o->train.batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--lr", o->train.learning_rate, "Peak learning rate (default: the architecture's)");
   cmd->add_option("--weight-decay", o->train.weight_decay, "Weight decay (default: the architecture's)");
+  cmd->add_option("--optimizer", o->train.optimizer, "sgd (Nesterov momentum) or adam (default: the architecture's)")
+      ->check(CLI::IsMember({"sgd", "adam"}));
   cmd->add_option("--seed", o->train.seed, "Seed for initialisation and shuffling")->capture_default_str();
   cmd->add_option("--train-limit", o->train.train_limit, "Train on the first N images only (0: all)");
   cmd->add_flag("--no-progress", o->no_progress, "No progress bar");

@@ -53,7 +53,7 @@ struct DistillResult {
 
 // Distils `teacher` into a copy of `student` on `train`. Neither input is changed. Throws
 // UserError when the two models' outputs differ in size, a hint names a layer that does not
-// exist, hint activations differ in spatial size, or the loss options are out of range.
+// exist, hint activations differ in spatial size or sequence length, or the loss options are out of range.
 DistillResult distill(const torch::jit::Module& teacher, const torch::jit::Module& student, const TensorDataset& train,
                       const TensorDataset* test, const DistillOptions& options);
 

@@ -70,7 +70,8 @@ std::vector<at::Tensor> run_features(torch::jit::Module& module, const at::Tenso
 }
 
 // A learned map from the student's activation width to the teacher's: a 1x1 convolution for
-// 4-D activations, a matrix for 2-D ones; none when the widths already match.
+// 4-D activations, a matrix for 2-D ones and for 3-D tokens (on their last dimension); none when
+// the widths already match.
 struct Projection {
   at::Tensor weight, bias;  // undefined: identity
   at::Tensor apply(const at::Tensor& x) const {
@@ -169,22 +170,30 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
     const at::Tensor& t = teacher_probe[i + 1];
     const at::Tensor& s = student_probe[i + 1];
     const std::string pair = options.hints[i].teacher_layer + ":" + options.hints[i].student_layer;
-    if (t.dim() != s.dim() || (t.dim() != 2 && t.dim() != 4) || (t.dim() == 4 && t.sizes().slice(2) != s.sizes().slice(2)))
+    if (t.dim() == 3 && s.dim() == 3 && t.size(1) != s.size(1))
+      throw UserError("hint " + pair + ": the teacher's sequence has " + std::to_string(t.size(1)) + " positions and the "
+                      "student's " + std::to_string(s.size(1)) + " (activations " + shape_text(t.sizes()) + " and " +
+                      shape_text(s.sizes()) + "); pair layers that see the same sequence length");
+    if (t.dim() != s.dim() || t.dim() < 2 || t.dim() > 4 || (t.dim() == 4 && t.sizes().slice(2) != s.sizes().slice(2)))
       throw UserError("hint " + pair + ": the teacher's activation " + shape_text(t.sizes()) + " and the student's " +
-                      shape_text(s.sizes()) + " must both be [N, C, H, W] with the same H and W, or both [N, C]");
-    if (t.size(1) == s.size(1)) {
-      result.notes.push_back("hint " + pair + ": same width (" + std::to_string(t.size(1)) + "), no projection");
+                      shape_text(s.sizes()) + " must both be [N, C, H, W] with the same H and W, both [N, L, C] "
+                      "(transformer tokens) with the same L, or both [N, C]");
+    // The width: channels of an image activation, features of a token or a vector.
+    const std::int64_t width_dim = t.dim() == 3 ? 2 : 1;
+    const std::int64_t tw = t.size(width_dim), sw = s.size(width_dim);
+    if (tw == sw) {
+      result.notes.push_back("hint " + pair + ": same width (" + std::to_string(tw) + "), no projection");
       continue;
     }
-    const double bound = 1.0 / std::sqrt(double(s.size(1)));
-    std::vector<std::int64_t> shape{t.size(1), s.size(1)};
+    const double bound = 1.0 / std::sqrt(double(sw));
+    std::vector<std::int64_t> shape{tw, sw};
     if (t.dim() == 4) shape.insert(shape.end(), {1, 1});
     projections[i].weight = at::empty(shape).uniform_(-bound, bound, gen);
-    projections[i].bias = at::zeros({t.size(1)});
+    projections[i].bias = at::zeros({tw});
     extra.push_back(projections[i].weight);
     extra.push_back(projections[i].bias);
     result.notes.push_back("hint " + pair + ": learned " + (t.dim() == 4 ? std::string("1x1 convolution ") : "projection ") +
-                           std::to_string(s.size(1)) + " -> " + std::to_string(t.size(1)) +
+                           std::to_string(sw) + " -> " + std::to_string(tw) +
                            " channels (not part of the exported student)");
   }
 

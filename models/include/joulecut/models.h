@@ -27,6 +27,7 @@ struct TrainOptions {
   std::int64_t batch = 64;
   double learning_rate = 0;  // 0: the architecture's default; cosine-decayed to 0
   double momentum = 0.9;     // SGD, Nesterov
+  std::string optimizer;     // sgd | adam; "": the architecture's default
   double weight_decay = 0;   // 0: the architecture's default
   std::uint64_t seed = 1;
   std::int64_t train_limit = 0;  // use only the first N training images (0: all)
