@@ -3,6 +3,9 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+
+#include <unistd.h>
 
 #include "joulecut/atomic_file.h"
 #include "joulecut/error.h"
@@ -46,4 +49,24 @@ TEST_CASE("sha256 matches the FIPS test vectors", "[io]") {
         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
   CHECK(joulecut::sha256_hex(std::string(1000000, 'a')) ==
         "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST_CASE("a directory lock admits one writer and names it to the next", "[io]") {
+  TempDir dir;
+  {
+    const joulecut::DirectoryLock first(dir.path.string(), "sweep's ledger");
+    // A second open file description conflicts under flock(2), in this process as in another.
+    try {
+      joulecut::DirectoryLock second(dir.path.string(), "sweep's ledger");
+      FAIL("the second lock was granted");
+    } catch (const joulecut::UserError& e) {
+      const std::string message = e.what();
+      CHECK_THAT(message, Contains("another process is writing this sweep's ledger"));
+      CHECK_THAT(message, Contains("process " + std::to_string(::getpid()) + " on "));
+      CHECK_THAT(message, Contains("choose another -o directory"));
+    }
+  }
+  // Released with its holder: the next writer gets it.
+  CHECK_NOTHROW(joulecut::DirectoryLock(dir.path.string(), "sweep's ledger"));
+  CHECK_THROWS_WITH(joulecut::DirectoryLock(dir.file("missing"), "sweep's ledger"), Contains("cannot open the lock file"));
 }

@@ -6,6 +6,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <map>
+#include <tuple>
 #include <sstream>
 
 #include "joulecut/error.h"
@@ -466,6 +467,48 @@ TEST_CASE("quantize-static: names every layer, those behind real branches and th
   torch::jit::Module q = result.module;
   const at::Tensor got = q.forward({x}).toTensor();
   CHECK(((got - expected).norm() / expected.norm()).item<double>() < 0.1);
+}
+
+TEST_CASE("quantize-static per-layer=auto: a layer slower in int8 stays fp32, each layer's times reported", "[quantize][int8]") {
+  at::manual_seed(13);
+  // big: 1024 -> 1024, int8 several times faster; its output goes through sin (fp32). tiny:
+  // 1024 -> 2, a few thousand MACs: quantizing its 64 x 1024 input alone costs more than the
+  // fp32 product, so int8 is slower there by a wide margin on any machine.
+  torch::jit::Module model("PerLayer");
+  model.register_attribute("training", c10::BoolType::get(), false);
+  for (const auto& [name, in, out] : {std::tuple<const char*, int, int>{"big", 1024, 1024}, {"tiny", 1024, 2}}) {
+    torch::jit::Module layer("Linear");
+    layer.register_attribute("training", c10::BoolType::get(), false);
+    layer.register_parameter("weight", at::randn({out, in}) / 32, false);
+    layer.register_parameter("bias", at::zeros({out}), false);
+    layer.define("def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
+    model.register_module(name, layer);
+  }
+  model.define("def forward(self, x):\n    return self.tiny.forward(torch.sin(self.big.forward(x)))\n");
+  TensorDataset train;
+  train.description = "random (train)";
+  train.images = at::randn({128, 1024});
+  PassContext context = context_with(train);
+  StaticQuantizeOptions options;
+  options.samples = 128;
+  options.per_layer = "auto";
+  options.batch = 64;
+  const auto result = StaticQuantizePass(options).run(model, context);
+  INFO(result.report.summary);
+  std::map<std::string, LayerChange> layers;
+  for (const auto& l : result.report.layers) layers[l.layer] = l;
+  INFO(layers["big"].note << " / " << layers["tiny"].note);
+  CHECK(layers["big"].after == 8);
+  CHECK(layers["tiny"].after == 32);
+  CHECK_THAT(layers["tiny"].note, Contains("fp32: int8 is slower here"));
+  CHECK_THAT(layers["big"].note, Contains("at batch 64: fp32"));
+  bool whole = false;
+  for (const auto& n : result.report.notes) whole = whole || n.find("per-layer=auto at batch 64") != std::string::npos;
+  CHECK(whole);
+  // Refusals: another backend, a bad mode.
+  options.backend = "torch";
+  CHECK_THROWS_WITH(StaticQuantizePass::parse({{"backend", "torch"}, {"per-layer", "auto"}}), Contains("needs backend=onednn"));
+  CHECK_THROWS_WITH(StaticQuantizePass::parse({{"per-layer", "some"}}), Contains("choose all"));
 }
 
 TEST_CASE("quantize-static: exclusions, unsupported models and bad options", "[quantize][int8]") {

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -76,6 +78,48 @@ void refuse_to_overwrite_input(const std::string& input, const std::string& outp
   if (::stat(input.c_str(), &a) != 0 || ::stat(output.c_str(), &b) != 0) return;
   if (a.st_dev == b.st_dev && a.st_ino == b.st_ino)
     throw UserError(output + ": refusing to overwrite the input model; choose another output path");
+}
+
+DirectoryLock::DirectoryLock(const std::string& dir, const std::string& what) {
+  const std::string path = (fs::path(dir) / ".joulecut.lock").string();
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw UserError(path + ": cannot open the lock file (" + std::strerror(errno) + ")");
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    std::string holder;
+    {
+      std::ifstream in(path);
+      std::getline(in, holder);
+    }
+    ::close(fd_);
+    fd_ = -1;
+    if (error == EWOULDBLOCK)
+      throw UserError(dir + ": another process is writing this " + what + " (" +
+                      (holder.empty() ? std::string("holder unknown") : holder) +
+                      "); wait for it to finish, or choose another -o directory");
+    throw UserError(path + ": cannot lock (" + std::strerror(error) + ")");
+  }
+  char host[256] = "unknown";
+  ::gethostname(host, sizeof host - 1);
+  char started[64];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::string command;
+  {
+    std::ifstream in("/proc/self/cmdline", std::ios::binary);
+    std::string arg;
+    while (std::getline(in, arg, '\0') && command.size() < 200) command += (command.empty() ? "" : " ") + arg;
+  }
+  const std::string text = "process " + std::to_string(::getpid()) + " on " + host + ", since " + started + ": " +
+                           command + "\n";
+  if (::ftruncate(fd_, 0) == 0) {
+    const ssize_t written = ::pwrite(fd_, text.data(), text.size(), 0);
+    (void)written;  // the lock holds without its description
+  }
+}
+
+DirectoryLock::~DirectoryLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
 }
 
 bool file_exists(const std::string& path) {

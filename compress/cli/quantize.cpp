@@ -1,6 +1,8 @@
 // compress quantize: static int8 (BatchNorm folded, ReLU fused, activations calibrated) or
 // dynamic int8, then the model measured before and after. The flags come from the passes'
 // option tables.
+#include <algorithm>
+
 #include "joulecut/error.h"
 #include "joulecut/model.h"
 #include "joulecut/quantize.h"
@@ -45,6 +47,14 @@ void run_quantize(QuantizeCliOptions o, const Invocation& invocation) {
         throw UserError("--" + key + " applies to static int8, not --dynamic (activations are quantized per batch)");
     passes.push_back(make_pass("quantize-dynamic", given));
   } else {
+    // No slower model from `compress quantize`: on joulecut's runtime, layers are int8 only where
+    // that is faster here, timed at the largest --batch (the pass's own default is every layer).
+    const bool onednn = !o.given.count("backend") || o.given.at("backend") == "onednn";
+    if (onednn && !o.given.count("per-layer")) o.given["per-layer"] = "auto";
+    if (o.given.count("per-layer") && o.given.at("per-layer") == "auto") {
+      const auto batches = parse_batches(o.measurement.batches);
+      o.given["batch"] = std::to_string(*std::max_element(batches.begin(), batches.end()));
+    }
     // Options go through the pass's own parser, so the CLI and pipelines check them the same way.
     auto quantize = make_pass("quantize-static", o.given);
     const auto preparation = needed_preparation(load_model(o.model).module);
@@ -67,10 +77,12 @@ Command make_quantize_command(CLI::App& app) {
       "--dynamic quantizes Linear layers only, activations per batch, on the torch backend.\n"
       "--device cuda (or --backend cuda) makes Linear layers int8 on joulecut's dp4a CUDA kernel, measured on the GPU;\n"
       "with --no-measure the file can be made on a machine without one.\n"
+      "On the onednn backend --per-layer auto (the default here) keeps a layer fp32 where its int8 op is slower,\n"
+      "timed on this machine at the largest --batch; --per-layer all makes every layer int8.\n"
       "Example: compress quantize models/trained/lenet5.pt -o lenet5-int8.pt --observer mse --max-accuracy-drop 0.5");
   cmd->add_option("model", o->model, "TorchScript file (never modified)")->required();
   cmd->add_option("-o,--output", o->output, "Quantized TorchScript file (written atomically)")->required();
-  add_pass_flags(cmd, {{"quantize-static"}}, o->given);
+  add_pass_flags(cmd, {{"quantize-static"}, {}, {{"per-layer", "auto (onednn)"}}, {"batch"}}, o->given);
   cmd->add_option("--calib", o->data.data, "Calibration data set (same forms as --data)");
   cmd->add_flag("--dynamic", o->dynamic, "Dynamic int8 Linear layers (needs --backend torch)");
   add_after_measurement(cmd, o->measurement);

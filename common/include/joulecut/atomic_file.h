@@ -15,6 +15,21 @@ void write_file_atomic(const std::string& path, std::string_view content);
 // that an input is never overwritten. Either file may be missing.
 void refuse_to_overwrite_input(const std::string& input, const std::string& output);
 
+// An exclusive lock on a directory that one process writes (a sweep's or a search's ledger):
+// flock(2) on DIR/.joulecut.lock, held until destruction, released by the kernel if the process
+// dies. The lock file names its holder (process id, host, start time, command). Throws
+// UserError naming the holder when another process holds it. Precondition: `dir` exists.
+class DirectoryLock {
+ public:
+  DirectoryLock(const std::string& dir, const std::string& what);
+  ~DirectoryLock();
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 bool file_exists(const std::string& path);
 std::uintmax_t file_size_bytes(const std::string& path);
 // SHA-256 of a file's content, lower-case hex.

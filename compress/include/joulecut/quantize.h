@@ -75,6 +75,12 @@ struct StaticQuantizeOptions {
   bool relative_drop = false;     // the drop is a percentage of the fp32 accuracy, not points
   int validation = 2000;          // images at the end of the training split for the budget
   std::string metric = "top1";    // top1 | agreement: the budget on top-1 agreement with fp32 (label-free)
+  // all: every layer that can be int8 is; auto (onednn backend): a layer stays fp32 where, timed
+  // in place at `batch` on this machine, its int8 op (with the quantize and dequantize it brings)
+  // is slower than its fp32 op; the model is then timed whole, and the faster of the two int8
+  // models kept.
+  std::string per_layer = "all";
+  std::int64_t batch = 64;
 };
 
 class StaticQuantizePass final : public Pass {

@@ -9,6 +9,7 @@
 #include <torch/csrc/jit/passes/inliner.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include <cstdio>
 #include <sstream>
@@ -134,6 +135,31 @@ void count_reads(torch::jit::Block* block, torch::jit::Value* self, std::map<std
         if (auto path = attribute_path(v, self)) ++reads[*path];
     for (torch::jit::Block* inner : n->blocks()) count_reads(inner, self, reads);
   }
+}
+
+std::pair<double, double> interleaved_median_us(const std::function<void()>& a, const std::function<void()>& b,
+                                                double budget_seconds) {
+  for (int i = 0; i < 3; ++i) {
+    a();
+    b();
+  }
+  std::vector<double> ta, tb;
+  using clock = std::chrono::steady_clock;
+  const auto deadline = clock::now() + std::chrono::duration<double>(budget_seconds);
+  while (ta.size() < 9 || (ta.size() < 101 && clock::now() < deadline)) {
+    auto t0 = clock::now();
+    a();
+    auto t1 = clock::now();
+    b();
+    auto t2 = clock::now();
+    ta.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    tb.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
+  }
+  auto median = [](std::vector<double>& v) {
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  };
+  return {median(ta), median(tb)};
 }
 
 std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block) {

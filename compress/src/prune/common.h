@@ -70,6 +70,11 @@ std::optional<std::string> attribute_path(torch::jit::Value* v, torch::jit::Valu
 // The module holding attribute path "a.b.weight" under `root`, and the attribute's name.
 std::pair<torch::jit::Module, std::string> owner_of(torch::jit::Module root, const std::string& path);
 
+// Median times of `a` and `b` in microseconds, run alternately (so drift hits both alike) for
+// at least 9 pairs and up to `budget_seconds` or 101 pairs, after 3 warm-up pairs.
+std::pair<double, double> interleaved_median_us(const std::function<void()>& a, const std::function<void()>& b,
+                                                double budget_seconds = 0.3);
+
 // Every node of `block` and the blocks nested in it, in graph order.
 std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block);
 

@@ -22,31 +22,6 @@ namespace {
 using torch::jit::Node;
 using torch::jit::Value;
 
-// Median time of `fn` in microseconds, interleaved with `other` so drift hits both alike.
-std::pair<double, double> median_times(const std::function<void()>& a, const std::function<void()>& b) {
-  for (int i = 0; i < 3; ++i) {
-    a();
-    b();
-  }
-  std::vector<double> ta, tb;
-  using clock = std::chrono::steady_clock;
-  const auto deadline = clock::now() + std::chrono::milliseconds(300);
-  while (ta.size() < 9 || (ta.size() < 101 && clock::now() < deadline)) {
-    auto t0 = clock::now();
-    a();
-    auto t1 = clock::now();
-    b();
-    auto t2 = clock::now();
-    ta.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-    tb.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
-  }
-  auto median = [](std::vector<double>& v) {
-    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-    return v[v.size() / 2];
-  };
-  return {median(ta), median(tb)};
-}
-
 std::string format(const char* fmt, double a, double b = 0, double c = 0) {
   char text[200];
   std::snprintf(text, sizeof text, fmt, a, b, c);
@@ -131,7 +106,7 @@ PassResult LowerSparsePass::run(const torch::jit::Module& input, PassContext& co
       const at::Tensor dense_out = at::linear(x, w, bias ? *bias : at::Tensor());
       const at::Tensor sparse_out = sparse_linear(x, csr.values, csr.columns, csr.row_offsets, bias, w.size(1));
       JOULECUT_ASSERT(at::allclose(dense_out, sparse_out, 1e-4, 1e-4), "sparse_linear disagrees with linear");
-      const auto [dense_us, sparse_us] = median_times([&] { at::linear(x, w, bias ? *bias : at::Tensor()); },
+      const auto [dense_us, sparse_us] = interleaved_median_us([&] { at::linear(x, w, bias ? *bias : at::Tensor()); },
                                                       [&] { sparse_linear(x, csr.values, csr.columns, csr.row_offsets, bias, w.size(1)); });
       change.before = dense_us;
       const double speedup = dense_us / sparse_us;

@@ -12,6 +12,9 @@
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/jit/api/module.h>
+
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -391,6 +394,142 @@ class Rewriter {
   std::string weight_note_, fused_note_;
 };
 
+#ifdef JOULECUT_HAVE_ONEDNN
+c10::IValue call_op(const char* op, std::vector<c10::IValue> stack) {
+  const auto handle = c10::Dispatcher::singleton().findSchemaOrThrow(op, "");
+  handle.callBoxed(&stack);
+  return stack.at(0);
+}
+
+// The layer alone in fp32 as it would be deployed: a module of the layer and its activation,
+// frozen and optimized for inference (prepacked oneDNN convolution where LibTorch picks it), so
+// that the fp32 side is timed as fast as the fp32 model runs it.
+torch::jit::Module deployed_fp32_layer(const Layer& l, const at::Tensor& weight, const at::Tensor& bias) {
+  torch::jit::Module m("JoulecutTimedLayer");
+  m.register_attribute("training", c10::BoolType::get(), false);
+  m.register_parameter("weight", weight, false);
+  if (bias.defined()) m.register_parameter("bias", bias, false);
+  const auto list = [](const std::vector<std::int64_t>& v) {
+    std::string out;
+    for (auto x : v) out += (out.empty() ? "" : ", ") + std::to_string(x);
+    return "[" + out + "]";
+  };
+  const std::string b = bias.defined() ? "self.bias" : "None";
+  std::string y = l.conv ? "torch.conv2d(x, self.weight, " + b + ", " + list(l.stride) + ", " + list(l.padding) + ", " +
+                               list(l.dilation) + ", " + std::to_string(l.groups) + ")"
+                         : "torch.linear(x, self.weight, " + b + ")";
+  if (l.activation) {
+    const Activation& a = l.activation_kind;
+    char bounds[96];
+    std::snprintf(bounds, sizeof bounds, ", %.17g, %.17g", a.min, a.max);
+    if (a.name == "hardtanh") y = "torch.hardtanh(" + y + bounds + ")";
+    else if (a.name == "gelu_tanh") y = "torch.gelu(" + y + ", approximate=\"tanh\")";
+    else y = "torch." + a.name + "(" + y + ")";
+  }
+  m.define("def forward(self, x):\n    return " + y + "\n");
+  m.eval();
+  try {
+    torch::jit::Module frozen = torch::jit::freeze(m);
+    return torch::jit::optimize_for_inference(frozen);
+  } catch (const c10::Error&) {
+    return m;
+  }
+}
+
+struct LayerTiming {
+  double fp32_us = 0, int8_us = 0;
+  std::string note;  // why it was not timed, when it was not
+};
+
+// Each int8 layer timed in place at the batch of `inputs`: its fp32 op (with its activation) on
+// the layer's real input, against its int8 op with the quantize of its input and the dequantize
+// of its output that the int8 model runs only because of it.
+std::map<std::string, LayerTiming> time_layers(const torch::jit::Module& input, const Built& built,
+                                               const std::vector<c10::IValue>& inputs) {
+  torch::jit::Module probe = clone_for_transform(input);
+  auto graph = inlined_forward(probe, "quantize-static", GraphUse::inference);
+  const auto layers = find_layers(*graph, probe, "quantize-static", true);
+  const auto values = numbered_values(*graph);
+  std::map<Value*, std::size_t> index;
+  for (std::size_t i = 0; i < values.size(); ++i) index[values[i]] = i;
+  std::set<std::size_t> wanted;
+  for (const auto& l : layers)
+    if (index.count(l.node->input(0))) wanted.insert(index[l.node->input(0)]);
+  const auto captured = capture_values(input, wanted, inputs);
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& p : probe.named_parameters(true)) tensors[p.name] = p.value.detach();
+
+  // The int8 op of each layer in the built model, with its boundary ops.
+  struct Int8Op {
+    Node* node = nullptr;
+    Node* quantize = nullptr;    // the quantize of its input, when it has one of its own
+    Node* dequantize = nullptr;  // the dequantize of its output, when some fp32 op reads it
+  };
+  std::map<std::string, Int8Op> ops;
+  auto built_graph = built.module.get_method("forward").graph();
+  for (Node* n : built_graph->nodes()) {
+    if (n->kind() != kOurConv && n->kind() != kOurLinear && n->kind() != kOurConvAdd) continue;
+    Node* attr = n->input(1)->node();
+    if (attr->kind() != c10::prim::GetAttr) continue;
+    const std::string layer = layer_of_root_attribute(kInt8Layer, attr->s(c10::attr::name));
+    Int8Op op{n};
+    if (n->input(0)->node()->kind() == kOurQuantize) op.quantize = n->input(0)->node();
+    for (const auto& use : n->output()->uses())
+      if (use.user->kind() == kOurDequantize) op.dequantize = use.user;
+    ops[layer] = op;
+  }
+  std::map<std::string, LayerTiming> out;
+  at::NoGradGuard no_grad;
+  for (const auto& l : layers) {
+    if (!ops.count(l.name)) continue;
+    LayerTiming t;
+    const Int8Op& op = ops[l.name];
+    if (op.node->kind() == kOurConvAdd) {
+      t.note = "not timed: its residual add runs inside it";
+      out[l.name] = t;
+      continue;
+    }
+    if (!index.count(l.node->input(0)) || !captured.count(index[l.node->input(0)])) {
+      t.note = "not timed: input not captured";
+      out[l.name] = t;
+      continue;
+    }
+    const at::Tensor x = captured.at(index[l.node->input(0)]).contiguous(
+        l.conv ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+    const at::Tensor w = tensors.at(l.weight_path);
+    const at::Tensor b = l.bias_path ? tensors.at(*l.bias_path) : at::Tensor();
+    const c10::IValue state = built.module.attr(root_attribute_name(kInt8Layer, l.name));
+    const auto constant = [](Node* n, std::size_t i) { return *torch::jit::toIValue(n->input(i)); };
+    // The uint8 input the int8 op reads: quantized here once when a producer hands it over int8.
+    at::Tensor q;
+    double in_scale = 1;
+    std::int64_t in_zero = 0;
+    if (op.quantize) {
+      in_scale = constant(op.quantize, 1).toDouble();
+      in_zero = constant(op.quantize, 2).toInt();
+    } else {
+      const auto range = affine_uint8(x.min().item<float>(), x.max().item<float>());
+      in_scale = range.scale;
+      in_zero = range.zero_point;
+    }
+    q = call_op("joulecut::quantize_u8", {x, in_scale, in_zero}).toTensor();
+    torch::jit::Module fp32_layer = deployed_fp32_layer(l, w, b);
+    const std::vector<c10::IValue> fp32_input{x};
+    const auto fp32 = [&] { fp32_layer.forward(fp32_input); };
+    const char* name = l.conv ? "joulecut::int8_conv2d" : "joulecut::int8_linear";
+    const auto int8 = [&] {
+      const at::Tensor in = op.quantize ? call_op("joulecut::quantize_u8", {x, in_scale, in_zero}).toTensor() : q;
+      const at::Tensor y = call_op(name, {in, state}).toTensor();
+      if (op.dequantize)
+        call_op("joulecut::dequantize_u8", {y, constant(op.dequantize, 1), constant(op.dequantize, 2)});
+    };
+    std::tie(t.fp32_us, t.int8_us) = interleaved_median_us(fp32, int8, 0.2);
+    out[l.name] = t;
+  }
+  return out;
+}
+#endif
+
 double accuracy_points(torch::jit::Module module, const TensorDataset& data) {
   return 100.0 * evaluate(module, data).accuracy.value;
 }
@@ -455,7 +594,11 @@ const OptionTable<StaticQuantizeOptions>& StaticQuantizePass::options_table() {
        option("validation", "images at the end of the training split that the budget is measured on", &O::validation),
        option("metric", "what the budget is on: top1 (accuracy, needs labels) or agreement (top-1 agreement with the "
                         "fp32 model, label-free; the default for data without labels)",
-              &O::metric)});
+              &O::metric),
+       option("per-layer", "all (every layer int8) or auto (onednn: a layer stays fp32 where int8 is slower, timed "
+                           "here at the batch)",
+              &O::per_layer),
+       option("batch", "with per-layer=auto: the batch size the layers are timed at", &O::batch)});
   return table;
 }
 
@@ -469,6 +612,11 @@ StaticQuantizeOptions StaticQuantizePass::parse(const PassOptionMap& map) {
     throw UserError("quantize-static: percentile applies to observer=percentile only");
   if (o.samples < 1) throw UserError("quantize-static: samples must be >= 1");
   if (o.validation < 1) throw UserError("quantize-static: validation must be >= 1");
+  if (o.per_layer != "all" && o.per_layer != "auto")
+    throw UserError("quantize-static: per-layer '" + o.per_layer + "': choose all (every layer int8) or auto (timed)");
+  if (o.per_layer == "auto" && o.backend != "onednn")
+    throw UserError("quantize-static: per-layer=auto times joulecut's int8 ops: it needs backend=onednn");
+  if (o.batch < 1) throw UserError("quantize-static: batch must be >= 1");
   if (o.metric != "top1" && o.metric != "agreement")
     throw UserError("quantize-static: metric '" + o.metric + "': choose top1 (accuracy) or agreement (with the fp32 model)");
   return o;
@@ -503,6 +651,7 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
   PassReport report;
   report.pass = text();
   std::set<std::string> keep;
+  std::map<std::string, std::string> budget_notes;  // layers the accuracy budget keeps fp32, and why
   Built built = Rewriter(input, options_, ranges, keep).build();
   if (built.int8_layers == 0)
     throw UserError("quantize-static: no layer could be made int8 (" +
@@ -553,15 +702,84 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
     if (built.int8_layers == 0)
       throw UserError("quantize-static: no layer can be int8 within the accuracy budget of " + number_text(budget) +
                       " pt; raise --max-accuracy-drop");
-    for (auto& l : built.layers)
-      if (cost.count(l.layer)) {
-        std::snprintf(line, sizeof line, "fp32: accuracy budget (int8 here cost %.2f pt)", cost[l.layer]);
-        l.note = line;
-      }
+    for (const auto& [layer, points] : cost) {
+      std::snprintf(line, sizeof line, "fp32: accuracy budget (int8 here cost %.2f pt)", points);
+      budget_notes[layer] = line;
+    }
     std::snprintf(line, sizeof line, "accuracy budget: %zu layer(s) kept fp32; int8 model %.2f%% (drop %.2f pt) %s budget",
                   keep.size(), accuracy, baseline - accuracy, baseline - accuracy <= budget ? "within" : "OVER");
     report.notes.push_back(line);
   }
+#ifdef JOULECUT_HAVE_ONEDNN
+  if (options_.per_layer == "auto") {
+    if (context.progress) std::fprintf(stderr, "quantize-static: timing each layer in fp32 and int8 at batch %lld\n",
+                                        (long long)options_.batch);
+    // The target batch, from the first training samples (repeated when there are fewer).
+    std::vector<c10::IValue> batch = train.inputs(0, std::min<std::int64_t>(options_.batch, train.size()));
+    for (auto& v : batch) {
+      at::Tensor t = v.toTensor();
+      while (t.size(0) < options_.batch) t = at::cat({t, t}).narrow(0, 0, std::min<std::int64_t>(2 * t.size(0), options_.batch));
+      v = t;
+    }
+    const auto timings = time_layers(input, built, batch);
+    std::set<std::string> slower;
+    for (const auto& [layer, t] : timings)
+      if (t.note.empty() && t.int8_us > t.fp32_us) slower.insert(layer);
+    std::set<std::string> trial = keep;
+    trial.insert(slower.begin(), slower.end());
+    Built per_layer = slower.empty() ? built : Rewriter(input, options_, ranges, trial).build();
+    // The whole models at the batch: fp32, all int8, and int8 where faster; the faster int8 kept.
+    // fp32 as it would be deployed and measured: frozen and optimized for inference.
+    torch::jit::Module fp32 = input.clone();
+    fp32.eval();
+    try {
+      torch::jit::Module frozen = torch::jit::freeze(fp32);
+      fp32 = torch::jit::optimize_for_inference(frozen);
+    } catch (const c10::Error&) {
+      // Not freezable (an attribute forward assigns): timed as it is.
+    }
+    at::NoGradGuard no_grad;
+    const auto [fp32_us, all_us] = interleaved_median_us([&] { fp32.forward(batch); },
+                                                         [&] { built.module.forward(batch); }, 1.0);
+    double chosen_us = all_us;
+    if (!slower.empty()) {
+      const auto [all_again, per_layer_us] = interleaved_median_us([&] { built.module.forward(batch); },
+                                                                   [&] { per_layer.module.forward(batch); }, 1.0);
+      if (per_layer_us < all_again) {
+        built = per_layer;
+        keep = trial;
+        chosen_us = per_layer_us * all_us / all_again;  // on the first pair's scale
+      }
+    }
+    for (auto& l : built.layers) {
+      const auto it = timings.find(l.layer);
+      if (it == timings.end()) continue;
+      char line[200];
+      if (!it->second.note.empty())
+        std::snprintf(line, sizeof line, "; %s", it->second.note.c_str());
+      else
+        std::snprintf(line, sizeof line, "; at batch %lld: fp32 %.1f us, int8 %.1f us%s", (long long)options_.batch,
+                      it->second.fp32_us, it->second.int8_us,
+                      l.after == 8 ? "" : " (fp32: faster here)");
+      if (l.after != 8 && slower.count(l.layer) && !budget_notes.count(l.layer)) l.note = "fp32: int8 is slower here";
+      l.note += line;
+    }
+    char line[320];
+    std::snprintf(line, sizeof line,
+                  "per-layer=auto at batch %lld: %zu layer(s) faster in fp32%s; whole model fp32 %.3g ms, all int8 %.3g "
+                  "ms, kept %.3g ms (%.2fx)",
+                  (long long)options_.batch, slower.size(),
+                  slower.empty() ? "" : (built.module._ivalue() == per_layer.module._ivalue() ? " kept fp32" : ", yet all int8 ran faster whole: all int8 kept"),
+                  fp32_us / 1e3, all_us / 1e3, chosen_us / 1e3, fp32_us / chosen_us);
+    report.notes.push_back(line);
+    if (chosen_us > fp32_us)
+      report.notes.push_back("**slower than fp32 at batch " + std::to_string(options_.batch) +
+                             "**: the int8 ops and their quantize/dequantize cost more than they save on this model "
+                             "and machine; keep the fp32 model, or quantize for another batch");
+  }
+#endif
+  for (auto& l : built.layers)
+    if (budget_notes.count(l.layer)) l.note = budget_notes[l.layer] + l.note.substr(std::min(l.note.size(), l.note.find(';')));
   // One run on calibration images: errors surface here, not later, and the report can say which
   // oneDNN kernels ran.
   try {

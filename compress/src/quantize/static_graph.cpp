@@ -198,17 +198,17 @@ std::set<std::size_t> values_to_observe(Graph& graph, const std::vector<Layer>& 
   return observed;
 }
 
-// Runs the calibration images through a copy of the forward that returns every observed value.
-std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& input, const std::set<std::size_t>& observed,
-                                                    const TensorDataset& data, const StaticQuantizeOptions& options,
-                                                    bool progress) {
+// A clone of `input` with a method "joulecut_probe" returning, as a tuple, a copy of each listed
+// value (numbered as numbered_values does) taken where it is made. `order` receives the indices
+// the tuple holds, in order (values that are not tensors are left out).
+torch::jit::Module probe_module(const torch::jit::Module& input, const std::set<std::size_t>& wanted,
+                                std::vector<std::size_t>& order) {
   torch::jit::Module module = clone_for_transform(input);
   module.eval();
   auto graph = inlined_forward(module, "quantize-static", GraphUse::inference);
   const auto values = numbered_values(*graph);
   std::vector<Value*> outputs;
-  std::vector<std::size_t> order;
-  for (std::size_t i : observed) {
+  for (std::size_t i : wanted) {
     Value* v = values[i];
     if (!v->type()->cast<c10::TensorType>()) continue;
     // A copy taken where the value is made: in-place ops later in forward (`out += identity`,
@@ -223,8 +223,28 @@ std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& inp
   graph->registerOutput(tuple->output());
   torch::jit::EliminateDeadCode(graph);
   auto unit = module._ivalue()->compilation_unit();
-  const c10::QualifiedName name(*module.type()->name(), "joulecut_calibrate");
+  const c10::QualifiedName name(*module.type()->name(), "joulecut_probe");
   module.type()->addMethod(unit->create_function(name, graph));
+  return module;
+}
+
+std::map<std::size_t, at::Tensor> capture_values(const torch::jit::Module& input, const std::set<std::size_t>& wanted,
+                                                 const std::vector<c10::IValue>& inputs) {
+  std::vector<std::size_t> order;
+  torch::jit::Module module = probe_module(input, wanted, order);
+  at::NoGradGuard no_grad;
+  const auto elements = module.get_method("joulecut_probe")(inputs).toTuple()->elements();
+  std::map<std::size_t, at::Tensor> out;
+  for (std::size_t k = 0; k < elements.size(); ++k) out[order[k]] = elements[k].toTensor();
+  return out;
+}
+
+// Runs the calibration images through a copy of the forward that returns every observed value.
+std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& input, const std::set<std::size_t>& observed,
+                                                    const TensorDataset& data, const StaticQuantizeOptions& options,
+                                                    bool progress) {
+  std::vector<std::size_t> order;
+  torch::jit::Module module = probe_module(input, observed, order);
 
   std::vector<std::unique_ptr<Observer>> observers;
   for (std::size_t k = 0; k < order.size(); ++k) observers.push_back(make_observer(options.observer, options.percentile));
@@ -232,7 +252,7 @@ std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& inp
   const std::int64_t batch = 100;
   ProgressBar bar("calibration (" + options.observer + ")", samples, progress);
   at::NoGradGuard no_grad;
-  auto method = module.get_method("joulecut_calibrate");
+  auto method = module.get_method("joulecut_probe");
   for (std::int64_t start = 0; start < samples; start += batch) {
     const std::int64_t count = std::min(batch, samples - start);
     c10::IValue result;

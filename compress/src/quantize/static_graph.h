@@ -87,6 +87,9 @@ std::vector<std::pair<std::string, std::string>> unreached_layers(const torch::j
 // The values calibration observes: each layer's input and (fused) output, and the inputs and
 // (fused) output of each residual add.
 std::set<std::size_t> values_to_observe(Graph& graph, const std::vector<Layer>& layers);
+// The values (numbered as numbered_values does) that a forward on `inputs` computes.
+std::map<std::size_t, at::Tensor> capture_values(const torch::jit::Module& input, const std::set<std::size_t>& wanted,
+                                                 const std::vector<c10::IValue>& inputs);
 // Runs the calibration images through a copy of the forward that returns every observed value.
 std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& input, const std::set<std::size_t>& observed,
                                                     const TensorDataset& data, const StaticQuantizeOptions& options,

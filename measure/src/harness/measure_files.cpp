@@ -1,5 +1,6 @@
 #include "joulecut/measure/measure_files.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/ATen.h>
 
 #include <map>
@@ -167,6 +168,11 @@ Report measure_files(const MeasureJob& job) {
   for (auto b : job.batches) batches += (batches.empty() ? "" : ",") + std::to_string(b);
   report.manifest.set("batches", batches);
   report.manifest.set("dtype", "as stored in each model");
+  std::string setups;
+  for (const auto& r : report.runs)
+    setups += (setups.empty() ? "" : "; ") + r.label + " at batch " + std::to_string(r.batch) + ": " + r.thread_search;
+  report.manifest.set("blas_threads", "the faster of 1 and " + std::to_string(at::get_num_threads()) +
+                                          " per model and batch, timed before the windows (" + setups + ")");
   report.manifest.set("prepared", how);
   report.manifest.set("input_spec", describe_input_spec(input->spec) + " (from the " + input->origin + ")");
   report.manifest.set("input", input->synthetic

@@ -253,6 +253,9 @@ SweepResult sweep_points(const Recipe& recipe, const std::vector<GridAxis>& grid
       refuse_to_overwrite_input(recipe.model, stage_path(point_dir(options, single_pipeline, p.index), int(k + 1),
                                                          pass_names[std::size_t(p.index)][k]));
   const std::string ledger = (std::filesystem::path(options.output_dir) / "ledger.jsonl").string();
+  // One writer per directory: two processes would each run every point and append it twice.
+  std::filesystem::create_directories(options.output_dir);
+  const DirectoryLock lock(options.output_dir, "sweep's ledger");
   Inputs inputs;
   {
     // A bad model fails before the data is read; the training split is read only when a pass

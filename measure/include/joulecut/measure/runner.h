@@ -30,6 +30,9 @@ struct RunOptions {
   std::optional<double> cpu_watts;   // for the time x power model
   std::string energy_constants;      // a JSON file replacing the Horowitz constants ("" = built in)
   double idle_seconds = 0;           // > 0: measure idle power first, report net energy too
+  // CPU: each model runs with the BLAS on 1 thread or on LibTorch's thread count, whichever it
+  // runs faster with at this batch (timed before the windows), as a user would deploy it.
+  bool search_blas_threads = true;
 };
 
 // One model to measure: a label, the module as it will run, and what the op model needs.
@@ -63,6 +66,8 @@ struct RunResult {
   double p50_seconds = 0, p99_seconds = 0; // per batch, over every timed iteration
   double p50_low = 0, p50_high = 0;        // 95% CI of the median (order statistics)
   MeanCI throughput;                       // inferences per second
+  int blas_threads = 1;                    // the BLAS thread count it ran with
+  std::string thread_search;               // how that count was chosen (timed set-ups)
   std::optional<MeasuredEnergyStats> measured;  // absent without a hardware meter
   ModeledEnergyStats modeled_time_power;
   ModeledEnergyStats modeled_ops;
