@@ -1,6 +1,7 @@
 #pragma once
 // Quantization family. So far: graph preparation (BatchNorm folding), which int8 needs first
 // and which also helps fp32 models that are not frozen and optimized.
+#include <functional>
 #include <string>
 
 #include "joulecut/pass.h"
@@ -81,6 +82,12 @@ struct StaticQuantizeOptions {
   // models kept.
   std::string per_layer = "all";
   std::int64_t batch = 64;
+  // per-layer=auto's clock (C++ API only; tests and custom cost models): given what is compared
+  // ("layer NAME: fp32 vs int8", "model: fp32 vs all int8", "model: all int8 vs per layer") and
+  // the two runs, the median microseconds of each. Empty: both timed here, interleaved.
+  std::function<std::pair<double, double>(const std::string& what, const std::function<void()>& a,
+                                          const std::function<void()>& b)>
+      timer;
 };
 
 class StaticQuantizePass final : public Pass {

@@ -444,8 +444,11 @@ struct LayerTiming {
 // Each int8 layer timed in place at the batch of `inputs`: its fp32 op (with its activation) on
 // the layer's real input, against its int8 op with the quantize of its input and the dequantize
 // of its output that the int8 model runs only because of it.
+using Timer = std::function<std::pair<double, double>(const std::string&, const std::function<void()>&,
+                                                      const std::function<void()>&)>;
+
 std::map<std::string, LayerTiming> time_layers(const torch::jit::Module& input, const Built& built,
-                                               const std::vector<c10::IValue>& inputs) {
+                                               const std::vector<c10::IValue>& inputs, const Timer& timer) {
   torch::jit::Module probe = clone_for_transform(input);
   auto graph = inlined_forward(probe, "quantize-static", GraphUse::inference);
   const auto layers = find_layers(*graph, probe, "quantize-static", true);
@@ -523,7 +526,7 @@ std::map<std::string, LayerTiming> time_layers(const torch::jit::Module& input, 
       if (op.dequantize)
         call_op("joulecut::dequantize_u8", {y, constant(op.dequantize, 1), constant(op.dequantize, 2)});
     };
-    std::tie(t.fp32_us, t.int8_us) = interleaved_median_us(fp32, int8, 0.2);
+    std::tie(t.fp32_us, t.int8_us) = timer("layer " + l.name + ": fp32 vs int8", fp32, int8);
     out[l.name] = t;
   }
   return out;
@@ -721,7 +724,12 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
       while (t.size(0) < options_.batch) t = at::cat({t, t}).narrow(0, 0, std::min<std::int64_t>(2 * t.size(0), options_.batch));
       v = t;
     }
-    const auto timings = time_layers(input, built, batch);
+    const Timer timer = options_.timer ? options_.timer
+                                       : Timer([](const std::string& what, const std::function<void()>& a,
+                                                  const std::function<void()>& b) {
+                                           return interleaved_median_us(a, b, what.rfind("model", 0) == 0 ? 1.0 : 0.2);
+                                         });
+    const auto timings = time_layers(input, built, batch, timer);
     std::set<std::string> slower;
     for (const auto& [layer, t] : timings)
       if (t.note.empty() && t.int8_us > t.fp32_us) slower.insert(layer);
@@ -739,12 +747,12 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
       // Not freezable (an attribute forward assigns): timed as it is.
     }
     at::NoGradGuard no_grad;
-    const auto [fp32_us, all_us] = interleaved_median_us([&] { fp32.forward(batch); },
-                                                         [&] { built.module.forward(batch); }, 1.0);
+    const auto [fp32_us, all_us] =
+        timer("model: fp32 vs all int8", [&] { fp32.forward(batch); }, [&] { built.module.forward(batch); });
     double chosen_us = all_us;
     if (!slower.empty()) {
-      const auto [all_again, per_layer_us] = interleaved_median_us([&] { built.module.forward(batch); },
-                                                                   [&] { per_layer.module.forward(batch); }, 1.0);
+      const auto [all_again, per_layer_us] = timer("model: all int8 vs per layer", [&] { built.module.forward(batch); },
+                                                   [&] { per_layer.module.forward(batch); });
       if (per_layer_us < all_again) {
         built = per_layer;
         keep = trial;
