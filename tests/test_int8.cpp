@@ -197,6 +197,26 @@ TEST_CASE("int8_conv2d and int8_linear fuse each activation, to half an output s
   CHECK_THROWS_WITH(make_int8_layer(bad), Contains("combined with relu"));
 }
 
+TEST_CASE("int8_scale_channels: squeeze-and-excitation's scale * x to half an output step", "[quantize][int8]") {
+  at::manual_seed(4);
+  const at::Tensor x = at::rand({3, 24, 7, 5}) * 4 - 1;
+  const at::Tensor gate = at::rand({3, 24, 1, 1});
+  const QuantRange in = range_of(x);
+  const at::Tensor xq = dequantize(quantize(x, in), in);
+  const at::Tensor expected = xq * gate;
+  const QuantRange out = range_of(expected);
+  const at::Tensor y = call("joulecut::int8_scale_channels", {quantize(x, in), double(in.scale),
+                                                             std::int64_t(in.zero_point), gate, double(out.scale),
+                                                             std::int64_t(out.zero_point)})
+                           .toTensor();
+  REQUIRE(y.sizes() == x.sizes());
+  CHECK((dequantize(y, out) - expected).abs().max().item<float>() <= 0.5f * out.scale + 1e-4f);
+  CHECK_THROWS_WITH(call("joulecut::int8_scale_channels", {quantize(x, in), double(in.scale), std::int64_t(in.zero_point),
+                                                           at::rand({3, 23, 1, 1}), double(out.scale),
+                                                           std::int64_t(out.zero_point)}),
+                    Contains("the scale must be [N, C, 1, 1]"));
+}
+
 TEST_CASE("int8_conv2d_add: convolution plus a residual, then ReLU, to half an output step", "[quantize][int8]") {
   at::manual_seed(9);
   const at::Tensor x = at::rand({2, 8, 10, 10});
@@ -392,11 +412,11 @@ TEST_CASE("quantize-static: MobileNets and every fused activation, scripted and 
     double max_relative;    // output error against fp32
     int batchnorms;
   };
-  // MobileNetV2: 35 ReLU6; MobileNetV3-Small: ReLU, hardswish and the SE blocks' hardsigmoid
-  // (its 9 SE multiplies still run in fp32); the activations model: 7 convolutions and 2 Linear
-  // layers, each with its own activation.
+  // MobileNetV2: 35 ReLU6; MobileNetV3-Small: ReLU, hardswish and the SE blocks' hardsigmoid,
+  // its 9 SE multiplies on uint8; the activations model: 7 convolutions and 2 Linear layers,
+  // each with its own activation.
   const Case cases[] = {{"mobilenetv2-w25", 53, 35, 4, 0.1, 52},
-                        {"mobilenetv3s-w25", 54, 42, 21, 0.15, 34},
+                        {"mobilenetv3s-w25", 54, 42, 2, 0.15, 34},
                         {"activations", 10, 9, 2, 0.05, 0}};
   for (const auto& c : cases)
     for (const char* how : {"scripted", "traced"}) {
@@ -428,7 +448,7 @@ TEST_CASE("quantize-static: MobileNets and every fused activation, scripted and 
       const int boundaries = count_ops(q, "joulecut::quantize_u8") + count_ops(q, "joulecut::dequantize_u8");
       CHECK(boundaries <= c.boundaries);
       for (const char* op : {"aten::hardtanh", "aten::hardtanh_", "aten::hardswish", "aten::hardswish_", "aten::silu",
-                             "aten::gelu"})
+                             "aten::gelu", "aten::mul", "aten::mul_"})
         CHECK(count_ops(q, op) == 0);
       const at::Tensor got = q.forward({x}).toTensor();
       const double relative = ((got - expected).norm() / expected.norm()).item<double>();

@@ -42,6 +42,10 @@ struct DistillOptions {
   double hint_weight = 1;  // weight of the mean squared hint error(s) in the loss
   // Keep the student's exact zeros at zero (a pruned student recovering from its teacher).
   bool keep_zeros = true;
+  // The batch the teacher's logits are computed at; 0: the one it runs fastest per image here
+  // (timed; a rerun may time another, whose logits can differ in the last bits: give a batch for
+  // bit-identical reruns).
+  std::int64_t teacher_batch = 0;
   LoopOptions loop;
 };
 
@@ -81,6 +85,7 @@ struct DistillPassOptions {
   int step_epochs = 5;
   double gamma = 0.1;
   bool keep_zeros = true;  // a pruned student's zeros stay zero; false: they train too (dense recovery)
+  std::int64_t teacher_batch = 0;  // 0: timed (see DistillOptions)
 };
 
 // The distillation settings these options give (loss, hints, loop); `seed` and `progress` come

@@ -16,6 +16,9 @@
 //   joulecut::int8_adaptive_avg_pool2d(Tensor q, int[] output_size) -> Tensor
 //   joulecut::int8_add(Tensor a, float a_scale, int a_zero_point, Tensor b, float b_scale,
 //                      int b_zero_point, float scale, int zero_point, bool relu) -> Tensor
+//   joulecut::int8_scale_channels(Tensor q, float q_scale, int q_zero_point, Tensor scale,
+//                      float out_scale, int out_zero_point) -> Tensor   (squeeze-and-excitation:
+//                      q's channels times a float [N, C, 1, 1] scale, requantized)
 // Int8Layer pickles its int8 weights, scales, bias and geometry, so a quantized TorchScript file
 // saves and loads (C++: link libjoulecut_ops; Python: torch.ops.load_library first).
 #include <ATen/core/Tensor.h>

@@ -221,6 +221,7 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
     double best = 1e30;
     std::string tried;
     for (const std::int64_t b : {16, 32, 64, 128, 256, 512}) {
+      if (options.teacher_batch > 0) break;  // given: not timed
       if (b > train.size()) break;
       batch = b;
       const std::vector<c10::IValue> sample = train.inputs(0, b);
@@ -240,7 +241,8 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
         best_batch = b;
       }
     }
-    if (batch == 1) best_batch = train.size();  // fewer images than the smallest batch tried
+    if (options.teacher_batch > 0) best_batch = options.teacher_batch;
+    else if (batch == 1) best_batch = train.size();  // fewer images than the smallest batch tried
     std::vector<at::Tensor> parts;
     ProgressBar bar("teacher logits", train.size(), options.loop.progress);
     for (std::int64_t start = 0; start < train.size(); start += best_batch) {
@@ -255,7 +257,7 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
                   "teacher logits: %lld images in %.1f s, the teacher %s at batch %lld (per image, by batch: %s)",
                   (long long)train.size(),
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), how.c_str(),
-                  (long long)best_batch, tried.empty() ? "not timed" : tried.c_str());
+                  (long long)best_batch, tried.empty() ? "as given, not timed" : tried.c_str());
     teacher_note = note;
   }
 
@@ -319,7 +321,10 @@ const OptionTable<DistillPassOptions>& DistillPass::options_table() {
        option("schedule", "cosine (per step, to 0) or step", &O::schedule),
        option("step-epochs", "schedule=step: epochs between decays", &O::step_epochs),
        option("gamma", "schedule=step: decay factor", &O::gamma),
-       option("keep-zeros", "a pruned student's zeros stay zero", &O::keep_zeros)});
+       option("keep-zeros", "a pruned student's zeros stay zero", &O::keep_zeros),
+       option("teacher-batch", "batch of the teacher's logits (0: the fastest per image, timed; give one for "
+                               "bit-identical reruns)",
+              &O::teacher_batch)});
   return table;
 }
 
@@ -327,6 +332,7 @@ DistillPassOptions DistillPass::parse(const PassOptionMap& map) {
   const DistillPassOptions o = options_table().parse(map);
   if (o.epochs < 1) throw UserError("distill: epochs must be >= 1");
   if (o.batch < 1) throw UserError("distill: batch must be >= 1");
+  if (o.teacher_batch < 0) throw UserError("distill: teacher-batch must be >= 0 (0: timed)");
   check_loss_options({o.temperature, o.alpha});
   if (o.optimizer != "sgd" && o.optimizer != "adam") throw UserError("distill: optimizer '" + o.optimizer + "': choose sgd or adam");
   parse_hints(o.hints);
@@ -341,6 +347,7 @@ DistillOptions distill_options(const DistillPassOptions& o, std::uint64_t seed, 
   options.hints = parse_hints(o.hints);
   options.hint_weight = o.hint_weight;
   options.keep_zeros = o.keep_zeros;
+  options.teacher_batch = o.teacher_batch;
   options.loop.epochs = o.epochs;
   options.loop.batch = o.batch;
   options.loop.learning_rate = o.lr;

@@ -19,6 +19,7 @@
 
 #include "joulecut/error.h"
 #include "joulecut/prune.h"
+#include "analysis/attention.h"
 #include "prune/channel_graph.h"
 #include "prune/common.h"
 
@@ -162,8 +163,13 @@ PassResult ChannelPrunePass::run(const torch::jit::Module& input, PassContext& c
   if (kept.empty()) {
     std::sort(blockers.begin(), blockers.end());
     blockers.erase(std::unique(blockers.begin(), blockers.end()), blockers.end());
-    throw UserError("prune-channel: no channel group can be pruned" +
-                    (blockers.empty() ? std::string(" (include/exclude left none)") : ": blocked by " + join(blockers, "; ")));
+    std::string why;
+    if (!blockers.empty()) why = ": blocked by " + join(blockers, "; ");
+    else if (report.layers.empty()) why = ": no layer's output channels reach another layer the pass can follow";
+    else why = " (include/exclude left none)";
+    // Attention mixes features across heads: channel groups do not describe it, prune-heads does.
+    if (attention::has_attention(input)) why += "; for transformers, prune attention heads and MLP neurons with --method heads";
+    throw UserError("prune-channel: no channel group can be pruned" + why);
   }
 
   // Keep-masks per (parameter, dimension), so a parameter sliced by several groups (a

@@ -200,6 +200,16 @@ int specialize_constant_attributes(const std::shared_ptr<torch::jit::Graph>& gra
   }
   // Also folds branches on constants that inlining exposed, e.g. F.hardswish's `if inplace:`.
   torch::jit::ConstantPropagationImmutableTypes(const_cast<std::shared_ptr<torch::jit::Graph>&>(graph));
+  // Dropout with training a constant false is the identity: gone, it keeps no op between layers.
+  if (training_constant)
+    for (torch::jit::Node* n : all_nodes(graph->block())) {
+      const std::string kind = n->kind().toQualString();
+      if (kind != "aten::dropout" && kind != "aten::dropout_" && kind != "aten::feature_dropout" &&
+          kind != "aten::feature_dropout_")
+        continue;
+      const auto train = torch::jit::toIValue(n->input(2));
+      if (train && train->isBool() && !train->toBool()) n->output()->replaceAllUsesWith(n->input(0));
+    }
   torch::jit::EliminateDeadCode(graph);
   return replaced;
 }

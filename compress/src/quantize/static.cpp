@@ -57,7 +57,7 @@ struct Int8Value {
 struct Built {
   torch::jit::Module module;
   std::vector<LayerChange> layers;
-  int int8_layers = 0, quantize_ops = 0, dequantize_ops = 0, fused = 0, fused_adds = 0;
+  int int8_layers = 0, quantize_ops = 0, dequantize_ops = 0, fused = 0, fused_adds = 0, scaled = 0;
 };
 
 class Rewriter {
@@ -91,6 +91,12 @@ class Rewriter {
     const auto unreached = unreached_layers(module_, names);
     std::set<Node*> consumed;  // activations fused into an int8 op
     Built built;
+    // Found before any rewrite: the gate's op is consumed into its layer as the graph changes.
+    std::map<Node*, int> channel_scales;
+    if (onednn_)
+      for (Node* n : graph_->nodes())
+        if (const auto scale = channel_scale_input(n)) channel_scales[n] = *scale;
+    channel_scales_ = channel_scales;
     const std::vector<Node*> nodes(graph_->nodes().begin(), graph_->nodes().end());
     for (Node* n : nodes) {
       if (consumed.count(n)) continue;
@@ -106,6 +112,8 @@ class Rewriter {
         built.layers.push_back(change);
       } else if (is_tensor_add(n)) {
         quantize_add(n, consumed, built);
+      } else if (channel_scales.count(n)) {
+        quantize_channel_scale(n, channel_scales[n], built);
       } else if (n->kind() == c10::aten::max_pool2d || n->kind() == c10::aten::adaptive_avg_pool2d ||
                  n->kind() == c10::aten::flatten || is_relu(n)) {
         pass_through(n);
@@ -115,6 +123,15 @@ class Rewriter {
     for (const auto& l : layers)
       if (l.node->owningBlock() != graph_->block()) built.layers.push_back({l.name, "bits", 32, 32, "fp32: " + l.why_fp32});
     for (const auto& [layer, why] : unreached) built.layers.push_back({layer, "bits", 32, 32, "fp32: " + why});
+    // Shape queries read the uint8 tensor, which has the same shape: a dequantize kept only for
+    // them (scripted F.adaptive_avg_pool2d asks its input's size) then goes.
+    for (Node* n : graph_->nodes()) {
+      if (n->kind() != kOurDequantize && n->kind() != c10::aten::dequantize) continue;
+      const auto uses = n->output()->uses();
+      for (const auto& use : uses)
+        if (use.user->kind() == c10::aten::size || use.user->kind() == c10::aten::dim)
+          use.user->replaceInput(use.offset, n->input(0));
+    }
     torch::jit::EliminateDeadCode(graph_);
     for (Node* n : graph_->nodes()) {
       if (n->kind() == kOurQuantize || n->kind() == c10::aten::quantize_per_tensor) ++built.quantize_ops;
@@ -168,6 +185,9 @@ class Rewriter {
   bool read_by_int8_op(Value* v) const {
     for (const auto& use : v->uses()) {
       const Node* n = use.user;
+      // A channel scaling reads its x int8; its gate stays float.
+      const auto scale = channel_scales_.find(const_cast<Node*>(n));
+      if (scale != channel_scales_.end() && int(use.offset) != scale->second) return true;
       if (n->kind() == c10::aten::conv2d || n->kind() == c10::aten::_convolution || n->kind() == c10::aten::linear ||
           is_tensor_add(const_cast<Node*>(n)) ||
           n->kind() == c10::aten::max_pool2d || n->kind() == c10::aten::adaptive_avg_pool2d ||
@@ -354,6 +374,21 @@ class Rewriter {
     }
   }
 
+  // Squeeze-and-excitation's `scale * x` with x already int8: one pass on uint8 scales each
+  // channel by the float gate and requantizes, where fp32 would dequantize x and quantize again.
+  void quantize_channel_scale(Node* n, int scale_input, Built& built) {
+    Value* x = n->input(1 - scale_input);
+    const auto out_range = range_of(n->output());
+    if (!int8_.count(x) || !out_range) return;
+    const Int8Value in = int8_[x];
+    WithInsertPoint guard(n);
+    Value* out = graph_->insert(kOurScaleChannels, {in.value, double(in.range.scale), std::int64_t(in.range.zero_point),
+                                                    n->input(scale_input), double(out_range->scale),
+                                                    std::int64_t(out_range->zero_point)});
+    publish(n->output(), out, *out_range);
+    ++built.scaled;
+  }
+
   // Ops that keep an int8 tensor's scale and zero point: they run on the int8 value directly.
   void pass_through(Node* n) {
     if (!int8_.count(n->input(0))) return;
@@ -390,6 +425,7 @@ class Rewriter {
   std::map<Value*, QuantRange> ranges_;
   std::map<std::string, at::Tensor> tensors_;
   std::map<Value*, Int8Value> int8_;
+  std::map<Node*, int> channel_scales_;
   std::vector<std::string> emptied_;
   std::string weight_note_, fused_note_;
 };
@@ -810,6 +846,9 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
                   built.int8_layers, built.layers.size(), options_.backend.c_str(), built.fused, built.fused_adds,
                   built.quantize_ops, built.dequantize_ops);
   report.summary = summary;
+  if (built.scaled > 0)
+    report.notes.push_back("squeeze-and-excitation: " + std::to_string(built.scaled) +
+                           " channel scaling(s) run on uint8 (joulecut::int8_scale_channels)");
   report.notes.push_back("calibration: " + options_.observer + " observer on the first " +
                          std::to_string(std::min<std::int64_t>(options_.samples, train.size())) + " training images");
 #ifdef JOULECUT_HAVE_ONEDNN

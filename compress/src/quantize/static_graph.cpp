@@ -79,6 +79,21 @@ bool is_tensor_add(Node* n) {
 }
 
 
+std::optional<int> channel_scale_input(Node* n) {
+  if ((n->kind() != c10::aten::mul && n->kind() != c10::aten::mul_) || n->inputs().size() != 2) return std::nullopt;
+  if (!n->input(0)->type()->cast<c10::TensorType>() || !n->input(1)->type()->cast<c10::TensorType>()) return std::nullopt;
+  const auto gate = [](Value* v) {
+    const auto kind = v->node()->kind();
+    return kind == c10::aten::sigmoid || kind == c10::aten::sigmoid_ || kind == c10::aten::hardsigmoid ||
+           kind == c10::aten::hardsigmoid_;
+  };
+  // In place (`x.mul_(scale)`) only when nothing else reads x: then it is the same value.
+  if (n->kind() == c10::aten::mul_ && n->input(0)->uses().size() != 1) return std::nullopt;
+  if (gate(n->input(1)) && !gate(n->input(0))) return 1;
+  if (gate(n->input(0)) && !gate(n->input(1))) return 0;
+  return std::nullopt;
+}
+
 // Numbers the top-level values of a graph: its inputs, then each node's outputs in order.
 std::vector<Value*> numbered_values(Graph& graph) {
   std::vector<Value*> values(graph.inputs().begin(), graph.inputs().end());
@@ -188,6 +203,8 @@ std::set<std::size_t> values_to_observe(Graph& graph, const std::vector<Layer>& 
     add(l.node->input(0));
     add(l.output());
   }
+  for (Node* n : graph.nodes())
+    if (channel_scale_input(n)) add(n->output());
   for (Node* n : graph.nodes())
     if (is_tensor_add(n)) {
       add(n->input(0));

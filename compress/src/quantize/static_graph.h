@@ -37,6 +37,7 @@ inline const c10::Symbol kOurLinear = c10::Symbol::fromQualString("joulecut::int
 inline const c10::Symbol kOurMaxPool = c10::Symbol::fromQualString("joulecut::int8_max_pool2d");
 inline const c10::Symbol kOurAvgPool = c10::Symbol::fromQualString("joulecut::int8_adaptive_avg_pool2d");
 inline const c10::Symbol kOurAdd = c10::Symbol::fromQualString("joulecut::int8_add");
+inline const c10::Symbol kOurScaleChannels = c10::Symbol::fromQualString("joulecut::int8_scale_channels");
 inline const c10::Symbol kOurLinearDp4a = c10::Symbol::fromQualString("joulecut::int8_linear_dp4a");
 inline constexpr std::int64_t kQuint8 = 13;  // c10::ScalarType::QUInt8, as TorchScript passes dtypes
 
@@ -57,6 +58,9 @@ std::optional<Activation> fusable_activation(const Node* n, bool any);
 std::optional<std::vector<std::int64_t>> int_list(Value* v);
 // a + b with alpha 1 on two tensors (the residual add), in place or not.
 bool is_tensor_add(Node* n);
+// Squeeze-and-excitation's `scale * x`: a multiply of two tensors, one of them a sigmoid or
+// hardsigmoid (as an op, or fused into the layer before). Returns which input is the scale.
+std::optional<int> channel_scale_input(Node* n);
 
 // A Conv2d or Linear whose weight (and bias) the module holds.
 struct Layer {

@@ -35,6 +35,15 @@ void add_u8(const std::uint8_t* __restrict a, const std::uint8_t* __restrict b, 
   }
 }
 
+void scale_channels_u8(const std::uint8_t* __restrict in, std::uint8_t* __restrict out, std::int64_t rows,
+                       std::int64_t c, const float* __restrict k, float in_zero, float out_zero) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::uint8_t* __restrict x = in + r * c;
+    std::uint8_t* __restrict y = out + r * c;
+    for (std::int64_t i = 0; i < c; ++i) y[i] = saturate(k[i] * (float(x[i]) - in_zero) + out_zero);
+  }
+}
+
 void max_pool_u8_nhwc(const std::uint8_t* __restrict in, std::uint8_t* __restrict out, const MaxPoolShape& s,
                       std::int64_t first_image, std::int64_t end_image) {
   // Vertical max first, over whole rows (long contiguous loops that vectorize), then the

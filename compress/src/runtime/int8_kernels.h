@@ -13,6 +13,11 @@ void dequantize_u8(const std::uint8_t* in, float* out, std::int64_t n, float sca
 void add_u8(const std::uint8_t* a, const std::uint8_t* b, std::uint8_t* out, std::int64_t n, float ka, float kb,
             float offset, float low);
 
+// Per-channel scaling of channels-last rows (squeeze-and-excitation's `scale * x`): for each
+// of `rows` rows of `c` channels, out = clamp(round_half_even(k[ch] * (in - in_zero) + out_zero), 0, 255).
+void scale_channels_u8(const std::uint8_t* in, std::uint8_t* out, std::int64_t rows, std::int64_t c, const float* k,
+                       float in_zero, float out_zero);
+
 // Max pooling of a channels-last uint8 tensor [n, h, w, c] into [n, oh, ow, c]; padded positions
 // are skipped. oneDNN's int8 pooling vectorizes over channels only and crawls when there are
 // few (LeNet-5: 6 channels, 300 us for what this does in a fraction of that).

@@ -530,6 +530,35 @@ at::Tensor int8_add(const at::Tensor& a, double a_scale, std::int64_t a_zero_poi
   return out;
 }
 
+// Squeeze-and-excitation's `scale * x` on a uint8 channels-last x: each image's channels scaled
+// by its float [N, C, 1, 1] scale, requantized to the output's scale and zero point in one pass.
+at::Tensor int8_scale_channels(const at::Tensor& input, double input_scale, std::int64_t input_zero_point,
+                               const at::Tensor& scale, double output_scale, std::int64_t output_zero_point) {
+  TORCH_CHECK(input.device().is_cpu() && input.scalar_type() == at::kByte && input.dim() == 4,
+              "joulecut::int8_scale_channels takes a 4-D uint8 CPU tensor, got ", input.scalar_type(), " ", input.sizes());
+  const std::int64_t n = input.size(0), c = input.size(1), hw = input.size(2) * input.size(3);
+  TORCH_CHECK(scale.numel() == n * c && (scale.dim() == 4 || scale.dim() == 2) && scale.size(0) == n && scale.size(1) == c,
+              "joulecut::int8_scale_channels: the scale must be [N, C, 1, 1] for input ", input.sizes(), ", got ",
+              scale.sizes());
+  TORCH_CHECK(output_scale > 0, "joulecut::int8_scale_channels: output scale must be positive");
+  const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor k = (scale.reshape({n, c}).to(at::kFloat) * float(input_scale / output_scale)).contiguous();
+  at::Tensor y = at::empty(x.sizes(), x.options(), at::MemoryFormat::ChannelsLast);
+  const std::uint8_t* in = x.data_ptr<std::uint8_t>();
+  std::uint8_t* out = y.data_ptr<std::uint8_t>();
+  const float* factors = k.data_ptr<float>();
+  at::parallel_for(0, n * hw, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(c, 1)),
+                   [&](std::int64_t begin, std::int64_t end) {
+                     for (std::int64_t row = begin; row < end;) {
+                       const std::int64_t image = row / hw, stop = std::min(end, (image + 1) * hw);
+                       kernels::scale_channels_u8(in + row * c, out + row * c, stop - row, c, factors + image * c,
+                                                  float(input_zero_point), float(output_zero_point));
+                       row = stop;
+                     }
+                   });
+  return y;
+}
+
 }  // namespace
 }  // namespace joulecut
 
@@ -545,6 +574,9 @@ TORCH_LIBRARY_FRAGMENT(joulecut, m) {
   m.def("int8_linear(Tensor q, __torch__.torch.classes.joulecut.Int8Layer layer) -> Tensor", &joulecut::int8_linear);
   m.def("int8_max_pool2d(Tensor q, int[] kernel, int[] stride, int[] padding) -> Tensor", &joulecut::int8_max_pool2d);
   m.def("int8_adaptive_avg_pool2d(Tensor q, int[] output_size) -> Tensor", &joulecut::int8_adaptive_avg_pool2d);
+  m.def("int8_scale_channels(Tensor q, float q_scale, int q_zero_point, Tensor scale, float out_scale, "
+        "int out_zero_point) -> Tensor",
+        &joulecut::int8_scale_channels);
   m.def("int8_add(Tensor a, float a_scale, int a_zero_point, Tensor b, float b_scale, int b_zero_point, float scale, "
         "int zero_point, bool relu) -> Tensor",
         &joulecut::int8_add);
