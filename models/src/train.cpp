@@ -27,7 +27,7 @@ TrainOptions with_defaults(TrainOptions options) {
       {"lenet5", {15, 0.05, 5e-4}},
       {"resnet8", {12, 0.1, 5e-4}},
       {"mobilenet", {10, 0.1, 1e-4}},
-      {"mobilenetv2", {5, 0.1, 4e-5}},  // about 6 min per epoch on 2 cores
+      {"mobilenetv2", {8, 0.1, 4e-5}},
       {"vit", {12, 1e-3, 1e-4, "adam"}},  // transformers train poorly with SGD
       {"lenet5-half", {15, 0.05, 5e-4}},
       {"resnet8-thin", {12, 0.1, 5e-4}},

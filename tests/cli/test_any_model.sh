@@ -187,6 +187,21 @@ expect_ok "prune: the token transformer, 50% magnitude" "wrote text-sparse\\.pt"
   prune text-classifier.pt -o text-sparse.pt --method magnitude --sparsity 0.5 --data tokens.npz --no-measure --no-progress
 expect_ok "distill: the token transformer teaches its sparse copy" "wrote text-kd\\.pt" \
   distill --teacher text-classifier.pt --student text-sparse.pt -o text-kd.pt --epochs 1 --data tokens.npz --train-data tokens.npz --no-measure --no-progress
+expect_ok "quantize: the token transformer, every Linear int8 (attention projections included)" \
+  "quantize-static<.*>: 9 of 9 Conv2d/Linear layer\(s\) int8" \
+  quantize text-classifier.pt -o text-int8.pt --data tokens.npz --train-data tokens.npz --samples 50 --no-measure --no-progress
+expect_ok "prune: the token transformer, half of its heads and MLP neurons" \
+  "prune-heads<neuron-ratio=0\.5>: 4 of 8 attention heads kept in 2 attention\(s\), 128 of 256 MLP neurons" \
+  prune text-classifier.pt -o text-heads.pt --method heads --ratio 0.5 --neuron-ratio 0.5 --no-measure --no-progress
+"$python" -c "
+import torch
+m = torch.jit.load('text-heads.pt')
+y = m(torch.randint(0, 1000, (2, 64)))
+assert tuple(y.shape) == (2, 4), y.shape
+" && report "prune: the head-pruned transformer runs in Python PyTorch" ok \
+  || report "prune: the head-pruned transformer runs in Python PyTorch" fail "see above"
+expect_error "prune: a head ratio that leaves no head is refused" "leaves encoder\.layers\.0\.self_attn with no head \(it has 4\)" \
+  prune text-classifier.pt -o t.pt --method heads --ratio 0.9 --no-measure --no-progress
 expect_ok "run: prune, fold, quantize ResNet-18 on the image folder, each stage measured" "3 quantize-static<samples=10>" \
   run resnet18-cifar-scripted.pt -o r18-stages --passes "prune-channel<ratio=0.5>,fold-batchnorm,quantize-static<samples=10>" --data img "${norm[@]}" "${quick[@]}"
 expect_ok "distill: without labels, from the teacher alone (alpha 1)" "wrote enc-kd\\.pt .*no labels, no accuracy" \
