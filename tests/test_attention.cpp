@@ -261,3 +261,35 @@ TEST_CASE("distillation between transformers: logits and hidden-state hints on t
   o.hints = {parse_hint(block + "mlp.3:encoder.layers.encoder_layer_0.mlp.3")};
   CHECK_THROWS_WITH(distill(teacher, short_student, train, nullptr, o), Contains("sequence has 17 positions and the student's 5"));
 }
+
+TEST_CASE("unstructured and N:M pruning with the sparse runtime on transformer Linear layers", "[prune][heads]") {
+  at::manual_seed(25);
+  torch::jit::Module model = load("python-scripted-encoder-post.pt");
+  PassContext context;
+  context.progress = false;
+  const auto inputs = inputs_for("python-scripted-encoder-post.pt", 3);  // [3, 16] tokens: Linear inputs [3, 16, 32]
+  for (const bool nm : {false, true}) {
+    INFO((nm ? "2:4" : "90% magnitude"));
+    MagnitudePruneOptions magnitude;
+    magnitude.sparsity = 0.9;
+    magnitude.layers.include_first_last = true;
+    NMPruneOptions two_of_four;
+    two_of_four.layers.include_first_last = true;
+    const PassResult pruned =
+        nm ? NMPrunePass(two_of_four).run(model, context) : MagnitudePrunePass(magnitude).run(model, context);
+    INFO(pruned.report.summary);
+    // Every Linear of the attention and the MLP was reached, in_proj included.
+    bool in_proj = false;
+    for (const auto& l : pruned.report.layers) in_proj = in_proj || l.layer.find("self_attn") != std::string::npos;
+    CHECK(in_proj);
+    SparseLoweringOptions lowering;
+    lowering.min_sparsity = 0.4;
+    lowering.min_speedup = 1e-9;  // lower every sparse layer, whatever the clock says: this checks the results
+    const PassResult lowered = LowerSparsePass(lowering).run(pruned.module, context);
+    INFO(lowered.report.summary);
+    CHECK_THAT(lowered.report.summary, Contains("9 of 9 Linear layer(s) run on joulecut::sparse_linear"));
+    torch::jit::Module dense = pruned.module, sparse = lowered.module;
+    at::NoGradGuard no_grad;
+    CHECK(at::allclose(first_output(sparse.forward(inputs)), first_output(dense.forward(inputs)), 1e-4, 1e-5));
+  }
+}

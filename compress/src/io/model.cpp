@@ -1,4 +1,5 @@
 #include "joulecut/model.h"
+#include "quantize/engine.h"
 
 #include <nlohmann/json.hpp>
 
@@ -72,6 +73,18 @@ LoadedModel load_model(const std::string& path) {
   loaded.file_bytes = file_size_bytes(path);
   torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
   try {
+    // Quantized layers repack their weights at load, for the engine set then: the same engine
+    // the torch backend quantizes for (FBGEMM on x86), so files from PyTorch's torch.ao load as
+    // they run there (oneDNN's packing refuses some shapes, e.g. a one-channel first conv).
+    static const bool engine_chosen = [] {
+      try {
+        quantize_detail::choose_engine("load");
+      } catch (const UserError&) {
+        // No quantized engine: quantized files fail at load and say so.
+      }
+      return true;
+    }();
+    (void)engine_chosen;
     loaded.module = torch::jit::load(path, c10::Device(c10::kCPU), extra);
   } catch (const c10::Error& e) {
     const std::string why = first_line(compat::what_without_backtrace(e));
