@@ -66,6 +66,13 @@ bool int8_activation_supported(const std::string& activation);
 // The largest |w - dequantized int8 w| of a layer object made by make_int8_layer.
 double int8_weight_error(const c10::IValue& layer);
 
+// A conv2d Int8Layer's stride, padding, dilation and groups (empty lists for a linear one).
+struct Int8Geometry {
+  std::vector<std::int64_t> stride, padding, dilation;
+  std::int64_t groups = 1;
+};
+Int8Geometry int8_layer_geometry(const c10::IValue& layer);
+
 // The int8 weight and the bias (undefined when the layer has none) of an Int8Layer object.
 std::pair<at::Tensor, at::Tensor> int8_layer_tensors(const c10::IValue& layer);
 

@@ -90,7 +90,35 @@ struct Recording : at::ObserverContext {
   OpKind kind = OpKind::none;
   at::Tensor weight;
   at::Tensor bias;
+  // A packed convolution's geometry: its output shape follows from the input's. (The recorded
+  // outputs of custom-class ops called by the interpreter are not reliably theirs.)
+  std::vector<std::int64_t> stride, padding, dilation;
+  bool geometry = false;
 };
+
+// The packed convolution's stride, padding and dilation, when `v` is one.
+bool packed_conv_geometry(const c10::IValue& v, Recording& rec) {
+  if (!v.isCustomClass()) return false;
+  const std::string type = v.type()->str();
+  if (type.find("Conv2dPackedParamsBase") != std::string::npos) {
+    const auto packed = v.toCustomClass<ConvPackedParamsBase<2>>();
+    const auto to_vector = [](const torch::List<std::int64_t>& l) { return std::vector<std::int64_t>(l.begin(), l.end()); };
+    rec.stride = to_vector(packed->stride());
+    rec.padding = to_vector(packed->padding());
+    rec.dilation = to_vector(packed->dilation());
+    rec.geometry = true;
+#ifdef JOULECUT_HAVE_ONEDNN
+  } else if (type.find("joulecut.Int8Layer") != std::string::npos) {
+    const Int8Geometry g = int8_layer_geometry(v);
+    if (g.stride.size() != 2) return false;
+    rec.stride = g.stride;
+    rec.padding = g.padding;
+    rec.dilation = g.dilation;
+    rec.geometry = true;
+#endif
+  }
+  return rec.geometry;
+}
 
 // State of one analysis; only the thread running the model touches it.
 struct Recorder {
@@ -122,6 +150,7 @@ std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction& fn) {
       if (!inputs[i - 1].isTensor() || !unpack_layer(inputs[i], rec->weight, rec->bias)) continue;
       rec->layer.input_shape = shape_of(inputs[i - 1]);
       rec->layer.activation_bytes += inputs[i - 1].toTensor().nbytes();
+      if (kind == OpKind::quantized_conv) packed_conv_geometry(inputs[i], *rec);
       const auto name = active->packed.find(inputs[i].internalToPointer());
       if (name != active->packed.end()) rec->name = name->second;
       break;
@@ -146,10 +175,21 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
   const at::Tensor out = outputs[0].toTensor();
   const at::Tensor& w = rec->weight;
   layer.output_shape = shape_of(outputs[0]);
+  const auto& in = layer.input_shape;
+  if (rec->geometry && in.size() == 4 && w.dim() == 4 && rec->stride.size() == 2 && rec->padding.size() == 2 &&
+      rec->dilation.size() == 2) {
+    std::vector<std::int64_t> shape{in[0], w.size(0), 0, 0};
+    for (int d = 0; d < 2; ++d)
+      shape[std::size_t(2 + d)] =
+          (in[std::size_t(2 + d)] + 2 * rec->padding[std::size_t(d)] - rec->dilation[std::size_t(d)] * (w.size(2 + d) - 1) - 1) /
+              rec->stride[std::size_t(d)] + 1;
+    layer.output_shape = shape;
+  }
   layer.weight_shape = {w.sizes().begin(), w.sizes().end()};
   layer.activation_bytes += out.nbytes();
   layer.dtype = std::string(c10::toString(w.scalar_type()));
-  const std::int64_t out_elems = out.numel();
+  const std::int64_t out_elems = rec->geometry && !layer.output_shape.empty() ? c10::multiply_integers(layer.output_shape)
+                                                                             : out.numel();
   switch (rec->kind) {
     case OpKind::conv:  // weight [Cout, Cin/groups, k...]: each output element sums Cin/groups*k...
     case OpKind::quantized_conv:

@@ -33,12 +33,17 @@ bool matches_any(const std::string& name, const std::string& patterns) {
 
 std::vector<PrunableLayer> prunable_layers(const torch::jit::Module& module, const std::string& pass) {
   std::vector<PrunableLayer> all;
+  const auto ends_with = [](const std::string& name, const std::string& suffix) {
+    return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
   for (const auto& p : module.named_parameters(/*recurse=*/true)) {
-    const std::string suffix = ".weight";
-    if (p.value.dim() < 2 || p.name.size() <= suffix.size() ||
-        p.name.compare(p.name.size() - suffix.size(), suffix.size(), suffix) != 0)
-      continue;
-    all.push_back({p.name.substr(0, p.name.size() - suffix.size()), p.value});
+    if (p.value.dim() < 2) continue;
+    if (ends_with(p.name, ".weight")) {
+      all.push_back({p.name.substr(0, p.name.size() - 7), p.value});
+    } else if (ends_with(p.name, ".in_proj_weight")) {
+      // nn.MultiheadAttention's packed Q, K, V projection: a Linear layer in all but name.
+      all.push_back({p.name.substr(0, p.name.size() - 15) + ".in_proj", p.value});
+    }
   }
   if (all.empty())
     throw UserError(pass + ": the model has no prunable layer (no Linear or Conv weights; a frozen model "

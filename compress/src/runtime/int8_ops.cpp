@@ -371,6 +371,12 @@ double int8_weight_error(const c10::IValue& value) {
   return 0.5 * layer->weight_scales.max().item<double>();  // round to nearest: at most half a step per weight
 }
 
+Int8Geometry int8_layer_geometry(const c10::IValue& value) {
+  const auto layer = value.toCustomClass<Int8Layer>();
+  if (layer->kind != "conv2d") return {};
+  return {layer->stride, layer->padding, layer->dilation, layer->groups};
+}
+
 std::pair<at::Tensor, at::Tensor> int8_layer_tensors(const c10::IValue& value) {
   const auto layer = value.toCustomClass<Int8Layer>();
   return {layer->weight, layer->bias.numel() ? layer->bias : at::Tensor()};
