@@ -146,6 +146,9 @@ TEST_CASE("quantize-static: every Linear of a transformer int8, attention projec
     const std::size_t layers = f.linears + (f.file.find("vit") != std::string::npos ? 1 : 0);  // ViT's patch conv
     const std::string all = std::to_string(layers);
     CHECK_THAT(result.report.summary, Contains(all + " of " + all + " Conv2d/Linear layer(s) int8"));
+    bool says_fp32 = false;
+    for (const auto& n : result.report.notes) says_fp32 = says_fp32 || n.find("LayerNorm, softmax") != std::string::npos;
+    CHECK(says_fp32);
     const auto inputs = inputs_for(f.file, 16);
     at::NoGradGuard no_grad;
     const at::Tensor expected = first_output(model.forward(inputs));
@@ -176,7 +179,7 @@ TEST_CASE("prune-heads: whole heads and MLP neurons out, the file runs in the ne
       HeadPruneOptions options;
       options.ratio = 0.5;
       options.neuron_ratio = 0.5;
-      options.criterion = criterion;
+      options.importance = criterion;
       options.samples = 64;
       const auto result = HeadPrunePass(options).run(model, context);
       INFO(result.report.summary);
@@ -219,13 +222,13 @@ TEST_CASE("prune-heads: keeping every head is exact, and bad ratios are refused"
   options.ratio = 0;
   CHECK_THROWS_WITH(HeadPrunePass(options), Contains("nothing to prune"));
   options.ratio = 0.5;
-  options.criterion = "activation";
+  options.importance = "activation";
   CHECK_THROWS_WITH(HeadPrunePass(options).run(model, context), Contains("needs training data"));
   // Channel pruning points a transformer to head pruning.
   CHECK_THROWS_WITH(ChannelPrunePass().run(model, context), Contains("use --method heads") || Contains("with --method heads"));
   // A CNN has no attention.
   torch::jit::Module cnn = torch::jit::load(std::string(JOULECUT_FIXTURES) + "/python-scripted-cnn.pt");
-  options.criterion = "l2";
+  options.importance = "l2";
   CHECK_THROWS_WITH(HeadPrunePass(options).run(cnn, context), Contains("no nn.MultiheadAttention"));
 }
 

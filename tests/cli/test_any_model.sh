@@ -118,7 +118,7 @@ expect_ok "eval: images from .npy, labels from another .npy" "^accuracy .*of 100
   eval resnet18-cifar-scripted.pt --data images.npy --labels labels.npy
 expect_ok "eval: a CIFAR-10 batch file" "^data +cifar/test_batch\.bin test \(100 images\)" eval resnet18-cifar-scripted.pt --data cifar/test_batch.bin
 expect_ok "quantize: ResNet-18 calibrated on a CIFAR-10 directory (train split)" "quantize-static<samples=100>: 21 of 21 Conv2d/Linear" \
-  quantize resnet18-cifar-scripted.pt --data cifar -o r18-int8.pt --samples 100 --no-measure --no-progress
+  quantize resnet18-cifar-scripted.pt --data cifar -o r18-int8.pt --samples 100 --per-layer all --no-measure --no-progress
 expect_ok "prune: a two-input encoder on unlabelled data" "wrote enc-5\\.pt" \
   prune two-input-encoder.pt --data pair-nolabels.npz --method magnitude --sparsity 0.05 -o enc-5.pt --no-measure --no-progress
 expect_ok "compare: unlabelled data gives fidelity, label-free" "^enc-5 +agreement [0-9.]+% .*cosine 0\\.9[0-9]+" \
@@ -161,7 +161,7 @@ expect_ok "eval: the same folder streamed (--cache-mb 0) gives the same accuracy
   eval resnet18-cifar-scripted.pt --data img "${norm[@]}" --cache-mb 0 --batch 3
 [ "$(grep -E '^accuracy' out)" = "$held" ] && report "eval: streamed equals held" ok || report "eval: streamed equals held" fail "$(grep -E '^accuracy' out) vs $held"
 expect_ok "quantize: MobileNetV2 (traced), every layer int8" "quantize-static<samples=16>: 53 of 53 Conv2d/Linear" \
-  quantize mobilenet_v2-traced.pt -o mb-int8.pt --data noise224.npy --train-data noise224.npy --samples 16 --no-measure --no-progress
+  quantize mobilenet_v2-traced.pt -o mb-int8.pt --data noise224.npy --train-data noise224.npy --samples 16 --per-layer all --no-measure --no-progress
 expect_ok "prune: MobileNetV2 (traced), 50% of channels" "prune-channel: [0-9]+ of 9138 channels kept" \
   prune mobilenet_v2-traced.pt -o mb-half.pt --method channel --ratio 0.5 --input-shape 3,224,224 --no-measure --no-progress
 expect_ok "measure: MobileNetV2 (traced) on synthetic 3x224x224 input" "^mobilenet_v2-traced +1 " \
@@ -171,9 +171,9 @@ expect_ok "distill: MobileNetV2 teaches its pruned copy without labels (alpha 1)
 expect_ok "run: MobileNetV2 pruned on synthetic input, each stage measured (accuracy n/a)" "^1 prune-channel +n/a \\(no data\\)" \
   run mobilenet_v2-traced.pt --passes "prune-channel<ratio=0.5>" --input-shape 3,224,224 -o mb-run "${quick[@]}"
 expect_ok "quantize: the two-input encoder, calibrated on an .npz of both inputs" "quantize-static<samples=50>: 10 of 10" \
-  quantize two-input-encoder.pt -o enc-int8.pt --data pair.npz --train-data pair.npz --model-output 0 --samples 50 --no-measure --no-progress
+  quantize two-input-encoder.pt -o enc-int8.pt --data pair.npz --train-data pair.npz --model-output 0 --samples 50 --per-layer all --no-measure --no-progress
 expect_ok "quantize: calibrated on an image folder's train split" "quantize-static<samples=10>: 21 of 21" \
-  quantize resnet18-cifar-scripted.pt --data img "${norm[@]}" -o r18-img.pt --samples 10 --no-measure --no-progress
+  quantize resnet18-cifar-scripted.pt --data img "${norm[@]}" -o r18-img.pt --samples 10 --per-layer all --no-measure --no-progress
 expect_ok "distill: ResNet-18 teaches its channel-pruned copy on the image folder" "wrote r18-kd\\.pt" \
   distill --teacher resnet18-cifar-scripted.pt --student r18-half.pt -o r18-kd.pt --epochs 1 --batch 4 --data img "${norm[@]}" --no-measure --no-progress
 expect_ok "distill: the same on the folder streamed (--cache-mb 0): random batches decoded on demand" "wrote r18-kd-streamed\\.pt" \
@@ -189,7 +189,7 @@ expect_ok "distill: the token transformer teaches its sparse copy" "wrote text-k
   distill --teacher text-classifier.pt --student text-sparse.pt -o text-kd.pt --epochs 1 --data tokens.npz --train-data tokens.npz --no-measure --no-progress
 expect_ok "quantize: the token transformer, every Linear int8 (attention projections included)" \
   "quantize-static<.*>: 9 of 9 Conv2d/Linear layer\(s\) int8" \
-  quantize text-classifier.pt -o text-int8.pt --data tokens.npz --train-data tokens.npz --samples 50 --no-measure --no-progress
+  quantize text-classifier.pt -o text-int8.pt --data tokens.npz --train-data tokens.npz --samples 50 --per-layer all --no-measure --no-progress
 expect_ok "prune: the token transformer, half of its heads and MLP neurons" \
   "prune-heads<neuron-ratio=0\.5>: 4 of 8 attention heads kept in 2 attention\(s\), 128 of 256 MLP neurons" \
   prune text-classifier.pt -o text-heads.pt --method heads --ratio 0.5 --neuron-ratio 0.5 --no-measure --no-progress

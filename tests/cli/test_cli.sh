@@ -172,7 +172,7 @@ for split in ("train", "t10k"):
         f.write(struct.pack(">II", 0x801, 16) + bytes(i % 10 for i in range(16)))
 PY
 sha_before=$(sha256sum "$models/lenet5.pt")
-expect_ok "quantize: static int8 on the onednn backend by default" "^quantize-static<samples=200>: 5 of 5 Conv2d/Linear layer\(s\) int8 on the onednn backend" quantize "$models/lenet5.pt" -o "$tmp/l5-onednn.pt" "${static[@]}"
+expect_ok "quantize: static int8 on the onednn backend by default" "^quantize-static<samples=200,per-layer=auto>: [0-5] of 5 Conv2d/Linear layer\(s\) int8 on the onednn backend" quantize "$models/lenet5.pt" -o "$tmp/l5-onednn.pt" "${static[@]}"
 grep -Eq "^ +32 +8  conv1  conv2d \+ relu fused" "$tmp/out" && grep -Eq "^ +32 +8  fc3  linear" "$tmp/out" && grep -q "note: oneDNN kernels: " "$tmp/out" \
   && report "quantize: a row per int8 layer, kernels named" ok || report "quantize: a row per int8 layer, kernels named" fail "$(head -20 "$tmp/out")"
 expect_ok "quantize: static int8 on the torch backend" "^quantize-static<backend=torch,samples=200>: 5 of 5 Conv2d/Linear layer\(s\) int8 on the torch backend" quantize "$models/lenet5.pt" -o "$tmp/l5-torch.pt" --backend torch "${static[@]}"
@@ -384,7 +384,7 @@ expect_error "search: a recipe with nothing to search says so" "nothing.yaml: no
 expect_error "search: bad objective" "--minimize 'joules': choose energy, latency, size or macs" search "$tmp/sweep.yaml" --minimize joules -o "$tmp/s3"
 
 # ---- flags and help from the passes' option tables ---------------------------------------------
-expect_ok "prune --help: flags from the option tables, owners and defaults" "--ratio NUMBER +channel: fraction of each group's channels removed, in \[0, 1\) \(default: 0\.5\)" prune --help
+expect_ok "prune --help: flags from the option tables, owners and defaults" "--ratio NUMBER +channel, heads: fraction of each group's channels removed, in \[0, 1\) \(default: 0\.5\)" prune --help
 expect_ok "distill --help: the command's own default, the table's help" "--epochs INT +training epochs \(default: 10\)" distill --help
 grep -Eq -- "--weight-decay NUMBER +weight decay \(default: 0\.0005\)" "$tmp/out" && report "distill --help: weight decay from the table" ok \
   || report "distill --help: weight decay from the table" fail "$(grep -- --weight "$tmp/out")"

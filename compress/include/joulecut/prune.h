@@ -123,8 +123,8 @@ class LowerSparsePass final : public Pass {
 struct HeadPruneOptions {
   double ratio = 0.5;            // fraction of each attention's heads removed, in [0, 1)
   double neuron_ratio = 0;       // fraction of each MLP's hidden neurons removed, in [0, 1)
-  std::string criterion = "l2";  // l2 (weight norms) | activation (calibration samples)
-  std::int64_t samples = 256;    // with criterion=activation: the first N training samples
+  std::string importance = "l2";  // l2 (weight norms) | activation (calibration samples)
+  std::int64_t samples = 256;     // with importance=activation: the first N training samples
   int finetune_epochs = 0;
   double finetune_lr = 0.001;
 };
@@ -137,7 +137,7 @@ class HeadPrunePass final : public Pass {
   std::string name() const override { return "prune-heads"; }
   std::string options_text() const override;
   bool needs_training_data() const override {
-    return options_.finetune_epochs > 0 || options_.criterion == "activation";
+    return options_.finetune_epochs > 0 || options_.importance == "activation";
   }
   // Refuses a ratio that leaves an attention without heads or an MLP without neurons.
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;

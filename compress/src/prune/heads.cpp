@@ -49,7 +49,7 @@ struct FeatureGroup {
   std::optional<std::string> producer_bias;
   std::string consumer_weight;       // [out, features]
   std::int64_t units = 0, unit_size = 1;  // heads of head_dim, or neurons of 1
-  Value* consumer_input = nullptr;   // what criterion=activation observes
+  Value* consumer_input = nullptr;   // what importance=activation observes
 };
 
 struct Analysis {
@@ -254,8 +254,8 @@ HeadPrunePass::HeadPrunePass(HeadPruneOptions options) : options_(std::move(opti
     throw UserError("prune-heads: neuron-ratio=" + number_text(options_.neuron_ratio) + " must be in [0, 1)");
   if (options_.ratio == 0 && options_.neuron_ratio == 0)
     throw UserError("prune-heads: ratio and neuron-ratio are both 0: nothing to prune");
-  if (options_.criterion != "l2" && options_.criterion != "activation")
-    throw UserError("prune-heads: criterion='" + options_.criterion + "' must be l2 (weight norms) or activation");
+  if (options_.importance != "l2" && options_.importance != "activation")
+    throw UserError("prune-heads: importance='" + options_.importance + "' must be l2 (weight norms) or activation");
   if (options_.samples < 1) throw UserError("prune-heads: samples must be >= 1");
   check_finetune("prune-heads", options_.finetune_epochs);
 }
@@ -266,9 +266,9 @@ const OptionTable<HeadPruneOptions>& HeadPrunePass::options_table() {
       "prune-heads",
       rows<O>({{option("ratio", "fraction of each attention's heads removed, in [0, 1)", &O::ratio),
                 option("neuron-ratio", "fraction of each MLP block's hidden neurons removed, in [0, 1)", &O::neuron_ratio),
-                option("criterion", "l2 (weight norms) or activation (mean |activation| on training samples)",
-                       &O::criterion),
-                option("samples", "with criterion=activation: the first N training samples", &O::samples)},
+                option("importance", "l2 (weight norms) or activation (mean |activation| on training samples)",
+                       &O::importance),
+                option("samples", "with importance=activation: the first N training samples", &O::samples)},
                finetune_options<O>()}));
   return table;
 }
@@ -293,8 +293,8 @@ PassResult HeadPrunePass::run(const torch::jit::Module& input, PassContext& cont
     throw UserError("prune-heads: the model has no MLP block (Linear -> activation -> Linear) to prune neurons from");
 
   std::map<std::string, at::Tensor> activation_scores;
-  if (options_.criterion == "activation") {
-    if (!context.train) throw UserError("prune-heads: criterion=activation needs training data (--data)");
+  if (options_.importance == "activation") {
+    if (!context.train) throw UserError("prune-heads: importance=activation needs training data (--data)");
     activation_scores = activation_importance(module, analysis, *context.train, options_.samples, context.progress);
   }
 
@@ -324,7 +324,7 @@ PassResult HeadPrunePass::run(const torch::jit::Module& input, PassContext& cont
       continue;
     }
     const at::Tensor score =
-        options_.criterion == "activation" ? activation_scores.at(g.name) : weight_importance(g, tensors);
+        options_.importance == "activation" ? activation_scores.at(g.name) : weight_importance(g, tensors);
     const at::Tensor order = std::get<1>(score.sort(/*stable=*/true, 0, /*descending=*/true));
     at::Tensor chosen = std::get<0>(order.narrow(0, 0, kept).sort());
     std::vector<std::int64_t> units(chosen.data_ptr<std::int64_t>(), chosen.data_ptr<std::int64_t>() + kept);
@@ -359,7 +359,7 @@ PassResult HeadPrunePass::run(const torch::jit::Module& input, PassContext& cont
                 100.0 * double(parameters_after) / double(parameters_before));
   report.summary = summary;
   for (const auto& s : analysis.skipped) report.notes.push_back("MLP left whole: " + s);
-  report.notes.push_back("importance: " + std::string(options_.criterion == "l2"
+  report.notes.push_back("importance: " + std::string(options_.importance == "l2"
                                                           ? "L2 norm of each unit's producer rows times its consumer columns"
                                                           : "mean |activation| into the consumer times its column norm, on " +
                                                                 std::to_string(std::min<std::int64_t>(

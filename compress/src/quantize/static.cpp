@@ -21,6 +21,7 @@
 #include <optional>
 #include <set>
 
+#include "analysis/attention.h"
 #include "io/root_attributes.h"
 #include "prune/common.h"
 #include "engine.h"
@@ -846,6 +847,10 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
                   built.int8_layers, built.layers.size(), options_.backend.c_str(), built.fused, built.fused_adds,
                   built.quantize_ops, built.dequantize_ops);
   report.summary = summary;
+  if (attention::has_attention(input))
+    report.notes.push_back("attention: its Linear layers (the packed Q/K/V projection and the output projection) as "
+                           "listed; LayerNorm, softmax and the two attention matrix products stay fp32, activations "
+                           "quantized per tensor");
   if (built.scaled > 0)
     report.notes.push_back("squeeze-and-excitation: " + std::to_string(built.scaled) +
                            " channel scaling(s) run on uint8 (joulecut::int8_scale_channels)");
