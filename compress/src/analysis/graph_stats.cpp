@@ -201,9 +201,9 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
       const std::int64_t in_elems = c10::multiply_integers(layer.input_shape);
       if (!layer.input_shape.empty() && layer.input_shape.back() == in_features) {
         layer.macs = in_elems / in_features * w.numel();
-        // The recorder has been seen to hand over a 3-D int8 Linear's input as its output (uint8
-        // output, oneDNN backend); the output shape follows from the input and the weight.
-        if (layer.output_shape.empty() || layer.output_shape.back() != w.size(0)) {
+        // A packed layer's recorded output is not reliably its own (see Recording): its shape
+        // follows from the input and the weight, as a convolution's from its geometry.
+        if (rec->kind == OpKind::quantized_linear) {
           layer.output_shape = layer.input_shape;
           layer.output_shape.back() = w.size(0);
         }

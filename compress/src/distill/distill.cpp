@@ -50,19 +50,10 @@ void add_features_method(torch::jit::Module& module, const std::vector<std::stri
   auto graph = inlined_forward(module, "distill");
   std::vector<torch::jit::Value*> outputs{graph->outputs()[0]};
   for (const auto& layer : layers) outputs.push_back(layer_output(*graph, layer, who));
-  torch::jit::Node* tuple = graph->appendNode(graph->createTuple(outputs));
-  graph->eraseOutput(0);
-  graph->registerOutput(tuple->output());
-  auto unit = module._ivalue()->compilation_unit();
-  module.type()->addMethod(unit->create_function(c10::QualifiedName(*module.type()->name(), kFeatures), graph));
+  add_method_returning(module, graph, outputs, kFeatures);
 }
 
-void remove_features_method(torch::jit::Module& module) {
-  auto type = module.type();
-  const auto name = type->getMethod(kFeatures).qualname();
-  type->unsafeRemoveMethod(kFeatures);
-  module._ivalue()->compilation_unit()->unsafeRemoveMethod(name);
-}
+void remove_features_method(torch::jit::Module& module) { remove_method(module, kFeatures); }
 
 std::vector<at::Tensor> run_features(torch::jit::Module& module, const at::Tensor& x) {
   const auto tuple = module.get_method(kFeatures)({x}).toTuple();

@@ -229,6 +229,23 @@ std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& mod
   return graph;
 }
 
+void add_method_returning(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& graph,
+                          const std::vector<torch::jit::Value*>& values, const std::string& name) {
+  torch::jit::Node* tuple = graph->appendNode(graph->createTuple(values));
+  while (!graph->outputs().empty()) graph->eraseOutput(0);
+  graph->registerOutput(tuple->output());
+  torch::jit::EliminateDeadCode(graph);
+  auto unit = module._ivalue()->compilation_unit();
+  module.type()->addMethod(unit->create_function(c10::QualifiedName(*module.type()->name(), name), graph));
+}
+
+void remove_method(torch::jit::Module& module, const std::string& name) {
+  auto type = module.type();
+  const auto qualified = type->getMethod(name).qualname();
+  type->unsafeRemoveMethod(name);
+  module._ivalue()->compilation_unit()->unsafeRemoveMethod(qualified);
+}
+
 void replace_forward(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& graph) {
   graph->lint();
   auto type = module.type();

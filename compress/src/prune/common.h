@@ -101,6 +101,14 @@ int specialize_constant_attributes(const std::shared_ptr<torch::jit::Graph>& gra
 std::shared_ptr<torch::jit::Graph> inlined_forward(const torch::jit::Module& module, const std::string& pass,
                                                    GraphUse use = GraphUse::training);
 
+// Adds method `name` to `module`'s class: `graph` (one of `module`'s method graphs, changed in
+// place) returning a tuple of `values` instead of its outputs, dead code removed. Passes use it
+// to read activations (calibration, importance, distillation hints).
+void add_method_returning(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& graph,
+                          const std::vector<torch::jit::Value*>& values, const std::string& name);
+// Removes a method add_method_returning added.
+void remove_method(torch::jit::Module& module, const std::string& name);
+
 // Replaces `module`'s forward with `graph` (whose first input is `module` itself).
 void replace_forward(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& graph);
 

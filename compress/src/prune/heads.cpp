@@ -176,21 +176,11 @@ std::map<std::string, at::Tensor> activation_importance(torch::jit::Module& modu
     for (Value* v : n->outputs()) copy_values.push_back(v);
   std::vector<Value*> observed;
   for (const auto& g : a.groups) observed.push_back(copy_values.at(position.at(g.consumer_input)));
-  Node* tuple = graph->appendNode(graph->createTuple(observed));
-  while (!graph->outputs().empty()) graph->eraseOutput(0);
-  graph->registerOutput(tuple->output());
-  torch::jit::EliminateDeadCode(graph);
-  auto unit = module._ivalue()->compilation_unit();
-  const c10::QualifiedName name(*module.type()->name(), "joulecut_head_importance");
-  module.type()->addMethod(unit->create_function(name, graph));
+  add_method_returning(module, graph, observed, "joulecut_head_importance");
   struct RemoveMethod {
     torch::jit::Module& module;
-    const c10::QualifiedName& name;
-    ~RemoveMethod() {
-      module.type()->unsafeRemoveMethod("joulecut_head_importance");
-      module._ivalue()->compilation_unit()->unsafeRemoveMethod(name);
-    }
-  } remove{module, name};
+    ~RemoveMethod() { remove_method(module, "joulecut_head_importance"); }
+  } remove{module};
   auto method = module.get_method("joulecut_head_importance");
 
   std::vector<at::Tensor> sums(a.groups.size());

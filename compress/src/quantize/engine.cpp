@@ -26,23 +26,24 @@ at::Tensor quantize_weight_per_channel(const at::Tensor& weight) {
                                   at::zeros({w.size(0)}, at::kLong), 0, at::kQInt8);
 }
 
-namespace {
-c10::IValue call(const char* op, std::vector<c10::IValue> stack) {
+c10::IValue call_op(const char* op, std::vector<c10::IValue> stack) {
   const auto handle = c10::Dispatcher::singleton().findSchemaOrThrow(op, "");
   handle.callBoxed(&stack);
   return stack.at(0);
 }
+
+namespace {
 c10::IValue optional_tensor(const c10::optional<at::Tensor>& t) { return t ? c10::IValue(*t) : c10::IValue(); }
 }  // namespace
 
 c10::IValue prepack_linear(const at::Tensor& qweight, const c10::optional<at::Tensor>& bias) {
-  return call("quantized::linear_prepack", {qweight, optional_tensor(bias)});
+  return call_op("quantized::linear_prepack", {qweight, optional_tensor(bias)});
 }
 
 c10::IValue prepack_conv2d(const at::Tensor& qweight, const c10::optional<at::Tensor>& bias,
                            const std::vector<std::int64_t>& stride, const std::vector<std::int64_t>& padding,
                            const std::vector<std::int64_t>& dilation, std::int64_t groups) {
-  return call("quantized::conv2d_prepack", {qweight, optional_tensor(bias), stride, padding, dilation, groups});
+  return call_op("quantized::conv2d_prepack", {qweight, optional_tensor(bias), stride, padding, dilation, groups});
 }
 
 }  // namespace joulecut::quantize_detail

@@ -14,6 +14,10 @@ namespace joulecut::quantize_detail {
 // returns its name. Throws UserError naming `pass` when there is none.
 std::string choose_engine(const std::string& pass);
 
+// Calls a registered op (`joulecut::quantize_u8`, `quantized::linear_prepack`, ...) through the
+// dispatcher with a boxed stack; returns its first output.
+c10::IValue call_op(const char* op, std::vector<c10::IValue> stack);
+
 // Per-output-channel symmetric int8 weight ([out, ...] float32) as a qint8 tensor.
 at::Tensor quantize_weight_per_channel(const at::Tensor& weight);
 

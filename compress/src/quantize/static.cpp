@@ -12,7 +12,6 @@
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/jit/api/module.h>
 
 #include <cmath>
@@ -432,12 +431,6 @@ class Rewriter {
 };
 
 #ifdef JOULECUT_HAVE_ONEDNN
-c10::IValue call_op(const char* op, std::vector<c10::IValue> stack) {
-  const auto handle = c10::Dispatcher::singleton().findSchemaOrThrow(op, "");
-  handle.callBoxed(&stack);
-  return stack.at(0);
-}
-
 // The layer alone in fp32 as it would be deployed: a module of the layer and its activation,
 // frozen and optimized for inference (prepacked oneDNN convolution where LibTorch picks it), so
 // that the fp32 side is timed as fast as the fp32 model runs it.

@@ -235,13 +235,7 @@ torch::jit::Module probe_module(const torch::jit::Module& input, const std::set<
     outputs.push_back(graph->insert(c10::aten::clone, {v}));
     order.push_back(i);
   }
-  Node* tuple = graph->appendNode(graph->createTuple(outputs));
-  while (!graph->outputs().empty()) graph->eraseOutput(0);
-  graph->registerOutput(tuple->output());
-  torch::jit::EliminateDeadCode(graph);
-  auto unit = module._ivalue()->compilation_unit();
-  const c10::QualifiedName name(*module.type()->name(), "joulecut_probe");
-  module.type()->addMethod(unit->create_function(name, graph));
+  add_method_returning(module, graph, outputs, "joulecut_probe");
   return module;
 }
 
