@@ -254,3 +254,99 @@ TEST_CASE("the distill pass recovers a pruned model from the pipeline's input, z
   CHECK_THROWS_WITH(parse_pipeline("distill<temperature=0>"), Contains("temperature"));
   CHECK_THROWS_WITH(parse_pipeline("distill<hints=conv2>"), Contains("TEACHER_LAYER:STUDENT_LAYER"));
 }
+
+TEST_CASE("augmentation: crops of the edge-padded image and mirror images, the same for a seed", "[distill][augment]") {
+  at::manual_seed(3);
+  const at::Tensor x = at::randn({16, 2, 9, 7});
+  Augmentation none;
+  CHECK(augment_images(x, none, 1).is_same(x));  // nothing asked: the batch itself
+
+  Augmentation flip;
+  flip.horizontal_flip = true;
+  const at::Tensor f = augment_images(x, flip, 5);
+  int mirrored = 0;
+  for (std::int64_t i = 0; i < x.size(0); ++i) {
+    const bool same = at::equal(f[i], x[i]), mirror = at::equal(f[i], x[i].flip({2}));
+    CHECK((same || mirror));
+    mirrored += mirror;
+  }
+  CHECK(mirrored > 0);
+  CHECK(mirrored < 16);  // each image on its own coin: 2^-15 that all 16 agree
+
+  Augmentation crop;
+  crop.crop_padding = 2;
+  const at::Tensor c = augment_images(x, crop, 7);
+  REQUIRE(c.sizes() == x.sizes());
+  const at::Tensor padded = at::replication_pad2d(x, {2, 2, 2, 2});
+  int moved = 0;
+  for (std::int64_t i = 0; i < x.size(0); ++i) {
+    bool found = false;
+    for (std::int64_t dy = 0; dy <= 4 && !found; ++dy)
+      for (std::int64_t dx = 0; dx <= 4 && !found; ++dx)
+        if (at::equal(c[i], padded[i].narrow(1, dy, 9).narrow(2, dx, 7))) {
+          found = true;
+          moved += dy != 2 || dx != 2;
+        }
+    CHECK(found);  // a window of the padded image, of the image's size
+  }
+  CHECK(moved > 0);
+
+  Augmentation both = crop;
+  both.horizontal_flip = true;
+  CHECK(at::equal(augment_images(x, both, 11), augment_images(x, both, 11)));
+  CHECK_FALSE(at::equal(augment_images(x, both, 11), augment_images(x, both, 12)));
+  CHECK(at::equal(x, x.clone()));  // the input is not changed
+  CHECK_THROWS_WITH(augment_images(at::zeros({4, 12}, at::kLong), both, 1),
+                    Contains("needs image batches [N, C, H, W]") && Contains("[4, 12]"));
+  crop.crop_padding = -1;
+  CHECK_THROWS_WITH(augment_images(x, crop, 1), Contains("crop-padding must be >= 0"));
+}
+
+TEST_CASE("consistent teaching: with augmentation the teacher sees the student's views", "[distill][augment]") {
+  // A student equal to its teacher, learning from the teacher alone (alpha 1, no weight decay):
+  // when both see the same view of every image the loss is ~0 and the weights stay; logits of
+  // the unaugmented images would pull them away. LeNet-5 has no BatchNorm or dropout, so the
+  // training-mode student computes what the eval-mode teacher does.
+  at::manual_seed(4);
+  const TensorDataset train = noise_dataset(128);
+  const torch::jit::Module teacher = build_reference_model("lenet5", 1);
+  DistillOptions o = quick_options();
+  o.loss.alpha = 1;
+  o.loss.temperature = 1;  // an untrained teacher's soft answers, not softened further
+  o.loop.weight_decay = 0;
+  o.loop.learning_rate = 0.5;
+  o.loop.epochs = 2;
+  o.loop.augment.crop_padding = 3;
+  o.loop.augment.horizontal_flip = true;
+  const auto taught = distill(teacher, teacher, train, nullptr, o);
+  const auto drift = [&](const torch::jit::Module& m) {
+    double most = 0;
+    std::vector<at::Tensor> a, b;
+    for (const auto& p : m.parameters()) a.push_back(p);
+    for (const auto& p : teacher.parameters()) b.push_back(p);
+    for (std::size_t i = 0; i < a.size(); ++i) most = std::max(most, (a[i] - b[i]).abs().max().item<double>());
+    return most;
+  };
+  INFO("consistent drift " << drift(taught.student));
+  CHECK(drift(taught.student) < 1e-6);
+  bool noted = false;
+  for (const auto& n : taught.notes) noted = noted || n.find("consistent teaching") != std::string::npos;
+  CHECK(noted);
+  // The same training with the teacher's logits of the original images (what a cache computed
+  // before training holds) while the student sees the views: the weights move.
+  torch::jit::Module inconsistent = teacher.clone();
+  at::Tensor cached;
+  {
+    at::NoGradGuard no_grad;
+    torch::jit::Module t = teacher.clone();
+    t.eval();
+    cached = t.forward({train.images}).toTensor();
+  }
+  const BatchLoss loss = [&](const std::vector<c10::IValue>& inputs, const at::Tensor& labels, const at::Tensor& index) {
+    const at::Tensor logits = inconsistent.forward(inputs).toTensor();
+    return std::make_pair(distillation_loss(logits, cached.index_select(0, index), labels, o.loss), logits);
+  };
+  train_loop(inconsistent, train, nullptr, o.loop, {}, loss);
+  INFO("inconsistent drift " << drift(inconsistent));
+  CHECK(drift(inconsistent) > 1e-4);  // measured: ~1e-3 against ~4e-9
+}

@@ -225,3 +225,21 @@ TEST_CASE("without labels, fidelity stands in for accuracy: in the ledger and th
   m::write_tradeoff(json, std::vector<m::LedgerPoint>{p}, "json", {});
   CHECK_THAT(json.str(), Contains("top-1 agreement with the baseline"));
 }
+
+TEST_CASE("the table's ratio note says which baseline the ratios are against; wide rows are marked", "[ledger]") {
+  // Points measured side by side (one run): every point's baseline is the baseline row.
+  std::vector<m::LedgerPoint> together = {point(0), point(1)};
+  std::ostringstream shared;
+  m::write_tradeoff(shared, together, "table", {});
+  CHECK_THAT(shared.str(), Contains("the baseline row / this row, measured side by side in the same run"));
+  CHECK(shared.str().find("†") == std::string::npos);
+  // Separate runs (a ledger as `compress report` reads it): each row has its own baseline run.
+  std::vector<m::LedgerPoint> apart = {point(0), point(1)};
+  apart[1].stages[0].batches[0].p50_seconds *= 1.5;
+  apart[1].stages[1].batches[0].wide_interval = true;
+  for (const std::string format : {"table", "markdown", "latex", "json"}) {
+    std::ostringstream text;
+    m::write_tradeoff(text, apart, format, {});
+    CHECK_THAT(text.str(), Contains("against its own point's baseline") && Contains("†"));
+  }
+}

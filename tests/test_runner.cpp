@@ -153,3 +153,42 @@ TEST_CASE("reports never put a modeled figure under a measured heading", "[repor
   CHECK_THAT(json2.str(), Contains("\"provenance\": \"measured\"") && Contains("\"meter\": \"rapl\""));
   CHECK_THROWS_AS(write_report(table2, report, "xml"), joulecut::UserError);
 }
+
+TEST_CASE("runner: a window set with a wide interval is run again, and flagged if it stays wide", "[runner]") {
+  auto module = joulecut::build_reference_model("mlp", 1);
+  std::vector<Candidate> candidates{{"a", module, {}}, {"b", module, {}}};
+  auto options = quick("model");
+  options.search_blas_threads = false;
+  auto choice = choose_meter(options);
+  const at::Tensor x = at::randn({4, 1, 28, 28});
+  SECTION("a limit no timing can meet: measured twice, still wide, said so") {
+    options.wide_interval = 0;  // any spread at all is "wide"
+    options.remeasure_rounds = 1;
+    const auto results = run_interleaved(candidates, x, options, choice, false);
+    for (const auto& r : results) {
+      CHECK(r.rounds == 2);
+      CHECK(r.wide_interval);
+      CHECK(r.relative_half_width > 0);
+      CHECK(r.latency_seconds.n == 3);  // the kept set only: the first set's windows are gone
+    }
+    Report report;
+    report.models = {{"a"}, {"b"}};
+    report.runs = results;
+    std::ostringstream text;
+    write_report(text, report, "table");
+    CHECK_THAT(text.str(), Contains("wide †") && Contains("measured 2 times") && Contains("is still +-"));
+  }
+  SECTION("a limit every timing meets: one set") {
+    options.wide_interval = 1e9;
+    for (const auto& r : run_interleaved(candidates, x, options, choice, false)) {
+      CHECK(r.rounds == 1);
+      CHECK_FALSE(r.wide_interval);
+    }
+  }
+  SECTION("what else ran beside the windows is recorded") {
+    const auto r = run_interleaved(candidates, x, options, choice, false).front();
+    CHECK(r.other_load >= 0);  // /proc/stat exists on Linux
+    CHECK(r.other_load <= 1);
+    CHECK(r.steal >= 0);
+  }
+}

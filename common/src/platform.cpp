@@ -106,4 +106,19 @@ std::string kernel_release() {
   return std::string(u.sysname) + " " + u.release;
 }
 
+SystemCpuTimes system_cpu_times() {
+  SystemCpuTimes t;
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  if (!(in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq) || cpu != "cpu") return t;
+  in >> steal;  // absent on old kernels: 0
+  const double tick = double(sysconf(_SC_CLK_TCK));
+  if (tick <= 0) return t;
+  t.busy = (user + nice + system + irq + softirq) / tick;
+  t.steal = steal / tick;
+  t.valid = true;
+  return t;
+}
+
 }  // namespace joulecut

@@ -27,7 +27,7 @@ void run_search(const ExperimentCliOptions& o, const Invocation& invocation) {
                                                       : "the baseline's accuracy (agreement, for data without labels)";
   table.title = "compress search " + recipe.name + ": minimize " + o.minimize + " within " +
                 short_number(o.max_accuracy_drop) + " pt of " + quality;
-  if (result.sweep.other_shards == 0) write_tradeoff_outputs(result.sweep.in_ledger, o.output_dir, "search", table);
+  if (result.sweep.other_shards == 0) write_tradeoff_outputs(result.sweep.table, o.output_dir, "search", table);
   std::printf("\n");
   if (!result.best) {
     std::printf("no configuration within %s pt of %s; the explored points are in %s\n",

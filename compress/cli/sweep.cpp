@@ -10,7 +10,9 @@ namespace {
 void run_sweep(const ExperimentCliOptions& o, const Invocation& invocation) {
   apply_threads(invocation.threads);
   const Recipe recipe = recipe_for(o.input, o.overrides, /*needs_passes=*/false);
-  const auto result = measure::run_sweep(recipe, sweep_options(o, invocation.command_line));
+  measure::SweepOptions options = sweep_options(o, invocation.command_line);
+  options.table_all_stages = o.all_stages;
+  const auto result = measure::run_sweep(recipe, options);
   print_problems(result.problems);
   std::printf("sweep: %lld points; ran %lld, %lld already in the ledger, %lld in other shards; ledger %s\n",
               (long long)result.points, (long long)result.ran, (long long)result.already_done,
@@ -24,7 +26,7 @@ void run_sweep(const ExperimentCliOptions& o, const Invocation& invocation) {
   table.batch = o.batch;
   table.all_stages = o.all_stages;
   table.title = "compress sweep " + recipe.name;
-  write_tradeoff_outputs(result.in_ledger, o.output_dir, "sweep", table);
+  write_tradeoff_outputs(result.table, o.output_dir, "sweep", table);
 }
 
 }  // namespace

@@ -323,6 +323,30 @@ PY
 expect_ok "sweep: four points, table and plots" "^#3 prune.sparsity=0.9 quant.observer=entropy +[0-9.]+ \[" sweep "$tmp/sweep.yaml" -o "$tmp/sw-a" --no-progress
 [ "$(wc -l <"$tmp/sw-a/ledger.jsonl")" -eq 4 ] && [ -s "$tmp/sw-a/sweep-energy.png" ] && [ -f "$tmp/sw-a/point-0003/stage-2-quantize-static.pt" ] \
   && report "sweep: ledger, plots and stage models written" ok || report "sweep: ledger, plots and stage models written" fail "$(ls "$tmp/sw-a")"
+# The final table's rows are measured again side by side in one run: every ratio follows from
+# the figures printed in the table itself (exactly in the JSON, to their rounding in the text).
+python3 - "$tmp/sw-a/sweep.json" "$tmp/sw-a/sweep.txt" <<'PY' && report "sweep: every ratio recomputes from the table's printed figures" ok \
+  || report "sweep: every ratio recomputes from the table's printed figures" fail "see above"
+import json, re, sys
+table = json.load(open(sys.argv[1]))
+rows = table["rows"]
+assert "table_measurement" in table["manifest"], "no side-by-side measurement in the manifest"
+assert "baseline row / this row" in table["note"], table["note"]
+base = rows[0]
+for r in rows:
+    speedup = base["p50_ms"]["value"] / r["p50_ms"]["value"]
+    energy = base["energy_mj_per_inference"]["mean"] / r["energy_mj_per_inference"]["mean"]
+    assert abs(r["speedup"] / speedup - 1) < 1e-9, (r["stage"], r["speedup"], speedup)
+    assert abs(r["energy_ratio"] / energy - 1) < 1e-9, (r["stage"], r["energy_ratio"], energy)
+printed = [re.split(r"\s{2,}", l.strip()) for l in open(sys.argv[2]) if re.match(r"^(baseline|#\d)", l)]
+assert len(printed) == len(rows), (len(printed), len(rows))
+p50 = lambda cells: float(cells[6].split(" [")[0])
+mj = lambda cells: float(cells[7].split(" ± ")[0])
+for cells in printed:
+    for shown, recomputed in ((cells[9], p50(printed[0]) / p50(cells)), (cells[10], mj(printed[0]) / mj(cells))):
+        value = float(shown.rstrip("x"))
+        assert abs(value - recomputed) <= 0.01 * recomputed + 0.006, (cells[0], shown, recomputed)
+PY
 expect_error "sweep: existing ledger without --resume" "ledger.jsonl exists .*add --resume" sweep "$tmp/sweep.yaml" -o "$tmp/sw-a"
 expect_error "sweep: ledger of another grid" "from another sweep" sweep "$tmp/sweep.yaml" -o "$tmp/sw-a" --resume --grid "prune.sparsity=0.7"
 

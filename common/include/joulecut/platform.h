@@ -26,6 +26,15 @@ BlasInfo blas_from_build_config(const std::string& config);
 // Returns false when the loaded BLAS has no such function.
 bool set_blas_threads(int threads);
 
+// The whole machine's CPU time so far, from /proc/stat, in seconds summed over logical cores:
+// busy (user, nice, system, irq, softirq), and steal (taken by the hypervisor for other guests).
+// valid is false where /proc/stat cannot be read.
+struct SystemCpuTimes {
+  double busy = 0, steal = 0;
+  bool valid = false;
+};
+SystemCpuTimes system_cpu_times();
+
 std::string cpu_model();
 int logical_cores();
 std::string kernel_release();

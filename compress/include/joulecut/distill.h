@@ -42,7 +42,8 @@ struct DistillOptions {
   double hint_weight = 1;  // weight of the mean squared hint error(s) in the loss
   // Keep the student's exact zeros at zero (a pruned student recovering from its teacher).
   bool keep_zeros = true;
-  // The batch the teacher's logits are computed at; 0: the one it runs fastest per image here
+  // With loop.augment, the teacher runs on every augmented batch (consistent teaching) and this
+  // is unused. Otherwise the batch the teacher's logits are computed at; 0: the one it runs fastest per image here
   // (timed; a rerun may time another, whose logits can differ in the last bits: give a batch for
   // bit-identical reruns).
   std::int64_t teacher_batch = 0;
@@ -86,6 +87,9 @@ struct DistillPassOptions {
   double gamma = 0.1;
   bool keep_zeros = true;  // a pruned student's zeros stay zero; false: they train too (dense recovery)
   std::int64_t teacher_batch = 0;  // 0: timed (see DistillOptions)
+  // Augmentation (train_loop.h); either one makes the teacher run on every batch's views.
+  std::int64_t crop_padding = 0;
+  bool flip = false;
 };
 
 // The distillation settings these options give (loss, hints, loop); `seed` and `progress` come

@@ -16,6 +16,24 @@
 
 namespace joulecut {
 
+// Light augmentation of image batches (Fashion-MNIST, CIFAR-style): every batch of every epoch
+// gets fresh random views, drawn from the loop's seed, the epoch and the step, so a resumed run
+// sees the views the uninterrupted one would have.
+struct Augmentation {
+  // > 0: each image is padded by this many pixels on every side (its edge pixels repeated, so
+  // the padding looks like the image's own border whatever the normalization), then cropped
+  // back to its size at a random offset.
+  std::int64_t crop_padding = 0;
+  bool horizontal_flip = false;  // each image mirrored left-right with probability 1/2
+  bool any() const { return crop_padding > 0 || horizontal_flip; }
+};
+
+// The augmented batch (a new tensor; `images` is not changed); `images` itself when
+// `augmentation` does nothing. The same seed gives the same views. Throws UserError unless
+// `images` is a floating-point [N, C, H, W] batch (token ids and vectors cannot be cropped), or
+// for a negative padding.
+at::Tensor augment_images(const at::Tensor& images, const Augmentation& augmentation, std::uint64_t seed);
+
 struct LoopOptions {
   int epochs = 1;
   std::int64_t batch = 64;
@@ -27,6 +45,9 @@ struct LoopOptions {
   int step_epochs = 5;              // schedule=step: multiply by gamma every step_epochs epochs
   double gamma = 0.1;
   std::uint64_t seed = 1;
+  // Applied to forward()'s first argument of every training batch before the loss sees it (a
+  // distillation loss then shows the teacher the same views: consistent teaching).
+  Augmentation augment;
   bool progress = true;
   // Checkpoints: with a path, the loop writes PATH (the module), PATH.state (optimizer and
   // extra parameters) and PATH.json (where it stopped, and the run's fingerprint) after every

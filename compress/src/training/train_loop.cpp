@@ -1,6 +1,7 @@
 #include "joulecut/train_loop.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 #include <torch/serialize/input-archive.h>
@@ -126,11 +127,48 @@ Position prepare_checkpoint(const LoopOptions& o, torch::jit::Module& module, to
   return start;
 }
 
+// The seed of one batch's views: distinct for every (run seed, epoch, step).
+std::uint64_t view_seed(std::uint64_t seed, int epoch, std::int64_t step) {
+  std::uint64_t h = seed * 0x9E3779B97F4A7C15ULL ^ (std::uint64_t(epoch) << 32) ^ std::uint64_t(step);
+  h ^= h >> 31;  // splitmix64's finalizer: nearby inputs give unrelated seeds
+  h *= 0xBF58476D1CE4E5B9ULL;
+  h ^= h >> 27;
+  return h;
+}
+
 }  // namespace
+
+at::Tensor augment_images(const at::Tensor& images, const Augmentation& a, std::uint64_t seed) {
+  if (a.crop_padding < 0) throw UserError("crop-padding must be >= 0, got " + std::to_string(a.crop_padding));
+  if (!a.any()) return images;
+  if (images.dim() != 4 || !images.is_floating_point())
+    throw UserError("augmentation (crop-padding, flip) needs image batches [N, C, H, W] of floats; this data gives " +
+                    shape_text(images.sizes()) + " " + std::string(c10::toString(images.scalar_type())) +
+                    " (token ids, vectors): train without --crop-padding and --flip");
+  at::NoGradGuard no_grad;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const std::int64_t n = images.size(0), h = images.size(2), w = images.size(3);
+  at::Tensor out = images;
+  if (a.crop_padding > 0) {
+    const std::int64_t p = a.crop_padding;
+    const at::Tensor padded = at::replication_pad2d(images, {p, p, p, p});
+    const at::Tensor offsets = at::randint(0, 2 * p + 1, {n, 2}, gen, at::TensorOptions().dtype(at::kLong));
+    const auto off = offsets.accessor<std::int64_t, 2>();
+    out = at::empty_like(images);
+    for (std::int64_t i = 0; i < n; ++i) out[i].copy_(padded[i].narrow(1, off[i][0], h).narrow(2, off[i][1], w));
+  }
+  if (a.horizontal_flip) {
+    const at::Tensor mirrored = at::rand({n}, gen, at::TensorOptions().dtype(at::kFloat)).lt(0.5).view({n, 1, 1, 1});
+    out = at::where(mirrored.to(out.device()), out.flip({3}), out);
+  }
+  return out;
+}
 
 void check_loop_options(const LoopOptions& options) {
   if (options.epochs <= 0) throw UserError("training needs at least one epoch");
   if (options.batch <= 0) throw UserError("--batch must be positive");
+  if (options.augment.crop_padding < 0)
+    throw UserError("crop-padding must be >= 0, got " + std::to_string(options.augment.crop_padding));
   if (options.optimizer != "sgd" && options.optimizer != "adam")
     throw UserError("optimizer '" + options.optimizer + "': choose sgd or adam");
   if (options.schedule != "cosine" && options.schedule != "step")
@@ -170,6 +208,7 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
   // A distillation loss may learn from the teacher alone; the plain loss needs labels.
   if (!batch_loss) require_labels(train, "fine-tuning");
   check_loop_options(options);
+  if (options.augment.any() && train.size() > 0) augment_images(train.gather_first(at::arange(1, at::kLong)), options.augment, 0);
   std::vector<at::Tensor> parameters;
   for (auto p : module.parameters()) {
     // Module::clone() copies parameters with autograd history; the optimizer needs leaves.
@@ -220,7 +259,9 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
         const at::Tensor next = order.narrow(0, (s + 1) * options.batch, std::min(options.batch, n - (s + 1) * options.batch));
         train.stream->prefetch({next.data_ptr<std::int64_t>(), next.data_ptr<std::int64_t>() + next.numel()});
       }
-      const std::vector<c10::IValue> x = train.gather(index);
+      std::vector<c10::IValue> x = train.gather(index);
+      if (options.augment.any())
+        x.front() = augment_images(x.front().toTensor(), options.augment, view_seed(options.seed, epoch, s));
       const at::Tensor y = train.labelled() ? train.labels.index_select(0, index) : at::Tensor();
       at::Tensor loss, logits;
       if (batch_loss) {

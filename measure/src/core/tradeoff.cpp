@@ -63,6 +63,7 @@ struct Cells {
   std::string provenance;
   double speedup = 0, energy_ratio = 0, size_ratio = 0;
   bool pareto = false;
+  bool wide = false;  // the interval stayed wide after re-measuring
 };
 
 Cells cells(const TradeoffRow& row, std::int64_t batch) {
@@ -91,6 +92,7 @@ Cells cells(const TradeoffRow& row, std::int64_t batch) {
   c.mj = b->energy().joules_per_inference.mean * 1e3;
   c.mj_ci = b->energy().joules_per_inference.half_width * 1e3;
   c.provenance = provenance_text(b->energy());
+  c.wide = b->wide_interval;
   c.speedup = speedup(*base, *b);
   c.energy_ratio = energy_ratio(*base, *b).value;
   c.size_ratio = c.bytes > 0 ? double(row.baseline->file_bytes) / double(c.bytes) : 0;
@@ -137,9 +139,30 @@ std::vector<std::string> energy_sources(const std::vector<TradeoffRow>& rows, st
   return sources;
 }
 
-const char* kRatioNote =
-    "speed-up (p50) and energy ratio: the baseline / this row at the same batch, measured side by side in the same run; "
-    "> 1 is better. Accuracy and p50 intervals: 95% (Wilson; order statistics).";
+// What the ratio columns compare. When every row's baseline is the baseline row (one run, side
+// by side), the ratios follow from the printed figures; a ledger of separate runs (compress
+// report) compares each row with its own run's baseline, and the note says so.
+std::string ratio_note(const std::vector<TradeoffRow>& rows, std::int64_t batch) {
+  const BatchFigures* shown = rows.front().stage->at_batch(batch);
+  bool common = true;
+  for (const auto& r : rows) {
+    const BatchFigures* b = r.baseline->at_batch(batch);
+    common = common && b->p50_seconds == shown->p50_seconds &&
+             b->energy().joules_per_inference.mean == shown->energy().joules_per_inference.mean;
+  }
+  std::string note = common ? "speed-up (p50) and energy ratio: the baseline row / this row, measured side by side in the same "
+                              "run (windows interleaved); > 1 is better."
+                            : "speed-up (p50) and energy ratio: each row against its own point's baseline, measured beside it "
+                              "in that point's run (in the ledger), not against the baseline row shown (the first point's); "
+                              "> 1 is better. `compress sweep` measures a table's rows side by side.";
+  note += " Accuracy and p50 intervals: 95% (Wilson; order statistics).";
+  bool wide = false;
+  for (const auto& r : rows) wide = wide || r.stage->at_batch(batch)->wide_interval;
+  if (wide)
+    note += " †: the energy or latency interval stayed wider than +-10% of its mean after the windows were run again "
+            "(a noisy machine: see other_load in the ledger); treat that row's figures with care.";
+  return note;
+}
 
 // For (cost, accuracy) pairs: true where no other pair is at least as cheap and as accurate,
 // and strictly better in one.
@@ -222,6 +245,7 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std:
   for (const auto& r : rows) all.push_back(cells(r, batch));
   const Manifest& manifest = points.front().manifest;
   const auto sources = energy_sources(rows, batch, /*with_detail=*/true);
+  const std::string note = ratio_note(rows, batch);
   const std::string title = options.title.empty() ? "joulecut: " + points.front().recipe : options.title;
   auto acc_text = [](const Cells& c) {
     return c.has_acc ? fmt("%.2f [%.2f, %.2f]", c.acc, c.acc_low, c.acc_high) : c.acc_note;
@@ -239,7 +263,7 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std:
       const Cells& c = all[i];
       table.push_back({c.label, acc_text(c), delta_text(c, i == 0), human_count(double(c.params)), human_bytes(double(c.bytes)),
                        human_count(double(c.macs)), fmt("%.3g [%.3g, %.3g]", c.p50, c.p50_low, c.p50_high),
-                       fmt("%.4g ± %.2g", c.mj, c.mj_ci), c.provenance, fmt("%.2fx", c.speedup),
+                       fmt("%.4g ± %.2g", c.mj, c.mj_ci) + (c.wide ? " †" : ""), c.provenance, fmt("%.2fx", c.speedup),
                        fmt("%.2fx", c.energy_ratio), c.pareto ? "*" : ""});
     }
     if (md) {
@@ -253,7 +277,7 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std:
         for (const auto& cell : row) out << " " << markdown_escape(cell) << " |";
         out << "\n";
       }
-      out << "\n" << kRatioNote << " Energy: " ;
+      out << "\n" << note << " Energy: ";
       for (std::size_t i = 0; i < sources.size(); ++i) out << (i ? "; " : "") << sources[i];
       out << ".\n\n<details><summary>manifest</summary>\n\n";
       for (const auto& [k, v] : manifest.entries) out << "- " << k << ": " << markdown_escape(v) << "\n";
@@ -279,7 +303,7 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std:
       for (std::size_t i = 0; i < row.size(); ++i) cell(i, row[i]);
       out << "\n";
     }
-    out << "\n" << kRatioNote << "\nPareto *: no other row is both more accurate and cheaper in energy.\n";
+    out << "\n" << note << "\nPareto *: no other row is both more accurate and cheaper in energy.\n";
     if (shows_agreement(rows))
       out << "agreement: top-1 agreement with the baseline on the same inputs (label-free fidelity; the data has no "
              "labels, or --metric agreement); the baseline agrees with itself fully.\n";
@@ -321,12 +345,12 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std:
           << (i == 0 || !c.has_acc ? std::string("--") : fmt("%+.2f", c.delta)) << " & " << latex_escape(human_count(double(c.params)))
           << " & " << latex_escape(human_bytes(double(c.bytes))) << " & " << latex_escape(human_count(double(c.macs))) << " & "
           << fmt("%.3g {\\scriptsize [%.3g, %.3g]}", c.p50, c.p50_low, c.p50_high) << " & "
-          << fmt("%.4g $\\pm$ %.2g", c.mj, c.mj_ci) << " & " << fmt("%.2f$\\times$", c.speedup) << " & "
+          << fmt("%.4g $\\pm$ %.2g", c.mj, c.mj_ci) << (c.wide ? "$^\\dagger$" : "") << " & " << fmt("%.2f$\\times$", c.speedup) << " & "
           << fmt("%.2f$\\times$", c.energy_ratio) << " \\\\\n";
     }
     out << "\\bottomrule\n\\end{tabular}\n% energy: ";
     for (std::size_t i = 0; i < sources.size(); ++i) out << (i ? "; " : "") << sources[i];
-    out << "\n% " << kRatioNote << "\n";
+    out << "\n% " << note << "\n";
     return;
   }
   using json = nlohmann::ordered_json;
@@ -342,6 +366,7 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std:
     row["macs_per_inference"] = c.macs;
     row["p50_ms"] = {{"value", c.p50}, {"ci95", {c.p50_low, c.p50_high}}};
     row["energy_mj_per_inference"] = {{"mean", c.mj}, {"ci95_half_width", c.mj_ci}, {"provenance", c.provenance}};
+    row["wide_interval"] = c.wide;
     row["speedup"] = c.speedup;
     row["energy_ratio"] = c.energy_ratio;
     row["size_ratio"] = c.size_ratio;
@@ -351,7 +376,7 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std:
   }
   json jmanifest = json::object();
   for (const auto& [k, v] : manifest.entries) jmanifest[k] = v;
-  out << json{{"title", title}, {"batch", batch}, {"rows", jrows}, {"note", kRatioNote}, {"manifest", jmanifest}}.dump(2)
+  out << json{{"title", title}, {"batch", batch}, {"rows", jrows}, {"note", note}, {"manifest", jmanifest}}.dump(2)
       << "\n";
 }
 

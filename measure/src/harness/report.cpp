@@ -33,6 +33,30 @@ std::string ratio(double base, double value) { return value > 0 && base > 0 ? fm
 
 }  // namespace
 
+// Per batch: window sets discarded as too noisy, intervals still wide, and what else used the
+// CPUs while the kept windows ran.
+std::string measurement_quality(const Report& report) {
+  std::ostringstream out;
+  std::int64_t last_batch = -1;
+  for (const auto& r : report.runs) {
+    if (r.batch != last_batch) {
+      last_batch = r.batch;
+      if (r.rounds > 1)
+        out << "batch " << r.batch << ": measured " << r.rounds << " times; the earlier window sets had an interval wider "
+            << "than +-10% of a mean and were discarded\n";
+      if (r.other_load >= 0)
+        out << "batch " << r.batch << ": beside the windows, other processes used " << fmt("%.0f", 100 * r.other_load)
+            << "% of the machine's CPU time and the hypervisor took " << fmt("%.0f", 100 * r.steal) << "% (steal)"
+            << (r.other_load + r.steal > 0.1 ? ": the figures were measured on a busy machine" : "") << "\n";
+    }
+    if (r.wide_interval)
+      out << "† " << r.label << " at batch " << r.batch << ": its 95% interval is still +-"
+          << fmt("%.1f", 100 * r.relative_half_width) << "% of its mean after " << r.rounds
+          << " window set(s): measure again on a quieter machine, or with more --windows\n";
+  }
+  return out.str();
+}
+
 void write_table(std::ostream& out, const Report& report) {
   if (!report.title.empty()) out << report.title << "\n\n";
   // The name column fits the longest label (pipeline stages have long ones), at least 22 wide.
@@ -96,10 +120,12 @@ void write_table(std::ostream& out, const Report& report) {
       energy_ratio = ratio(base->modeled_time_power.joules_per_inference.mean,
                            r.modeled_time_power.joules_per_inference.mean) + " mod.";
     pad(out, energy_ratio, 12);
+    if (r.wide_interval) out << "  wide †";
     out << "\n";
   }
   out << "\nspeed-up and energy ratio: baseline (" << (report.models.empty() ? "-" : report.models.front().label)
       << ") / this model at the same batch, measured side by side in this run; > 1 is better.\n";
+  out << measurement_quality(report);
   for (const auto& r : report.runs)
     if (r.measured && r.measured->net_joules_per_inference)
       out << "net of idle, " << r.label << " batch " << r.batch << ": " << mj(*r.measured->net_joules_per_inference)
@@ -207,7 +233,12 @@ void write_json(std::ostream& out, const Report& report) {
                     {"latency_seconds_per_batch", ci(r.latency_seconds)}, {"p50_seconds", r.p50_seconds},
                     {"p99_seconds", r.p99_seconds}, {"throughput_per_second", ci(r.throughput)},
                     {"speedup_vs_baseline", base && r.p50_seconds > 0 ? base->p50_seconds / r.p50_seconds : 0.0},
-                    {"energy", energy}});
+                    {"energy", energy},
+                    {"rounds", r.rounds},
+                    {"wide_interval", r.wide_interval},
+                    {"relative_half_width", r.relative_half_width},
+                    {"other_load", r.other_load},
+                    {"steal", r.steal}});
   }
   json manifest = json::object();
   for (const auto& [k, v] : report.manifest.entries) manifest[k] = v;

@@ -5,6 +5,7 @@
 #include <link.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -161,6 +162,17 @@ struct CandidateState {
   std::string meter_name, domains;
   int blas_threads = 1;       // the BLAS thread count this candidate runs with
   std::string thread_search;  // how it was chosen
+  // Before a round of windows: the previous round's records go (a noisy round is discarded).
+  void clear_windows() {
+    latencies.clear();
+    window_latency.clear();
+    window_throughput.clear();
+    window_seconds.clear();
+    measured.clear();
+    net.clear();
+    modeled_tp.clear();
+    wraps = 0;
+  }
 };
 
 // Read before any window runs, so a bad constants file fails at once.
@@ -285,6 +297,36 @@ void run_window(Candidate& candidate, CandidateState& s, const std::vector<c10::
   }
 }
 
+// The wider of a candidate's latency and energy intervals, as half-width over mean.
+double relative_width(const CandidateState& s, bool metered) {
+  const auto width = [](const std::vector<double>& values) {
+    const MeanCI ci = mean_ci95(values);
+    return ci.mean > 0 ? ci.half_width / ci.mean : 0.0;
+  };
+  return std::max(width(s.window_latency), width(metered ? s.measured : s.modeled_tp));
+}
+
+double widest_interval(const std::vector<CandidateState>& states, bool metered) {
+  double widest = 0;
+  for (const auto& s : states) widest = std::max(widest, relative_width(s, metered));
+  return widest;
+}
+
+struct Load {
+  double other = -1, steal = -1;  // shares of the machine's CPU time; -1: unknown
+};
+
+// Other processes' and the hypervisor's share of the machine's CPU time over `wall` seconds,
+// in which this process used `own` CPU seconds.
+Load load_beside(const SystemCpuTimes& before, const SystemCpuTimes& after, double own, double wall) {
+  Load load;
+  const double capacity = wall * double(logical_cores());
+  if (!before.valid || !after.valid || capacity <= 0) return load;
+  load.other = std::clamp((after.busy - before.busy - own) / capacity, 0.0, 1.0);
+  load.steal = std::clamp((after.steal - before.steal) / capacity, 0.0, 1.0);
+  return load;
+}
+
 // The figures of one candidate over its windows.
 RunResult summarize(const Candidate& candidate, const CandidateState& s, const RunOptions& options, const Meter* meter,
                     const TimePowerModel& time_power, const OpEnergyConstants& constants) {
@@ -362,18 +404,41 @@ std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const
   }
 
   // Windows interleaved across candidates, so drift (thermal, other load) hits all alike.
-  ProgressBar bar("measuring batch " + std::to_string(options.batch), options.windows, progress);
-  for (int w = 0; w < options.windows; ++w) {
-    for (std::size_t c = 0; c < candidates.size(); ++c)
-      run_window(candidates[c], states[c], input, options.batch, meter, time_power, idle, sync);
-    bar.update(w + 1, "");
+  const auto run_round = [&](const std::string& why) {
+    for (auto& s : states) s.clear_windows();
+    const SystemCpuTimes system0 = system_cpu_times();
+    const double own0 = process_cpu_seconds();
+    const auto t0 = Clock::now();
+    ProgressBar bar("measuring batch " + std::to_string(options.batch) + why, options.windows, progress);
+    for (int w = 0; w < options.windows; ++w) {
+      for (std::size_t c = 0; c < candidates.size(); ++c)
+        run_window(candidates[c], states[c], input, options.batch, meter, time_power, idle, sync);
+      bar.update(w + 1, "");
+    }
+    set_blas_threads(1);  // the process default (configure_threads)
+    bar.finish("done");
+    return load_beside(system0, system_cpu_times(), process_cpu_seconds() - own0, seconds_since(t0));
+  };
+  Load load = run_round("");
+  int rounds = 1;
+  for (double width = widest_interval(states, meter != nullptr); width > options.wide_interval && rounds <= options.remeasure_rounds;
+       width = widest_interval(states, meter != nullptr)) {
+    char why[80];
+    std::snprintf(why, sizeof why, " again (a +-%.0f%% interval)", 100 * width);
+    load = run_round(why);
+    ++rounds;
   }
-  set_blas_threads(1);  // the process default (configure_threads)
-  bar.finish("done");
 
   std::vector<RunResult> results;
-  for (std::size_t c = 0; c < candidates.size(); ++c)
-    results.push_back(summarize(candidates[c], states[c], options, meter, time_power, constants));
+  for (std::size_t c = 0; c < candidates.size(); ++c) {
+    RunResult r = summarize(candidates[c], states[c], options, meter, time_power, constants);
+    r.rounds = rounds;
+    r.relative_half_width = relative_width(states[c], meter != nullptr);
+    r.wide_interval = r.relative_half_width > options.wide_interval;
+    r.other_load = load.other;
+    r.steal = load.steal;
+    results.push_back(r);
+  }
   return results;
 }
 
@@ -420,7 +485,9 @@ Manifest collect_manifest(const RunOptions& options, const MeterChoice& choice) 
   m.set("device", options.device);
   m.set("protocol", "warm-up " + format_double(options.warmup_seconds) + " s; " + std::to_string(options.windows) +
                         " windows of >= " + format_double(options.min_window_seconds) +
-                        " s, interleaved across models; mean and 95% CI (Student t) over windows");
+                        " s, interleaved across models; mean and 95% CI (Student t) over windows; a set whose interval is wider "
+                        "than +-" + format_double(100 * options.wide_interval) + "% of a mean is run again (up to " +
+                        std::to_string(options.remeasure_rounds) + " more), every model, and flagged if it stays wide");
   m.set("meter", choice.explanation);
   if (choice.meter) {
     m.set("meter_update_period_s", format_double(choice.meter->update_period_seconds()));

@@ -107,6 +107,49 @@ struct Inputs {
   PipelineInput data;  // the data sets, loaded once; the model is loaded afresh for every point
 };
 
+// A model's figures at every batch of a measurement.
+std::vector<BatchFigures> batch_figures(const Report& report, const std::string& label) {
+  std::vector<BatchFigures> out;
+  for (const auto& r : report.runs) {
+    if (r.label != label) continue;
+    BatchFigures b;
+    b.batch = r.batch;
+    b.p50_seconds = r.p50_seconds;
+    b.p50_low = r.p50_low;
+    b.p50_high = r.p50_high;
+    b.p99_seconds = r.p99_seconds;
+    b.latency_seconds = r.latency_seconds;
+    if (r.measured)
+      b.meter = EnergyFigure{r.measured->joules_per_inference, provenance_name(r.measured->provenance), r.measured->meter,
+                             "domains " + r.measured->domains};
+    b.modeled_time_power = EnergyFigure{r.modeled_time_power.joules_per_inference, "modeled", "time x power",
+                                        r.modeled_time_power.detail};
+    b.modeled_ops = EnergyFigure{r.modeled_ops.joules_per_inference, "modeled", "ops", r.modeled_ops.detail};
+    b.rounds = r.rounds;
+    b.wide_interval = r.wide_interval;
+    b.relative_half_width = r.relative_half_width;
+    b.other_load = r.other_load;
+    b.steal = r.steal;
+    out.push_back(b);
+  }
+  return out;
+}
+
+// The harness settings a recipe asks for.
+MeasureJob measure_job(const Recipe& recipe, bool progress) {
+  MeasureJob job;
+  job.data = data_source(recipe);
+  job.batches = recipe.measure.batches;
+  job.run.windows = recipe.measure.windows;
+  job.run.device = recipe.measure.device;
+  job.run.meter = recipe.measure.meter;
+  job.run.warmup_seconds = recipe.measure.warmup_seconds;
+  job.accuracy_limit = recipe.measure.accuracy_limit;
+  job.metric = recipe.measure.metric;
+  job.progress = progress;
+  return job;
+}
+
 LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std::string& id, const std::string& stage_dir,
                       const Inputs& inputs, const SweepOptions& options) {
   // Loaded afresh for every point: clones name their classes after those already in the
@@ -161,17 +204,8 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
   apply_passes(passes, input.loaded.module, context, hooks);
 
   if (options.measure) {
-    MeasureJob job;
+    MeasureJob job = measure_job(recipe, options.progress);
     for (const auto& s : out.stages) job.models.push_back(s.model_path);
-    job.data = data_source(recipe);
-    job.batches = recipe.measure.batches;
-    job.run.windows = recipe.measure.windows;
-    job.run.device = recipe.measure.device;
-    job.run.meter = recipe.measure.meter;
-    job.run.warmup_seconds = recipe.measure.warmup_seconds;
-    job.accuracy_limit = recipe.measure.accuracy_limit;
-    job.metric = recipe.measure.metric;
-    job.progress = options.progress;
     const Report report = measure_files(job);
     JOULECUT_ASSERT(report.models.size() == out.stages.size(), "one summary per stage");
     for (std::size_t i = 0; i < out.stages.size(); ++i) {
@@ -187,23 +221,7 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
         s.cosine = m.fidelity->cosine.mean;
         s.snr_db = m.fidelity->snr_db;
       }
-      for (const auto& r : report.runs) {
-        if (r.label != m.label) continue;
-        BatchFigures b;
-        b.batch = r.batch;
-        b.p50_seconds = r.p50_seconds;
-        b.p50_low = r.p50_low;
-        b.p50_high = r.p50_high;
-        b.p99_seconds = r.p99_seconds;
-        b.latency_seconds = r.latency_seconds;
-        if (r.measured)
-          b.meter = EnergyFigure{r.measured->joules_per_inference, provenance_name(r.measured->provenance), r.measured->meter,
-                                 "domains " + r.measured->domains};
-        b.modeled_time_power = EnergyFigure{r.modeled_time_power.joules_per_inference, "modeled", "time x power",
-                                            r.modeled_time_power.detail};
-        b.modeled_ops = EnergyFigure{r.modeled_ops.joules_per_inference, "modeled", "ops", r.modeled_ops.detail};
-        s.batches.push_back(b);
-      }
+      s.batches = batch_figures(report, m.label);
     }
     out.manifest = report.manifest;
   } else {
@@ -307,10 +325,57 @@ SweepResult sweep_points(const Recipe& recipe, const std::vector<GridAxis>& grid
     bar.update(std::int64_t(i + 1), "#" + std::to_string(p.index) + " done");
   }
   if (todo.size() > 1) bar.finish(std::to_string(todo.size()) + " points");
+  result.table = options.measure && result.other_shards == 0 && result.in_ledger.size() > 1
+                     ? measure_table_side_by_side(recipe, result.in_ledger, options.table_all_stages, options.progress)
+                     : result.in_ledger;
   return result;
 }
 
 }  // namespace
+
+std::vector<LedgerPoint> measure_table_side_by_side(const Recipe& recipe, const std::vector<LedgerPoint>& points,
+                                                    bool all_stages, bool progress) {
+  JOULECUT_ASSERT(!points.empty(), "a table has points");
+  std::vector<LedgerPoint> table = points;
+  // Which stages the table shows, in the order they are measured (after the baseline).
+  std::vector<StageFigures*> shown;
+  for (auto& p : table) {
+    if (p.stages.front().batches.empty())
+      throw UserError("point #" + std::to_string(p.index) + " of the ledger was not measured: rerun the sweep without --no-measure");
+    for (std::size_t s = 1; s < p.stages.size(); ++s)
+      if (all_stages || s + 1 == p.stages.size()) shown.push_back(&p.stages[s]);
+  }
+  MeasureJob job = measure_job(recipe, progress);
+  job.accuracy_limit = -1;  // accuracy and fidelity: the ledger's, computed on the same data
+  job.metric = "top1";
+  job.models.push_back(recipe.model);
+  for (const StageFigures* s : shown) {
+    if (!std::filesystem::exists(s->model_path))
+      throw UserError(s->model_path + ": the stage model is gone, so the table cannot be measured again side by side; "
+                      "rerun the sweep into a fresh -o directory");
+    job.models.push_back(s->model_path);
+  }
+  if (progress)
+    std::fprintf(stderr, "the table's %zu rows, measured again side by side in one run (windows interleaved)\n",
+                 job.models.size());
+  const Report report = measure_files(job);
+  JOULECUT_ASSERT(report.models.size() == shown.size() + 1, "one summary per model measured");
+  const std::vector<BatchFigures> baseline = batch_figures(report, report.models.front().label);
+  for (std::size_t i = 0; i < shown.size(); ++i) shown[i]->batches = batch_figures(report, report.models[i + 1].label);
+  for (auto& p : table) {
+    p.stages.front().batches = baseline;
+    Manifest manifest = report.manifest;
+    for (const char* key : {"recipe", "sweep", "pipeline", "pipeline_seed", "model_sha256"})
+      if (!p.manifest.get(key).empty()) manifest.set(key, p.manifest.get(key));
+    manifest.set("table_measurement", "the table's " + std::to_string(job.models.size()) +
+                                          " rows measured again side by side in one run after the sweep, windows "
+                                          "interleaved; every point's own run (its stages beside its baseline) is in the ledger");
+    if (!all_stages)
+      for (std::size_t s = 1; s + 1 < p.stages.size(); ++s) p.stages[s].batches.clear();  // not in this run: not shown
+    p.manifest = manifest;
+  }
+  return table;
+}
 
 SweepResult run_sweep(const Recipe& recipe, const SweepOptions& options) {
   return sweep_points(recipe, parse_grid(options.grid.empty() ? recipe.grid : options.grid), options, false);
@@ -367,7 +432,8 @@ SearchResult run_search(const Recipe& recipe, const SearchOptions& options) {
   sweep.grid = out.space;
   out.sweep = run_sweep(recipe, sweep);
   double best_cost = 0;
-  for (const auto& p : out.sweep.in_ledger) {
+  // Chosen on the side-by-side figures the table prints, so the best is the table's best.
+  for (const auto& p : out.sweep.table) {
     const StageFigures& base = p.stages.front();
     const StageFigures& last = p.stages.back();
     // The budget: accuracy points below the baseline, or (no labels, or --metric agreement)

@@ -33,6 +33,12 @@ struct RunOptions {
   // CPU: each model runs with the BLAS on 1 thread or on LibTorch's thread count, whichever it
   // runs faster with at this batch (timed before the windows), as a user would deploy it.
   bool search_blas_threads = true;
+  // A noisy measurement is measured again: when any candidate's 95% interval (of its latency or
+  // its energy per inference) is wider than wide_interval x its mean (+-10%), every candidate's
+  // windows are discarded and run again, interleaved as before, up to remeasure_rounds more
+  // times; a result still wide after that says so (RunResult::wide_interval).
+  double wide_interval = 0.10;
+  int remeasure_rounds = 1;
 };
 
 // One model to measure: a label, the module as it will run, and what the op model needs.
@@ -68,6 +74,12 @@ struct RunResult {
   MeanCI throughput;                       // inferences per second
   int blas_threads = 1;                    // the BLAS thread count it ran with
   std::string thread_search;               // how that count was chosen (timed set-ups)
+  int rounds = 1;               // window sets run; > 1: an earlier set was too noisy, discarded
+  bool wide_interval = false;   // still wider than RunOptions::wide_interval after the last round
+  double relative_half_width = 0;  // the wider of latency's and energy's, over their means
+  // What else used the machine's CPUs during the kept windows, as shares of all its CPU time:
+  // other processes (from /proc/stat, minus this process) and the hypervisor (steal). < 0: unknown.
+  double other_load = -1, steal = -1;
   std::optional<MeasuredEnergyStats> measured;  // absent without a hardware meter
   ModeledEnergyStats modeled_time_power;
   ModeledEnergyStats modeled_ops;

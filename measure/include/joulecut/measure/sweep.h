@@ -28,6 +28,9 @@ struct SweepOptions {
   bool progress = true;
   std::string command;       // recorded in every stage model's provenance
   std::function<void(const PassReport&)> on_pass_report;  // called after each pass (e.g. to print it)
+  // The final table shows every stage of every point, not only each point's last: all of them
+  // are measured again side by side (see SweepResult::table).
+  bool table_all_stages = false;
 };
 
 struct SweepResult {
@@ -38,7 +41,20 @@ struct SweepResult {
   std::int64_t other_shards = 0;
   std::vector<std::string> problems;  // ledger lines that could not be read
   std::vector<LedgerPoint> in_ledger;  // every point the ledger holds now: those found, then those run
+  // The final table's points: with several points, copies of in_ledger whose baseline and table
+  // stages carry the figures of one more run that measured all of them side by side, windows
+  // interleaved, so every ratio follows from the baseline row printed beside it (each point's
+  // own measurement stays in the ledger). With one point, or a shard, or no measurement:
+  // in_ledger itself.
+  std::vector<LedgerPoint> table;
 };
+
+// That one run: the recipe's baseline model and the table's stages of every point (the last, or
+// every stage with all_stages), measured with the recipe's measurement settings. Accuracy and
+// fidelity are the ledger's (they do not change between runs). Precondition: every point has
+// measured figures, and stage files that still exist (UserError otherwise: "rerun the sweep").
+std::vector<LedgerPoint> measure_table_side_by_side(const Recipe& recipe, const std::vector<LedgerPoint>& points,
+                                                    bool all_stages, bool progress);
 
 // Expands the recipe with the grid, checks every point's passes and options (before any
 // work), then runs the points of this shard that the ledger does not hold yet. Throws
