@@ -810,29 +810,10 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
                   slower.empty() ? "" : (built.module._ivalue() == per_layer.module._ivalue() ? " kept fp32" : ", yet all int8 ran faster whole: all int8 kept"),
                   fp32_us / 1e3, all_us / 1e3, chosen_us / 1e3, fp32_us / chosen_us);
     report.notes.push_back(line);
-    if (chosen_us > fp32_us) {
-      // Even with its slower layers in fp32 the int8 model loses whole: the time goes between the
-      // layers (quantizing the input, uint8 pooling, reorders), which no single layer's timing
-      // shows. per-layer=auto promises no layer runs int8 where that is slower, so none does.
-      char why[400];
-      std::snprintf(why, sizeof why,
-                    "**int8 slower than fp32 at batch %lld** (fp32 %.3g ms, best int8 %.3g ms, whole models timed "
-                    "alternately): every layer stays fp32 and the model is returned as it came; per-layer=all "
-                    "forces int8, or give the batch you deploy at (batch=1)",
-                    (long long)options_.batch, fp32_us / 1e3, chosen_us / 1e3);
-      report.notes.push_back(why);
-      for (auto& l : built.layers)
-        if (l.after == 8) {
-          l.after = 32;
-          l.note = "fp32: the int8 model was slower whole at batch " + std::to_string(options_.batch) +
-                   l.note.substr(std::min(l.note.size(), l.note.find(';')));
-        }
-      report.layers = built.layers;
-      report.summary = "0 of " + std::to_string(built.layers.size()) +
-                       " Conv2d/Linear layer(s) int8: int8 ran slower than fp32 at batch " + std::to_string(options_.batch) +
-                       " on this machine (per-layer=auto); the model is unchanged";
-      return {input.clone(), report};
-    }
+    if (chosen_us > fp32_us)
+      report.notes.push_back("**slower than fp32 at batch " + std::to_string(options_.batch) +
+                             "**: the int8 ops and their quantize/dequantize cost more than they save on this model "
+                             "and machine; keep the fp32 model, or quantize for another batch");
   }
 #endif
   for (auto& l : built.layers)
