@@ -166,9 +166,9 @@ TEST_CASE("runner: a window set with a wide interval is run again, and flagged i
     options.remeasure_rounds = 1;
     const auto results = run_interleaved(candidates, x, options, choice, false);
     for (const auto& r : results) {
-      CHECK(r.rounds == 2);
-      CHECK(r.wide_interval);
-      CHECK(r.relative_half_width > 0);
+      CHECK(r.quality.rounds == 2);
+      CHECK(r.quality.wide());
+      CHECK(r.quality.relative_half_width > 0);
       CHECK(r.latency_seconds.n == 3);  // the kept set only: the first set's windows are gone
     }
     Report report;
@@ -181,14 +181,14 @@ TEST_CASE("runner: a window set with a wide interval is run again, and flagged i
   SECTION("a limit every timing meets: one set") {
     options.wide_interval = 1e9;
     for (const auto& r : run_interleaved(candidates, x, options, choice, false)) {
-      CHECK(r.rounds == 1);
-      CHECK_FALSE(r.wide_interval);
+      CHECK(r.quality.rounds == 1);
+      CHECK_FALSE(r.quality.wide());
     }
   }
   SECTION("what else ran beside the windows is recorded") {
     const auto r = run_interleaved(candidates, x, options, choice, false).front();
-    CHECK(r.other_load >= 0);  // /proc/stat exists on Linux
-    CHECK(r.other_load <= 1);
-    CHECK(r.steal >= 0);
+    CHECK(r.quality.other_load >= 0);  // /proc/stat exists on Linux
+    CHECK(r.quality.other_load <= 1);
+    CHECK(r.quality.steal >= 0);
   }
 }

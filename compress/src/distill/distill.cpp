@@ -212,7 +212,6 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
     }
   }
   if (consistent) {
-    augment_images(probe, options.loop.augment, 0);  // image data? before any training
     teacher_note = "teacher: " + (hints ? std::string("with its hint layers") : how) +
                    ", run on every batch's augmented views (consistent teaching; crop padding " +
                    std::to_string(options.loop.augment.crop_padding) +

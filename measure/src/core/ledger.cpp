@@ -15,6 +15,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "quality_json.h"
 #include "joulecut/error.h"
 
 namespace joulecut::measure {
@@ -109,11 +110,7 @@ std::string to_ledger_line(const LedgerPoint& p) {
                 {"energy_meter", b.meter ? energy_json(*b.meter) : json(nullptr)},
                 {"energy_modeled_time_power", energy_json(b.modeled_time_power)},
                 {"energy_modeled_ops", energy_json(b.modeled_ops)},
-                {"rounds", b.rounds},
-                {"wide_interval", b.wide_interval},
-                {"relative_half_width", b.relative_half_width},
-                {"other_load", b.other_load},
-                {"steal", b.steal}};
+                {"quality", quality_json(b.quality)}};
       batches.push_back(j);
     }
     json accuracy = nullptr;
@@ -197,12 +194,7 @@ LedgerPoint from_ledger_line(const std::string& line) {
         if (!b.at("energy_meter").is_null()) figures.meter = energy_from(b.at("energy_meter"));
         figures.modeled_time_power = energy_from(b.at("energy_modeled_time_power"));
         figures.modeled_ops = energy_from(b.at("energy_modeled_ops"));
-        // Lines written before the harness re-measured wide intervals have none of these.
-        figures.rounds = b.value("rounds", 1);
-        figures.wide_interval = b.value("wide_interval", false);
-        figures.relative_half_width = b.value("relative_half_width", 0.0);
-        figures.other_load = b.value("other_load", -1.0);
-        figures.steal = b.value("steal", -1.0);
+        if (b.contains("quality")) figures.quality = quality_from_json(b.at("quality"));
         if (figures.modeled_time_power.provenance != "modeled" || figures.modeled_ops.provenance != "modeled")
           throw std::runtime_error("a modeled energy figure is not marked modeled");
         f.batches.push_back(figures);

@@ -92,7 +92,7 @@ Cells cells(const TradeoffRow& row, std::int64_t batch) {
   c.mj = b->energy().joules_per_inference.mean * 1e3;
   c.mj_ci = b->energy().joules_per_inference.half_width * 1e3;
   c.provenance = provenance_text(b->energy());
-  c.wide = b->wide_interval;
+  c.wide = b->quality.wide();
   c.speedup = speedup(*base, *b);
   c.energy_ratio = energy_ratio(*base, *b).value;
   c.size_ratio = c.bytes > 0 ? double(row.baseline->file_bytes) / double(c.bytes) : 0;
@@ -156,11 +156,14 @@ std::string ratio_note(const std::vector<TradeoffRow>& rows, std::int64_t batch)
                               "in that point's run (in the ledger), not against the baseline row shown (the first point's); "
                               "> 1 is better. `compress sweep` measures a table's rows side by side.";
   note += " Accuracy and p50 intervals: 95% (Wilson; order statistics).";
-  bool wide = false;
-  for (const auto& r : rows) wide = wide || r.stage->at_batch(batch)->wide_interval;
-  if (wide)
-    note += " †: the energy or latency interval stayed wider than +-10% of its mean after the windows were run again "
-            "(a noisy machine: see other_load in the ledger); treat that row's figures with care.";
+  for (const auto& r : rows) {
+    const MeasurementQuality& q = r.stage->at_batch(batch)->quality;
+    if (!q.wide()) continue;
+    note += " †: the energy or latency interval stayed wider than +-" + fmt("%.0f", 100 * q.limit) +
+            "% of its mean after the windows were run again (a noisy machine: see other_load in the ledger); treat "
+            "that row's figures with care.";
+    break;
+  }
   return note;
 }
 

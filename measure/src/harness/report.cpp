@@ -8,6 +8,7 @@
 
 #include "joulecut/error.h"
 #include "joulecut/measure/runner.h"
+#include "core/quality_json.h"
 #include "core/table_text.h"
 
 namespace joulecut::measure {
@@ -39,19 +40,21 @@ std::string measurement_quality(const Report& report) {
   std::ostringstream out;
   std::int64_t last_batch = -1;
   for (const auto& r : report.runs) {
+    const MeasurementQuality& q = r.quality;
     if (r.batch != last_batch) {
       last_batch = r.batch;
-      if (r.rounds > 1)
-        out << "batch " << r.batch << ": measured " << r.rounds << " times; the earlier window sets had an interval wider "
-            << "than +-10% of a mean and were discarded\n";
-      if (r.other_load >= 0)
-        out << "batch " << r.batch << ": beside the windows, other processes used " << fmt("%.0f", 100 * r.other_load)
-            << "% of the machine's CPU time and the hypervisor took " << fmt("%.0f", 100 * r.steal) << "% (steal)"
-            << (r.other_load + r.steal > 0.1 ? ": the figures were measured on a busy machine" : "") << "\n";
+      if (q.rounds > 1)
+        out << "batch " << r.batch << ": measured " << q.rounds << " times; the earlier window sets had an interval wider "
+            << "than +-" << fmt("%.0f", 100 * q.limit) << "% of a mean and were discarded\n";
+      if (q.other_load >= 0)
+        out << "batch " << r.batch << ": beside the windows, other processes used " << fmt("%.0f", 100 * q.other_load)
+            << "% of the machine's CPU time and the hypervisor took " << fmt("%.0f", 100 * q.steal)
+            << "% (steal; measured from /proc/stat)"
+            << (q.other_load + q.steal > 0.1 ? ": the figures were measured on a busy machine" : "") << "\n";
     }
-    if (r.wide_interval)
+    if (q.wide())
       out << "† " << r.label << " at batch " << r.batch << ": its 95% interval is still +-"
-          << fmt("%.1f", 100 * r.relative_half_width) << "% of its mean after " << r.rounds
+          << fmt("%.1f", 100 * q.relative_half_width) << "% of its mean after " << q.rounds
           << " window set(s): measure again on a quieter machine, or with more --windows\n";
   }
   return out.str();
@@ -120,7 +123,7 @@ void write_table(std::ostream& out, const Report& report) {
       energy_ratio = ratio(base->modeled_time_power.joules_per_inference.mean,
                            r.modeled_time_power.joules_per_inference.mean) + " mod.";
     pad(out, energy_ratio, 12);
-    if (r.wide_interval) out << "  wide †";
+    if (r.quality.wide()) out << "  wide †";
     out << "\n";
   }
   out << "\nspeed-up and energy ratio: baseline (" << (report.models.empty() ? "-" : report.models.front().label)
@@ -234,11 +237,7 @@ void write_json(std::ostream& out, const Report& report) {
                     {"p99_seconds", r.p99_seconds}, {"throughput_per_second", ci(r.throughput)},
                     {"speedup_vs_baseline", base && r.p50_seconds > 0 ? base->p50_seconds / r.p50_seconds : 0.0},
                     {"energy", energy},
-                    {"rounds", r.rounds},
-                    {"wide_interval", r.wide_interval},
-                    {"relative_half_width", r.relative_half_width},
-                    {"other_load", r.other_load},
-                    {"steal", r.steal}});
+                    {"quality", quality_json(r.quality)}});
   }
   json manifest = json::object();
   for (const auto& [k, v] : report.manifest.entries) manifest[k] = v;

@@ -312,17 +312,13 @@ double widest_interval(const std::vector<CandidateState>& states, bool metered) 
   return widest;
 }
 
-struct Load {
-  double other = -1, steal = -1;  // shares of the machine's CPU time; -1: unknown
-};
-
 // Other processes' and the hypervisor's share of the machine's CPU time over `wall` seconds,
-// in which this process used `own` CPU seconds.
-Load load_beside(const SystemCpuTimes& before, const SystemCpuTimes& after, double own, double wall) {
-  Load load;
+// in which this process used `own` CPU seconds (the rest of the quality is filled in later).
+MeasurementQuality load_beside(const SystemCpuTimes& before, const SystemCpuTimes& after, double own, double wall) {
+  MeasurementQuality load;
   const double capacity = wall * double(logical_cores());
   if (!before.valid || !after.valid || capacity <= 0) return load;
-  load.other = std::clamp((after.busy - before.busy - own) / capacity, 0.0, 1.0);
+  load.other_load = std::clamp((after.busy - before.busy - own) / capacity, 0.0, 1.0);
   load.steal = std::clamp((after.steal - before.steal) / capacity, 0.0, 1.0);
   return load;
 }
@@ -419,7 +415,7 @@ std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const
     bar.finish("done");
     return load_beside(system0, system_cpu_times(), process_cpu_seconds() - own0, seconds_since(t0));
   };
-  Load load = run_round("");
+  MeasurementQuality load = run_round("");
   int rounds = 1;
   for (double width = widest_interval(states, meter != nullptr); width > options.wide_interval && rounds <= options.remeasure_rounds;
        width = widest_interval(states, meter != nullptr)) {
@@ -432,11 +428,10 @@ std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const
   std::vector<RunResult> results;
   for (std::size_t c = 0; c < candidates.size(); ++c) {
     RunResult r = summarize(candidates[c], states[c], options, meter, time_power, constants);
-    r.rounds = rounds;
-    r.relative_half_width = relative_width(states[c], meter != nullptr);
-    r.wide_interval = r.relative_half_width > options.wide_interval;
-    r.other_load = load.other;
-    r.steal = load.steal;
+    r.quality = load;
+    r.quality.rounds = rounds;
+    r.quality.limit = options.wide_interval;
+    r.quality.relative_half_width = relative_width(states[c], meter != nullptr);
     results.push_back(r);
   }
   return results;

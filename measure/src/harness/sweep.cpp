@@ -125,11 +125,7 @@ std::vector<BatchFigures> batch_figures(const Report& report, const std::string&
     b.modeled_time_power = EnergyFigure{r.modeled_time_power.joules_per_inference, "modeled", "time x power",
                                         r.modeled_time_power.detail};
     b.modeled_ops = EnergyFigure{r.modeled_ops.joules_per_inference, "modeled", "ops", r.modeled_ops.detail};
-    b.rounds = r.rounds;
-    b.wide_interval = r.wide_interval;
-    b.relative_half_width = r.relative_half_width;
-    b.other_load = r.other_load;
-    b.steal = r.steal;
+    b.quality = r.quality;
     out.push_back(b);
   }
   return out;

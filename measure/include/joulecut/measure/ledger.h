@@ -30,12 +30,7 @@ struct BatchFigures {
   MeanCI latency_seconds;                                               // per batch, mean over windows
   std::optional<EnergyFigure> meter;                                    // a hardware meter, when one ran
   EnergyFigure modeled_time_power, modeled_ops;
-  // The measurement's quality (RunResult): window sets run, and whether the kept set's 95%
-  // interval stayed wider than the harness' limit; what else used the CPUs (< 0: unknown).
-  int rounds = 1;
-  bool wide_interval = false;
-  double relative_half_width = 0;
-  double other_load = -1, steal = -1;
+  MeasurementQuality quality;  // the run's (RunResult::quality)
   // The figure tables and searches use: the meter's when there is one, else time x power.
   const EnergyFigure& energy() const { return meter ? *meter : modeled_time_power; }
 };

@@ -74,12 +74,7 @@ struct RunResult {
   MeanCI throughput;                       // inferences per second
   int blas_threads = 1;                    // the BLAS thread count it ran with
   std::string thread_search;               // how that count was chosen (timed set-ups)
-  int rounds = 1;               // window sets run; > 1: an earlier set was too noisy, discarded
-  bool wide_interval = false;   // still wider than RunOptions::wide_interval after the last round
-  double relative_half_width = 0;  // the wider of latency's and energy's, over their means
-  // What else used the machine's CPUs during the kept windows, as shares of all its CPU time:
-  // other processes (from /proc/stat, minus this process) and the hypervisor (steal). < 0: unknown.
-  double other_load = -1, steal = -1;
+  MeasurementQuality quality;  // its limit is RunOptions::wide_interval
   std::optional<MeasuredEnergyStats> measured;  // absent without a hardware meter
   ModeledEnergyStats modeled_time_power;
   ModeledEnergyStats modeled_ops;

@@ -7,6 +7,19 @@
 namespace joulecut::measure {
 
 // Mean of repeated windows with a two-sided 95% confidence interval from Student's t.
+// How far a measurement can be trusted: window sets run (> 1: an earlier, noisier set was
+// discarded), the kept set's widest interval (latency or energy) as half-width over mean, the
+// harness' limit on it, and what else used the machine's CPUs meanwhile, as shares of its CPU
+// time: other processes (from /proc/stat, minus this process) and the hypervisor (steal); < 0:
+// unknown. Measured, like the figures it qualifies.
+struct MeasurementQuality {
+  int rounds = 1;
+  double relative_half_width = 0;
+  double limit = 0.10;
+  double other_load = -1, steal = -1;
+  bool wide() const { return relative_half_width > limit; }  // still wide after the last round
+};
+
 struct MeanCI {
   double mean = 0;
   double half_width = 0;  // the interval is mean +- half_width; 0 when n < 2 (unknown, see n)
