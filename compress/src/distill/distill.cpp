@@ -262,7 +262,10 @@ DistillResult distill(const torch::jit::Module& teacher_input, const torch::jit:
                   "teacher logits: %lld images in %.1f s, the teacher %s at batch %lld (per image, by batch: %s)",
                   (long long)train.size(),
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), how.c_str(),
-                  (long long)best_batch, tried.empty() ? "as given, not timed" : tried.c_str());
+                  (long long)best_batch,
+                  !tried.empty()                ? tried.c_str()
+                  : options.teacher_batch > 0 ? "as given, not timed"
+                                              : "not timed: fewer images than the smallest batch tried, 16");
     teacher_note = note;
   }
 
