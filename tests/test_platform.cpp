@@ -26,3 +26,22 @@ TEST_CASE("the machine's CPU time is read from /proc/stat, and grows with work",
   CHECK(after.busy - before.busy >= 0.05);  // 150 ms of this thread's spinning, counted in 10 ms ticks
   CHECK(after.steal >= before.steal);
 }
+
+TEST_CASE("OpenBLAS kernels narrower than the CPU's vectors are named with the set to use instead", "[platform]") {
+  using joulecut::better_openblas_kernels;
+  // Debian's 0.3.21 on Emerald Rapids (family 6 model 207): the generic Prescott set.
+  CHECK(better_openblas_kernels("Prescott", 3) == "SkylakeX");
+  CHECK(better_openblas_kernels("Haswell", 3) == "SkylakeX");
+  CHECK(better_openblas_kernels("Nehalem", 2) == "Haswell");
+  CHECK(better_openblas_kernels("Core2", 1) == "Sandybridge");
+  // Already as wide as the CPU, or wider than it (a forced set), or a name it does not know.
+  CHECK(better_openblas_kernels("SkylakeX", 3).empty());
+  CHECK(better_openblas_kernels("Cooperlake", 3).empty());
+  CHECK(better_openblas_kernels("Zen", 2).empty());
+  CHECK(better_openblas_kernels("Prescott", 0).empty());
+  CHECK(better_openblas_kernels("SkylakeX", 2).empty());
+  CHECK(better_openblas_kernels("POWER10", 3).empty());
+  const int level = joulecut::cpu_vector_level();
+  CHECK(level >= 0);
+  CHECK(level <= 3);
+}

@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <thread>
 
 namespace joulecut {
@@ -29,7 +30,52 @@ int collect_blas(struct dl_phdr_info* info, size_t, void* data) {
   return 0;
 }
 
+// Set in the environment of a restarted program: the kernel set OpenBLAS chose by itself.
+constexpr const char* kRestartedFrom = "JOULECUT_OPENBLAS_CHOSE";
+
+// The widest vectors each of OpenBLAS' x86-64 kernel sets uses (0.3.21's names).
+int kernel_vector_level(const std::string& kernels) {
+  static const std::map<std::string, int> level = {
+      {"Prescott", 0},    {"Core2", 0},       {"Penryn", 0},     {"Dunnington", 0}, {"Nehalem", 0},
+      {"Atom", 0},        {"Opteron", 0},     {"Opteron(SSE3)", 0}, {"Barcelona", 0}, {"Nano", 0},
+      {"Bobcat", 0},      {"Sandybridge", 1}, {"Bulldozer", 1},  {"Piledriver", 1}, {"Steamroller", 1},
+      {"Excavator", 2},   {"Haswell", 2},     {"Zen", 2},        {"SkylakeX", 3},   {"Cooperlake", 3},
+      {"SapphireRapids", 3}};
+  const auto it = level.find(kernels);
+  return it == level.end() ? -1 : it->second;
+}
+
 }  // namespace
+
+int cpu_vector_level() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    return 3;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 2;
+  if (__builtin_cpu_supports("avx")) return 1;
+#endif
+  return 0;
+}
+
+std::string better_openblas_kernels(const std::string& kernels, int cpu_level) {
+  const int used = kernel_vector_level(kernels);
+  if (used < 0 || used >= cpu_level) return "";
+  return cpu_level >= 3 ? "SkylakeX" : cpu_level == 2 ? "Haswell" : "Sandybridge";
+}
+
+void restart_with_better_openblas_kernels(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE")) return;
+  const BlasInfo blas = blas_info();
+  if (blas.better_kernels.empty()) return;
+  setenv("OPENBLAS_CORETYPE", blas.better_kernels.c_str(), 1);
+  setenv(kRestartedFrom, blas.kernels.c_str(), 1);
+  execv("/proc/self/exe", argv);
+  // Not restarted: run on as loaded; blas_info() says the kernels are narrower than the CPU's.
+  unsetenv("OPENBLAS_CORETYPE");
+  unsetenv(kRestartedFrom);
+}
 
 BlasInfo blas_info() {
   BlasInfo info;
@@ -43,8 +89,21 @@ BlasInfo blas_info() {
     info.name = "OpenBLAS";
     const char* config = get_config();
     info.config = config ? config : "";
-    if (auto get_corename = reinterpret_cast<GetConfig>(dlsym(RTLD_DEFAULT, "openblas_get_corename")))
-      info.config += std::string(" core=") + get_corename();
+    if (auto get_corename = reinterpret_cast<GetConfig>(dlsym(RTLD_DEFAULT, "openblas_get_corename"))) {
+      const char* core = get_corename();
+      info.kernels = core ? core : "";
+      info.config += " core=" + info.kernels;
+      info.better_kernels = better_openblas_kernels(info.kernels, cpu_vector_level());
+      const char* from = std::getenv(kRestartedFrom);
+      const char* forced = std::getenv("OPENBLAS_CORETYPE");
+      if (from && forced)
+        info.config += std::string(" (joulecut set OPENBLAS_CORETYPE=") + forced +
+                       " and restarted: OpenBLAS chose its " + from + " kernels, narrower than this CPU's vectors)";
+      if (!info.better_kernels.empty())
+        info.config += " (slower than this CPU allows: OpenBLAS' " + info.better_kernels +
+                       " kernels use its wider vectors; set OPENBLAS_CORETYPE=" + info.better_kernels +
+                       " before the program starts)";
+    }
     if (get_threads) info.threads = get_threads();
   } else if (reference_path) {
     info.name = "reference BLAS (netlib)";

@@ -15,6 +15,7 @@
 #include "joulecut/distill.h"
 #include "joulecut/evaluate.h"
 #include "joulecut/models.h"
+#include "joulecut/platform.h"
 #include "joulecut/train_loop.h"
 
 using namespace joulecut;
@@ -48,7 +49,8 @@ double plain_loop(torch::jit::Module module, const TensorDataset& data, int epoc
 
 }  // namespace
 
-int main() {
+int main(int, char** argv) {
+  restart_with_better_openblas_kernels(argv);  // OpenBLAS reads OPENBLAS_CORETYPE only when it loads
   configure_threads(0);
   at::manual_seed(1);
   TensorDataset data;

@@ -8,11 +8,14 @@
 
 #include "joulecut/error.h"
 #include "joulecut/model.h"
+#include "joulecut/platform.h"
 #include "joulecut/torch_compat.h"
 #include "joulecut/version.h"
 #include "options.h"
 
 int main(int argc, char** argv) {
+  // Before anything runs: OpenBLAS reads OPENBLAS_CORETYPE only when it loads.
+  joulecut::restart_with_better_openblas_kernels(argv);
   using namespace joulecut::cli;
   CLI::App app{"joulecut compress: make neural networks cheaper to run, and measure what it bought.\n"
                "Run 'compress SUBCOMMAND --help' for each job."};

@@ -17,11 +17,13 @@
 #include "joulecut/evaluate.h"
 #include "joulecut/measure/runner.h"
 #include "joulecut/model.h"
+#include "joulecut/platform.h"
 
 using namespace joulecut;
 using Clock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
+  restart_with_better_openblas_kernels(argv);  // OpenBLAS reads OPENBLAS_CORETYPE only when it loads
   const std::string path = argc > 1 ? argv[1] : "models/trained/lenet5.pt";
   const std::int64_t batch = argc > 2 ? std::atoll(argv[2]) : 64;
   const double window = argc > 3 ? std::atof(argv[3]) : 1.0;

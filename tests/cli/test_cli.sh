@@ -101,8 +101,19 @@ for key in ("cpu", "libtorch", "blas", "threads", "meter", "protocol", "seeds"):
     assert key in d["manifest"], key
 # Debian's LibTorch calls OpenBLAS (set-up makes sure); PyPI's carries MKL inside.
 assert ("OpenBLAS" if d["manifest"]["libtorch"].startswith("1.") else "MKL") in d["manifest"]["blas"], d["manifest"]["blas"]
+# The fp32 baseline never runs OpenBLAS kernels narrower than the CPU's vectors: compress picks
+# wider ones itself when OpenBLAS falls back (Debian's 0.3.21 gives Emerald Rapids its SSE3 set).
+assert "slower than this CPU allows" not in d["manifest"]["blas"], d["manifest"]["blas"]
 assert 0.85 < d["models"][0]["accuracy"]["value"] <= 1
 PY
+# A narrower set forced by the user is kept, and said: a warning, and the manifest's blas line.
+if grep -qw avx2 /proc/cpuinfo && [ -n "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifest"]["blas"])' "$tmp/out" | grep OpenBLAS)" ]; then
+  OPENBLAS_CORETYPE=Prescott "$compress" eval "$models/mlp.pt" --json >"$tmp/prescott.json" 2>"$tmp/err"
+  grep -q "warning: OpenBLAS runs its Prescott kernels, narrower than this CPU's vectors" "$tmp/err" \
+    && grep -q "core=Prescott (slower than this CPU allows" "$tmp/prescott.json" \
+    && report "eval: OpenBLAS kernels narrower than the CPU are said" ok \
+    || report "eval: OpenBLAS kernels narrower than the CPU are said" fail "$(cat "$tmp/err") $(grep blas_config "$tmp/prescott.json")"
+fi
 "$compress" measure "$models/mlp.pt" "${quick[@]}" -o "$tmp/m.txt" --json "$tmp/m.json" 2>"$tmp/err"
 grep -q "MODELED" "$tmp/m.txt" && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["runs"] and "manifest" in d' "$tmp/m.json" \
   && report "measure: one run, the table and its JSON" ok || report "measure: one run, the table and its JSON" fail "$(cat "$tmp/err")"

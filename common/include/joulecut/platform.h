@@ -9,11 +9,32 @@ struct BlasInfo {
   std::string name;     // "OpenBLAS", "reference BLAS (netlib)", "BLIS", "MKL", or "unknown"
   std::string config;   // OpenBLAS' own description (version, kernel), when available
   int threads = -1;     // BLAS' own thread count, when it can tell (-1: unknown)
+  // OpenBLAS only: the kernel set it runs ("Prescott", "SkylakeX"...), and the best one this CPU's
+  // instruction set runs, when that is a different one (else empty).
+  std::string kernels, better_kernels;
   bool is_reference() const { return name.rfind("reference", 0) == 0; }
 };
 
 // Inspects the loaded libraries (dl_iterate_phdr) and OpenBLAS' exported functions.
 BlasInfo blas_info();
+
+// OpenBLAS picks its kernels from the CPU model when it loads. A model it does not know (Emerald
+// Rapids, family 6 model 207, under Debian's 0.3.21) gets the generic Prescott (SSE3) kernels:
+// fp32 Linear layers ran 3.4x slower at batch 64 here than with its AVX-512 kernels, a slow
+// baseline that inflates every int8 ratio. The best kernel set for an instruction-set level:
+// "SkylakeX" (AVX-512 F/BW/DQ/VL), "Haswell" (AVX2 and FMA), "Sandybridge" (AVX), "" (none of
+// these); `kernels` is OpenBLAS' name for its kernel set. Returns "" when `kernels` already uses
+// the CPU's widest vectors (or is a name this function does not know).
+std::string better_openblas_kernels(const std::string& kernels, int cpu_vector_level);
+// 3: AVX-512 F/BW/DQ/VL, 2: AVX2 and FMA, 1: AVX, 0: none of these (what this CPU and OS run).
+int cpu_vector_level();
+
+// For executables, first thing in main(): when the loaded OpenBLAS runs kernels narrower than
+// the CPU's (see better_openblas_kernels) and OPENBLAS_CORETYPE is not set, sets it to the
+// better set and execs this program again with the same arguments (the variable is read only
+// when the library loads). blas_info() then says so. Returns only when it did not restart:
+// nothing to do, OPENBLAS_CORETYPE already set, or the exec failed.
+void restart_with_better_openblas_kernels(char** argv);
 
 // The BLAS a LibTorch build carries inside its own library, read from its build settings
 // (at::show_config(): "BLAS_INFO=mkl"), for builds that load no BLAS library of their own
