@@ -287,6 +287,22 @@ TEST_CASE("int8 pooling and residual add match their fp32 ops", "[quantize][int8
       CHECK(at::equal(got.to(at::kFloat), expected));
     }
   }
+  SECTION("max pooling is exact for every channel count, rectangular windows and images of every batch") {
+    // The kernel copies each output pixel as one vector of 8, 16, 32 or 64 bytes that spills
+    // into the next pixel's place: channel counts on both sides of each size, and the last
+    // image's last pixel, where a spill would leave the tensor.
+    for (const std::int64_t channels : {1, 6, 8, 9, 16, 24, 33, 64, 80}) {
+      const at::Tensor x = at::randint(0, 256, {3, channels, 9, 7}, at::kByte).contiguous(at::MemoryFormat::ChannelsLast);
+      for (const auto& [kernel, stride, padding] :
+           {std::tuple<std::vector<std::int64_t>, std::vector<std::int64_t>, std::vector<std::int64_t>>{{2, 2}, {2, 2}, {0, 0}},
+            {{2, 3}, {1, 2}, {1, 1}}, {{3, 2}, {3, 1}, {0, 1}}}) {
+        const at::Tensor got = call("joulecut::int8_max_pool2d", {x, kernel, stride, padding}).toTensor();
+        const at::Tensor expected = at::max_pool2d(x.to(at::kFloat), kernel, stride, padding);
+        INFO("channels " << channels << ", kernel " << kernel[0] << "x" << kernel[1]);
+        CHECK(at::equal(got.to(at::kFloat), expected));
+      }
+    }
+  }
   SECTION("global average pooling is within one step") {
     const at::Tensor got =
         call("joulecut::int8_adaptive_avg_pool2d", {q.narrow(2, 0, 10).narrow(3, 0, 10), std::vector<std::int64_t>{1, 1}})

@@ -1,5 +1,6 @@
 #include "int8_kernels.h"
 
+#include <cstring>
 #include <vector>
 
 namespace joulecut::kernels {
@@ -44,33 +45,65 @@ void scale_channels_u8(const std::uint8_t* __restrict in, std::uint8_t* __restri
   }
 }
 
+namespace {
+
+// Copies `count` pixels of `c` bytes, from `from + k * step` to `to + k * c`. With Block >= c,
+// each copy moves Block bytes, one vector load and store, and spills into the next pixel's
+// place, which the next copy rewrites; the last copies, where a spill would pass `end`, move
+// exactly c. `from` must be readable Block bytes past its last pixel.
+template <std::int64_t Block>
+void copy_pixels(std::uint8_t* to, const std::uint8_t* from, std::int64_t count, std::int64_t c, std::int64_t step,
+                 const std::uint8_t* end) {
+  std::int64_t k = 0;
+  for (; k < count && to + k * c + Block <= end; ++k) std::memcpy(to + k * c, from + k * step, Block);
+  for (; k < count; ++k) std::memcpy(to + k * c, from + k * step, static_cast<std::size_t>(c));
+}
+
+}  // namespace
+
 void max_pool_u8_nhwc(const std::uint8_t* __restrict in, std::uint8_t* __restrict out, const MaxPoolShape& s,
                       std::int64_t first_image, std::int64_t end_image) {
-  // Vertical max first, over whole rows (long contiguous loops that vectorize), then the
-  // horizontal max per output pixel: short loops over channels run kw times, not kh * kw.
-  const std::int64_t row = s.w * s.c;
-  std::vector<std::uint8_t> column_max(static_cast<std::size_t>(row));
-  std::uint8_t* __restrict m = column_max.data();
-  for (std::int64_t n = first_image; n < end_image; ++n)
+  // Per image, passes over contiguous bytes that vectorize whatever the channel count: the
+  // vertical max of each output row's kh input rows (into rows padded with pw zero pixels each
+  // side: 0 is the uint8 minimum, so padding never wins), then the horizontal max of kw pixels,
+  // shifted by one pixel each, over all rows at once; then every sw-th pixel copied out, a
+  // vector per pixel. Loops over the channels alone (6 in LeNet-5) did not vectorize, and a
+  // memcpy call per pixel cost more than the maxima: 310 and 115 us, against 124 us of fp32.
+  constexpr std::int64_t kSlack = 64;  // copy_pixels' reads past the last pixel
+  const std::int64_t c = s.c, row = s.w * c, padded = (s.w + 2 * s.pw) * c;
+  const std::int64_t rows = s.oh * padded, span = rows - (s.kw - 1) * c;
+  std::vector<std::uint8_t> column_max(static_cast<std::size_t>(rows), 0), window_max(static_cast<std::size_t>(rows + kSlack));
+  std::uint8_t* __restrict v = column_max.data();
+  std::uint8_t* __restrict h = window_max.data();
+  const std::int64_t image_out = s.oh * s.ow * c;
+  const std::uint8_t* end = out + end_image * image_out;
+  for (std::int64_t n = first_image; n < end_image; ++n) {
     for (std::int64_t oy = 0; oy < s.oh; ++oy) {
-      for (std::int64_t i = 0; i < row; ++i) m[i] = 0;  // the uint8 minimum: padding never wins
+      std::uint8_t* __restrict body = v + oy * padded + s.pw * c;
+      for (std::int64_t i = 0; i < row; ++i) body[i] = 0;
       for (std::int64_t ky = 0; ky < s.kh; ++ky) {
         const std::int64_t y = oy * s.sh - s.ph + ky;
         if (y < 0 || y >= s.h) continue;
         const std::uint8_t* __restrict r = in + (n * s.h + y) * row;
-        for (std::int64_t i = 0; i < row; ++i) m[i] = r[i] > m[i] ? r[i] : m[i];
-      }
-      std::uint8_t* __restrict o = out + (n * s.oh + oy) * s.ow * s.c;
-      for (std::int64_t ox = 0; ox < s.ow; ++ox, o += s.c) {
-        for (std::int64_t c = 0; c < s.c; ++c) o[c] = 0;
-        for (std::int64_t kx = 0; kx < s.kw; ++kx) {
-          const std::int64_t x = ox * s.sw - s.pw + kx;
-          if (x < 0 || x >= s.w) continue;
-          const std::uint8_t* __restrict t = m + x * s.c;
-          for (std::int64_t c = 0; c < s.c; ++c) o[c] = t[c] > o[c] ? t[c] : o[c];
-        }
+        for (std::int64_t i = 0; i < row; ++i) body[i] = r[i] > body[i] ? r[i] : body[i];
       }
     }
+    for (std::int64_t i = 0; i < span; ++i) h[i] = v[i];
+    for (std::int64_t kx = 1; kx < s.kw; ++kx) {
+      const std::uint8_t* __restrict shifted = v + kx * c;
+      for (std::int64_t i = 0; i < span; ++i) h[i] = shifted[i] > h[i] ? shifted[i] : h[i];
+    }
+    for (std::int64_t oy = 0; oy < s.oh; ++oy) {
+      std::uint8_t* o = out + n * image_out + oy * s.ow * c;
+      const std::uint8_t* from = h + oy * padded;
+      const std::int64_t step = s.sw * c;
+      if (c <= 8) copy_pixels<8>(o, from, s.ow, c, step, end);
+      else if (c <= 16) copy_pixels<16>(o, from, s.ow, c, step, end);
+      else if (c <= 32) copy_pixels<32>(o, from, s.ow, c, step, end);
+      else if (c <= 64) copy_pixels<64>(o, from, s.ow, c, step, end);
+      else for (std::int64_t ox = 0; ox < s.ow; ++ox) std::memcpy(o + ox * c, from + ox * step, static_cast<std::size_t>(c));
+    }
+  }
 }
 
 }  // namespace joulecut::kernels
