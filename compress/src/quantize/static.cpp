@@ -807,7 +807,10 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
                   "per-layer=auto at batch %lld: %zu layer(s) faster in fp32%s; whole model fp32 %.3g ms, all int8 %.3g "
                   "ms, kept %.3g ms (%.2fx)",
                   (long long)options_.batch, slower.size(),
-                  slower.empty() ? "" : (built.module._ivalue() == per_layer.module._ivalue() ? " kept fp32" : ", yet all int8 ran faster whole: all int8 kept"),
+                  slower.empty() ? ""
+                  : (built.module._ivalue() == per_layer.module._ivalue()
+                         ? " kept fp32"
+                         : " alone, yet the whole model ran faster with every layer int8: all int8 kept"),
                   fp32_us / 1e3, all_us / 1e3, chosen_us / 1e3, fp32_us / chosen_us);
     report.notes.push_back(line);
     if (chosen_us > fp32_us)
