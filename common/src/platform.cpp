@@ -65,11 +65,14 @@ std::string better_openblas_kernels(const std::string& kernels, int cpu_level) {
   return cpu_level >= 3 ? "SkylakeX" : cpu_level == 2 ? "Haswell" : "Sandybridge";
 }
 
+std::string BlasInfo::better_kernels() const { return better_openblas_kernels(kernels, cpu_vector_level()); }
+
 void restart_with_better_openblas_kernels(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE")) return;
   const BlasInfo blas = blas_info();
-  if (blas.better_kernels.empty()) return;
-  setenv("OPENBLAS_CORETYPE", blas.better_kernels.c_str(), 1);
+  const std::string better = blas.better_kernels();
+  if (better.empty()) return;
+  setenv("OPENBLAS_CORETYPE", better.c_str(), 1);
   setenv(kRestartedFrom, blas.kernels.c_str(), 1);
   execv("/proc/self/exe", argv);
   // Not restarted: run on as loaded; blas_info() says the kernels are narrower than the CPU's.
@@ -93,15 +96,14 @@ BlasInfo blas_info() {
       const char* core = get_corename();
       info.kernels = core ? core : "";
       info.config += " core=" + info.kernels;
-      info.better_kernels = better_openblas_kernels(info.kernels, cpu_vector_level());
       const char* from = std::getenv(kRestartedFrom);
       const char* forced = std::getenv("OPENBLAS_CORETYPE");
       if (from && forced)
         info.config += std::string(" (joulecut set OPENBLAS_CORETYPE=") + forced +
                        " and restarted: OpenBLAS chose its " + from + " kernels, narrower than this CPU's vectors)";
-      if (!info.better_kernels.empty())
-        info.config += " (slower than this CPU allows: OpenBLAS' " + info.better_kernels +
-                       " kernels use its wider vectors; set OPENBLAS_CORETYPE=" + info.better_kernels +
+      if (const std::string better = info.better_kernels(); !better.empty())
+        info.config += " (slower than this CPU allows: OpenBLAS' " + better +
+                       " kernels use its wider vectors; set OPENBLAS_CORETYPE=" + better +
                        " before the program starts)";
     }
     if (get_threads) info.threads = get_threads();

@@ -146,11 +146,11 @@ void apply_threads(int threads) {
                  "compress: warning: LibTorch is calling the reference BLAS (%s), ~60x slower than OpenBLAS "
                  "for fp32 linear layers; install libopenblas0-pthread (scripts/setup)\n",
                  blas.library.c_str());
-  else if (!blas.better_kernels.empty())
+  else if (const std::string better = blas.better_kernels(); !better.empty())
     std::fprintf(stderr,
                  "compress: warning: OpenBLAS runs its %s kernels, narrower than this CPU's vectors: fp32 linear layers "
                  "run slower than this CPU can; unset OPENBLAS_CORETYPE (compress then picks) or set it to %s\n",
-                 blas.kernels.c_str(), blas.better_kernels.c_str());
+                 blas.kernels.c_str(), better.c_str());
 }
 
 json runtime_json() {

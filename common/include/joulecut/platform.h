@@ -9,10 +9,10 @@ struct BlasInfo {
   std::string name;     // "OpenBLAS", "reference BLAS (netlib)", "BLIS", "MKL", or "unknown"
   std::string config;   // OpenBLAS' own description (version, kernel), when available
   int threads = -1;     // BLAS' own thread count, when it can tell (-1: unknown)
-  // OpenBLAS only: the kernel set it runs ("Prescott", "SkylakeX"...), and the best one this CPU's
-  // instruction set runs, when that is a different one (else empty).
-  std::string kernels, better_kernels;
+  std::string kernels;   // OpenBLAS only: the kernel set it runs ("Prescott", "SkylakeX"...)
   bool is_reference() const { return name.rfind("reference", 0) == 0; }
+  // The kernel set this CPU runs best when `kernels` is narrower (better_openblas_kernels), else "".
+  std::string better_kernels() const;
 };
 
 // Inspects the loaded libraries (dl_iterate_phdr) and OpenBLAS' exported functions.
