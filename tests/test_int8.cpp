@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <tuple>
@@ -17,6 +18,7 @@
 #include "joulecut/observers.h"
 #include "joulecut/quantize.h"
 #include "noise_data.h"
+#include "runtime/int8_kernels.h"
 
 #ifdef JOULECUT_HAVE_ONEDNN  // the int8 runtime is built only with oneDNN
 
@@ -129,6 +131,83 @@ TEST_CASE("int8_conv2d matches an fp32 convolution to half an output step", "[qu
     const float tolerance = c.float_out ? 1e-3f : 0.5f * out.scale + 1e-4f;
     CHECK((got - expected).abs().max().item<float>() <= tolerance);
   }
+}
+
+TEST_CASE("int8_conv2d with few channels: joulecut's kernel computes what oneDNN's does", "[quantize][int8]") {
+  // Both kernels forced in turn (the environment is read when a layer first sees a shape), on
+  // first-layer shapes: grey and RGB input, 5x5 and 3x3 and 7x7, strides 1 to 3, odd sizes.
+  at::manual_seed(4);
+  struct Case {
+    std::int64_t in, out, kernel, stride, padding, h, w;
+    bool relu, float_out;
+  };
+  const Case cases[] = {
+      {1, 6, 5, 1, 2, 28, 28, true, false},  // LeNet-5's first layer
+      {1, 16, 3, 1, 1, 28, 28, true, false},  // ResNet-8's stem
+      {1, 8, 3, 1, 1, 13, 9, false, false},   {3, 16, 3, 2, 1, 17, 15, true, false},
+      {3, 8, 7, 2, 3, 20, 23, true, false},   {2, 10, 5, 3, 0, 19, 21, false, false},
+      {4, 12, 3, 1, 0, 11, 12, true, true},   {1, 3, 1, 1, 0, 7, 5, false, false},
+  };
+  const bool direct_fits = kernels::SmallChannelConv::fits({3, 28, 28, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2});
+  for (const auto& c : cases) {
+    INFO(c.in << " -> " << c.out << " channels, " << c.kernel << "x" << c.kernel << " stride " << c.stride
+              << " padding " << c.padding << ", " << c.h << "x" << c.w << (c.relu ? ", relu" : "")
+              << (c.float_out ? ", float output" : ""));
+    const at::Tensor x = at::rand({3, c.in, c.h, c.w}) * 2.5 - 0.7;  // a non-zero input zero point
+    const at::Tensor w = at::randn({c.out, c.in, c.kernel, c.kernel}) * 0.3;
+    const at::Tensor b = at::randn({c.out}) * 0.2;
+    const QuantRange in = range_of(x);
+    const at::Tensor xq = dequantize(quantize(x, in), in);
+    at::Tensor expected = at::conv2d(xq, int8_weight_as_float(w), b, {c.stride, c.stride}, {c.padding, c.padding});
+    if (c.relu) expected = expected.relu();
+    const QuantRange out = range_of(expected);
+    Int8LayerSpec spec;
+    spec.kind = "conv2d";
+    spec.weight = w;
+    spec.bias = b;
+    spec.stride = {c.stride, c.stride};
+    spec.padding = {c.padding, c.padding};
+    spec.input_scale = in.scale;
+    spec.input_zero_point = in.zero_point;
+    spec.output_scale = out.scale;
+    spec.output_zero_point = out.zero_point;
+    spec.relu = c.relu;
+    spec.output_float = c.float_out;
+    std::map<std::string, at::Tensor> outputs;
+    for (const char* kernel : {"onednn", "direct"}) {
+      setenv("JOULECUT_INT8_SMALL_CONV", kernel, 1);
+      outputs[kernel] = call("joulecut::int8_conv2d", {quantize(x, in), make_int8_layer(spec)}).toTensor();
+      unsetenv("JOULECUT_INT8_SMALL_CONV");
+      REQUIRE(outputs[kernel].sizes() == expected.sizes());
+      CHECK(outputs[kernel].is_contiguous(at::MemoryFormat::ChannelsLast));
+      const at::Tensor got = c.float_out ? outputs[kernel] : dequantize(outputs[kernel], out);
+      const float tolerance = c.float_out ? 1e-3f : 0.5f * out.scale + 1e-4f;
+      CHECK((got - expected).abs().max().item<float>() <= tolerance);
+    }
+    // The same integer sums, scaled in a different order: at most one step apart, and rarely.
+    const at::Tensor difference = (outputs["direct"].to(at::kFloat) - outputs["onednn"].to(at::kFloat)).abs();
+    if (c.float_out) {
+      CHECK(difference.max().item<float>() <= 1e-5f * (1 + outputs["onednn"].abs().max().item<float>()));
+    } else {
+      CHECK(difference.max().item<float>() <= 1);
+      CHECK(difference.gt(0).sum().item<std::int64_t>() <= difference.numel() / 100);
+    }
+  }
+  if (direct_fits) {
+    CHECK_THAT(int8_implementations(), Contains("joulecut:small_channels_vnni"));
+  } else {
+    WARN("joulecut's few-channel kernel needs AVX-512 VNNI, which this build's CPU lacks: oneDNN's ran alone");
+  }
+  setenv("JOULECUT_INT8_SMALL_CONV", "fastest", 1);
+  CHECK_THROWS_WITH(call("joulecut::int8_conv2d", {quantize(at::rand({1, 1, 8, 8}), affine_uint8(0, 1)),
+                                                   make_int8_layer([] {
+                                                     Int8LayerSpec bad;
+                                                     bad.kind = "conv2d";
+                                                     bad.weight = at::randn({4, 1, 3, 3});
+                                                     return bad;
+                                                   }())}),
+                    Contains("JOULECUT_INT8_SMALL_CONV must be auto, direct or onednn"));
+  unsetenv("JOULECUT_INT8_SMALL_CONV");
 }
 
 TEST_CASE("int8_conv2d and int8_linear fuse each activation, to half an output step", "[quantize][int8]") {

@@ -184,7 +184,7 @@ for split in ("train", "t10k"):
 PY
 sha_before=$(sha256sum "$models/lenet5.pt")
 expect_ok "quantize: static int8 on the onednn backend by default" "^quantize-static<samples=200,per-layer=auto>: [0-5] of 5 Conv2d/Linear layer\(s\) int8 on the onednn backend" quantize "$models/lenet5.pt" -o "$tmp/l5-onednn.pt" "${static[@]}"
-grep -Eq "^ +32 +8  conv1  conv2d \+ relu fused" "$tmp/out" && grep -Eq "^ +32 +8  fc3  linear" "$tmp/out" && grep -q "note: oneDNN kernels: " "$tmp/out" \
+grep -Eq "^ +32 +8  conv1  conv2d \+ relu fused" "$tmp/out" && grep -Eq "^ +32 +8  fc3  linear" "$tmp/out" && grep -q "note: int8 kernels: " "$tmp/out" \
   && report "quantize: a row per int8 layer, kernels named" ok || report "quantize: a row per int8 layer, kernels named" fail "$(head -20 "$tmp/out")"
 expect_ok "quantize: static int8 on the torch backend" "^quantize-static<backend=torch,samples=200>: 5 of 5 Conv2d/Linear layer\(s\) int8 on the torch backend" quantize "$models/lenet5.pt" -o "$tmp/l5-torch.pt" --backend torch "${static[@]}"
 grep -Eq "^ +32 +8  conv2  conv2d \+ relu fused" "$tmp/out" && report "quantize: torch backend, a row per int8 layer" ok || report "quantize: torch backend, a row per int8 layer" fail "$(head -20 "$tmp/out")"

@@ -76,8 +76,11 @@ Int8Geometry int8_layer_geometry(const c10::IValue& layer);
 // The int8 weight and the bias (undefined when the layer has none) of an Int8Layer object.
 std::pair<at::Tensor, at::Tensor> int8_layer_tensors(const c10::IValue& layer);
 
-// The oneDNN implementations the int8 ops have run so far in this process, e.g.
-// "brg:avx512_core_vnni, jit_int8:avx512_core_vnni"; "" before the first call.
+// The implementations the int8 ops have run so far in this process, oneDNN's and joulecut's
+// own, e.g. "brg:avx512_core_vnni, joulecut:small_channels_vnni"; "" before the first call.
+// Convolutions with few channels (a network's first layer) may run joulecut's kernel instead
+// of oneDNN's: the faster of the two, timed on the first input of each shape; the environment
+// variable JOULECUT_INT8_SMALL_CONV=direct|onednn forces one (both compute the same outputs).
 std::string int8_implementations();
 
 }  // namespace joulecut

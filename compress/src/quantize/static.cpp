@@ -822,7 +822,7 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
   for (auto& l : built.layers)
     if (budget_notes.count(l.layer)) l.note = budget_notes[l.layer] + l.note.substr(std::min(l.note.size(), l.note.find(';')));
   // One run on calibration images: errors surface here, not later, and the report can say which
-  // oneDNN kernels ran.
+  // int8 kernels ran (oneDNN's, or joulecut's for few channels).
   try {
     at::NoGradGuard no_grad;
     built.module.forward(train.inputs(0, std::min<std::int64_t>(64, train.size())));
@@ -853,7 +853,7 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
   report.notes.push_back("calibration: " + options_.observer + " observer on the first " +
                          std::to_string(std::min<std::int64_t>(options_.samples, train.size())) + " training images");
 #ifdef JOULECUT_HAVE_ONEDNN
-  if (options_.backend == "onednn") report.notes.push_back("oneDNN kernels: " + int8_implementations());
+  if (options_.backend == "onednn") report.notes.push_back("int8 kernels: " + int8_implementations());
 #endif
   if (options_.backend == "cuda")
     report.notes.push_back(std::string("backend=cuda: joulecut::int8_linear_dp4a runs the dp4a kernel on CUDA tensors") +

@@ -1,5 +1,6 @@
 #include "int8_kernels.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -104,6 +105,237 @@ void max_pool_u8_nhwc(const std::uint8_t* __restrict in, std::uint8_t* __restric
       else for (std::int64_t ox = 0; ox < s.ow; ++ox) std::memcpy(o + ox * c, from + ox * step, static_cast<std::size_t>(c));
     }
   }
+}
+
+}  // namespace joulecut::kernels
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+#define JOULECUT_SMALL_CONV_VNNI 1
+#endif
+
+namespace joulecut::kernels {
+namespace {
+
+constexpr std::int64_t kLanes = 16;        // int32 lanes of an AVX-512 register
+constexpr int kMaxAccumulators = 12;       // of 32 registers: enough chains to hide latency
+constexpr std::int64_t kTapsPerGroup = 4;  // one VNNI multiply-add sums 4 byte products per lane
+
+std::int64_t gcd(std::int64_t a, std::int64_t b) { return b == 0 ? a : gcd(b, a % b); }
+std::int64_t round_up(std::int64_t v, std::int64_t to) { return (v + to - 1) / to * to; }
+
+std::int64_t block_of(const SmallConvShape& s) { return kLanes / gcd(kLanes, s.oc) * s.oc; }
+
+// Blocks per tile: the count that leaves the least padding at the end of a row, the larger on ties.
+std::int64_t tile_of(const SmallConvShape& s) {
+  const std::int64_t block = block_of(s), blocks = round_up(s.ow * s.oc, block) / block;
+  const std::int64_t most = std::max<std::int64_t>(1, kMaxAccumulators / (block / kLanes));
+  std::int64_t best = 1;
+  for (std::int64_t tile = 2; tile <= std::min(most, blocks); ++tile)
+    if (round_up(blocks, tile) <= round_up(blocks, best)) best = tile;
+  return best;
+}
+
+std::int64_t groups_of(const SmallConvShape& s) { return (s.kw + kTapsPerGroup - 1) / kTapsPerGroup; }
+
+// The phases 4g % sw that groups start at: 0 alone for strides 1, 2 and 4.
+std::int64_t phases_of(const SmallConvShape& s) { return s.sw / gcd(s.sw, kTapsPerGroup); }
+
+// Group g covers taps 4g .. 4g + 3: phase 4g % sw, shifted by 4g / sw pixels.
+std::int64_t widest_shift(const SmallConvShape& s) { return kTapsPerGroup * (groups_of(s) - 1) / s.sw * s.oc; }
+
+std::int64_t expanded_length(const SmallConvShape& s) {
+  return round_up(round_up(s.ow * s.oc, tile_of(s) * block_of(s)) + widest_shift(s), block_of(s));
+}
+
+}  // namespace
+
+bool SmallChannelConv::fits(const SmallConvShape& s) {
+#ifndef JOULECUT_SMALL_CONV_VNNI
+  (void)s;
+  return false;
+#else
+  if (s.c < 1 || s.c > 4 || s.oc < 1 || s.oc > 16 || s.oh < 1 || s.ow < 1 || s.sw < 1 || s.sw > 4 || s.sh < 1)
+    return false;
+  if (block_of(s) / kLanes > 8) return false;  // 9, 11, 13 or 15 channels: too many registers
+  if (s.c * s.kh * round_up(s.kw, kTapsPerGroup) * 255 * 128 >= (std::int64_t(1) << 31)) return false;
+  const std::int64_t phases = phases_of(s);
+  return (s.h + 1) * s.c * phases * expanded_length(s) * 4 <= (std::int64_t(4) << 20);
+#endif
+}
+
+SmallChannelConv::SmallChannelConv(const SmallConvShape& s, const std::int8_t* weight, const float* scale,
+                                   const float* bias, std::uint8_t input_zero_point, std::uint8_t output_zero_point,
+                                   bool relu, bool output_float)
+    : s_(s),
+      input_zero_point_(input_zero_point),
+      output_zero_point_(output_zero_point),
+      relu_(relu),
+      output_float_(output_float) {
+  groups_ = groups_of(s);
+  block_ = block_of(s);
+  tile_ = tile_of(s);
+  expanded_ = expanded_length(s);
+  row_ = round_up(s.ow * s.oc, tile_ * block_);
+  for (std::int64_t g = 0; g < groups_; ++g) {
+    const std::int64_t first_tap = kTapsPerGroup * g;
+    shifts_.push_back(first_tap % s.sw * expanded_ + first_tap / s.sw * s.oc);
+  }
+  weights_.assign(static_cast<std::size_t>(s.kh * s.c * groups_ * block_), 0);
+  offset_.assign(static_cast<std::size_t>(block_), 0);
+  for (std::int64_t j = 0; j < block_; ++j) {
+    const std::int64_t o = j % s.oc;
+    for (std::int64_t ky = 0; ky < s.kh; ++ky)
+      for (std::int64_t ci = 0; ci < s.c; ++ci)
+        for (std::int64_t kx = 0; kx < s.kw; ++kx) {
+          const std::int8_t w = weight[((o * s.c + ci) * s.kh + ky) * s.kw + kx];
+          const std::int64_t g = kx / kTapsPerGroup, t = kx % kTapsPerGroup;
+          auto* bytes = reinterpret_cast<std::int8_t*>(&weights_[static_cast<std::size_t>(((ky * s.c + ci) * groups_ + g) * block_ + j)]);
+          bytes[t] = w;
+          // Every input byte, the padding's included, enters as x = (x - zero point) + zero point.
+          offset_[static_cast<std::size_t>(j)] += std::int32_t(input_zero_point) * w;
+        }
+  }
+  scale_.resize(static_cast<std::size_t>(block_));
+  bias_.resize(static_cast<std::size_t>(block_));
+  for (std::int64_t j = 0; j < block_; ++j) {
+    scale_[static_cast<std::size_t>(j)] = scale[j % s.oc];
+    bias_[static_cast<std::size_t>(j)] = bias[j % s.oc];
+  }
+}
+
+void SmallChannelConv::run(const std::uint8_t* in, void* out, std::int64_t first_image, std::int64_t end_image) const {
+  switch (block_ / kLanes) {
+    case 1: return dispatch<1>(in, out, first_image, end_image);
+    case 2: return dispatch<2>(in, out, first_image, end_image);
+    case 3: return dispatch<3>(in, out, first_image, end_image);
+    case 4: return dispatch<4>(in, out, first_image, end_image);
+    case 5: return dispatch<5>(in, out, first_image, end_image);
+    case 6: return dispatch<6>(in, out, first_image, end_image);
+    case 7: return dispatch<7>(in, out, first_image, end_image);
+    case 8: return dispatch<8>(in, out, first_image, end_image);
+    default: return;  // fits() refused the shape
+  }
+}
+
+template <int Vectors, int Blocks>
+void SmallChannelConv::dispatch(const std::uint8_t* in, void* out, std::int64_t first_image, std::int64_t end_image) const {
+  if (tile_ == Blocks) return run_tiles<Vectors, Blocks>(in, out, first_image, end_image);
+  if constexpr ((Blocks + 1) * Vectors <= kMaxAccumulators) dispatch<Vectors, Blocks + 1>(in, out, first_image, end_image);
+}
+
+template <int Vectors, int Blocks>
+void SmallChannelConv::run_tiles(const std::uint8_t* in, void* out, std::int64_t first_image,
+                                 std::int64_t end_image) const {
+#ifdef JOULECUT_SMALL_CONV_VNNI
+  const SmallConvShape& s = s_;
+  const std::int64_t oc = s.oc, width = s.ow * oc, phases = phases_of(s);
+  const std::int64_t pixels_per_block = block_ / oc, blocks = expanded_ / block_;
+  const std::int64_t pixels = expanded_ / oc;  // expanded pixels per row and phase
+  // Per input row, channel and phase p (stride 3): element q * oc + o of the expansion holds
+  // the 4 bytes of padded pixels q * sw + p .. + 3, the padding being the input zero point.
+  // Row h is all padding, for the kernel rows above and below the image.
+  const std::int64_t row_stride = s.c * phases * expanded_;
+  std::vector<std::int32_t> expanded(static_cast<std::size_t>((s.h + 1) * row_stride));
+  const std::int64_t padded_width = round_up((pixels + kLanes) * s.sw + kTapsPerGroup, kLanes) + kTapsPerGroup;
+  std::vector<std::uint8_t> padded(static_cast<std::size_t>(padded_width), input_zero_point_);
+  std::vector<std::int32_t> strided(static_cast<std::size_t>(pixels + kLanes));
+  __m512i spread[Vectors];  // lane i of vector v takes pixel (16 v + i) / oc of the block
+  for (int v = 0; v < Vectors; ++v) {
+    alignas(64) std::int32_t index[kLanes];
+    for (std::int64_t i = 0; i < kLanes; ++i) index[i] = std::int32_t((v * kLanes + i) / oc);
+    spread[v] = _mm512_load_si512(index);
+  }
+  // Element k of `quads` holds padded bytes k .. k + 3, four byte-shifted copies widened and
+  // merged 16 at a time; with a stride, `strided` picks every sw-th for one phase.
+  std::vector<std::int32_t> quads(static_cast<std::size_t>(round_up(padded_width, kLanes)));
+  auto make_quads = [&] {
+    for (std::int64_t k = 0; k + kLanes + kTapsPerGroup - 1 <= padded_width; k += kLanes) {
+      __m512i quad = _mm512_setzero_si512();
+      for (int t = 0; t < kTapsPerGroup; ++t) {
+        const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(padded.data() + k + t));
+        quad = _mm512_or_si512(quad, _mm512_slli_epi32(_mm512_cvtepu8_epi32(bytes), 8 * t));
+      }
+      _mm512_storeu_si512(quads.data() + k, quad);
+    }
+  };
+  auto expand = [&](std::int32_t* to, std::int64_t p) {
+    const std::int32_t* source_pixels = quads.data();
+    if (s.sw > 1) {
+      for (std::int64_t q = 0; q < pixels + kLanes; ++q) strided[static_cast<std::size_t>(q)] = quads[static_cast<std::size_t>(q * s.sw + p)];
+      source_pixels = strided.data();
+    }
+    for (std::int64_t b = 0; b < blocks; ++b) {
+      const __m512i source = _mm512_loadu_si512(source_pixels + b * pixels_per_block);
+      for (int v = 0; v < Vectors; ++v)
+        _mm512_storeu_si512(to + b * block_ + v * kLanes, _mm512_permutexvar_epi32(spread[v], source));
+    }
+  };
+  make_quads();
+  for (std::int64_t ci = 0; ci < s.c; ++ci)
+    for (std::int64_t p = 0; p < phases; ++p) expand(expanded.data() + s.h * row_stride + (ci * phases + p) * expanded_, p);
+  const std::int64_t visible = std::min(s.w, padded_width - s.pw);
+  const __m512 low = _mm512_set1_ps(relu_ ? 0.f : -3e38f), zero_point = _mm512_set1_ps(float(output_zero_point_));
+  const __m512 floor = _mm512_set1_ps(0.f), ceiling = _mm512_set1_ps(255.f);
+  for (std::int64_t n = first_image; n < end_image; ++n) {
+    for (std::int64_t iy = 0; iy < s.h; ++iy) {
+      const std::uint8_t* row = in + (n * s.h + iy) * s.w * s.c;
+      for (std::int64_t ci = 0; ci < s.c; ++ci) {
+        if (s.c == 1) {
+          std::memcpy(padded.data() + s.pw, row, static_cast<std::size_t>(visible));
+        } else {
+          for (std::int64_t x = 0; x < visible; ++x) padded[static_cast<std::size_t>(s.pw + x)] = row[x * s.c + ci];
+        }
+        make_quads();
+        for (std::int64_t p = 0; p < phases; ++p) expand(expanded.data() + iy * row_stride + (ci * phases + p) * expanded_, p);
+      }
+    }
+    for (std::int64_t oy = 0; oy < s.oh; ++oy) {
+      std::uint8_t* out_bytes = static_cast<std::uint8_t*>(out) + (n * s.oh + oy) * width;
+      float* out_floats = static_cast<float*>(out) + (n * s.oh + oy) * width;
+      for (std::int64_t b = 0; b < row_; b += Blocks * block_) {
+        __m512i acc[Blocks][Vectors];
+        for (int u = 0; u < Blocks; ++u)
+          for (int v = 0; v < Vectors; ++v) acc[u][v] = _mm512_setzero_si512();
+        for (std::int64_t ky = 0; ky < s.kh; ++ky) {
+          std::int64_t iy = oy * s.sh + ky - s.ph;
+          if (iy < 0 || iy >= s.h) iy = s.h;  // the padding row
+          const std::int32_t* w = weights_.data() + ky * s.c * groups_ * block_;
+          for (std::int64_t ci = 0; ci < s.c; ++ci) {
+            const std::int32_t* base = expanded.data() + iy * row_stride + ci * phases * expanded_ + b;
+            for (std::int64_t g = 0; g < groups_; ++g, w += block_) {
+              const std::int32_t* e = base + shifts_[static_cast<std::size_t>(g)];
+              __m512i weight[Vectors];
+              for (int v = 0; v < Vectors; ++v) weight[v] = _mm512_loadu_si512(w + v * kLanes);
+              for (int u = 0; u < Blocks; ++u)
+                for (int v = 0; v < Vectors; ++v)
+                  acc[u][v] = _mm512_dpbusd_epi32(acc[u][v], _mm512_loadu_si512(e + (u * Vectors + v) * kLanes), weight[v]);
+            }
+          }
+        }
+        for (int u = 0; u < Blocks; ++u) {
+          for (int v = 0; v < Vectors; ++v) {
+            const std::int64_t first = b + (u * Vectors + v) * kLanes, count = std::min(kLanes, width - first);
+            if (count <= 0) continue;
+            const __m512i exact = _mm512_sub_epi32(acc[u][v], _mm512_loadu_si512(offset_.data() + v * kLanes));
+            __m512 r = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(exact), _mm512_loadu_ps(bias_.data() + v * kLanes)),
+                                     _mm512_loadu_ps(scale_.data() + v * kLanes));
+            r = _mm512_max_ps(r, low);
+            const __mmask16 lanes = __mmask16((1u << count) - 1u);
+            if (output_float_) {
+              _mm512_mask_storeu_ps(out_floats + first, lanes, r);
+              continue;
+            }
+            r = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, zero_point), floor), ceiling);
+            _mm512_mask_cvtusepi32_storeu_epi8(out_bytes + first, lanes, _mm512_cvtps_epi32(r));  // nearest even
+          }
+        }
+      }
+    }
+  }
+#else
+  (void)in, (void)out, (void)first_image, (void)end_image;
+#endif
 }
 
 }  // namespace joulecut::kernels

@@ -11,7 +11,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,9 +39,25 @@ dnnl::engine& cpu_engine() {
 std::mutex implementations_mutex;
 std::set<std::string> implementations_seen;
 
-void remember_implementation(const dnnl::primitive_desc_base& pd) {
+void remember_implementation(const std::string& name) {
   std::lock_guard<std::mutex> lock(implementations_mutex);
-  implementations_seen.insert(pd.impl_info_str());
+  implementations_seen.insert(name);
+}
+void remember_implementation(const dnnl::primitive_desc_base& pd) { remember_implementation(pd.impl_info_str()); }
+
+// Which kernel runs the convolutions that SmallChannelConv fits: the faster of it and oneDNN's,
+// timed on the layer's first input of each shape (the default), or one of them forced, for
+// comparisons and tests: JOULECUT_INT8_SMALL_CONV=auto|direct|onednn, read when a layer first
+// sees an input shape.
+enum class SmallConvChoice { timed, direct, onednn };
+constexpr const char* kDirectImplementation = "joulecut:small_channels_vnni";
+SmallConvChoice small_conv_choice() {
+  const char* value = std::getenv("JOULECUT_INT8_SMALL_CONV");
+  const std::string v = value ? value : "";
+  if (v == "direct") return SmallConvChoice::direct;
+  if (v == "onednn") return SmallConvChoice::onednn;
+  TORCH_CHECK(v == "auto" || v.empty(), "JOULECUT_INT8_SMALL_CONV must be auto, direct or onednn, not '", v, "'");
+  return SmallConvChoice::timed;
 }
 
 // A 4-D activation is channels-last for oneDNN's int8 kernels; anything else row-major.
@@ -89,6 +107,11 @@ struct Int8Layer : torch::CustomClassHolder {
     memory weights, bias;
     memory::desc src, dst;
     std::vector<std::int64_t> dst_shape;
+    // Set where SmallChannelConv fits the shape; `use_direct` once timing (or the environment)
+    // chose it over the oneDNN primitive, which is always built.
+    std::shared_ptr<kernels::SmallChannelConv> direct;
+    bool chosen = false, use_direct = false;
+    std::string onednn_implementation;
   };
   std::mutex mutex;
   std::map<std::vector<std::int64_t>, std::shared_ptr<Plan>> plans;  // by input shape
@@ -245,10 +268,22 @@ struct Int8Layer : torch::CustomClassHolder {
                                          {dilation[0] - 1, dilation[1] - 1}, {padding[0], padding[1]},
                                          {padding[0], padding[1]});
     dnnl::convolution_forward::primitive_desc pd(desc, attributes(), cpu_engine());
-    remember_implementation(pd);
     plan->weights = packed_weights(pd.weights_desc(), plain_weights);
     plan->bias = scaled_bias(bias_desc);
     plan->primitive = dnnl::convolution_forward(pd);
+    plan->onednn_implementation = pd.impl_info_str();
+    const kernels::SmallConvShape small{n, h, w, c, oh, ow, out, kh, kw, stride[0], stride[1], padding[0], padding[1]};
+    if (groups == 1 && dilation[0] == 1 && dilation[1] == 1 && !residual && activation.empty() &&
+        small_conv_choice() != SmallConvChoice::onednn && kernels::SmallChannelConv::fits(small)) {
+      const std::vector<float> scales = output_scales();
+      const float* bias_in_accumulator_units = static_cast<const float*>(plan->bias.get_data_handle());
+      const at::Tensor plain = weight.contiguous();
+      plan->direct = std::make_shared<kernels::SmallChannelConv>(
+          small, plain.data_ptr<std::int8_t>(), scales.data(), bias_in_accumulator_units,
+          std::uint8_t(input_zero_point), std::uint8_t(output_float ? 0 : output_zero_point), relu, output_float);
+    } else {
+      remember_implementation(plan->onednn_implementation);
+    }
     return plan;
   }
 
@@ -270,6 +305,53 @@ struct Int8Layer : torch::CustomClassHolder {
     plan->bias = scaled_bias(bias_desc);
     plan->primitive = dnnl::matmul(pd);
     return plan;
+  }
+
+  void run_onednn(const Plan& plan, const at::Tensor& x, at::Tensor& y) const {
+    memory src(plan.src, cpu_engine(), x.data_ptr());
+    memory dst(plan.dst, cpu_engine(), y.data_ptr());
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
+                                         {DNNL_ARG_WEIGHTS, plan.weights},
+                                         {DNNL_ARG_BIAS, plan.bias},
+                                         {DNNL_ARG_DST, dst}};
+    if (input_zero_point != 0)
+      args.emplace(DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zero_point_memory(std::int32_t(input_zero_point)));
+    if (!output_float && output_zero_point != 0)
+      args.emplace(DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST, zero_point_memory(std::int32_t(output_zero_point)));
+    dnnl::stream stream(cpu_engine());
+    plan.primitive.execute(stream, args);
+    stream.wait();
+  }
+
+  static void run_direct(const Plan& plan, const at::Tensor& x, at::Tensor& y) {
+    const std::uint8_t* in = x.data_ptr<std::uint8_t>();
+    void* out = y.data_ptr();
+    at::parallel_for(0, x.size(0), 1, [&](std::int64_t begin, std::int64_t end) { plan.direct->run(in, out, begin, end); });
+  }
+
+  // Times both kernels on this input (after one untimed call each: oneDNN compiles on its first)
+  // and keeps the faster; once per layer and input shape.
+  void choose_kernel(Plan& plan, const at::Tensor& x, at::Tensor& y) const {
+    plan.chosen = true;
+    const SmallConvChoice choice = small_conv_choice();
+    plan.use_direct = choice == SmallConvChoice::direct;
+    if (choice == SmallConvChoice::timed) {
+      using clock = std::chrono::steady_clock;
+      double best_direct = 1e300, best_onednn = 1e300;
+      for (int round = 0; round < 4; ++round) {
+        auto start = clock::now();
+        run_direct(plan, x, y);
+        const double direct = std::chrono::duration<double>(clock::now() - start).count();
+        start = clock::now();
+        run_onednn(plan, x, y);
+        const double onednn = std::chrono::duration<double>(clock::now() - start).count();
+        if (round == 0) continue;
+        best_direct = std::min(best_direct, direct);
+        best_onednn = std::min(best_onednn, onednn);
+      }
+      plan.use_direct = best_direct < best_onednn;
+    }
+    remember_implementation(plan.use_direct ? std::string(kDirectImplementation) : plan.onednn_implementation);
   }
 
   // `residual_input`: the tensor added by the sum post-op, for layers made with a residual.
@@ -294,6 +376,11 @@ struct Int8Layer : torch::CustomClassHolder {
       std::lock_guard<std::mutex> lock(mutex);
       auto& slot = plans[shape];
       if (!slot) slot = conv ? conv_plan(shape) : linear_plan(shape);
+      if (slot->direct && !slot->chosen && x.numel() > 0) {
+        at::Tensor scratch = at::empty(slot->dst_shape, x.options().dtype(output_float ? at::kFloat : at::kByte),
+                                       at::MemoryFormat::ChannelsLast);
+        choose_kernel(*slot, x, scratch);
+      }
       plan = slot;
     }
     at::Tensor y = at::empty(plan->dst_shape, x.options().dtype(output_float ? at::kFloat : at::kByte),
@@ -305,19 +392,11 @@ struct Int8Layer : torch::CustomClassHolder {
       y.copy_(*residual_input);
     }
     if (x.numel() > 0) {
-      memory src(plan->src, cpu_engine(), x.data_ptr());
-      memory dst(plan->dst, cpu_engine(), y.data_ptr());
-      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
-                                           {DNNL_ARG_WEIGHTS, plan->weights},
-                                           {DNNL_ARG_BIAS, plan->bias},
-                                           {DNNL_ARG_DST, dst}};
-      if (input_zero_point != 0)
-        args.emplace(DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zero_point_memory(std::int32_t(input_zero_point)));
-      if (!output_float && output_zero_point != 0)
-        args.emplace(DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST, zero_point_memory(std::int32_t(output_zero_point)));
-      dnnl::stream stream(cpu_engine());
-      plan->primitive.execute(stream, args);
-      stream.wait();
+      if (plan->use_direct) {
+        run_direct(*plan, x, y);
+      } else {
+        run_onednn(*plan, x, y);
+      }
     }
     if (conv || input.dim() == 2) return y;
     std::vector<std::int64_t> out_shape(input.sizes().begin(), input.sizes().end());
