@@ -135,7 +135,8 @@ TEST_CASE("int8_conv2d matches an fp32 convolution to half an output step", "[qu
 
 TEST_CASE("int8_conv2d with few channels: joulecut's kernel computes what oneDNN's does", "[quantize][int8]") {
   // Both kernels forced in turn (the environment is read when a layer first sees a shape), on
-  // first-layer shapes: grey and RGB input, 5x5 and 3x3 and 7x7, strides 1 to 3, odd sizes.
+  // first-layer shapes (grey and RGB input, 5x5, 3x3 and 7x7, strides 1 to 3, odd sizes) and on
+  // thin layers with channels in fours.
   at::manual_seed(4);
   struct Case {
     std::int64_t in, out, kernel, stride, padding, h, w;
@@ -147,6 +148,9 @@ TEST_CASE("int8_conv2d with few channels: joulecut's kernel computes what oneDNN
       {1, 8, 3, 1, 1, 13, 9, false, false},   {3, 16, 3, 2, 1, 17, 15, true, false},
       {3, 8, 7, 2, 3, 20, 23, true, false},   {2, 10, 5, 3, 0, 19, 21, false, false},
       {4, 12, 3, 1, 0, 11, 12, true, true},   {1, 3, 1, 1, 0, 7, 5, false, false},
+      {8, 8, 3, 1, 1, 28, 28, true, false},   // a channel-pruned ResNet's thin layers
+      {8, 16, 3, 2, 1, 15, 15, true, false},  {16, 6, 1, 1, 0, 9, 9, false, true},
+      {32, 4, 3, 1, 1, 7, 7, true, false},    {6, 8, 3, 1, 1, 9, 9, true, false},  // 6: oneDNN alone
   };
   const bool direct_fits = kernels::SmallChannelConv::fits({3, 28, 28, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2});
   for (const auto& c : cases) {
@@ -297,12 +301,18 @@ TEST_CASE("int8_scale_channels: squeeze-and-excitation's scale * x to half an ou
 }
 
 TEST_CASE("int8_conv2d_add: convolution plus a residual, then ReLU, to half an output step", "[quantize][int8]") {
+  // On oneDNN (the residual copied into the output for its sum post-op) and on joulecut's
+  // few-channel kernel (the residual read in place, whatever its memory format).
   at::manual_seed(9);
   const at::Tensor x = at::rand({2, 8, 10, 10});
   const at::Tensor w = at::randn({8, 8, 3, 3}) * 0.2, b = at::randn({8}) * 0.1;
   const at::Tensor r = at::randn({2, 8, 10, 10});  // a residual with a non-zero zero point
   const QuantRange in = range_of(x), rr = range_of(r);
+  std::map<std::string, at::Tensor> outputs;
+  for (const char* kernel : {"onednn", "direct"})
   for (const bool relu : {false, true}) {
+    INFO(kernel << (relu ? ", relu" : ""));
+    setenv("JOULECUT_INT8_SMALL_CONV", kernel, 1);
     at::Tensor expected = at::conv2d(dequantize(quantize(x, in), in), int8_weight_as_float(w), b, {1, 1}, {1, 1}) +
                           dequantize(quantize(r, rr), rr);
     if (relu) expected = expected.relu();
@@ -321,9 +331,19 @@ TEST_CASE("int8_conv2d_add: convolution plus a residual, then ReLU, to half an o
     spec.residual_scale = double(rr.scale) / out.scale;
     spec.residual_zero_point = rr.zero_point;
     const c10::IValue layer = make_int8_layer(spec);
-    const at::Tensor y = call("joulecut::int8_conv2d_add", {quantize(x, in), layer, quantize(r, rr)}).toTensor();
+    const at::Tensor residual = relu ? quantize(r, rr) : quantize(r, rr).contiguous();  // channels-last, then not
+    const at::Tensor y = call("joulecut::int8_conv2d_add", {quantize(x, in), layer, residual}).toTensor();
+    unsetenv("JOULECUT_INT8_SMALL_CONV");
     CHECK((dequantize(y, out) - expected).abs().max().item<float>() <= 0.5f * out.scale + 1e-4f);
     CHECK_THROWS_WITH(call("joulecut::int8_conv2d", {quantize(x, in), layer}), Contains("with a residual"));
+    CHECK_THROWS_WITH(call("joulecut::int8_conv2d_add", {quantize(x, in), layer, quantize(r, rr).narrow(3, 0, 9)}),
+                      Contains("the residual must be uint8 [2, 8, 10, 10]"));
+    outputs[std::string(kernel) + (relu ? "+relu" : "")] = y;
+  }
+  for (const char* relu : {"", "+relu"}) {
+    const at::Tensor difference = (outputs[std::string("direct") + relu].to(at::kFloat) -
+                                   outputs[std::string("onednn") + relu].to(at::kFloat)).abs();
+    CHECK(difference.max().item<float>() <= 1);
   }
 }
 

@@ -109,7 +109,7 @@ void max_pool_u8_nhwc(const std::uint8_t* __restrict in, std::uint8_t* __restric
 
 }  // namespace joulecut::kernels
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 #define JOULECUT_SMALL_CONV_VNNI 1
 #endif
@@ -117,35 +117,40 @@ void max_pool_u8_nhwc(const std::uint8_t* __restrict in, std::uint8_t* __restric
 namespace joulecut::kernels {
 namespace {
 
-constexpr std::int64_t kLanes = 16;        // int32 lanes of an AVX-512 register
-constexpr int kMaxAccumulators = 12;       // of 32 registers: enough chains to hide latency
-constexpr std::int64_t kTapsPerGroup = 4;  // one VNNI multiply-add sums 4 byte products per lane
+constexpr std::int64_t kLanes = 16;  // int32 lanes of an AVX-512 register
+constexpr int kMaxAccumulators = 12; // of 32 registers: enough chains to hide latency
+constexpr std::int64_t kQuad = 4;    // one VNNI multiply-add sums 4 byte products per lane
 
 std::int64_t gcd(std::int64_t a, std::int64_t b) { return b == 0 ? a : gcd(b, a % b); }
 std::int64_t round_up(std::int64_t v, std::int64_t to) { return (v + to - 1) / to * to; }
 
-std::int64_t block_of(const SmallConvShape& s) { return kLanes / gcd(kLanes, s.oc) * s.oc; }
+// The geometry both fits() and the constructor need.
+struct Layout {
+  bool channel_quads;
+  std::int64_t sources, groups, block, tile, phases, row, expanded;
+  std::vector<std::int64_t> pixel_shift;  // per group of 4 taps along a kernel row
+};
 
-// Blocks per tile: the count that leaves the least padding at the end of a row, the larger on ties.
-std::int64_t tile_of(const SmallConvShape& s) {
-  const std::int64_t block = block_of(s), blocks = round_up(s.ow * s.oc, block) / block;
-  const std::int64_t most = std::max<std::int64_t>(1, kMaxAccumulators / (block / kLanes));
-  std::int64_t best = 1;
+Layout layout_of(const SmallConvShape& s) {
+  Layout l;
+  l.channel_quads = s.c % kQuad == 0;
+  l.sources = l.channel_quads ? s.c / kQuad : s.c;
+  // 4 channels of one tap per group, one group per tap; or 4 taps of one channel per group.
+  l.groups = l.channel_quads ? s.kw : (s.kw + kQuad - 1) / kQuad;
+  for (std::int64_t g = 0; g < l.groups; ++g) l.pixel_shift.push_back(l.channel_quads ? g : kQuad * g);
+  l.block = kLanes / gcd(kLanes, s.oc) * s.oc;
+  // Blocks per tile: the count that leaves the least padding at the end of a row, the larger on ties.
+  const std::int64_t blocks = round_up(s.ow * s.oc, l.block) / l.block;
+  const std::int64_t most = std::max<std::int64_t>(1, kMaxAccumulators / (l.block / kLanes));
+  l.tile = 1;
   for (std::int64_t tile = 2; tile <= std::min(most, blocks); ++tile)
-    if (round_up(blocks, tile) <= round_up(blocks, best)) best = tile;
-  return best;
-}
-
-std::int64_t groups_of(const SmallConvShape& s) { return (s.kw + kTapsPerGroup - 1) / kTapsPerGroup; }
-
-// The phases 4g % sw that groups start at: 0 alone for strides 1, 2 and 4.
-std::int64_t phases_of(const SmallConvShape& s) { return s.sw / gcd(s.sw, kTapsPerGroup); }
-
-// Group g covers taps 4g .. 4g + 3: phase 4g % sw, shifted by 4g / sw pixels.
-std::int64_t widest_shift(const SmallConvShape& s) { return kTapsPerGroup * (groups_of(s) - 1) / s.sw * s.oc; }
-
-std::int64_t expanded_length(const SmallConvShape& s) {
-  return round_up(round_up(s.ow * s.oc, tile_of(s) * block_of(s)) + widest_shift(s), block_of(s));
+    if (round_up(blocks, tile) <= round_up(blocks, l.tile)) l.tile = tile;
+  // Group g reads input pixel ox * sw + shift: phase shift % sw, shift / sw pixels further.
+  l.phases = 1;
+  for (const std::int64_t shift : l.pixel_shift) l.phases = std::max(l.phases, shift % s.sw + 1);
+  l.row = round_up(s.ow * s.oc, l.tile * l.block);
+  l.expanded = round_up(l.row + l.pixel_shift.back() / s.sw * s.oc, l.block);
+  return l;
 }
 
 }  // namespace
@@ -155,33 +160,36 @@ bool SmallChannelConv::fits(const SmallConvShape& s) {
   (void)s;
   return false;
 #else
-  if (s.c < 1 || s.c > 4 || s.oc < 1 || s.oc > 16 || s.oh < 1 || s.ow < 1 || s.sw < 1 || s.sw > 4 || s.sh < 1)
+  if (s.c < 1 || (s.c > kQuad && (s.c % kQuad != 0 || s.c > 32)) || s.oc < 1 || s.oc > 16 || s.oh < 1 || s.ow < 1 ||
+      s.kh < 1 || s.kw < 1 || s.sw < 1 || s.sw > 4 || s.sh < 1)
     return false;
-  if (block_of(s) / kLanes > 8) return false;  // 9, 11, 13 or 15 channels: too many registers
-  if (s.c * s.kh * round_up(s.kw, kTapsPerGroup) * 255 * 128 >= (std::int64_t(1) << 31)) return false;
-  const std::int64_t phases = phases_of(s);
-  return (s.h + 1) * s.c * phases * expanded_length(s) * 4 <= (std::int64_t(4) << 20);
+  const Layout l = layout_of(s);
+  if (l.block / kLanes > 8) return false;  // 9, 11, 13 or 15 channels: too many registers
+  if (s.kh * l.sources * l.groups * kQuad * 255 * 128 >= (std::int64_t(1) << 31)) return false;
+  return (s.h + 1) * l.sources * l.phases * l.expanded * 4 <= (std::int64_t(4) << 20);
 #endif
 }
 
 SmallChannelConv::SmallChannelConv(const SmallConvShape& s, const std::int8_t* weight, const float* scale,
                                    const float* bias, std::uint8_t input_zero_point, std::uint8_t output_zero_point,
-                                   bool relu, bool output_float)
+                                   bool relu, bool output_float, const SmallConvResidual* residual)
     : s_(s),
       input_zero_point_(input_zero_point),
       output_zero_point_(output_zero_point),
       relu_(relu),
-      output_float_(output_float) {
-  groups_ = groups_of(s);
-  block_ = block_of(s);
-  tile_ = tile_of(s);
-  expanded_ = expanded_length(s);
-  row_ = round_up(s.ow * s.oc, tile_ * block_);
-  for (std::int64_t g = 0; g < groups_; ++g) {
-    const std::int64_t first_tap = kTapsPerGroup * g;
-    shifts_.push_back(first_tap % s.sw * expanded_ + first_tap / s.sw * s.oc);
-  }
-  weights_.assign(static_cast<std::size_t>(s.kh * s.c * groups_ * block_), 0);
+      output_float_(output_float),
+      residual_(residual != nullptr) {
+  if (residual) residual_terms_ = *residual;
+  const Layout l = layout_of(s);
+  channel_quads_ = l.channel_quads;
+  sources_ = l.sources;
+  block_ = l.block;
+  tile_ = l.tile;
+  phases_ = l.phases;
+  row_ = l.row;
+  expanded_ = l.expanded;
+  for (const std::int64_t shift : l.pixel_shift) shifts_.push_back(shift % s.sw * expanded_ + shift / s.sw * s.oc);
+  weights_.assign(static_cast<std::size_t>(s.kh * sources_ * l.groups * block_), 0);
   offset_.assign(static_cast<std::size_t>(block_), 0);
   for (std::int64_t j = 0; j < block_; ++j) {
     const std::int64_t o = j % s.oc;
@@ -189,10 +197,11 @@ SmallChannelConv::SmallChannelConv(const SmallConvShape& s, const std::int8_t* w
       for (std::int64_t ci = 0; ci < s.c; ++ci)
         for (std::int64_t kx = 0; kx < s.kw; ++kx) {
           const std::int8_t w = weight[((o * s.c + ci) * s.kh + ky) * s.kw + kx];
-          const std::int64_t g = kx / kTapsPerGroup, t = kx % kTapsPerGroup;
-          auto* bytes = reinterpret_cast<std::int8_t*>(&weights_[static_cast<std::size_t>(((ky * s.c + ci) * groups_ + g) * block_ + j)]);
-          bytes[t] = w;
-          // Every input byte, the padding's included, enters as x = (x - zero point) + zero point.
+          const std::int64_t source = channel_quads_ ? ci / kQuad : ci, group = channel_quads_ ? kx : kx / kQuad;
+          const std::int64_t byte = channel_quads_ ? ci % kQuad : kx % kQuad;
+          const std::size_t element = static_cast<std::size_t>(((ky * sources_ + source) * l.groups + group) * block_ + j);
+          reinterpret_cast<std::int8_t*>(&weights_[element])[byte] = w;
+          // Every input byte, the padding's too, enters as (x - zero point) + zero point.
           offset_[static_cast<std::size_t>(j)] += std::int32_t(input_zero_point) * w;
         }
   }
@@ -204,41 +213,47 @@ SmallChannelConv::SmallChannelConv(const SmallConvShape& s, const std::int8_t* w
   }
 }
 
-void SmallChannelConv::run(const std::uint8_t* in, void* out, std::int64_t first_image, std::int64_t end_image) const {
+void SmallChannelConv::run(const std::uint8_t* in, const std::uint8_t* residual, void* out, std::int64_t first_image,
+                           std::int64_t end_image) const {
   switch (block_ / kLanes) {
-    case 1: return dispatch<1>(in, out, first_image, end_image);
-    case 2: return dispatch<2>(in, out, first_image, end_image);
-    case 3: return dispatch<3>(in, out, first_image, end_image);
-    case 4: return dispatch<4>(in, out, first_image, end_image);
-    case 5: return dispatch<5>(in, out, first_image, end_image);
-    case 6: return dispatch<6>(in, out, first_image, end_image);
-    case 7: return dispatch<7>(in, out, first_image, end_image);
-    case 8: return dispatch<8>(in, out, first_image, end_image);
+    case 1: return dispatch<1>(in, residual, out, first_image, end_image);
+    case 2: return dispatch<2>(in, residual, out, first_image, end_image);
+    case 3: return dispatch<3>(in, residual, out, first_image, end_image);
+    case 4: return dispatch<4>(in, residual, out, first_image, end_image);
+    case 5: return dispatch<5>(in, residual, out, first_image, end_image);
+    case 6: return dispatch<6>(in, residual, out, first_image, end_image);
+    case 7: return dispatch<7>(in, residual, out, first_image, end_image);
+    case 8: return dispatch<8>(in, residual, out, first_image, end_image);
     default: return;  // fits() refused the shape
   }
 }
 
 template <int Vectors, int Blocks>
-void SmallChannelConv::dispatch(const std::uint8_t* in, void* out, std::int64_t first_image, std::int64_t end_image) const {
-  if (tile_ == Blocks) return run_tiles<Vectors, Blocks>(in, out, first_image, end_image);
-  if constexpr ((Blocks + 1) * Vectors <= kMaxAccumulators) dispatch<Vectors, Blocks + 1>(in, out, first_image, end_image);
+void SmallChannelConv::dispatch(const std::uint8_t* in, const std::uint8_t* residual, void* out,
+                                std::int64_t first_image, std::int64_t end_image) const {
+  if (tile_ == Blocks) return run_tiles<Vectors, Blocks>(in, residual, out, first_image, end_image);
+  if constexpr ((Blocks + 1) * Vectors <= kMaxAccumulators)
+    dispatch<Vectors, Blocks + 1>(in, residual, out, first_image, end_image);
 }
 
 template <int Vectors, int Blocks>
-void SmallChannelConv::run_tiles(const std::uint8_t* in, void* out, std::int64_t first_image,
-                                 std::int64_t end_image) const {
+void SmallChannelConv::run_tiles(const std::uint8_t* in, const std::uint8_t* residual, void* out,
+                                 std::int64_t first_image, std::int64_t end_image) const {
 #ifdef JOULECUT_SMALL_CONV_VNNI
   const SmallConvShape& s = s_;
-  const std::int64_t oc = s.oc, width = s.ow * oc, phases = phases_of(s);
-  const std::int64_t pixels_per_block = block_ / oc, blocks = expanded_ / block_;
-  const std::int64_t pixels = expanded_ / oc;  // expanded pixels per row and phase
-  // Per input row, channel and phase p (stride 3): element q * oc + o of the expansion holds
-  // the 4 bytes of padded pixels q * sw + p .. + 3, the padding being the input zero point.
-  // Row h is all padding, for the kernel rows above and below the image.
-  const std::int64_t row_stride = s.c * phases * expanded_;
+  const std::int64_t oc = s.oc, width = s.ow * oc, groups = std::int64_t(shifts_.size());
+  const std::int64_t pixels_per_block = block_ / oc, blocks = expanded_ / block_, pixels = expanded_ / oc;
+  // Per input row, source and phase p: element q * oc + o of the expansion holds the 4 bytes
+  // of padded pixel q * sw + p (4 channels), or of padded pixels q * sw + p .. + 3 (one
+  // channel); the padding is the input zero point. Row h is all padding, for the kernel rows
+  // above and below the image.
+  const std::int64_t row_stride = sources_ * phases_ * expanded_;
   std::vector<std::int32_t> expanded(static_cast<std::size_t>((s.h + 1) * row_stride));
-  const std::int64_t padded_width = round_up((pixels + kLanes) * s.sw + kTapsPerGroup, kLanes) + kTapsPerGroup;
-  std::vector<std::uint8_t> padded(static_cast<std::size_t>(padded_width), input_zero_point_);
+  const std::int64_t padded_pixels = round_up((pixels + kLanes) * s.sw + kQuad, kLanes) + kQuad;
+  // One channel: its bytes, padded. Channel quads: their int32s, padded.
+  std::vector<std::uint8_t> padded(static_cast<std::size_t>(padded_pixels), input_zero_point_);
+  const std::int32_t padding_quad = std::int32_t(0x01010101u * input_zero_point_);
+  std::vector<std::int32_t> quads(static_cast<std::size_t>(padded_pixels), padding_quad);
   std::vector<std::int32_t> strided(static_cast<std::size_t>(pixels + kLanes));
   __m512i spread[Vectors];  // lane i of vector v takes pixel (16 v + i) / oc of the block
   for (int v = 0; v < Vectors; ++v) {
@@ -246,13 +261,12 @@ void SmallChannelConv::run_tiles(const std::uint8_t* in, void* out, std::int64_t
     for (std::int64_t i = 0; i < kLanes; ++i) index[i] = std::int32_t((v * kLanes + i) / oc);
     spread[v] = _mm512_load_si512(index);
   }
-  // Element k of `quads` holds padded bytes k .. k + 3, four byte-shifted copies widened and
-  // merged 16 at a time; with a stride, `strided` picks every sw-th for one phase.
-  std::vector<std::int32_t> quads(static_cast<std::size_t>(round_up(padded_width, kLanes)));
-  auto make_quads = [&] {
-    for (std::int64_t k = 0; k + kLanes + kTapsPerGroup - 1 <= padded_width; k += kLanes) {
+  // One channel: element k of `quads` holds padded bytes k .. k + 3, four byte-shifted copies
+  // widened and merged 16 at a time.
+  auto quads_of_bytes = [&] {
+    for (std::int64_t k = 0; k + kLanes + kQuad - 1 <= padded_pixels; k += kLanes) {
       __m512i quad = _mm512_setzero_si512();
-      for (int t = 0; t < kTapsPerGroup; ++t) {
+      for (int t = 0; t < kQuad; ++t) {
         const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(padded.data() + k + t));
         quad = _mm512_or_si512(quad, _mm512_slli_epi32(_mm512_cvtepu8_epi32(bytes), 8 * t));
       }
@@ -260,9 +274,10 @@ void SmallChannelConv::run_tiles(const std::uint8_t* in, void* out, std::int64_t
     }
   };
   auto expand = [&](std::int32_t* to, std::int64_t p) {
-    const std::int32_t* source_pixels = quads.data();
+    const std::int32_t* source_pixels = quads.data() + p;
     if (s.sw > 1) {
-      for (std::int64_t q = 0; q < pixels + kLanes; ++q) strided[static_cast<std::size_t>(q)] = quads[static_cast<std::size_t>(q * s.sw + p)];
+      for (std::int64_t q = 0; q < pixels + kLanes; ++q)
+        strided[static_cast<std::size_t>(q)] = quads[static_cast<std::size_t>(q * s.sw + p)];
       source_pixels = strided.data();
     }
     for (std::int64_t b = 0; b < blocks; ++b) {
@@ -271,28 +286,35 @@ void SmallChannelConv::run_tiles(const std::uint8_t* in, void* out, std::int64_t
         _mm512_storeu_si512(to + b * block_ + v * kLanes, _mm512_permutexvar_epi32(spread[v], source));
     }
   };
-  make_quads();
-  for (std::int64_t ci = 0; ci < s.c; ++ci)
-    for (std::int64_t p = 0; p < phases; ++p) expand(expanded.data() + s.h * row_stride + (ci * phases + p) * expanded_, p);
-  const std::int64_t visible = std::min(s.w, padded_width - s.pw);
+  if (!channel_quads_) quads_of_bytes();
+  for (std::int64_t source = 0; source < sources_; ++source)
+    for (std::int64_t p = 0; p < phases_; ++p)
+      expand(expanded.data() + s.h * row_stride + (source * phases_ + p) * expanded_, p);
+  const std::int64_t visible = std::min(s.w, padded_pixels - kLanes - s.pw);
   const __m512 low = _mm512_set1_ps(relu_ ? 0.f : -3e38f), zero_point = _mm512_set1_ps(float(output_zero_point_));
   const __m512 floor = _mm512_set1_ps(0.f), ceiling = _mm512_set1_ps(255.f);
+  const __m512 residual_scale = _mm512_set1_ps(residual_terms_.scale);
+  const __m512 residual_zero_point = _mm512_set1_ps(residual_terms_.zero_point);
   for (std::int64_t n = first_image; n < end_image; ++n) {
     for (std::int64_t iy = 0; iy < s.h; ++iy) {
       const std::uint8_t* row = in + (n * s.h + iy) * s.w * s.c;
-      for (std::int64_t ci = 0; ci < s.c; ++ci) {
-        if (s.c == 1) {
+      for (std::int64_t source = 0; source < sources_; ++source) {
+        if (channel_quads_) {
+          std::int32_t* to = quads.data() + s.pw;
+          for (std::int64_t x = 0; x < visible; ++x) std::memcpy(to + x, row + x * s.c + source * kQuad, kQuad);
+        } else if (s.c == 1) {
           std::memcpy(padded.data() + s.pw, row, static_cast<std::size_t>(visible));
+          quads_of_bytes();
         } else {
-          for (std::int64_t x = 0; x < visible; ++x) padded[static_cast<std::size_t>(s.pw + x)] = row[x * s.c + ci];
+          for (std::int64_t x = 0; x < visible; ++x) padded[static_cast<std::size_t>(s.pw + x)] = row[x * s.c + source];
+          quads_of_bytes();
         }
-        make_quads();
-        for (std::int64_t p = 0; p < phases; ++p) expand(expanded.data() + iy * row_stride + (ci * phases + p) * expanded_, p);
+        for (std::int64_t p = 0; p < phases_; ++p)
+          expand(expanded.data() + iy * row_stride + (source * phases_ + p) * expanded_, p);
       }
     }
     for (std::int64_t oy = 0; oy < s.oh; ++oy) {
-      std::uint8_t* out_bytes = static_cast<std::uint8_t*>(out) + (n * s.oh + oy) * width;
-      float* out_floats = static_cast<float*>(out) + (n * s.oh + oy) * width;
+      const std::int64_t out_row = (n * s.oh + oy) * width;
       for (std::int64_t b = 0; b < row_; b += Blocks * block_) {
         __m512i acc[Blocks][Vectors];
         for (int u = 0; u < Blocks; ++u)
@@ -300,10 +322,10 @@ void SmallChannelConv::run_tiles(const std::uint8_t* in, void* out, std::int64_t
         for (std::int64_t ky = 0; ky < s.kh; ++ky) {
           std::int64_t iy = oy * s.sh + ky - s.ph;
           if (iy < 0 || iy >= s.h) iy = s.h;  // the padding row
-          const std::int32_t* w = weights_.data() + ky * s.c * groups_ * block_;
-          for (std::int64_t ci = 0; ci < s.c; ++ci) {
-            const std::int32_t* base = expanded.data() + iy * row_stride + ci * phases * expanded_ + b;
-            for (std::int64_t g = 0; g < groups_; ++g, w += block_) {
+          const std::int32_t* w = weights_.data() + ky * sources_ * groups * block_;
+          for (std::int64_t source = 0; source < sources_; ++source) {
+            const std::int32_t* base = expanded.data() + iy * row_stride + source * phases_ * expanded_ + b;
+            for (std::int64_t g = 0; g < groups; ++g, w += block_) {
               const std::int32_t* e = base + shifts_[static_cast<std::size_t>(g)];
               __m512i weight[Vectors];
               for (int v = 0; v < Vectors; ++v) weight[v] = _mm512_loadu_si512(w + v * kLanes);
@@ -317,24 +339,30 @@ void SmallChannelConv::run_tiles(const std::uint8_t* in, void* out, std::int64_t
           for (int v = 0; v < Vectors; ++v) {
             const std::int64_t first = b + (u * Vectors + v) * kLanes, count = std::min(kLanes, width - first);
             if (count <= 0) continue;
+            const __mmask16 lanes = __mmask16((1u << count) - 1u);
             const __m512i exact = _mm512_sub_epi32(acc[u][v], _mm512_loadu_si512(offset_.data() + v * kLanes));
             __m512 r = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(exact), _mm512_loadu_ps(bias_.data() + v * kLanes)),
                                      _mm512_loadu_ps(scale_.data() + v * kLanes));
+            if (residual_) {
+              const __m128i bytes = _mm_maskz_loadu_epi8(lanes, residual + out_row + first);
+              const __m512 added = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes)), residual_zero_point);
+              r = _mm512_add_ps(r, _mm512_mul_ps(residual_scale, added));
+            }
             r = _mm512_max_ps(r, low);
-            const __mmask16 lanes = __mmask16((1u << count) - 1u);
             if (output_float_) {
-              _mm512_mask_storeu_ps(out_floats + first, lanes, r);
+              _mm512_mask_storeu_ps(static_cast<float*>(out) + out_row + first, lanes, r);
               continue;
             }
             r = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, zero_point), floor), ceiling);
-            _mm512_mask_cvtusepi32_storeu_epi8(out_bytes + first, lanes, _mm512_cvtps_epi32(r));  // nearest even
+            _mm512_mask_cvtusepi32_storeu_epi8(static_cast<std::uint8_t*>(out) + out_row + first, lanes,
+                                               _mm512_cvtps_epi32(r));  // nearest even
           }
         }
       }
     }
   }
 #else
-  (void)in, (void)out, (void)first_image, (void)end_image;
+  (void)in, (void)residual, (void)out, (void)first_image, (void)end_image;
 #endif
 }
 

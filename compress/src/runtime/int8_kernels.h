@@ -28,54 +28,69 @@ struct MaxPoolShape {
 void max_pool_u8_nhwc(const std::uint8_t* in, std::uint8_t* out, const MaxPoolShape& s, std::int64_t first_image,
                       std::int64_t end_image);
 
-// A direct convolution for layers with few input and output channels (a network's first
-// layer on grey or RGB images: LeNet-5's 1 -> 6 channels, 5x5). oneDNN 2.6's int8 kernels work
-// on blocks of 4 input and 16 output channels; on 1 -> 6 channels most of their work is
-// padding, and the layer took as long in int8 as in fp32 (about 0.45 ms per batch of 64).
+// A direct convolution for layers with few output channels (at most 16): a network's first
+// layer on grey or RGB images (LeNet-5's 1 -> 6 channels, 5x5) and the thin layers channel
+// pruning leaves (8 -> 8 channels). oneDNN 2.6's int8 kernels work on blocks of 16 output
+// channels and 4 input channels; on such layers most of their work is padding (LeNet-5's first
+// layer took as long in int8 as in fp32, about 0.45 ms per batch of 64).
 //
 // A channels-last output row is ow * oc contiguous values, [ox][oc]. Each input row is
-// expanded once per image into that layout, every element holding the 4 input bytes of 4
-// neighbouring taps (every pixel's bytes repeated oc times), and the weights of each group of
-// 4 taps are tiled the same way. Then every group of taps of every output row is one
-// contiguous run of AVX-512 VNNI multiply-adds (64 products each) over the row, whatever the
-// channel counts. Padding holds the input zero point, whose products are subtracted once.
+// expanded once per image into that layout, every int32 element holding 4 input bytes (4
+// neighbouring taps of one channel when there are fewer than 4 channels, else 4 channels of
+// one pixel) repeated for every output channel, and the weights are tiled the same way. Then
+// each group of 4 taps of each output row is one contiguous run of AVX-512 VNNI multiply-adds
+// (64 products each), whatever the channel counts. Padding holds the input zero point, whose
+// products are subtracted once. A residual (oneDNN's sum post-op) is read where it lies.
 struct SmallConvShape {
   std::int64_t n, h, w, c, oh, ow, oc, kh, kw, sh, sw, ph, pw;  // dilation 1, one group
 };
+struct SmallConvResidual {
+  float scale = 1, zero_point = 0;  // output += scale * (residual - zero_point), before the ReLU
+};
 class SmallChannelConv {
  public:
-  // Whether this kernel runs the shape on this build: compiled with AVX-512 VNNI, c <= 4
-  // input channels, oc <= 16 output channels but not 9, 11, 13 or 15 (their tiling needs more
-  // registers), strides <= 4, int32 sums that cannot overflow, at most 4 MiB of buffers per image.
+  // Whether this kernel runs the shape on this build: compiled with AVX-512 VNNI; 1-4 input
+  // channels or a multiple of 4 up to 32; at most 16 output channels but not 9, 11, 13 or 15
+  // (their tiling needs more registers); strides up to 4; int32 sums that cannot overflow; at
+  // most 4 MiB of buffers per image.
   static bool fits(const SmallConvShape& s);
   // Pre: fits(s). `weight` is int8 [oc, c, kh, kw]; `scale[o]` takes the int32 accumulator to
   // output units (real units for a float output) and `bias[o]` is in accumulator units: both
-  // as oneDNN takes them. Output: round((acc + bias) * scale), then ReLU, + output zero point,
-  // saturated to uint8; or the float before the zero point.
+  // as oneDNN takes them. Output: (acc + bias) * scale, plus the residual, then ReLU, plus the
+  // output zero point, rounded half to even and saturated to uint8; or the float before the
+  // zero point. `residual` only with a uint8 output.
   SmallChannelConv(const SmallConvShape& s, const std::int8_t* weight, const float* scale, const float* bias,
-                   std::uint8_t input_zero_point, std::uint8_t output_zero_point, bool relu, bool output_float);
+                   std::uint8_t input_zero_point, std::uint8_t output_zero_point, bool relu, bool output_float,
+                   const SmallConvResidual* residual = nullptr);
   // Images [first_image, end_image) of the uint8 channels-last input [n, h, w, c] into the
-  // channels-last output [n, oh, ow, oc], uint8 or float.
-  void run(const std::uint8_t* in, void* out, std::int64_t first_image, std::int64_t end_image) const;
+  // channels-last output [n, oh, ow, oc], uint8 or float. `residual`: uint8, channels-last, the
+  // output's shape; required when constructed with a residual, else ignored.
+  void run(const std::uint8_t* in, const std::uint8_t* residual, void* out, std::int64_t first_image,
+           std::int64_t end_image) const;
 
  private:
   template <int Vectors, int Blocks>
-  void run_tiles(const std::uint8_t* in, void* out, std::int64_t first_image, std::int64_t end_image) const;
+  void run_tiles(const std::uint8_t* in, const std::uint8_t* residual, void* out, std::int64_t first_image,
+                 std::int64_t end_image) const;
   template <int Vectors, int Blocks = 1>
-  void dispatch(const std::uint8_t* in, void* out, std::int64_t first_image, std::int64_t end_image) const;
+  void dispatch(const std::uint8_t* in, const std::uint8_t* residual, void* out, std::int64_t first_image,
+                std::int64_t end_image) const;
 
   SmallConvShape s_;
-  std::int64_t groups_;    // groups of 4 taps per kernel row
+  bool channel_quads_;     // 4 channels per int32 (c % 4 == 0), else 4 taps of one channel
+  std::int64_t sources_;   // expanded rows per input row and phase: c / 4 channel quads, or c channels
   std::int64_t block_;     // lcm(16, oc) int32 lanes: the weights' tiling repeats with this period
   std::int64_t tile_;      // blocks computed at once, their accumulators in registers
+  std::int64_t phases_;    // expanded rows per source for strides > 1
   std::int64_t row_;       // ow * oc rounded up to whole tiles
-  std::int64_t expanded_;  // one expanded input row: row_ plus the widest group's shift, whole blocks
-  std::vector<std::int64_t> shifts_;  // per group: phase * expanded_ + pixel shift * oc
-  std::vector<std::int32_t> weights_; // [ky][c][group][block_], 4 int8 taps per element
-  std::vector<std::int32_t> offset_;  // [block_]: the padding's and zero point's products, subtracted
+  std::int64_t expanded_;  // one expanded row: row_ plus the widest shift, whole blocks
+  std::vector<std::int64_t> shifts_;  // per group of 4 taps along a kernel row: where it reads
+  std::vector<std::int32_t> weights_; // [ky][source][group][block_], 4 int8 weights per element
+  std::vector<std::int32_t> offset_;  // [block_]: the zero point's products, subtracted
   std::vector<float> scale_, bias_;   // [block_], tiled
   std::uint8_t input_zero_point_, output_zero_point_;
-  bool relu_, output_float_;
+  bool relu_, output_float_, residual_;
+  SmallConvResidual residual_terms_;
 };
 
 }  // namespace joulecut::kernels

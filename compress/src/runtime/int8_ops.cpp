@@ -273,14 +273,16 @@ struct Int8Layer : torch::CustomClassHolder {
     plan->primitive = dnnl::convolution_forward(pd);
     plan->onednn_implementation = pd.impl_info_str();
     const kernels::SmallConvShape small{n, h, w, c, oh, ow, out, kh, kw, stride[0], stride[1], padding[0], padding[1]};
-    if (groups == 1 && dilation[0] == 1 && dilation[1] == 1 && !residual && activation.empty() &&
+    if (groups == 1 && dilation[0] == 1 && dilation[1] == 1 && activation.empty() &&
         small_conv_choice() != SmallConvChoice::onednn && kernels::SmallChannelConv::fits(small)) {
       const std::vector<float> scales = output_scales();
       const float* bias_in_accumulator_units = static_cast<const float*>(plan->bias.get_data_handle());
       const at::Tensor plain = weight.contiguous();
+      const kernels::SmallConvResidual sum{float(residual_scale), float(residual_zero_point)};
       plan->direct = std::make_shared<kernels::SmallChannelConv>(
           small, plain.data_ptr<std::int8_t>(), scales.data(), bias_in_accumulator_units,
-          std::uint8_t(input_zero_point), std::uint8_t(output_float ? 0 : output_zero_point), relu, output_float);
+          std::uint8_t(input_zero_point), std::uint8_t(output_float ? 0 : output_zero_point), relu, output_float,
+          residual ? &sum : nullptr);
     } else {
       remember_implementation(plan->onednn_implementation);
     }
@@ -323,15 +325,24 @@ struct Int8Layer : torch::CustomClassHolder {
     stream.wait();
   }
 
-  static void run_direct(const Plan& plan, const at::Tensor& x, at::Tensor& y) {
-    const std::uint8_t* in = x.data_ptr<std::uint8_t>();
-    void* out = y.data_ptr();
-    at::parallel_for(0, x.size(0), 1, [&](std::int64_t begin, std::int64_t end) { plan.direct->run(in, out, begin, end); });
+  // `residual`: channels-last uint8, the output's shape, for layers made with one. oneDNN's sum
+  // post-op reads it from the output, where it is copied first; joulecut's kernel reads it in place.
+  void execute(const Plan& plan, bool direct, const at::Tensor& x, const at::Tensor* residual, at::Tensor& y) const {
+    if (direct) {
+      const std::uint8_t* in = x.data_ptr<std::uint8_t>();
+      const std::uint8_t* sum = residual ? residual->data_ptr<std::uint8_t>() : nullptr;
+      void* out = y.data_ptr();
+      at::parallel_for(0, x.size(0), 1,
+                       [&](std::int64_t begin, std::int64_t end) { plan.direct->run(in, sum, out, begin, end); });
+      return;
+    }
+    if (residual) y.copy_(*residual);
+    run_onednn(plan, x, y);
   }
 
   // Times both kernels on this input (after one untimed call each: oneDNN compiles on its first)
   // and keeps the faster; once per layer and input shape.
-  void choose_kernel(Plan& plan, const at::Tensor& x, at::Tensor& y) const {
+  void choose_kernel(Plan& plan, const at::Tensor& x, const at::Tensor* residual, at::Tensor& y) const {
     plan.chosen = true;
     const SmallConvChoice choice = small_conv_choice();
     plan.use_direct = choice == SmallConvChoice::direct;
@@ -340,10 +351,10 @@ struct Int8Layer : torch::CustomClassHolder {
       double best_direct = 1e300, best_onednn = 1e300;
       for (int round = 0; round < 4; ++round) {
         auto start = clock::now();
-        run_direct(plan, x, y);
+        execute(plan, true, x, residual, y);
         const double direct = std::chrono::duration<double>(clock::now() - start).count();
         start = clock::now();
-        run_onednn(plan, x, y);
+        execute(plan, false, x, residual, y);
         const double onednn = std::chrono::duration<double>(clock::now() - start).count();
         if (round == 0) continue;
         best_direct = std::min(best_direct, direct);
@@ -352,6 +363,13 @@ struct Int8Layer : torch::CustomClassHolder {
       plan.use_direct = best_direct < best_onednn;
     }
     remember_implementation(plan.use_direct ? std::string(kDirectImplementation) : plan.onednn_implementation);
+  }
+
+  static void check_residual(const Plan& plan, const at::Tensor* residual) {
+    if (!residual) return;
+    TORCH_CHECK(residual->scalar_type() == at::kByte && residual->sizes() == c10::IntArrayRef(plan.dst_shape),
+                "joulecut::int8_conv2d_add: the residual must be uint8 ", c10::IntArrayRef(plan.dst_shape), ", got ",
+                residual->scalar_type(), " ", residual->sizes());
   }
 
   // `residual_input`: the tensor added by the sum post-op, for layers made with a residual.
@@ -371,33 +389,25 @@ struct Int8Layer : torch::CustomClassHolder {
       x = input.reshape({-1, input.size(-1)}).contiguous();
     }
     const std::vector<std::int64_t> shape(x.sizes().begin(), x.sizes().end());
+    at::Tensor sum;
+    if (residual_input) sum = residual_input->contiguous(at::MemoryFormat::ChannelsLast);
+    const at::Tensor* residual_values = residual_input ? &sum : nullptr;
     std::shared_ptr<Plan> plan;
     {
       std::lock_guard<std::mutex> lock(mutex);
       auto& slot = plans[shape];
       if (!slot) slot = conv ? conv_plan(shape) : linear_plan(shape);
+      check_residual(*slot, residual_values);
       if (slot->direct && !slot->chosen && x.numel() > 0) {
         at::Tensor scratch = at::empty(slot->dst_shape, x.options().dtype(output_float ? at::kFloat : at::kByte),
                                        at::MemoryFormat::ChannelsLast);
-        choose_kernel(*slot, x, scratch);
+        choose_kernel(*slot, x, residual_values, scratch);
       }
       plan = slot;
     }
     at::Tensor y = at::empty(plan->dst_shape, x.options().dtype(output_float ? at::kFloat : at::kByte),
                              conv ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
-    if (residual_input) {  // the sum post-op reads the destination: it starts as the residual
-      TORCH_CHECK(residual_input->scalar_type() == at::kByte && residual_input->sizes() == y.sizes(),
-                  "joulecut::int8_conv2d_add: the residual must be uint8 ", y.sizes(), ", got ",
-                  residual_input->scalar_type(), " ", residual_input->sizes());
-      y.copy_(*residual_input);
-    }
-    if (x.numel() > 0) {
-      if (plan->use_direct) {
-        run_direct(*plan, x, y);
-      } else {
-        run_onednn(*plan, x, y);
-      }
-    }
+    if (x.numel() > 0) execute(*plan, plan->use_direct, x, residual_values, y);
     if (conv || input.dim() == 2) return y;
     std::vector<std::int64_t> out_shape(input.sizes().begin(), input.sizes().end());
     out_shape.back() = weight.size(0);
