@@ -190,6 +190,11 @@ expect_ok "quantize: static int8 on the torch backend" "^quantize-static<backend
 grep -Eq "^ +32 +8  conv2  conv2d \+ relu fused" "$tmp/out" && report "quantize: torch backend, a row per int8 layer" ok || report "quantize: torch backend, a row per int8 layer" fail "$(head -20 "$tmp/out")"
 expect_ok "quantize: onednn output loads (info)" "conv1 +joulecut::int8_conv2d" info "$tmp/l5-onednn.pt"
 expect_ok "quantize: torch output loads (info)" "fc1 +quantized::linear_relu" info "$tmp/l5-torch.pt"
+# The manifest names the int8 kernels that ran, and a kernel forced by the environment.
+JOULECUT_INT8_SMALL_CONV=onednn expect_ok "measure: the int8 kernels in the manifest" \
+  "int8_kernels: .*\(JOULECUT_INT8_SMALL_CONV=onednn\)" measure "$tmp/l5-onednn.pt" --batch 8 "${quick[@]}"
+grep -q "joulecut:small_channels" "$tmp/out" && report "measure: onednn forced, joulecut's kernel never ran" fail \
+  "$(grep int8_kernels "$tmp/out")" || report "measure: onednn forced, joulecut's kernel never ran" ok
 for backend in onednn torch; do
   expect_ok "quantize: $backend output evaluates" '"accuracy"' eval --json "$tmp/l5-$backend.pt" --limit 500
   python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["accuracy"] > 0.85' "$tmp/out" \

@@ -3,12 +3,14 @@
 #include <ATen/Parallel.h>
 #include <ATen/ATen.h>
 
+#include <cstdlib>
 #include <map>
 
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
 #include "joulecut/fidelity.h"
 #include "joulecut/graph_stats.h"
+#include "joulecut/int8.h"
 #include "joulecut/model.h"
 #include "joulecut/model_input.h"
 
@@ -174,6 +176,16 @@ Report measure_files(const MeasureJob& job) {
   report.manifest.set("blas_threads", "the faster of 1 and " + std::to_string(at::get_num_threads()) +
                                           " per model and batch, timed before the windows (" + setups + ")");
   report.manifest.set("prepared", how);
+#ifdef JOULECUT_HAVE_ONEDNN
+  // Which int8 kernels ran: joulecut's few-channel convolution runs where it timed faster than
+  // oneDNN's on the layer's first input, so two runs may differ.
+  if (const std::string kernels = int8_implementations(); !kernels.empty()) {
+    const char* forced = std::getenv("JOULECUT_INT8_SMALL_CONV");
+    report.manifest.set("int8_kernels", kernels + (forced && *forced ? std::string(" (JOULECUT_INT8_SMALL_CONV=") + forced + ")"
+                                                                      : std::string(" (each few-channel layer: the faster of "
+                                                                                    "joulecut's and oneDNN's, timed)")));
+  }
+#endif
   report.manifest.set("input_spec", describe_input_spec(input->spec) + " (from the " + input->origin + ")");
   report.manifest.set("input", input->synthetic
                                    ? "synthetic input (no data given): generated from the input spec, seed " +
