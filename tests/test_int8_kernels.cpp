@@ -17,7 +17,7 @@ namespace {
 
 // What the kernel must compute, in the order it must compute it: the exact integer sum of
 // (x - zero point) * w over the taps inside the image, then (sum + bias) * scale, the residual
-// (scale * (r - zero point)), ReLU, the output zero point, rounding half to even, saturation.
+// (scale * (r - zero point), fused), ReLU, the output zero point, rounding half to even, saturation.
 // `volatile` keeps each float operation rounded on its own, as the kernel's are.
 float reference_output(const SmallConvShape& s, const std::vector<std::uint8_t>& in, const std::vector<std::int8_t>& w,
                        std::int64_t n, std::int64_t y, std::int64_t x, std::int64_t o, std::uint8_t input_zero_point,
@@ -37,8 +37,7 @@ float reference_output(const SmallConvShape& s, const std::vector<std::uint8_t>&
   float value = r;
   if (residual) {
     volatile float shifted = float(residual_value) - residual->zero_point;
-    volatile float added = residual->scale * shifted;
-    value = value + added;
+    value = std::fma(residual->scale, float(shifted), value);  // one rounding, as the kernel's
   }
   return relu && value < 0 ? 0.f : value;
 }
@@ -115,6 +114,22 @@ TEST_CASE("SmallChannelConv: exactly the reference, every shape it fits, no byte
   } else {
     CHECK(refused > 0);  // 6 input channels, 9 output channels...
   }
+}
+
+TEST_CASE("SmallChannelConv::fits refuses what its buffers are not sized for", "[int8_kernels]") {
+  const SmallConvShape lenet{2, 28, 28, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2};
+  SmallConvShape wrong_size = lenet;
+  wrong_size.ow = 1;  // not what 28 + 2 * 2 - 5 + 1 gives
+  CHECK_FALSE(SmallChannelConv::fits(wrong_size));
+  SmallConvShape six_channels = lenet;
+  six_channels.c = 6;  // neither 1-4 nor a multiple of 4
+  CHECK_FALSE(SmallChannelConv::fits(six_channels));
+  SmallConvShape many_outputs = lenet;
+  many_outputs.oc = 32;
+  CHECK_FALSE(SmallChannelConv::fits(many_outputs));
+  SmallConvShape nine_outputs = lenet;
+  nine_outputs.oc = 9;  // its tiling needs more registers
+  CHECK_FALSE(SmallChannelConv::fits(nine_outputs));
 }
 
 TEST_CASE("max_pool_u8_nhwc: exactly the reference, every window, stride and padding up to 3", "[int8_kernels]") {

@@ -161,8 +161,10 @@ bool SmallChannelConv::fits(const SmallConvShape& s) {
   return false;
 #else
   if (s.c < 1 || (s.c > kQuad && (s.c % kQuad != 0 || s.c > 32)) || s.oc < 1 || s.oc > 16 || s.oh < 1 || s.ow < 1 ||
-      s.kh < 1 || s.kw < 1 || s.sw < 1 || s.sw > 4 || s.sh < 1)
+      s.kh < 1 || s.kw < 1 || s.sw < 1 || s.sw > 4 || s.sh < 1 || s.ph < 0 || s.pw < 0)
     return false;
+  // The output size the geometry gives: the buffers are sized from it.
+  if (s.oh != (s.h + 2 * s.ph - s.kh) / s.sh + 1 || s.ow != (s.w + 2 * s.pw - s.kw) / s.sw + 1) return false;
   const Layout l = layout_of(s);
   if (l.block / kLanes > 8) return false;  // 9, 11, 13 or 15 channels: too many registers
   if (s.kh * l.sources * l.groups * kQuad * 255 * 128 >= (std::int64_t(1) << 31)) return false;
@@ -346,7 +348,7 @@ void SmallChannelConv::run_tiles(const std::uint8_t* in, const std::uint8_t* res
             if (residual_) {
               const __m128i bytes = _mm_maskz_loadu_epi8(lanes, residual + out_row + first);
               const __m512 added = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes)), residual_zero_point);
-              r = _mm512_add_ps(r, _mm512_mul_ps(residual_scale, added));
+              r = _mm512_fmadd_ps(residual_scale, added, r);  // one rounding, as oneDNN's sum post-op
             }
             r = _mm512_max_ps(r, low);
             if (output_float_) {

@@ -273,8 +273,9 @@ struct Int8Layer : torch::CustomClassHolder {
     plan->primitive = dnnl::convolution_forward(pd);
     plan->onednn_implementation = pd.impl_info_str();
     const kernels::SmallConvShape small{n, h, w, c, oh, ow, out, kh, kw, stride[0], stride[1], padding[0], padding[1]};
-    if (groups == 1 && dilation[0] == 1 && dilation[1] == 1 && activation.empty() &&
-        small_conv_choice() != SmallConvChoice::onednn && kernels::SmallChannelConv::fits(small)) {
+    const SmallConvChoice choice = small_conv_choice();  // a bad value fails on every convolution
+    if (groups == 1 && dilation[0] == 1 && dilation[1] == 1 && activation.empty() && choice != SmallConvChoice::onednn &&
+        kernels::SmallChannelConv::fits(small)) {
       const std::vector<float> scales = output_scales();
       const float* bias_in_accumulator_units = static_cast<const float*>(plan->bias.get_data_handle());
       const at::Tensor plain = weight.contiguous();
@@ -325,12 +326,14 @@ struct Int8Layer : torch::CustomClassHolder {
     stream.wait();
   }
 
-  // `residual`: channels-last uint8, the output's shape, for layers made with one. oneDNN's sum
-  // post-op reads it from the output, where it is copied first; joulecut's kernel reads it in place.
+  // `residual`: uint8, the output's shape, for layers made with one. oneDNN's sum post-op reads
+  // it from the output, where it is copied first; joulecut's kernel reads it in place (copied only
+  // if it is not channels-last).
   void execute(const Plan& plan, bool direct, const at::Tensor& x, const at::Tensor* residual, at::Tensor& y) const {
     if (direct) {
       const std::uint8_t* in = x.data_ptr<std::uint8_t>();
-      const std::uint8_t* sum = residual ? residual->data_ptr<std::uint8_t>() : nullptr;
+      const at::Tensor channels_last = residual ? residual->contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
+      const std::uint8_t* sum = residual ? channels_last.data_ptr<std::uint8_t>() : nullptr;
       void* out = y.data_ptr();
       at::parallel_for(0, x.size(0), 1,
                        [&](std::int64_t begin, std::int64_t end) { plan.direct->run(in, sum, out, begin, end); });
@@ -343,7 +346,6 @@ struct Int8Layer : torch::CustomClassHolder {
   // Times both kernels on this input (after one untimed call each: oneDNN compiles on its first)
   // and keeps the faster; once per layer and input shape.
   void choose_kernel(Plan& plan, const at::Tensor& x, const at::Tensor* residual, at::Tensor& y) const {
-    plan.chosen = true;
     const SmallConvChoice choice = small_conv_choice();
     plan.use_direct = choice == SmallConvChoice::direct;
     if (choice == SmallConvChoice::timed) {
@@ -362,14 +364,16 @@ struct Int8Layer : torch::CustomClassHolder {
       }
       plan.use_direct = best_direct < best_onednn;
     }
+    plan.chosen = true;  // only once timing succeeded: a call that threw chooses again next time
     remember_implementation(plan.use_direct ? std::string(kDirectImplementation) : plan.onednn_implementation);
   }
 
   static void check_residual(const Plan& plan, const at::Tensor* residual) {
     if (!residual) return;
-    TORCH_CHECK(residual->scalar_type() == at::kByte && residual->sizes() == c10::IntArrayRef(plan.dst_shape),
-                "joulecut::int8_conv2d_add: the residual must be uint8 ", c10::IntArrayRef(plan.dst_shape), ", got ",
-                residual->scalar_type(), " ", residual->sizes());
+    TORCH_CHECK(residual->scalar_type() == at::kByte && residual->sizes() == c10::IntArrayRef(plan.dst_shape) &&
+                    residual->device().is_cpu(),
+                "joulecut::int8_conv2d_add: the residual must be uint8 ", c10::IntArrayRef(plan.dst_shape),
+                " on the CPU, got ", residual->scalar_type(), " ", residual->sizes(), " on ", residual->device());
   }
 
   // `residual_input`: the tensor added by the sum post-op, for layers made with a residual.
@@ -389,9 +393,7 @@ struct Int8Layer : torch::CustomClassHolder {
       x = input.reshape({-1, input.size(-1)}).contiguous();
     }
     const std::vector<std::int64_t> shape(x.sizes().begin(), x.sizes().end());
-    at::Tensor sum;
-    if (residual_input) sum = residual_input->contiguous(at::MemoryFormat::ChannelsLast);
-    const at::Tensor* residual_values = residual_input ? &sum : nullptr;
+    const at::Tensor* residual_values = residual_input;
     std::shared_ptr<Plan> plan;
     {
       std::lock_guard<std::mutex> lock(mutex);

@@ -180,10 +180,15 @@ Report measure_files(const MeasureJob& job) {
   // Which int8 kernels ran: joulecut's few-channel convolution runs where it timed faster than
   // oneDNN's on the layer's first input, so two runs may differ.
   if (const std::string kernels = int8_implementations(); !kernels.empty()) {
-    const char* forced = std::getenv("JOULECUT_INT8_SMALL_CONV");
-    report.manifest.set("int8_kernels", kernels + (forced && *forced ? std::string(" (JOULECUT_INT8_SMALL_CONV=") + forced + ")"
-                                                                      : std::string(" (each few-channel layer: the faster of "
-                                                                                    "joulecut's and oneDNN's, timed)")));
+    const char* value = std::getenv("JOULECUT_INT8_SMALL_CONV");
+    const std::string forced = value && std::string(value) != "auto" ? value : "";
+    std::string how;
+    if (!forced.empty()) {
+      how = " (JOULECUT_INT8_SMALL_CONV=" + forced + ")";
+    } else if (kernels.find("joulecut:") != std::string::npos) {
+      how = " (joulecut's where it timed faster than oneDNN's on a layer's first input)";
+    }
+    report.manifest.set("int8_kernels", kernels + how);
   }
 #endif
   report.manifest.set("input_spec", describe_input_spec(input->spec) + " (from the " + input->origin + ")");
