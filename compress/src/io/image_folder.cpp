@@ -121,16 +121,18 @@ at::Tensor ImageStream::Source::decode_files(const std::vector<std::string>& pat
     for (std::int64_t i = 0; i < count; ++i) one(i);
     return out;
   }
-  // Errors inside the parallel region are carried out of it, the first one named.
+  // Errors inside the parallel region are carried out of it: the first file's in the folder's
+  // order, whichever thread met its error first, so that the message is the same every run.
   std::mutex error_mutex;
   std::string first_error;
+  std::int64_t first_error_index = count;
   at::parallel_for(0, count, 1, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t i = begin; i < end; ++i) {
       try {
         one(i);
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(error_mutex);
-        if (first_error.empty()) first_error = e.what();
+        if (i < first_error_index) first_error = e.what(), first_error_index = i;
       }
     }
   });
