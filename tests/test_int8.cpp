@@ -52,6 +52,28 @@ at::Tensor int8_weight_as_float(const at::Tensor& w) {
   return at::round(w / scales.view(shape)).clamp(-127, 127) * scales.view(shape);
 }
 
+// A convolution's Int8LayerSpec: square stride, padding and dilation, the given input and
+// output ranges; `bias` when defined.
+Int8LayerSpec conv_spec(const at::Tensor& weight, const at::Tensor& bias, std::int64_t stride, std::int64_t padding,
+                        std::int64_t dilation, std::int64_t groups, const QuantRange& in, const QuantRange& out,
+                        bool relu, bool float_out) {
+  Int8LayerSpec spec;
+  spec.kind = "conv2d";
+  spec.weight = weight;
+  if (bias.defined()) spec.bias = bias;
+  spec.stride = {stride, stride};
+  spec.padding = {padding, padding};
+  spec.dilation = {dilation, dilation};
+  spec.groups = groups;
+  spec.input_scale = in.scale;
+  spec.input_zero_point = in.zero_point;
+  spec.output_scale = out.scale;
+  spec.output_zero_point = out.zero_point;
+  spec.relu = relu;
+  spec.output_float = float_out;
+  return spec;
+}
+
 int count_ops(const torch::jit::Module& m, const std::string& op) {
   int n = 0;
   for (const auto* node : m.get_method("forward").graph()->nodes()) n += node->kind().toQualString() == op;
@@ -111,20 +133,8 @@ TEST_CASE("int8_conv2d matches an fp32 convolution to half an output step", "[qu
                                      {c.padding, c.padding}, {c.dilation, c.dilation}, c.groups);
     if (c.relu) expected = expected.relu();
     const QuantRange out = range_of(expected);
-    Int8LayerSpec spec;
-    spec.kind = "conv2d";
-    spec.weight = w;
-    if (c.bias) spec.bias = b;
-    spec.stride = {c.stride, c.stride};
-    spec.padding = {c.padding, c.padding};
-    spec.dilation = {c.dilation, c.dilation};
-    spec.groups = c.groups;
-    spec.input_scale = in.scale;
-    spec.input_zero_point = in.zero_point;
-    spec.output_scale = out.scale;
-    spec.output_zero_point = out.zero_point;
-    spec.relu = c.relu;
-    spec.output_float = c.float_out;
+    const Int8LayerSpec spec = conv_spec(w, c.bias ? b : at::Tensor(), c.stride, c.padding, c.dilation, c.groups, in,
+                                         out, c.relu, c.float_out);
     const at::Tensor y = call("joulecut::int8_conv2d", {quantize(x, in), make_int8_layer(spec)}).toTensor();
     REQUIRE(y.sizes() == expected.sizes());
     const at::Tensor got = c.float_out ? y : dequantize(y, out);
@@ -165,18 +175,7 @@ TEST_CASE("int8_conv2d with few channels: joulecut's kernel computes what oneDNN
     at::Tensor expected = at::conv2d(xq, int8_weight_as_float(w), b, {c.stride, c.stride}, {c.padding, c.padding});
     if (c.relu) expected = expected.relu();
     const QuantRange out = range_of(expected);
-    Int8LayerSpec spec;
-    spec.kind = "conv2d";
-    spec.weight = w;
-    spec.bias = b;
-    spec.stride = {c.stride, c.stride};
-    spec.padding = {c.padding, c.padding};
-    spec.input_scale = in.scale;
-    spec.input_zero_point = in.zero_point;
-    spec.output_scale = out.scale;
-    spec.output_zero_point = out.zero_point;
-    spec.relu = c.relu;
-    spec.output_float = c.float_out;
+    const Int8LayerSpec spec = conv_spec(w, b, c.stride, c.padding, 1, 1, in, out, c.relu, c.float_out);
     std::map<std::string, at::Tensor> outputs;
     for (const char* kernel : {"onednn", "direct"}) {
       setenv("JOULECUT_INT8_SMALL_CONV", kernel, 1);

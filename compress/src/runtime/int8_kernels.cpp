@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <vector>
 
 namespace joulecut::kernels {
@@ -121,7 +122,6 @@ constexpr std::int64_t kLanes = 16;  // int32 lanes of an AVX-512 register
 constexpr int kMaxAccumulators = 12; // of 32 registers: enough chains to hide latency
 constexpr std::int64_t kQuad = 4;    // one VNNI multiply-add sums 4 byte products per lane
 
-std::int64_t gcd(std::int64_t a, std::int64_t b) { return b == 0 ? a : gcd(b, a % b); }
 std::int64_t round_up(std::int64_t v, std::int64_t to) { return (v + to - 1) / to * to; }
 
 // The geometry both fits() and the constructor need.
@@ -138,7 +138,7 @@ Layout layout_of(const SmallConvShape& s) {
   // 4 channels of one tap per group, one group per tap; or 4 taps of one channel per group.
   l.groups = l.channel_quads ? s.kw : (s.kw + kQuad - 1) / kQuad;
   for (std::int64_t g = 0; g < l.groups; ++g) l.pixel_shift.push_back(l.channel_quads ? g : kQuad * g);
-  l.block = kLanes / gcd(kLanes, s.oc) * s.oc;
+  l.block = kLanes / std::gcd(kLanes, s.oc) * s.oc;
   // Blocks per tile: the count that leaves the least padding at the end of a row, the larger on ties.
   const std::int64_t blocks = round_up(s.ow * s.oc, l.block) / l.block;
   const std::int64_t most = std::max<std::int64_t>(1, kMaxAccumulators / (l.block / kLanes));
