@@ -174,6 +174,10 @@ expect_ok "quantize: the two-input encoder, calibrated on an .npz of both inputs
   quantize two-input-encoder.pt -o enc-int8.pt --data pair.npz --train-data pair.npz --model-output 0 --samples 50 --per-layer all --no-measure --no-progress
 expect_ok "quantize: calibrated on an image folder's train split" "quantize-static<samples=10>: 21 of 21" \
   quantize resnet18-cifar-scripted.pt --data img "${norm[@]}" -o r18-img.pt --samples 10 --per-layer all --no-measure --no-progress
+expect_ok "prune: a model without metadata, unmeasured, on an image folder" "wrote r18-img-half\\.pt" \
+  prune resnet18-cifar-scripted.pt --data img "${norm[@]}" --method channel --ratio 0.5 -o r18-img-half.pt --no-measure --no-progress
+expect_ok "quantize: its output records the folder's spec (3 channels, its normalization): no --color or --mean needed" \
+  "quantize-static<.*>: [0-9]+ of [0-9]+ Conv2d/Linear" quantize r18-img-half.pt --data img --resize 40 --crop 32 -o r18-img-half-int8.pt --samples 10 --no-measure --no-progress
 expect_ok "distill: ResNet-18 teaches its channel-pruned copy on the image folder" "wrote r18-kd\\.pt" \
   distill --teacher resnet18-cifar-scripted.pt --student r18-half.pt -o r18-kd.pt --epochs 1 --batch 4 --data img "${norm[@]}" --no-measure --no-progress
 expect_ok "distill: the same on the folder streamed (--cache-mb 0): random batches decoded on demand" "wrote r18-kd-streamed\\.pt" \

@@ -41,6 +41,11 @@ PipelineInput load_pipeline_input(const std::string& model, const DataSource& da
     in.train = load_dataset(data, Split::train, spec);
     arrange_inputs(*in.train, in.loaded.module, model);
   }
+  // A model without metadata records the spec (channels, size, normalization) of the data it was
+  // given, which only reading a split tells: left at Fashion-MNIST's, the next command would
+  // preprocess the same data differently.
+  if (!in.loaded.metadata && !in.test && data.given() && !input.synthetic)
+    in.metadata.dataset = load_dataset(data, Split::test, spec).spec;
   return in;
 }
 
