@@ -163,6 +163,7 @@ TEST_CASE("int8_conv2d with few channels: joulecut's kernel computes what oneDNN
       {32, 4, 3, 1, 1, 7, 7, true, false},    {6, 8, 3, 1, 1, 9, 9, true, false},  // 6: oneDNN alone
   };
   const bool direct_fits = kernels::SmallChannelConv::fits({3, 28, 28, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2});
+  const bool amx_fits = kernels::AmxConv::fits({3, 28, 28, 8, 28, 28, 8, 3, 3, 1, 1, 1, 1});
   for (const auto& c : cases) {
     INFO(c.in << " -> " << c.out << " channels, " << c.kernel << "x" << c.kernel << " stride " << c.stride
               << " padding " << c.padding << ", " << c.h << "x" << c.w << (c.relu ? ", relu" : "")
@@ -177,7 +178,7 @@ TEST_CASE("int8_conv2d with few channels: joulecut's kernel computes what oneDNN
     const QuantRange out = range_of(expected);
     const Int8LayerSpec spec = conv_spec(w, b, c.stride, c.padding, 1, 1, in, out, c.relu, c.float_out);
     std::map<std::string, at::Tensor> outputs;
-    for (const char* kernel : {"onednn", "direct"}) {
+    for (const char* kernel : {"onednn", "direct", "amx"}) {  // a forced kernel runs where it fits, else oneDNN
       setenv("JOULECUT_INT8_SMALL_CONV", kernel, 1);
       outputs[kernel] = call("joulecut::int8_conv2d", {quantize(x, in), make_int8_layer(spec)}).toTensor();
       unsetenv("JOULECUT_INT8_SMALL_CONV");
@@ -188,18 +189,32 @@ TEST_CASE("int8_conv2d with few channels: joulecut's kernel computes what oneDNN
       CHECK((got - expected).abs().max().item<float>() <= tolerance);
     }
     // The same integer sums, scaled in a different order: at most one step apart, and rarely.
-    const at::Tensor difference = (outputs["direct"].to(at::kFloat) - outputs["onednn"].to(at::kFloat)).abs();
-    if (c.float_out) {
-      CHECK(difference.max().item<float>() <= 1e-5f * (1 + outputs["onednn"].abs().max().item<float>()));
-    } else {
-      CHECK(difference.max().item<float>() <= 1);
-      CHECK(difference.gt(0).sum().item<std::int64_t>() <= difference.numel() / 100);
+    // joulecut's two kernels share their epilogue: exactly equal.
+    for (const char* kernel : {"direct", "amx"}) {
+      INFO(kernel << " against oneDNN");
+      const at::Tensor difference = (outputs[kernel].to(at::kFloat) - outputs["onednn"].to(at::kFloat)).abs();
+      if (c.float_out) {
+        CHECK(difference.max().item<float>() <= 1e-5f * (1 + outputs["onednn"].abs().max().item<float>()));
+      } else {
+        CHECK(difference.max().item<float>() <= 1);
+        CHECK(difference.gt(0).sum().item<std::int64_t>() <= difference.numel() / 100);
+      }
     }
+    const std::int64_t in_c = c.in, out_c = c.out;
+    const kernels::SmallConvShape shape{3, c.h, c.w, in_c, expected.size(2), expected.size(3), out_c,
+                                        c.kernel, c.kernel, c.stride, c.stride, c.padding, c.padding};
+    if (kernels::SmallChannelConv::fits(shape) && kernels::AmxConv::fits(shape))
+      CHECK(at::equal(outputs["direct"], outputs["amx"]));
   }
   if (direct_fits) {
     CHECK_THAT(int8_implementations(), Contains("joulecut:small_channels_vnni"));
   } else {
     WARN("joulecut's few-channel kernel needs AVX-512 VNNI, which this build's CPU lacks: oneDNN's ran alone");
+  }
+  if (amx_fits) {
+    CHECK_THAT(int8_implementations(), Contains("joulecut:small_channels_amx"));
+  } else {
+    WARN("joulecut's AMX convolution needs AMX-INT8, which this build or CPU lacks: it never ran");
   }
   setenv("JOULECUT_INT8_SMALL_CONV", "fastest", 1);
   CHECK_THROWS_WITH(call("joulecut::int8_conv2d", {quantize(at::rand({1, 1, 8, 8}), affine_uint8(0, 1)),
@@ -209,7 +224,7 @@ TEST_CASE("int8_conv2d with few channels: joulecut's kernel computes what oneDNN
                                                      bad.weight = at::randn({4, 1, 3, 3});
                                                      return bad;
                                                    }())}),
-                    Contains("JOULECUT_INT8_SMALL_CONV must be auto, direct or onednn"));
+                    Contains("JOULECUT_INT8_SMALL_CONV must be auto, direct, amx or onednn"));
   unsetenv("JOULECUT_INT8_SMALL_CONV");
 }
 
@@ -308,7 +323,7 @@ TEST_CASE("int8_conv2d_add: convolution plus a residual, then ReLU, to half an o
   const at::Tensor r = at::randn({2, 8, 10, 10});  // a residual with a non-zero zero point
   const QuantRange in = range_of(x), rr = range_of(r);
   std::map<std::string, at::Tensor> outputs;
-  for (const char* kernel : {"onednn", "direct"})
+  for (const char* kernel : {"onednn", "direct", "amx"})
   for (const bool relu : {false, true}) {
     INFO(kernel << (relu ? ", relu" : ""));
     setenv("JOULECUT_INT8_SMALL_CONV", kernel, 1);
@@ -343,6 +358,9 @@ TEST_CASE("int8_conv2d_add: convolution plus a residual, then ReLU, to half an o
     const at::Tensor difference = (outputs[std::string("direct") + relu].to(at::kFloat) -
                                    outputs[std::string("onednn") + relu].to(at::kFloat)).abs();
     CHECK(difference.max().item<float>() <= 1);
+    if (kernels::SmallChannelConv::fits({2, 10, 10, 8, 10, 10, 8, 3, 3, 1, 1, 1, 1}) &&
+        kernels::AmxConv::fits({2, 10, 10, 8, 10, 10, 8, 3, 3, 1, 1, 1, 1}))
+      CHECK(at::equal(outputs[std::string("direct") + relu], outputs[std::string("amx") + relu]));
   }
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "runtime/int8_kernels.h"
@@ -42,14 +43,14 @@ float reference_output(const SmallConvShape& s, const std::vector<std::uint8_t>&
   return relu && value < 0 ? 0.f : value;
 }
 
-}  // namespace
-
-TEST_CASE("SmallChannelConv: exactly the reference, every shape it fits, no byte outside its output",
-          "[int8_kernels]") {
+// Runs `Kernel` on every shape of the grid it fits, each against the reference, and returns
+// how many it ran and how many it refused.
+template <class Kernel>
+std::pair<int, int> check_exactly_the_reference() {
   std::mt19937 random(7);
   int ran = 0, refused = 0;
   for (const std::int64_t c : {1, 2, 3, 4, 6, 8, 12, 16, 32})
-    for (const std::int64_t oc : {1, 2, 3, 5, 6, 7, 8, 9, 10, 12, 16})
+    for (const std::int64_t oc : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 16})
       for (const std::int64_t k : {1, 2, 3, 5, 7})
         for (const std::int64_t stride : {1, 2, 3, 4})
           for (std::int64_t pad = 0; pad <= 3 && 2 * pad <= k + 1; ++pad) {
@@ -58,7 +59,7 @@ TEST_CASE("SmallChannelConv: exactly the reference, every shape it fits, no byte
             if (h + 2 * pad < k || w + 2 * pad < kw) continue;
             const SmallConvShape s{n, h, w, c, (h + 2 * pad - k) / stride + 1, (w + 2 * pad - kw) / stride + 1,
                                    oc, k, kw, stride, stride, pad, pad};
-            if (!SmallChannelConv::fits(s)) {
+            if (!Kernel::fits(s)) {
               ++refused;
               continue;
             }
@@ -79,7 +80,7 @@ TEST_CASE("SmallChannelConv: exactly the reference, every shape it fits, no byte
             std::vector<std::uint8_t> sum(total), bytes(total + 1, 0xAB);
             for (auto& v : sum) v = std::uint8_t(random() % 256);
             std::vector<float> floats(total + 1, -7.f);
-            const SmallChannelConv conv(s, weight.data(), scale.data(), bias.data(), input_zero_point,
+            const Kernel conv(s, weight.data(), scale.data(), bias.data(), input_zero_point,
                                         output_zero_point, relu, float_out, with_residual ? &residual : nullptr);
             void* out = float_out ? static_cast<void*>(floats.data()) : static_cast<void*>(bytes.data());
             conv.run(in.data(), sum.data(), out, 0, n / 2);  // in two parts, as threads split a batch
@@ -108,11 +109,30 @@ TEST_CASE("SmallChannelConv: exactly the reference, every shape it fits, no byte
                   }
             REQUIRE(wrong == 0);
           }
+  return {ran, refused};
+}
+
+}  // namespace
+
+TEST_CASE("SmallChannelConv: exactly the reference, every shape it fits, no byte outside its output",
+          "[int8_kernels]") {
+  const auto [ran, refused] = check_exactly_the_reference<SmallChannelConv>();
   INFO(ran << " shapes run, " << refused << " refused");
   if (ran == 0) {
     WARN("SmallChannelConv needs AVX-512 VNNI, which this build's CPU lacks: it fits no shape here");
   } else {
     CHECK(refused > 0);  // 6 input channels, 9 output channels...
+  }
+}
+
+TEST_CASE("AmxConv: exactly the reference, every shape it fits, no byte outside its output", "[int8_kernels]") {
+  const auto [ran, refused] = check_exactly_the_reference<AmxConv>();
+  INFO(ran << " shapes run, " << refused << " refused");
+  if (ran == 0) {
+    WARN("AmxConv needs AMX-INT8 (and Linux's permission to use it), which this build or CPU lacks: it fits no shape here");
+  } else {
+    CHECK(ran > 200);
+    CHECK(refused > 0);  // strides > 1, 3 channels...
   }
 }
 

@@ -124,6 +124,43 @@ constexpr std::int64_t kQuad = 4;    // one VNNI multiply-add sums 4 byte produc
 
 std::int64_t round_up(std::int64_t v, std::int64_t to) { return (v + to - 1) / to * to; }
 
+#ifdef JOULECUT_SMALL_CONV_VNNI
+// oneDNN's epilogue, in its order, on 16 sums of a channels-last output (both kernels share it,
+// so they agree exactly): minus the zero point's products, plus bias, times scale, plus the
+// residual (one rounding, as oneDNN's sum post-op), ReLU, then a float out, or plus the output
+// zero point, saturated and rounded half to even to uint8.
+struct Epilogue {
+  Epilogue(bool relu, std::uint8_t output_zero_point, bool output_float, const SmallConvResidual* residual)
+      : low(_mm512_set1_ps(relu ? 0.f : -3e38f)),
+        zero_point(_mm512_set1_ps(float(output_zero_point))),
+        residual_scale(_mm512_set1_ps(residual ? residual->scale : 0.f)),
+        residual_zero_point(_mm512_set1_ps(residual ? residual->zero_point : 0.f)),
+        output_float(output_float),
+        with_residual(residual != nullptr) {}
+  // `sums` lands at output[at, at + 16), lanes beyond `lanes` untouched; `residual` is read at
+  // the same place.
+  void store(__m512i sums, const std::int32_t* offset, const float* bias, const float* scale,
+             const std::uint8_t* residual, void* out, std::int64_t at, __mmask16 lanes) const {
+    const __m512i exact = _mm512_sub_epi32(sums, _mm512_loadu_si512(offset));
+    __m512 r = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(exact), _mm512_loadu_ps(bias)), _mm512_loadu_ps(scale));
+    if (with_residual) {
+      const __m128i bytes = _mm_maskz_loadu_epi8(lanes, residual + at);
+      const __m512 added = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes)), residual_zero_point);
+      r = _mm512_fmadd_ps(residual_scale, added, r);  // explicit: GCC contracts a mul and add only at -O3
+    }
+    r = _mm512_max_ps(r, low);
+    if (output_float) {
+      _mm512_mask_storeu_ps(static_cast<float*>(out) + at, lanes, r);
+      return;
+    }
+    r = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, zero_point), _mm512_setzero_ps()), _mm512_set1_ps(255.f));
+    _mm512_mask_cvtusepi32_storeu_epi8(static_cast<std::uint8_t*>(out) + at, lanes, _mm512_cvtps_epi32(r));  // nearest even
+  }
+  __m512 low, zero_point, residual_scale, residual_zero_point;
+  bool output_float, with_residual;
+};
+#endif
+
 // The geometry both fits() and the constructor need.
 struct Layout {
   bool channel_quads;
@@ -293,10 +330,7 @@ void SmallChannelConv::run_tiles(const std::uint8_t* in, const std::uint8_t* res
     for (std::int64_t p = 0; p < phases_; ++p)
       expand(expanded.data() + s.h * row_stride + (source * phases_ + p) * expanded_, p);
   const std::int64_t visible = std::min(s.w, padded_pixels - kLanes - s.pw);
-  const __m512 low = _mm512_set1_ps(relu_ ? 0.f : -3e38f), zero_point = _mm512_set1_ps(float(output_zero_point_));
-  const __m512 floor = _mm512_set1_ps(0.f), ceiling = _mm512_set1_ps(255.f);
-  const __m512 residual_scale = _mm512_set1_ps(residual_terms_.scale);
-  const __m512 residual_zero_point = _mm512_set1_ps(residual_terms_.zero_point);
+  const Epilogue epilogue(relu_, output_zero_point_, output_float_, residual_ ? &residual_terms_ : nullptr);
   for (std::int64_t n = first_image; n < end_image; ++n) {
     for (std::int64_t iy = 0; iy < s.h; ++iy) {
       const std::uint8_t* row = in + (n * s.h + iy) * s.w * s.c;
@@ -341,28 +375,217 @@ void SmallChannelConv::run_tiles(const std::uint8_t* in, const std::uint8_t* res
           for (int v = 0; v < Vectors; ++v) {
             const std::int64_t first = b + (u * Vectors + v) * kLanes, count = std::min(kLanes, width - first);
             if (count <= 0) continue;
-            const __mmask16 lanes = __mmask16((1u << count) - 1u);
-            const __m512i exact = _mm512_sub_epi32(acc[u][v], _mm512_loadu_si512(offset_.data() + v * kLanes));
-            __m512 r = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(exact), _mm512_loadu_ps(bias_.data() + v * kLanes)),
-                                     _mm512_loadu_ps(scale_.data() + v * kLanes));
-            if (residual_) {
-              const __m128i bytes = _mm_maskz_loadu_epi8(lanes, residual + out_row + first);
-              const __m512 added = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes)), residual_zero_point);
-              r = _mm512_fmadd_ps(residual_scale, added, r);  // one rounding, as oneDNN's sum post-op
-            }
-            r = _mm512_max_ps(r, low);
-            if (output_float_) {
-              _mm512_mask_storeu_ps(static_cast<float*>(out) + out_row + first, lanes, r);
-              continue;
-            }
-            r = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, zero_point), floor), ceiling);
-            _mm512_mask_cvtusepi32_storeu_epi8(static_cast<std::uint8_t*>(out) + out_row + first, lanes,
-                                               _mm512_cvtps_epi32(r));  // nearest even
+            epilogue.store(acc[u][v], offset_.data() + v * kLanes, bias_.data() + v * kLanes,
+                           scale_.data() + v * kLanes, residual, out, out_row + first, __mmask16((1u << count) - 1u));
           }
         }
       }
     }
   }
+#else
+  (void)in, (void)residual, (void)out, (void)first_image, (void)end_image;
+#endif
+}
+
+}  // namespace joulecut::kernels
+
+#if defined(JOULECUT_SMALL_CONV_VNNI) && defined(__AMX_TILE__) && defined(__AMX_INT8__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define JOULECUT_AMX 1
+#endif
+
+namespace joulecut::kernels {
+namespace {
+
+constexpr std::int64_t kTileRows = 16;   // rows of an AMX tile
+constexpr std::int64_t kTileBytes = 64;  // bytes of a tile row: the multiply's depth
+constexpr std::int64_t kWeightTile = kTileRows * kTileBytes;
+constexpr int kMaxAmxTiles = 4;          // accumulators; tiles 4 (input) and 5, 6 (weights) are the rest
+
+// The CPU has AMX-INT8 and Linux lets this process use its tile state (asked once; oneDNN asks
+// the same way for its own AMX kernels).
+bool amx_usable() {
+#ifndef JOULECUT_AMX
+  return false;
+#else
+  static const bool usable = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (!(d & (1u << 24)) || !(d & (1u << 25))) return false;  // AMX-TILE, AMX-INT8
+    constexpr long kRequestPermission = 0x1023, kTileData = 18;  // ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA
+    return syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
+  }();
+  return usable;
+#endif
+}
+
+struct AmxGeometry {
+  std::int64_t tiles, outputs, row_blocks, width, padded_bytes;
+};
+
+AmxGeometry amx_geometry(const SmallConvShape& s) {
+  AmxGeometry g{};
+  const std::int64_t per_tile = kLanes / s.oc, pixels = kTileBytes / s.c;
+  g.tiles = std::min<std::int64_t>(kMaxAmxTiles, (pixels - s.kw + 1) / per_tile);
+  if (g.tiles < 1) return g;
+  g.outputs = g.tiles * per_tile;
+  g.row_blocks = (s.w + 2 * s.pw + g.outputs - 1) / g.outputs;
+  g.width = g.row_blocks * g.outputs;
+  // The image with its padding, and what the last tile's rows read past it.
+  const std::int64_t tile_rows = round_up(s.oh * g.row_blocks, kTileRows);
+  const std::int64_t read = ((s.kh - 1) * g.width + (tile_rows - 1) * g.outputs) * s.c + kTileBytes;
+  g.padded_bytes = std::max((s.h + 2 * s.ph) * g.width * s.c, read);
+  return g;
+}
+
+bool power_of_two_upto_16(std::int64_t v) { return v == 1 || v == 2 || v == 4 || v == 8 || v == 16; }
+
+#ifdef JOULECUT_AMX
+// GCC's tile intrinsics paste the tile number into assembly: literal numbers only, hence the
+// macros. Accumulator t takes weight tile 5 or 6 in turn, so a load overlaps the multiply before.
+#define JOULECUT_TILE_MULTIPLY_ADD(t, b, weights) \
+  _tile_loadd(b, weights, kTileBytes);             \
+  _tile_dpbusd(t, 4, b)
+template <int Tiles>
+inline void multiply_add_all(const std::int8_t* weights) {
+  JOULECUT_TILE_MULTIPLY_ADD(0, 5, weights);
+  if constexpr (Tiles > 1) { JOULECUT_TILE_MULTIPLY_ADD(1, 6, weights + kWeightTile); }
+  if constexpr (Tiles > 2) { JOULECUT_TILE_MULTIPLY_ADD(2, 5, weights + 2 * kWeightTile); }
+  if constexpr (Tiles > 3) { JOULECUT_TILE_MULTIPLY_ADD(3, 6, weights + 3 * kWeightTile); }
+}
+#undef JOULECUT_TILE_MULTIPLY_ADD
+template <int Tiles>
+inline void zero_all() {
+  _tile_zero(0);
+  if constexpr (Tiles > 1) _tile_zero(1);
+  if constexpr (Tiles > 2) _tile_zero(2);
+  if constexpr (Tiles > 3) _tile_zero(3);
+}
+// Tile t's 16 columns go to columns [16 t, 16 t + 16) of rows of Tiles * 16 int32.
+template <int Tiles>
+inline void store_all(std::int32_t* sums) {
+  constexpr std::int64_t stride = Tiles * kLanes * 4;
+  _tile_stored(0, sums, stride);
+  if constexpr (Tiles > 1) _tile_stored(1, sums + kLanes, stride);
+  if constexpr (Tiles > 2) _tile_stored(2, sums + 2 * kLanes, stride);
+  if constexpr (Tiles > 3) _tile_stored(3, sums + 3 * kLanes, stride);
+}
+#endif
+
+}  // namespace
+
+bool AmxConv::fits(const SmallConvShape& s) {
+  if (!amx_usable()) return false;
+  if (!power_of_two_upto_16(s.c) || !power_of_two_upto_16(s.oc) || s.sh != 1 || s.sw != 1 || s.kh < 1 ||
+      s.kw < 1 || s.ph < 0 || s.pw < 0 || s.oh < 1 || s.ow < 1 || s.kh > 64)
+    return false;
+  if (s.oh != s.h + 2 * s.ph - s.kh + 1 || s.ow != s.w + 2 * s.pw - s.kw + 1) return false;
+  const AmxGeometry g = amx_geometry(s);
+  return g.tiles >= 1 && g.padded_bytes <= (std::int64_t(4) << 20);
+}
+
+AmxConv::AmxConv(const SmallConvShape& s, const std::int8_t* weight, const float* scale, const float* bias,
+                 std::uint8_t input_zero_point, std::uint8_t output_zero_point, bool relu, bool output_float,
+                 const SmallConvResidual* residual)
+    : s_(s),
+      input_zero_point_(input_zero_point),
+      output_zero_point_(output_zero_point),
+      relu_(relu),
+      output_float_(output_float),
+      residual_(residual != nullptr) {
+  if (residual) residual_terms_ = *residual;
+  const AmxGeometry g = amx_geometry(s);
+  tiles_ = g.tiles;
+  outputs_ = g.outputs;
+  row_blocks_ = g.row_blocks;
+  width_ = g.width;
+  // Weight tile (ky, t), AMX's layout: row r, column n, byte i multiplies input byte k = 4 r + i
+  // of a tile row (pixel k / c, channel k % c) into output n / oc of the tile (channel n % oc).
+  const std::int64_t per_tile = kLanes / s.oc;
+  weights_.assign(static_cast<std::size_t>(s.kh * tiles_ * kWeightTile), 0);
+  for (std::int64_t ky = 0; ky < s.kh; ++ky)
+    for (std::int64_t t = 0; t < tiles_; ++t)
+      for (std::int64_t k = 0; k < kTileBytes; ++k)
+        for (std::int64_t n = 0; n < kLanes; ++n) {
+          const std::int64_t kx = k / s.c - (t * per_tile + n / s.oc), ci = k % s.c, o = n % s.oc;
+          if (kx < 0 || kx >= s.kw) continue;
+          weights_[static_cast<std::size_t>((ky * tiles_ + t) * kWeightTile + k / 4 * kTileBytes + n * 4 + k % 4)] =
+              weight[((o * s.c + ci) * s.kh + ky) * s.kw + kx];
+        }
+  offset_.assign(kLanes, 0);
+  scale_.resize(kLanes);
+  bias_.resize(kLanes);
+  for (std::int64_t n = 0; n < kLanes; ++n) {
+    const std::int64_t o = n % s.oc;
+    for (std::int64_t i = 0; i < s.c * s.kh * s.kw; ++i)
+      offset_[static_cast<std::size_t>(n)] += std::int32_t(input_zero_point) * weight[o * s.c * s.kh * s.kw + i];
+    scale_[static_cast<std::size_t>(n)] = scale[o];
+    bias_[static_cast<std::size_t>(n)] = bias[o];
+  }
+}
+
+void AmxConv::run(const std::uint8_t* in, const std::uint8_t* residual, void* out, std::int64_t first_image,
+                  std::int64_t end_image) const {
+  switch (tiles_) {
+    case 1: return run_tiles<1>(in, residual, out, first_image, end_image);
+    case 2: return run_tiles<2>(in, residual, out, first_image, end_image);
+    case 3: return run_tiles<3>(in, residual, out, first_image, end_image);
+    case 4: return run_tiles<4>(in, residual, out, first_image, end_image);
+    default: return;  // fits() refused the shape
+  }
+}
+
+template <int Tiles>
+void AmxConv::run_tiles(const std::uint8_t* in, const std::uint8_t* residual, void* out, std::int64_t first_image,
+                        std::int64_t end_image) const {
+#ifdef JOULECUT_AMX
+  const SmallConvShape& s = s_;
+  struct alignas(64) TileConfig {
+    std::uint8_t palette = 1, start_row = 0, reserved[14] = {};
+    std::uint16_t bytes_per_row[16] = {};
+    std::uint8_t rows[16] = {};
+  } config;
+  for (const int tile : {0, 1, 2, 3, 4, 5, 6}) {
+    if (tile < 4 && tile >= Tiles) continue;
+    config.bytes_per_row[tile] = kTileBytes;
+    config.rows[tile] = kTileRows;
+  }
+  _tile_loadconfig(&config);
+  const AmxGeometry g = amx_geometry(s);
+  // The image, its padding (the input zero point) around it: tile row j of output row y starts
+  // at padded pixel (y * row_blocks_ + j) * outputs_, so a tile's rows are evenly spaced.
+  std::vector<std::uint8_t> padded(static_cast<std::size_t>(g.padded_bytes), input_zero_point_);
+  alignas(64) std::int32_t sums[kTileRows * Tiles * kLanes];
+  const std::int64_t row_bytes = width_ * s.c, step = outputs_ * s.c, tile_rows = s.oh * row_blocks_;
+  const std::int64_t values = outputs_ * s.oc;  // per tile row: Tiles vectors
+  const Epilogue epilogue(relu_, output_zero_point_, output_float_, residual_ ? &residual_terms_ : nullptr);
+  for (std::int64_t n = first_image; n < end_image; ++n) {
+    for (std::int64_t iy = 0; iy < s.h; ++iy)
+      std::memcpy(padded.data() + (iy + s.ph) * row_bytes + s.pw * s.c, in + (n * s.h + iy) * s.w * s.c,
+                  static_cast<std::size_t>(s.w * s.c));
+    std::int64_t y = 0, x = 0;  // the output row and column tile row `first + r` computes
+    for (std::int64_t first = 0; first < tile_rows; first += kTileRows) {
+      zero_all<Tiles>();
+      for (std::int64_t ky = 0; ky < s.kh; ++ky) {
+        _tile_loadd(4, padded.data() + ky * row_bytes + first * step, step);
+        multiply_add_all<Tiles>(weights_.data() + ky * Tiles * kWeightTile);
+      }
+      store_all<Tiles>(sums);
+      for (std::int64_t r = 0; r < kTileRows && first + r < tile_rows; ++r) {
+        const std::int64_t count = std::min(outputs_, s.ow - x) * s.oc, at = ((n * s.oh + y) * s.ow + x) * s.oc;
+        for (std::int64_t v = 0; v * kLanes < count; ++v) {
+          const std::int64_t lanes = std::min(kLanes, count - v * kLanes);
+          epilogue.store(_mm512_load_si512(sums + r * values + v * kLanes), offset_.data(), bias_.data(),
+                         scale_.data(), residual, out, at + v * kLanes, __mmask16((1u << lanes) - 1u));
+        }
+        x += outputs_;  // the next tile row: the next outputs, or the next output row's first
+        if (x >= width_) x = 0, ++y;
+      }
+    }
+  }
+  _tile_release();
 #else
   (void)in, (void)residual, (void)out, (void)first_image, (void)end_image;
 #endif

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <chrono>
+#include <functional>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -45,20 +46,38 @@ void remember_implementation(const std::string& name) {
 }
 void remember_implementation(const dnnl::primitive_desc_base& pd) { remember_implementation(pd.impl_info_str()); }
 
-// Which kernel runs the convolutions that SmallChannelConv fits: the faster of it and oneDNN's,
-// timed on the layer's first input of each shape (the default), or one of them forced, for
-// comparisons and tests: JOULECUT_INT8_SMALL_CONV=auto|direct|onednn, read when a layer first
-// sees an input shape.
-enum class SmallConvChoice { timed, direct, onednn };
+// Which kernel runs the convolutions that joulecut's own kernels fit (SmallChannelConv on
+// AVX-512 VNNI, AmxConv on AMX tiles): the fastest of them and oneDNN's, timed on the layer's
+// first input of each shape (the default), or one forced where it fits, for comparisons and
+// tests: JOULECUT_INT8_SMALL_CONV=auto|direct|amx|onednn, read when a layer first sees an input
+// shape.
+enum class SmallConvChoice { timed, direct, amx, onednn };
 constexpr const char* kDirectImplementation = "joulecut:small_channels_vnni";
+constexpr const char* kAmxImplementation = "joulecut:small_channels_amx";
 SmallConvChoice small_conv_choice() {
   const char* value = std::getenv("JOULECUT_INT8_SMALL_CONV");
   const std::string v = value ? value : "";
   if (v == "direct") return SmallConvChoice::direct;
+  if (v == "amx") return SmallConvChoice::amx;
   if (v == "onednn") return SmallConvChoice::onednn;
-  TORCH_CHECK(v == "auto" || v.empty(), "JOULECUT_INT8_SMALL_CONV must be auto, direct or onednn, not '", v, "'");
+  TORCH_CHECK(v == "auto" || v.empty(), "JOULECUT_INT8_SMALL_CONV must be auto, direct, amx or onednn, not '", v,
+              "'");
   return SmallConvChoice::timed;
 }
+
+template <class T>
+struct type_tag {
+  using type = T;
+};
+
+// One of joulecut's own kernels, built for a layer and input shape: images [begin, end) of
+// the channels-last input into the output, the residual read in place.
+struct OwnConv {
+  std::string implementation;  // the manifest's name for it
+  std::function<void(const std::uint8_t* in, const std::uint8_t* residual, void* out, std::int64_t begin,
+                     std::int64_t end)>
+      run;
+};
 
 // A 4-D activation is channels-last for oneDNN's int8 kernels; anything else row-major.
 at::MemoryFormat activation_format(const at::Tensor& t) {
@@ -107,10 +126,11 @@ struct Int8Layer : torch::CustomClassHolder {
     memory weights, bias;
     memory::desc src, dst;
     std::vector<std::int64_t> dst_shape;
-    // Set where SmallChannelConv fits the shape; `use_direct` once timing (or the environment)
-    // chose it over the oneDNN primitive, which is always built.
-    std::shared_ptr<kernels::SmallChannelConv> direct;
-    bool chosen = false, use_direct = false;
+    // joulecut's kernels that fit the shape (and the environment allows); `use` once timing (or
+    // the environment) chose one of them over the oneDNN primitive, which is always built.
+    std::vector<OwnConv> own;
+    bool chosen = false;
+    const OwnConv* use = nullptr;
     std::string onednn_implementation;
   };
   std::mutex mutex;
@@ -274,19 +294,29 @@ struct Int8Layer : torch::CustomClassHolder {
     plan->onednn_implementation = pd.impl_info_str();
     const kernels::SmallConvShape small{n, h, w, c, oh, ow, out, kh, kw, stride[0], stride[1], padding[0], padding[1]};
     const SmallConvChoice choice = small_conv_choice();  // a bad value fails on every convolution
-    if (groups == 1 && dilation[0] == 1 && dilation[1] == 1 && activation.empty() && choice != SmallConvChoice::onednn &&
-        kernels::SmallChannelConv::fits(small)) {
+    if (groups == 1 && dilation[0] == 1 && dilation[1] == 1 && activation.empty() && choice != SmallConvChoice::onednn) {
       const std::vector<float> scales = output_scales();
       const float* bias_in_accumulator_units = static_cast<const float*>(plan->bias.get_data_handle());
       const at::Tensor plain = weight.contiguous();
       const kernels::SmallConvResidual sum{float(residual_scale), float(residual_zero_point)};
-      plan->direct = std::make_shared<kernels::SmallChannelConv>(
-          small, plain.data_ptr<std::int8_t>(), scales.data(), bias_in_accumulator_units,
-          std::uint8_t(input_zero_point), std::uint8_t(output_float ? 0 : output_zero_point), relu, output_float,
-          residual ? &sum : nullptr);
-    } else {
-      remember_implementation(plan->onednn_implementation);
+      const auto zero_point_out = std::uint8_t(output_float ? 0 : output_zero_point);
+      // Built with the same arguments; a kernel is kept alive by its run function.
+      auto add = [&](auto tag, const char* implementation) {
+        using Kernel = typename decltype(tag)::type;
+        auto kernel = std::make_shared<const Kernel>(small, plain.data_ptr<std::int8_t>(), scales.data(),
+                                                     bias_in_accumulator_units, std::uint8_t(input_zero_point),
+                                                     zero_point_out, relu, output_float, residual ? &sum : nullptr);
+        plan->own.push_back({implementation, [kernel](const std::uint8_t* in, const std::uint8_t* r, void* out,
+                                                      std::int64_t begin, std::int64_t end) {
+                               kernel->run(in, r, out, begin, end);
+                             }});
+      };
+      if (choice != SmallConvChoice::amx && kernels::SmallChannelConv::fits(small))
+        add(type_tag<kernels::SmallChannelConv>{}, kDirectImplementation);
+      if (choice != SmallConvChoice::direct && kernels::AmxConv::fits(small))
+        add(type_tag<kernels::AmxConv>{}, kAmxImplementation);
     }
+    if (plan->own.empty()) remember_implementation(plan->onednn_implementation);
     return plan;
   }
 
@@ -327,45 +357,44 @@ struct Int8Layer : torch::CustomClassHolder {
   }
 
   // `residual`: uint8, the output's shape, for layers made with one. oneDNN's sum post-op reads
-  // it from the output, where it is copied first; joulecut's kernel reads it in place (copied only
-  // if it is not channels-last).
-  void execute(const Plan& plan, bool direct, const at::Tensor& x, const at::Tensor* residual, at::Tensor& y) const {
-    if (direct) {
+  // it from the output, where it is copied first; joulecut's kernels read it in place (copied only
+  // if it is not channels-last). `own`: one of plan.own, or null for oneDNN.
+  void execute(const Plan& plan, const OwnConv* own, const at::Tensor& x, const at::Tensor* residual,
+               at::Tensor& y) const {
+    if (own) {
       const std::uint8_t* in = x.data_ptr<std::uint8_t>();
       const at::Tensor channels_last = residual ? residual->contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
       const std::uint8_t* sum = residual ? channels_last.data_ptr<std::uint8_t>() : nullptr;
       void* out = y.data_ptr();
-      at::parallel_for(0, x.size(0), 1,
-                       [&](std::int64_t begin, std::int64_t end) { plan.direct->run(in, sum, out, begin, end); });
+      at::parallel_for(0, x.size(0), 1, [&](std::int64_t begin, std::int64_t end) { own->run(in, sum, out, begin, end); });
       return;
     }
     if (residual) y.copy_(*residual);
     run_onednn(plan, x, y);
   }
 
-  // Times both kernels on this input (after one untimed call each: oneDNN compiles on its first)
-  // and keeps the faster; once per layer and input shape.
+  // Times oneDNN's kernel and each of joulecut's on this input (after one untimed call each:
+  // oneDNN compiles on its first) and keeps the fastest; once per layer and input shape. A
+  // kernel forced by the environment is the only one of joulecut's built.
   void choose_kernel(Plan& plan, const at::Tensor& x, const at::Tensor* residual, at::Tensor& y) const {
     const SmallConvChoice choice = small_conv_choice();
-    plan.use_direct = choice == SmallConvChoice::direct;
+    plan.use = choice == SmallConvChoice::timed ? nullptr : &plan.own.front();
     if (choice == SmallConvChoice::timed) {
       using clock = std::chrono::steady_clock;
-      double best_direct = 1e300, best_onednn = 1e300;
-      for (int round = 0; round < 4; ++round) {
-        auto start = clock::now();
-        execute(plan, true, x, residual, y);
-        const double direct = std::chrono::duration<double>(clock::now() - start).count();
-        start = clock::now();
-        execute(plan, false, x, residual, y);
-        const double onednn = std::chrono::duration<double>(clock::now() - start).count();
-        if (round == 0) continue;
-        best_direct = std::min(best_direct, direct);
-        best_onednn = std::min(best_onednn, onednn);
-      }
-      plan.use_direct = best_direct < best_onednn;
+      std::vector<const OwnConv*> candidates{nullptr};
+      for (const OwnConv& own : plan.own) candidates.push_back(&own);
+      std::vector<double> best(candidates.size(), 1e300);
+      for (int round = 0; round < 4; ++round)
+        for (std::size_t k = 0; k < candidates.size(); ++k) {
+          const auto start = clock::now();
+          execute(plan, candidates[k], x, residual, y);
+          const double seconds = std::chrono::duration<double>(clock::now() - start).count();
+          if (round > 0) best[k] = std::min(best[k], seconds);
+        }
+      plan.use = candidates[static_cast<std::size_t>(std::min_element(best.begin(), best.end()) - best.begin())];
     }
     plan.chosen = true;  // only once timing succeeded: a call that threw chooses again next time
-    remember_implementation(plan.use_direct ? std::string(kDirectImplementation) : plan.onednn_implementation);
+    remember_implementation(plan.use ? plan.use->implementation : plan.onednn_implementation);
   }
 
   static void check_residual(const Plan& plan, const at::Tensor* residual) {
@@ -400,7 +429,7 @@ struct Int8Layer : torch::CustomClassHolder {
       auto& slot = plans[shape];
       if (!slot) slot = conv ? conv_plan(shape) : linear_plan(shape);
       check_residual(*slot, residual_values);
-      if (slot->direct && !slot->chosen && x.numel() > 0) {
+      if (!slot->own.empty() && !slot->chosen && x.numel() > 0) {
         at::Tensor scratch = at::empty(slot->dst_shape, x.options().dtype(output_float ? at::kFloat : at::kByte),
                                        at::MemoryFormat::ChannelsLast);
         choose_kernel(*slot, x, residual_values, scratch);
@@ -409,7 +438,7 @@ struct Int8Layer : torch::CustomClassHolder {
     }
     at::Tensor y = at::empty(plan->dst_shape, x.options().dtype(output_float ? at::kFloat : at::kByte),
                              conv ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
-    if (x.numel() > 0) execute(*plan, plan->use_direct, x, residual_values, y);
+    if (x.numel() > 0) execute(*plan, plan->use, x, residual_values, y);
     if (conv || input.dim() == 2) return y;
     std::vector<std::int64_t> out_shape(input.sizes().begin(), input.sizes().end());
     out_shape.back() = weight.size(0);
