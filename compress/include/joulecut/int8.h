@@ -78,9 +78,11 @@ std::pair<at::Tensor, at::Tensor> int8_layer_tensors(const c10::IValue& layer);
 
 // The implementations the int8 ops have run so far in this process, oneDNN's and joulecut's
 // own, e.g. "brg:avx512_core_vnni, joulecut:small_channels_vnni"; "" before the first call.
-// Convolutions with few channels (a network's first layer) may run joulecut's kernel instead
-// of oneDNN's: the faster of the two, timed on the first input of each shape; the environment
-// variable JOULECUT_INT8_SMALL_CONV=direct|onednn forces one (both compute the same outputs).
+// Convolutions with few channels (a network's first layer, a channel-pruned model's thin
+// layers) may run one of joulecut's kernels instead of oneDNN's (AVX-512 VNNI:
+// joulecut:small_channels_vnni; AMX tiles: joulecut:small_channels_amx): the fastest, timed on
+// the first input of each shape; the environment variable JOULECUT_INT8_SMALL_CONV=
+// direct|amx|onednn forces one where it fits (all compute the same outputs, to one step).
 std::string int8_implementations();
 
 }  // namespace joulecut

@@ -141,8 +141,12 @@ struct Epilogue {
   // the same place.
   void store(__m512i sums, const std::int32_t* offset, const float* bias, const float* scale,
              const std::uint8_t* residual, void* out, std::int64_t at, __mmask16 lanes) const {
-    const __m512i exact = _mm512_sub_epi32(sums, _mm512_loadu_si512(offset));
-    __m512 r = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(exact), _mm512_loadu_ps(bias)), _mm512_loadu_ps(scale));
+    store(sums, _mm512_loadu_si512(offset), _mm512_loadu_ps(bias), _mm512_loadu_ps(scale), residual, out, at, lanes);
+  }
+  void store(__m512i sums, __m512i offset, __m512 bias, __m512 scale, const std::uint8_t* residual, void* out,
+             std::int64_t at, __mmask16 lanes) const {
+    const __m512i exact = _mm512_sub_epi32(sums, offset);
+    __m512 r = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(exact), bias), scale);
     if (with_residual) {
       const __m128i bytes = _mm_maskz_loadu_epi8(lanes, residual + at);
       const __m512 added = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes)), residual_zero_point);
@@ -331,6 +335,9 @@ void SmallChannelConv::run_tiles(const std::uint8_t* in, const std::uint8_t* res
       expand(expanded.data() + s.h * row_stride + (source * phases_ + p) * expanded_, p);
   const std::int64_t visible = std::min(s.w, padded_pixels - kLanes - s.pw);
   const Epilogue epilogue(relu_, output_zero_point_, output_float_, residual_ ? &residual_terms_ : nullptr);
+  // Every vector starts at an output's first channel (16 % oc == 0): the same lanes' terms.
+  const __m512i offset = _mm512_loadu_si512(offset_.data());
+  const __m512 bias = _mm512_loadu_ps(bias_.data()), scale = _mm512_loadu_ps(scale_.data());
   for (std::int64_t n = first_image; n < end_image; ++n) {
     for (std::int64_t iy = 0; iy < s.h; ++iy) {
       const std::uint8_t* row = in + (n * s.h + iy) * s.w * s.c;
@@ -561,24 +568,33 @@ void AmxConv::run_tiles(const std::uint8_t* in, const std::uint8_t* residual, vo
   const std::int64_t row_bytes = width_ * s.c, step = outputs_ * s.c, tile_rows = s.oh * row_blocks_;
   const std::int64_t values = outputs_ * s.oc;  // per tile row: Tiles vectors
   const Epilogue epilogue(relu_, output_zero_point_, output_float_, residual_ ? &residual_terms_ : nullptr);
+  // Every vector starts at an output's first channel (16 % oc == 0): the same lanes' terms.
+  const __m512i offset = _mm512_loadu_si512(offset_.data());
+  const __m512 bias = _mm512_loadu_ps(bias_.data()), scale = _mm512_loadu_ps(scale_.data());
   for (std::int64_t n = first_image; n < end_image; ++n) {
     for (std::int64_t iy = 0; iy < s.h; ++iy)
       std::memcpy(padded.data() + (iy + s.ph) * row_bytes + s.pw * s.c, in + (n * s.h + iy) * s.w * s.c,
                   static_cast<std::size_t>(s.w * s.c));
-    std::int64_t y = 0, x = 0;  // the output row and column tile row `first + r` computes
-    for (std::int64_t first = 0; first < tile_rows; first += kTileRows) {
+    // Each group of 16 tile rows is multiplied while the epilogue of the group before runs
+    // on the vector units: the tiles' latency hidden behind it.
+    auto multiply = [&](std::int64_t first) {
       zero_all<Tiles>();
       for (std::int64_t ky = 0; ky < s.kh; ++ky) {
         _tile_loadd(4, padded.data() + ky * row_bytes + first * step, step);
         multiply_add_all<Tiles>(weights_.data() + ky * Tiles * kWeightTile);
       }
+    };
+    std::int64_t y = 0, x = 0;  // the output row and column of tile row `first + r`
+    multiply(0);
+    for (std::int64_t first = 0; first < tile_rows; first += kTileRows) {
       store_all<Tiles>(sums);
+      if (first + kTileRows < tile_rows) multiply(first + kTileRows);
       for (std::int64_t r = 0; r < kTileRows && first + r < tile_rows; ++r) {
         const std::int64_t count = std::min(outputs_, s.ow - x) * s.oc, at = ((n * s.oh + y) * s.ow + x) * s.oc;
         for (std::int64_t v = 0; v * kLanes < count; ++v) {
           const std::int64_t lanes = std::min(kLanes, count - v * kLanes);
-          epilogue.store(_mm512_load_si512(sums + r * values + v * kLanes), offset_.data(), bias_.data(),
-                         scale_.data(), residual, out, at + v * kLanes, __mmask16((1u << lanes) - 1u));
+          epilogue.store(_mm512_load_si512(sums + r * values + v * kLanes), offset, bias, scale, residual, out,
+                         at + v * kLanes, __mmask16((1u << lanes) - 1u));
         }
         x += outputs_;  // the next tile row: the next outputs, or the next output row's first
         if (x >= width_) x = 0, ++y;
