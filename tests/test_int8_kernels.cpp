@@ -50,7 +50,7 @@ std::pair<int, int> check_exactly_the_reference() {
   std::mt19937 random(7);
   int ran = 0, refused = 0;
   for (const std::int64_t c : {1, 2, 3, 4, 6, 8, 12, 16, 32})
-    for (const std::int64_t oc : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 16})
+    for (const std::int64_t oc : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 16, 32})
       for (const std::int64_t k : {1, 2, 3, 5, 7})
         for (const std::int64_t stride : {1, 2, 3, 4})
           for (std::int64_t pad = 0; pad <= 3 && 2 * pad <= k + 1; ++pad) {

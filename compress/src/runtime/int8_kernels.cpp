@@ -428,26 +428,69 @@ bool amx_usable() {
 #endif
 }
 
+// Where AmxConv reads. The image is copied, with its padding (the input zero point), into
+// planes: one per slice of at most 16 channels and per phase of the strides (padded pixel
+// (Y, X) goes to plane (Y % sh, X % sw) at (Y / sh, X / sw)), so that every plane is read at
+// stride 1. A pass is one kernel row of one plane: its taps, at kernel row ky = ky' sh + py and
+// columns kx = kx' sw + px. Tile row j of output row y reads a plane's row y + ky' from
+// position j * outputs: tile rows are evenly spaced, and a tile spans several output rows.
 struct AmxGeometry {
-  std::int64_t tiles, outputs, row_blocks, width, padded_bytes;
+  std::int64_t slice = 0;    // channels per plane
+  std::int64_t tiles = 0;    // accumulator tiles per tile row
+  std::int64_t outputs = 0;  // neighbouring outputs per tile row
+  std::int64_t row_blocks = 0, width = 0, height = 0;  // tile rows per output row; a plane's positions, rows
+  std::int64_t plane_bytes = 0, planes = 0;
+  struct Pass {
+    std::int64_t slice, py, px, ky_step;  // ky = ky_step * sh + py
+  };
+  std::vector<Pass> passes;
 };
 
 AmxGeometry amx_geometry(const SmallConvShape& s) {
-  AmxGeometry g{};
-  const std::int64_t per_tile = kLanes / s.oc, pixels = kTileBytes / s.c;
-  g.tiles = std::min<std::int64_t>(kMaxAmxTiles, (pixels - s.kw + 1) / per_tile);
+  AmxGeometry g;
+  g.slice = std::min<std::int64_t>(s.c, kLanes);
+  const std::int64_t pixels = kTileBytes / g.slice;                              // per tile row
+  const std::int64_t taps = (s.kw + s.sw - 1) / s.sw, rows = (s.kh + s.sh - 1) / s.sh;  // per plane
+  const std::int64_t reach = pixels - taps + 1;  // outputs a tile row's pixels cover
+  if (reach < 1) return g;
+  if (s.oc <= kLanes) {
+    const std::int64_t per_tile = kLanes / s.oc;
+    g.tiles = std::min<std::int64_t>(kMaxAmxTiles, reach / per_tile);
+    g.outputs = g.tiles * per_tile;
+  } else {
+    const std::int64_t per_output = s.oc / kLanes;
+    g.outputs = std::min<std::int64_t>(kMaxAmxTiles / per_output, reach);
+    g.tiles = g.outputs * per_output;
+  }
   if (g.tiles < 1) return g;
-  g.outputs = g.tiles * per_tile;
-  g.row_blocks = (s.w + 2 * s.pw + g.outputs - 1) / g.outputs;
+  const std::int64_t positions = std::max(s.ow + taps - 1, (s.w + 2 * s.pw + s.sw - 1) / s.sw);
+  g.row_blocks = (positions + g.outputs - 1) / g.outputs;
   g.width = g.row_blocks * g.outputs;
-  // The image with its padding, and what the last tile's rows read past it.
+  g.height = std::max(s.oh + rows - 1, (s.h + 2 * s.ph + s.sh - 1) / s.sh);
+  // A plane, and what the last tile's rows read past it.
   const std::int64_t tile_rows = round_up(s.oh * g.row_blocks, kTileRows);
-  const std::int64_t read = ((s.kh - 1) * g.width + (tile_rows - 1) * g.outputs) * s.c + kTileBytes;
-  g.padded_bytes = std::max((s.h + 2 * s.ph) * g.width * s.c, read);
+  const std::int64_t read = ((rows - 1) * g.width + (tile_rows - 1) * g.outputs) * g.slice + kTileBytes;
+  g.plane_bytes = round_up(std::max(g.height * g.width * g.slice, read), kTileBytes);
+  g.planes = s.c / g.slice * s.sh * s.sw;
+  for (std::int64_t slice = 0; slice < s.c / g.slice; ++slice)
+    for (std::int64_t py = 0; py < std::min(s.sh, s.kh); ++py)
+      for (std::int64_t ky_step = 0; ky_step * s.sh + py < s.kh; ++ky_step)
+        for (std::int64_t px = 0; px < std::min(s.sw, s.kw); ++px) g.passes.push_back({slice, py, px, ky_step});
   return g;
 }
 
-bool power_of_two_upto_16(std::int64_t v) { return v == 1 || v == 2 || v == 4 || v == 8 || v == 16; }
+// `count` (1, 2, 4, 8 or 16) bytes: each size a fixed-size copy, not a call.
+inline void copy_channels(std::uint8_t* to, const std::uint8_t* from, std::int64_t count) {
+  switch (count) {
+    case 1: *to = *from; return;
+    case 2: std::memcpy(to, from, 2); return;
+    case 4: std::memcpy(to, from, 4); return;
+    case 8: std::memcpy(to, from, 8); return;
+    default: std::memcpy(to, from, 16); return;
+  }
+}
+
+bool power_of_two_upto(std::int64_t v, std::int64_t most) { return v >= 1 && v <= most && (v & (v - 1)) == 0; }
 
 #ifdef JOULECUT_AMX
 // GCC's tile intrinsics paste the tile number into assembly: literal numbers only, hence the
@@ -485,12 +528,12 @@ inline void store_all(std::int32_t* sums) {
 
 bool AmxConv::fits(const SmallConvShape& s) {
   if (!amx_usable()) return false;
-  if (!power_of_two_upto_16(s.c) || !power_of_two_upto_16(s.oc) || s.sh != 1 || s.sw != 1 || s.kh < 1 ||
-      s.kw < 1 || s.ph < 0 || s.pw < 0 || s.oh < 1 || s.ow < 1 || s.kh > 64)
+  if (!power_of_two_upto(s.c, 64) || !power_of_two_upto(s.oc, 32) || s.sh < 1 || s.sh > 4 || s.sw < 1 || s.sw > 4 ||
+      s.kh < 1 || s.kw < 1 || s.kh > 16 || s.kw > 16 || s.ph < 0 || s.pw < 0 || s.oh < 1 || s.ow < 1)
     return false;
-  if (s.oh != s.h + 2 * s.ph - s.kh + 1 || s.ow != s.w + 2 * s.pw - s.kw + 1) return false;
+  if (s.oh != (s.h + 2 * s.ph - s.kh) / s.sh + 1 || s.ow != (s.w + 2 * s.pw - s.kw) / s.sw + 1) return false;
   const AmxGeometry g = amx_geometry(s);
-  return g.tiles >= 1 && g.padded_bytes <= (std::int64_t(4) << 20);
+  return g.tiles >= 1 && g.planes * g.plane_bytes <= (std::int64_t(4) << 20);
 }
 
 AmxConv::AmxConv(const SmallConvShape& s, const std::int8_t* weight, const float* scale, const float* bias,
@@ -508,23 +551,35 @@ AmxConv::AmxConv(const SmallConvShape& s, const std::int8_t* weight, const float
   outputs_ = g.outputs;
   row_blocks_ = g.row_blocks;
   width_ = g.width;
-  // Weight tile (ky, t), AMX's layout: row r, column n, byte i multiplies input byte k = 4 r + i
-  // of a tile row (pixel k / c, channel k % c) into output n / oc of the tile (channel n % oc).
-  const std::int64_t per_tile = kLanes / s.oc;
-  weights_.assign(static_cast<std::size_t>(s.kh * tiles_ * kWeightTile), 0);
-  for (std::int64_t ky = 0; ky < s.kh; ++ky)
+  slice_ = g.slice;
+  plane_bytes_ = g.plane_bytes;
+  // Weight tile (pass, t), AMX's layout: row r, column n, byte i multiplies byte k = 4 r + i of
+  // a tile row (position k / slice, channel k % slice of the pass's slice) into tile t's column
+  // n: output t * 16 / oc + n / oc, channel n % oc (oc <= 16), or output t / (oc / 16),
+  // channel (t % (oc / 16)) * 16 + n.
+  weights_.assign(static_cast<std::size_t>(std::int64_t(g.passes.size()) * tiles_ * kWeightTile), 0);
+  for (std::size_t pass = 0; pass < g.passes.size(); ++pass) {
+    const AmxGeometry::Pass& p = g.passes[pass];
+    const std::int64_t ky = p.ky_step * s.sh + p.py;
+    plane_offsets_.push_back(((p.slice * s.sh + p.py) * s.sw + p.px) * plane_bytes_ +
+                             p.ky_step * width_ * slice_);
     for (std::int64_t t = 0; t < tiles_; ++t)
-      for (std::int64_t k = 0; k < kTileBytes; ++k)
-        for (std::int64_t n = 0; n < kLanes; ++n) {
-          const std::int64_t kx = k / s.c - (t * per_tile + n / s.oc), ci = k % s.c, o = n % s.oc;
-          if (kx < 0 || kx >= s.kw) continue;
-          weights_[static_cast<std::size_t>((ky * tiles_ + t) * kWeightTile + k / 4 * kTileBytes + n * 4 + k % 4)] =
-              weight[((o * s.c + ci) * s.kh + ky) * s.kw + kx];
+      for (std::int64_t n = 0; n < kLanes; ++n) {
+        const std::int64_t output = s.oc <= kLanes ? t * (kLanes / s.oc) + n / s.oc : t / (s.oc / kLanes);
+        const std::int64_t o = s.oc <= kLanes ? n % s.oc : t % (s.oc / kLanes) * kLanes + n;
+        for (std::int64_t k = 0; k < kTileBytes; ++k) {
+          const std::int64_t kx = (k / slice_ - output) * s.sw + p.px, ci = p.slice * slice_ + k % slice_;
+          if (k / slice_ < output || kx >= s.kw) continue;
+          weights_[static_cast<std::size_t>((std::int64_t(pass) * tiles_ + t) * kWeightTile + k / 4 * kTileBytes +
+                                            n * 4 + k % 4)] = weight[((o * s.c + ci) * s.kh + ky) * s.kw + kx];
         }
-  offset_.assign(kLanes, 0);
-  scale_.resize(kLanes);
-  bias_.resize(kLanes);
-  for (std::int64_t n = 0; n < kLanes; ++n) {
+      }
+  }
+  const std::int64_t terms = std::max(kLanes, s.oc);
+  offset_.assign(static_cast<std::size_t>(terms), 0);
+  scale_.resize(static_cast<std::size_t>(terms));
+  bias_.resize(static_cast<std::size_t>(terms));
+  for (std::int64_t n = 0; n < terms; ++n) {
     const std::int64_t o = n % s.oc;
     for (std::int64_t i = 0; i < s.c * s.kh * s.kw; ++i)
       offset_[static_cast<std::size_t>(n)] += std::int32_t(input_zero_point) * weight[o * s.c * s.kh * s.kw + i];
@@ -560,28 +615,52 @@ void AmxConv::run_tiles(const std::uint8_t* in, const std::uint8_t* residual, vo
     config.rows[tile] = kTileRows;
   }
   _tile_loadconfig(&config);
-  const AmxGeometry g = amx_geometry(s);
-  // The image, its padding (the input zero point) around it: tile row j of output row y starts
-  // at padded pixel (y * row_blocks_ + j) * outputs_, so a tile's rows are evenly spaced.
-  std::vector<std::uint8_t> padded(static_cast<std::size_t>(g.padded_bytes), input_zero_point_);
+  const std::int64_t planes = s.c / slice_ * s.sh * s.sw;
+  std::vector<std::uint8_t> padded(static_cast<std::size_t>(planes * plane_bytes_), input_zero_point_);
   alignas(64) std::int32_t sums[kTileRows * Tiles * kLanes];
-  const std::int64_t row_bytes = width_ * s.c, step = outputs_ * s.c, tile_rows = s.oh * row_blocks_;
+  const std::int64_t step = outputs_ * slice_, tile_rows = s.oh * row_blocks_;
   const std::int64_t values = outputs_ * s.oc;  // per tile row: Tiles vectors
+  const std::size_t passes = plane_offsets_.size();
+  const bool whole_rows = s.sh == 1 && s.sw == 1 && slice_ == s.c;
+  // Locals: the compiler reloads members (and divides) inside the copy loop otherwise.
+  const std::int64_t slice = slice_, slices = s.c / slice_, slice_planes = s.sh * s.sw, plane = plane_bytes_;
+  std::vector<bool> uses_row_phase(static_cast<std::size_t>(s.sh));
+  for (std::int64_t py = 0; py < s.sh; ++py) uses_row_phase[static_cast<std::size_t>(py)] = py < s.kh;
   const Epilogue epilogue(relu_, output_zero_point_, output_float_, residual_ ? &residual_terms_ : nullptr);
-  // Every vector starts at an output's first channel (16 % oc == 0): the same lanes' terms.
-  const __m512i offset = _mm512_loadu_si512(offset_.data());
-  const __m512 bias = _mm512_loadu_ps(bias_.data()), scale = _mm512_loadu_ps(scale_.data());
+  // Vector v of a tile row starts at channel 16 v % oc: its lanes' terms, one set or two.
+  const __m512i offset[2] = {_mm512_loadu_si512(offset_.data()),
+                             _mm512_loadu_si512(offset_.data() + (s.oc > kLanes ? kLanes : 0))};
+  const __m512 bias[2] = {_mm512_loadu_ps(bias_.data()), _mm512_loadu_ps(bias_.data() + (s.oc > kLanes ? kLanes : 0))};
+  const __m512 scale[2] = {_mm512_loadu_ps(scale_.data()),
+                           _mm512_loadu_ps(scale_.data() + (s.oc > kLanes ? kLanes : 0))};
   for (std::int64_t n = first_image; n < end_image; ++n) {
-    for (std::int64_t iy = 0; iy < s.h; ++iy)
-      std::memcpy(padded.data() + (iy + s.ph) * row_bytes + s.pw * s.c, in + (n * s.h + iy) * s.w * s.c,
-                  static_cast<std::size_t>(s.w * s.c));
+    const std::uint8_t* image = in + n * s.h * s.w * s.c;
+    for (std::int64_t iy = 0; iy < s.h; ++iy) {
+      const std::int64_t y = iy + s.ph;
+      if (whole_rows) {
+        std::memcpy(padded.data() + (y * width_ + s.pw) * s.c, image + iy * s.w * s.c,
+                    static_cast<std::size_t>(s.w * s.c));
+        continue;
+      }
+      const std::int64_t py = y % s.sh;
+      if (!uses_row_phase[static_cast<std::size_t>(py)]) continue;  // a row no pass reads
+      const std::uint8_t* pixel = image + iy * s.w * s.c;
+      std::uint8_t* row = padded.data() + py * s.sw * plane_bytes_ + y / s.sh * width_ * slice;
+      std::int64_t px = s.pw % s.sw, position = s.pw / s.sw;
+      for (std::int64_t ix = 0; ix < s.w; ++ix, pixel += s.c) {
+        if (px < s.kw)  // else a column no pass reads
+          for (std::int64_t k = 0; k < slices; ++k)
+            copy_channels(row + (k * slice_planes + px) * plane + position * slice, pixel + k * slice, slice);
+        if (++px == s.sw) px = 0, ++position;
+      }
+    }
     // Each group of 16 tile rows is multiplied while the epilogue of the group before runs
     // on the vector units: the tiles' latency hidden behind it.
     auto multiply = [&](std::int64_t first) {
       zero_all<Tiles>();
-      for (std::int64_t ky = 0; ky < s.kh; ++ky) {
-        _tile_loadd(4, padded.data() + ky * row_bytes + first * step, step);
-        multiply_add_all<Tiles>(weights_.data() + ky * Tiles * kWeightTile);
+      for (std::size_t pass = 0; pass < passes; ++pass) {
+        _tile_loadd(4, padded.data() + plane_offsets_[pass] + first * step, step);
+        multiply_add_all<Tiles>(weights_.data() + std::int64_t(pass) * Tiles * kWeightTile);
       }
     };
     std::int64_t y = 0, x = 0;  // the output row and column of tile row `first + r`
@@ -592,9 +671,9 @@ void AmxConv::run_tiles(const std::uint8_t* in, const std::uint8_t* residual, vo
       for (std::int64_t r = 0; r < kTileRows && first + r < tile_rows; ++r) {
         const std::int64_t count = std::min(outputs_, s.ow - x) * s.oc, at = ((n * s.oh + y) * s.ow + x) * s.oc;
         for (std::int64_t v = 0; v * kLanes < count; ++v) {
-          const std::int64_t lanes = std::min(kLanes, count - v * kLanes);
-          epilogue.store(_mm512_load_si512(sums + r * values + v * kLanes), offset, bias, scale, residual, out,
-                         at + v * kLanes, __mmask16((1u << lanes) - 1u));
+          const std::int64_t lanes = std::min(kLanes, count - v * kLanes), terms = v & (s.oc > kLanes);
+          epilogue.store(_mm512_load_si512(sums + r * values + v * kLanes), offset[terms], bias[terms], scale[terms],
+                         residual, out, at + v * kLanes, __mmask16((1u << lanes) - 1u));
         }
         x += outputs_;  // the next tile row: the next outputs, or the next output row's first
         if (x >= width_) x = 0, ++y;

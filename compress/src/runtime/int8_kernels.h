@@ -93,20 +93,22 @@ class SmallChannelConv {
   SmallConvResidual residual_terms_;
 };
 
-// The same convolutions on Intel's AMX tiles (Sapphire Rapids and later), for stride 1 and
-// channel counts that divide 64: where oneDNN 2.6's AMX kernels pad 8 channels to 64 and 8
-// output channels to 16, this packs the taps of a kernel row into the multiply's 64-byte depth.
-// A tile row is 64 bytes of a channels-last input row, read in place from a padded copy of the
-// image: 64 / c pixels, enough for a run of neighbouring outputs (whose weights sit at their own
-// offsets in the 64 bytes, zero elsewhere); a tile of 16 such rows, times 16 columns (16 / oc
-// neighbouring outputs x oc channels), is one AMX multiply-add of 16,384 products. The epilogue
-// (zero point, bias, scale, residual, ReLU, rounding) is SmallChannelConv's, so the two agree
-// exactly.
+// The same convolutions on Intel's AMX tiles (Sapphire Rapids and later). oneDNN 2.6's AMX
+// kernels pad 8 channels to the multiply's 64-byte depth and 8 output channels to 16 columns;
+// this packs the taps of a kernel row into the depth instead. A tile row is 64 bytes of a
+// channels-last input row, read in place from a padded copy of the image: 64 / c pixels, enough
+// for a run of neighbouring outputs (whose weights sit at their own offsets in the 64 bytes,
+// zero elsewhere); a tile of 16 such rows, times 16 columns (16 / oc neighbouring outputs x oc
+// channels), is one AMX multiply-add of 16,384 products. Strides: the copy is split into one
+// plane per phase of the strides, each read at stride 1; more than 16 channels into planes of
+// 16. The epilogue (zero point, bias, scale, residual, ReLU, rounding) is SmallChannelConv's,
+// so the two agree exactly.
 class AmxConv {
  public:
   // Whether this build and CPU run the shape: compiled for AMX-INT8 and AVX-512, the kernel
-  // allowed by Linux (arch_prctl), stride 1, c in {1, 2, 4, 8, 16}, oc in {1, 2, 4, 8, 16},
-  // 64 / c input pixels covering kw + 16 / oc - 1 of them, at most 4 MiB of buffers.
+  // allowed by Linux (arch_prctl), c a power of two up to 64, oc a power of two up to 32,
+  // strides up to 4, kernels up to 16x16, a tile row's pixels covering at least one output's
+  // taps, at most 4 MiB of buffers.
   static bool fits(const SmallConvShape& s);
   // Pre: fits(s). Arguments as SmallChannelConv's.
   AmxConv(const SmallConvShape& s, const std::int8_t* weight, const float* scale, const float* bias,
@@ -122,13 +124,16 @@ class AmxConv {
                  std::int64_t end_image) const;
 
   SmallConvShape s_;
-  std::int64_t tiles_;       // accumulator tiles per tile row: 16 / oc outputs each
-  std::int64_t outputs_;     // neighbouring outputs per tile row (tiles_ * 16 / oc)
+  std::int64_t tiles_;       // accumulator tiles per tile row: 16 / oc outputs, or oc / 16 per output
+  std::int64_t outputs_;     // neighbouring outputs per tile row
   std::int64_t row_blocks_;  // tile rows per output row, the padded row's width / outputs_
-  std::int64_t width_;       // the padded copy's row, pixels: row_blocks_ * outputs_
-  std::vector<std::int8_t> weights_;  // [ky][tile]: 16 x 64 bytes, AMX's B layout
-  std::vector<std::int32_t> offset_;  // [16]: the zero point's products, subtracted
-  std::vector<float> scale_, bias_;   // [16], tiled
+  std::int64_t width_;       // a plane's row, positions: row_blocks_ * outputs_
+  std::int64_t slice_;       // channels per plane
+  std::int64_t plane_bytes_;
+  std::vector<std::int64_t> plane_offsets_;  // per pass: where its tile rows start in the planes
+  std::vector<std::int8_t> weights_;  // [pass][tile]: 16 x 64 bytes, AMX's B layout
+  std::vector<std::int32_t> offset_;  // [max(16, oc)]: the zero point's products, subtracted
+  std::vector<float> scale_, bias_;   // [max(16, oc)], tiled
   std::uint8_t input_zero_point_, output_zero_point_;
   bool relu_, output_float_, residual_;
   SmallConvResidual residual_terms_;
