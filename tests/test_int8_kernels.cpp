@@ -49,16 +49,20 @@ template <class Kernel>
 std::pair<int, int> check_exactly_the_reference() {
   std::mt19937 random(7);
   int ran = 0, refused = 0;
-  for (const std::int64_t c : {1, 2, 3, 4, 6, 8, 12, 16, 32})
+  for (const std::int64_t c : {1, 2, 3, 4, 6, 8, 12, 16, 32, 64})
     for (const std::int64_t oc : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 16, 32})
       for (const std::int64_t k : {1, 2, 3, 5, 7})
         for (const std::int64_t stride : {1, 2, 3, 4})
           for (std::int64_t pad = 0; pad <= 3 && 2 * pad <= k + 1; ++pad) {
             const std::int64_t n = 1 + random() % 3, h = 5 + random() % 14, w = 5 + random() % 20;
             const std::int64_t kw = random() % 2 ? k : std::max<std::int64_t>(1, k - 1 - random() % 2);
-            if (h + 2 * pad < k || w + 2 * pad < kw) continue;
-            const SmallConvShape s{n, h, w, c, (h + 2 * pad - k) / stride + 1, (w + 2 * pad - kw) / stride + 1,
-                                   oc, k, kw, stride, stride, pad, pad};
+            // A third of the shapes with their own horizontal stride and padding.
+            const bool own_horizontal = random() % 3 == 0;
+            const std::int64_t sw = own_horizontal ? 1 + random() % 4 : stride;
+            const std::int64_t pw = own_horizontal ? std::int64_t(random() % std::uint32_t(pad + 1)) : pad;
+            if (h + 2 * pad < k || w + 2 * pw < kw) continue;
+            const SmallConvShape s{n, h, w, c, (h + 2 * pad - k) / stride + 1, (w + 2 * pw - kw) / sw + 1,
+                                   oc, k, kw, stride, sw, pad, pw};
             if (!Kernel::fits(s)) {
               ++refused;
               continue;
@@ -86,8 +90,8 @@ std::pair<int, int> check_exactly_the_reference() {
             conv.run(in.data(), sum.data(), out, 0, n / 2);  // in two parts, as threads split a batch
             conv.run(in.data(), sum.data(), out, n / 2, n);
             ++ran;
-            INFO(c << " -> " << oc << " channels, kernel " << k << "x" << kw << ", stride " << stride << ", padding "
-                   << pad << ", input " << n << "x" << h << "x" << w << (relu ? ", relu" : "")
+            INFO(c << " -> " << oc << " channels, kernel " << k << "x" << kw << ", stride " << stride << "x" << sw
+                   << ", padding " << pad << "x" << pw << ", input " << n << "x" << h << "x" << w << (relu ? ", relu" : "")
                    << (float_out ? ", float output" : "") << (with_residual ? ", residual" : ""));
             REQUIRE((float_out ? floats[total] == -7.f : bytes[total] == 0xAB));  // nothing written past the end
             std::int64_t wrong = 0;

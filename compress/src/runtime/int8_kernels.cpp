@@ -335,9 +335,6 @@ void SmallChannelConv::run_tiles(const std::uint8_t* in, const std::uint8_t* res
       expand(expanded.data() + s.h * row_stride + (source * phases_ + p) * expanded_, p);
   const std::int64_t visible = std::min(s.w, padded_pixels - kLanes - s.pw);
   const Epilogue epilogue(relu_, output_zero_point_, output_float_, residual_ ? &residual_terms_ : nullptr);
-  // Every vector starts at an output's first channel (16 % oc == 0): the same lanes' terms.
-  const __m512i offset = _mm512_loadu_si512(offset_.data());
-  const __m512 bias = _mm512_loadu_ps(bias_.data()), scale = _mm512_loadu_ps(scale_.data());
   for (std::int64_t n = first_image; n < end_image; ++n) {
     for (std::int64_t iy = 0; iy < s.h; ++iy) {
       const std::uint8_t* row = in + (n * s.h + iy) * s.w * s.c;
@@ -614,9 +611,11 @@ void AmxConv::run_tiles(const std::uint8_t* in, const std::uint8_t* residual, vo
     config.bytes_per_row[tile] = kTileBytes;
     config.rows[tile] = kTileRows;
   }
-  _tile_loadconfig(&config);
+  // Allocated first: nothing that can throw runs between loading the tile configuration and
+  // releasing it.
   const std::int64_t planes = s.c / slice_ * s.sh * s.sw;
   std::vector<std::uint8_t> padded(static_cast<std::size_t>(planes * plane_bytes_), input_zero_point_);
+  _tile_loadconfig(&config);
   alignas(64) std::int32_t sums[kTileRows * Tiles * kLanes];
   const std::int64_t step = outputs_ * slice_, tile_rows = s.oh * row_blocks_;
   const std::int64_t values = outputs_ * s.oc;  // per tile row: Tiles vectors

@@ -129,6 +129,7 @@ struct Int8Layer : torch::CustomClassHolder {
     // joulecut's kernels that fit the shape (and the environment allows); `use` once timing (or
     // the environment) chose one of them over the oneDNN primitive, which is always built.
     std::vector<OwnConv> own;
+    bool forced = false;  // the environment forced one of joulecut's kernels: `own` holds it alone
     bool chosen = false;
     const OwnConv* use = nullptr;
     std::string onednn_implementation;
@@ -316,6 +317,7 @@ struct Int8Layer : torch::CustomClassHolder {
       if (choice != SmallConvChoice::direct && kernels::AmxConv::fits(small))
         add(type_tag<kernels::AmxConv>{}, kAmxImplementation);
     }
+    plan->forced = choice != SmallConvChoice::timed && !plan->own.empty();
     if (plan->own.empty()) remember_implementation(plan->onednn_implementation);
     return plan;
   }
@@ -377,9 +379,8 @@ struct Int8Layer : torch::CustomClassHolder {
   // oneDNN compiles on its first) and keeps the fastest; once per layer and input shape. A
   // kernel forced by the environment is the only one of joulecut's built.
   void choose_kernel(Plan& plan, const at::Tensor& x, const at::Tensor* residual, at::Tensor& y) const {
-    const SmallConvChoice choice = small_conv_choice();
-    plan.use = choice == SmallConvChoice::timed ? nullptr : &plan.own.front();
-    if (choice == SmallConvChoice::timed) {
+    plan.use = plan.forced ? &plan.own.front() : nullptr;
+    if (!plan.forced) {
       using clock = std::chrono::steady_clock;
       std::vector<const OwnConv*> candidates{nullptr};
       for (const OwnConv& own : plan.own) candidates.push_back(&own);
