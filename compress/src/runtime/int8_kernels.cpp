@@ -623,8 +623,6 @@ void AmxConv::run_tiles(const std::uint8_t* in, const std::uint8_t* residual, vo
   const bool whole_rows = s.sh == 1 && s.sw == 1 && slice_ == s.c;
   // Locals: the compiler reloads members (and divides) inside the copy loop otherwise.
   const std::int64_t slice = slice_, slices = s.c / slice_, slice_planes = s.sh * s.sw, plane = plane_bytes_;
-  std::vector<bool> uses_row_phase(static_cast<std::size_t>(s.sh));
-  for (std::int64_t py = 0; py < s.sh; ++py) uses_row_phase[static_cast<std::size_t>(py)] = py < s.kh;
   const Epilogue epilogue(relu_, output_zero_point_, output_float_, residual_ ? &residual_terms_ : nullptr);
   // Vector v of a tile row starts at channel 16 v % oc: its lanes' terms, one set or two.
   const __m512i offset[2] = {_mm512_loadu_si512(offset_.data()),
@@ -642,7 +640,7 @@ void AmxConv::run_tiles(const std::uint8_t* in, const std::uint8_t* residual, vo
         continue;
       }
       const std::int64_t py = y % s.sh;
-      if (!uses_row_phase[static_cast<std::size_t>(py)]) continue;  // a row no pass reads
+      if (py >= s.kh) continue;  // a row no pass reads (the passes' row phases are 0 .. min(sh, kh) - 1)
       const std::uint8_t* pixel = image + iy * s.w * s.c;
       std::uint8_t* row = padded.data() + py * s.sw * plane_bytes_ + y / s.sh * width_ * slice;
       std::int64_t px = s.pw % s.sw, position = s.pw / s.sw;
