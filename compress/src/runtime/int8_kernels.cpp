@@ -216,13 +216,7 @@ bool SmallChannelConv::fits(const SmallConvShape& s) {
 SmallChannelConv::SmallChannelConv(const SmallConvShape& s, const std::int8_t* weight, const float* scale,
                                    const float* bias, std::uint8_t input_zero_point, std::uint8_t output_zero_point,
                                    bool relu, bool output_float, const SmallConvResidual* residual)
-    : s_(s),
-      input_zero_point_(input_zero_point),
-      output_zero_point_(output_zero_point),
-      relu_(relu),
-      output_float_(output_float),
-      residual_(residual != nullptr) {
-  if (residual) residual_terms_ = *residual;
+    : SmallConvTerms(s, input_zero_point, output_zero_point, relu, output_float, residual) {
   const Layout l = layout_of(s);
   channel_quads_ = l.channel_quads;
   sources_ = l.sources;
@@ -536,13 +530,7 @@ bool AmxConv::fits(const SmallConvShape& s) {
 AmxConv::AmxConv(const SmallConvShape& s, const std::int8_t* weight, const float* scale, const float* bias,
                  std::uint8_t input_zero_point, std::uint8_t output_zero_point, bool relu, bool output_float,
                  const SmallConvResidual* residual)
-    : s_(s),
-      input_zero_point_(input_zero_point),
-      output_zero_point_(output_zero_point),
-      relu_(relu),
-      output_float_(output_float),
-      residual_(residual != nullptr) {
-  if (residual) residual_terms_ = *residual;
+    : SmallConvTerms(s, input_zero_point, output_zero_point, relu, output_float, residual) {
   const AmxGeometry g = amx_geometry(s);
   tiles_ = g.tiles;
   outputs_ = g.outputs;

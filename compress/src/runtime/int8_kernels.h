@@ -47,7 +47,26 @@ struct SmallConvShape {
 struct SmallConvResidual {
   float scale = 1, zero_point = 0;  // output += scale * (residual - zero_point), before the ReLU
 };
-class SmallChannelConv {
+// What both of joulecut's few-channel convolutions keep of their arguments: the shape and the
+// epilogue's terms (see SmallChannelConv's constructor).
+class SmallConvTerms {
+ protected:
+  SmallConvTerms(const SmallConvShape& s, std::uint8_t input_zero_point, std::uint8_t output_zero_point, bool relu,
+                 bool output_float, const SmallConvResidual* residual)
+      : s_(s),
+        input_zero_point_(input_zero_point),
+        output_zero_point_(output_zero_point),
+        relu_(relu),
+        output_float_(output_float),
+        residual_(residual != nullptr),
+        residual_terms_(residual ? *residual : SmallConvResidual{}) {}
+  SmallConvShape s_;
+  std::uint8_t input_zero_point_, output_zero_point_;
+  bool relu_, output_float_, residual_;
+  SmallConvResidual residual_terms_;
+};
+
+class SmallChannelConv : private SmallConvTerms {
  public:
   // Whether this kernel runs the shape on this build: compiled with AVX-512 VNNI; 1-4 input
   // channels or a multiple of 4 up to 32; at most 16 output channels but not 9, 11, 13 or 15
@@ -76,7 +95,6 @@ class SmallChannelConv {
   void dispatch(const std::uint8_t* in, const std::uint8_t* residual, void* out, std::int64_t first_image,
                 std::int64_t end_image) const;
 
-  SmallConvShape s_;
   bool channel_quads_;     // 4 channels per int32 (c % 4 == 0), else 4 taps of one channel
   std::int64_t sources_;   // expanded rows per input row and phase: c / 4 channel quads, or c channels
   std::int64_t block_;     // lcm(16, oc) int32 lanes: the weights' tiling repeats with this period
@@ -88,9 +106,6 @@ class SmallChannelConv {
   std::vector<std::int32_t> weights_; // [ky][source][group][block_], 4 int8 weights per element
   std::vector<std::int32_t> offset_;  // [block_]: the zero point's products, subtracted
   std::vector<float> scale_, bias_;   // [block_], tiled
-  std::uint8_t input_zero_point_, output_zero_point_;
-  bool relu_, output_float_, residual_;
-  SmallConvResidual residual_terms_;
 };
 
 // The same convolutions on Intel's AMX tiles (Sapphire Rapids and later). oneDNN 2.6's AMX
@@ -103,7 +118,7 @@ class SmallChannelConv {
 // plane per phase of the strides, each read at stride 1; more than 16 channels into planes of
 // 16. The epilogue (zero point, bias, scale, residual, ReLU, rounding) is SmallChannelConv's,
 // so the two agree exactly.
-class AmxConv {
+class AmxConv : private SmallConvTerms {
  public:
   // Whether this build and CPU run the shape: compiled for AMX-INT8 and AVX-512, the kernel
   // allowed by Linux (arch_prctl), c a power of two up to 64, oc a power of two up to 32,
@@ -123,7 +138,6 @@ class AmxConv {
   void run_tiles(const std::uint8_t* in, const std::uint8_t* residual, void* out, std::int64_t first_image,
                  std::int64_t end_image) const;
 
-  SmallConvShape s_;
   std::int64_t tiles_;       // accumulator tiles per tile row: 16 / oc outputs, or oc / 16 per output
   std::int64_t outputs_;     // neighbouring outputs per tile row
   std::int64_t row_blocks_;  // tile rows per output row, the padded row's width / outputs_
@@ -134,9 +148,6 @@ class AmxConv {
   std::vector<std::int8_t> weights_;  // [pass][tile]: 16 x 64 bytes, AMX's B layout
   std::vector<std::int32_t> offset_;  // [max(16, oc)]: the zero point's products, subtracted
   std::vector<float> scale_, bias_;   // [max(16, oc)], tiled
-  std::uint8_t input_zero_point_, output_zero_point_;
-  bool relu_, output_float_, residual_;
-  SmallConvResidual residual_terms_;
 };
 
 }  // namespace joulecut::kernels
