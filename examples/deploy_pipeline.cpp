@@ -1,28 +1,91 @@
 // A deployment pipeline's use of joulecut, the way a C++ inference service would: load a
 // TorchScript model, build passes from pipeline text, run them with calibration data, measure
-// the model before and after inside energy windows, and save the result.
+// the model before and after inside energy windows, and save the result. Any model the
+// `compress` command takes works here: several inputs (token ids and a mask), tuple outputs,
+// image folders, NumPy files and the other data forms, with the same preprocessing options.
 //
-// Usage: deploy_pipeline MODEL.pt OUTPUT.pt [PIPELINE] [DATA]
+// Usage: deploy_pipeline MODEL.pt OUTPUT.pt [PIPELINE] [DATA] [data options]
 //   PIPELINE: pipeline text, default "quantize-int8<samples=256>"
-//   DATA:     fashion-mnist (default) or a directory of IDX files
+//   DATA:     fashion-mnist (default), a file or a folder (a split per file or folder inside)
+//   data options, as the compress command names them:
+//     --train-data FILE  --test-data FILE        the splits, when DATA is not a folder of both
+//     --input-shape S  --input-dtype D  --input-range R   what forward() takes, ';' between arguments
+//     --model-output INDEX|KEY                   the output holding the scores (tuple, dict)
+//     --resize N  --crop N  --mean M  --std S  --color rgb|gray   image folders
 // Every energy figure says where it came from: a hardware meter (measured) or a model.
 #include <joulecut/joulecut.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
+#include <map>
 #include <string>
+#include <vector>
 
 namespace {
 
-// Runs `module` on `batch` `iterations` times inside one named window and prints the window.
+struct Arguments {
+  std::string model, output, pipeline = "quantize-int8<samples=256>";
+  joulecut::DataSource data;
+};
+
+// The data options, named as the compress command names them, and where each one goes.
+std::map<std::string, std::function<void(joulecut::DataSource&, const std::string&)>> data_options() {
+  using Source = joulecut::DataSource;
+  return {{"--train-data", [](Source& d, const std::string& v) { d.train_data = v; }},
+          {"--test-data", [](Source& d, const std::string& v) { d.test_data = v; }},
+          {"--input-shape", [](Source& d, const std::string& v) { d.input_shape = v; }},
+          {"--input-dtype", [](Source& d, const std::string& v) { d.input_dtype = v; }},
+          {"--input-range", [](Source& d, const std::string& v) { d.input_range = v; }},
+          {"--model-output", [](Source& d, const std::string& v) { d.output = v; }},
+          {"--resize", [](Source& d, const std::string& v) { d.resize = std::stoi(v); }},
+          {"--crop", [](Source& d, const std::string& v) { d.crop = std::stoi(v); }},
+          {"--mean", [](Source& d, const std::string& v) { d.mean = v; }},
+          {"--std", [](Source& d, const std::string& v) { d.stddev = v; }},
+          {"--color", [](Source& d, const std::string& v) { d.color = v; }}};
+}
+
+// Throws UserError for an unknown option, a missing value or a third positional argument.
+Arguments parse_arguments(int argc, char** argv) {
+  Arguments a;
+  const auto options = data_options();
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--", 0) != 0) {
+      positional.push_back(arg);
+      continue;
+    }
+    const auto it = options.find(arg);
+    if (it == options.end()) throw joulecut::UserError("unknown option '" + arg + "'");
+    if (i + 1 >= argc) throw joulecut::UserError(arg + " needs a value");
+    try {
+      it->second(a.data, argv[++i]);
+    } catch (const std::logic_error&) {  // std::stoi
+      throw joulecut::UserError(arg + " '" + argv[i] + "': not a number");
+    }
+  }
+  if (positional.size() < 2 || positional.size() > 4) throw joulecut::UserError("expected MODEL.pt OUTPUT.pt [PIPELINE] [DATA]");
+  a.model = positional[0];
+  a.output = positional[1];
+  if (positional.size() > 2) a.pipeline = positional[2];
+  if (positional.size() > 3) {
+    a.data.data = positional[3];
+    a.data.data_given = true;
+  }
+  return a;
+}
+
+// Runs `module` on `inputs` (forward()'s arguments) `iterations` times inside one named window
+// and prints the window.
 double timed_window(joulecut::measure::EnergySession& session, const std::string& name, torch::jit::Module& module,
-                    const at::Tensor& batch, int iterations) {
+                    const std::vector<c10::IValue>& inputs, std::int64_t batch, int iterations) {
   at::NoGradGuard no_grad;
-  module.forward({batch});  // warm-up, outside the window
+  module.forward(inputs);  // warm-up, outside the window
   session.begin(name);
-  for (int i = 0; i < iterations; ++i) module.forward({batch});
+  for (int i = 0; i < iterations; ++i) module.forward(inputs);
   const auto window = session.end(name);
-  const double per_inference = 1.0 / double(iterations * batch.size(0));
+  const double per_inference = 1.0 / double(iterations * batch);
   if (window.measured)
     std::printf("  %-8s %.3f s, %.4g mJ/inference measured (%s)\n", name.c_str(), window.seconds,
                 1e3 * window.measured->joules * per_inference, window.measured->meter.c_str());
@@ -32,54 +95,59 @@ double timed_window(joulecut::measure::EnergySession& session, const std::string
   return window.seconds;
 }
 
+// The model before and after, each as deployed (frozen and optimized when it can be), on the
+// same first test samples, with every argument forward() takes.
+void measure_before_and_after(const joulecut::PipelineInput& input, const torch::jit::Module& compressed) {
+  const std::int64_t batch = std::min<std::int64_t>(64, input.test->size());
+  const std::vector<c10::IValue> inputs = input.test->inputs(0, batch);
+  joulecut::measure::EnergySession session;
+  std::printf("meter: %s\n", session.meter_explanation().c_str());
+  torch::jit::Module before = joulecut::freeze_for_inference(input.loaded.module).module;
+  torch::jit::Module after = joulecut::freeze_for_inference(compressed).module;
+  const double t_before = timed_window(session, "before", before, inputs, batch, 50);
+  const double t_after = timed_window(session, "after", after, inputs, batch, 50);
+  std::printf("  speed-up %.2fx (one window each: a benchmark, not a paper figure; use compress compare)\n",
+              t_before / t_after);
+}
+
+void run(const Arguments& a) {
+  joulecut::configure_threads(0);
+  joulecut::refuse_to_overwrite_input(a.model, a.output);
+
+  // 1. Passes from text: unknown passes or options fail here, before any work.
+  const auto passes = joulecut::parse_pipeline(a.pipeline);
+
+  // 2. The model, its test split (to measure on), and the training split only if a pass
+  //    calibrates or trains.
+  const joulecut::PipelineInput input =
+      joulecut::load_pipeline_input(a.model, a.data, joulecut::needs_training_data(passes), /*with_test=*/true);
+  joulecut::PassContext context = joulecut::pass_context(input, /*seed=*/1, /*progress=*/false);
+
+  // 3. Apply: the input module is never changed.
+  const auto applied = joulecut::apply_passes(passes, input.loaded.module, context);
+  for (const auto& report : applied.reports) std::printf("%s: %s\n", report.pass.c_str(), report.summary.c_str());
+
+  // 4. Measure before and after.
+  if (input.test) measure_before_and_after(input, applied.module);
+
+  // 5. Save atomically, with the provenance of how it was made.
+  joulecut::ModelMetadata metadata = input.metadata;
+  metadata.provenance_json = joulecut::pipeline_provenance("deploy_pipeline", joulecut::print_pipeline(passes), 1, input);
+  joulecut::save_model(applied.module, metadata, a.output, a.model);
+  std::printf("wrote %s (sha256 %s)\n", a.output.c_str(), joulecut::sha256_file(a.output).substr(0, 16).c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 3 || argc > 5) {
-    std::fprintf(stderr, "usage: deploy_pipeline MODEL.pt OUTPUT.pt [PIPELINE] [DATA]\n");
-    return 2;
-  }
-  const std::string model_path = argv[1], output_path = argv[2];
-  const std::string pipeline = argc > 3 ? argv[3] : "quantize-int8<samples=256>";
-  joulecut::DataSource data;
-  if (argc > 4) data.data = argv[4];
   try {
-    joulecut::configure_threads(0);
-    joulecut::refuse_to_overwrite_input(model_path, output_path);
-
-    // 1. Passes from text: unknown passes or options fail here, before any work.
-    const auto passes = joulecut::parse_pipeline(pipeline);
-
-    // 2. The model, its test images (to measure on), and the training split only if a pass
-    //    calibrates or trains.
-    const joulecut::PipelineInput input =
-        joulecut::load_pipeline_input(model_path, data, joulecut::needs_training_data(passes), /*with_test=*/true);
-    joulecut::PassContext context = joulecut::pass_context(input, /*seed=*/1, /*progress=*/false);
-
-    // 3. Apply: the input module is never changed.
-    const auto applied = joulecut::apply_passes(passes, input.loaded.module, context);
-    for (const auto& report : applied.reports) std::printf("%s: %s\n", report.pass.c_str(), report.summary.c_str());
-
-    // 4. Measure before and after, as deployed (frozen and optimized), on the same batch.
-    const at::Tensor batch = input.test->images.narrow(0, 0, std::min<std::int64_t>(64, input.test->size()));
-    joulecut::measure::EnergySession session;
-    std::printf("meter: %s\n", session.meter_explanation().c_str());
-    const c10::Device cpu("cpu");
-    auto before = joulecut::measure::prepare_for_inference(input.loaded.module, true, cpu, nullptr);
-    auto after = joulecut::measure::prepare_for_inference(applied.module, true, cpu, nullptr);
-    const double t_before = timed_window(session, "before", before, batch, 50);
-    const double t_after = timed_window(session, "after", after, batch, 50);
-    std::printf("  speed-up %.2fx (one window each: a benchmark, not a paper figure; use compress compare)\n",
-                t_before / t_after);
-
-    // 5. Save atomically, with the provenance of how it was made.
-    joulecut::ModelMetadata metadata = input.metadata;
-    metadata.provenance_json =
-        joulecut::pipeline_provenance("deploy_pipeline", joulecut::print_pipeline(passes), 1, input);
-    joulecut::save_model(applied.module, metadata, output_path, model_path);
-    std::printf("wrote %s (sha256 %s)\n", output_path.c_str(), joulecut::sha256_file(output_path).substr(0, 16).c_str());
+    run(parse_arguments(argc, argv));
   } catch (const joulecut::UserError& e) {
     std::fprintf(stderr, "deploy_pipeline: %s\n", e.what());
+    if (argc < 3) std::fprintf(stderr, "usage: deploy_pipeline MODEL.pt OUTPUT.pt [PIPELINE] [DATA] [data options]\n");
+    return 1;
+  } catch (const std::exception& e) {  // LibTorch's own errors: one line, never a stack dump
+    std::fprintf(stderr, "deploy_pipeline: %s\n", joulecut::torch_error_summary(e).c_str());
     return 1;
   }
   return 0;

@@ -9,12 +9,13 @@
 #include <string>
 #include <vector>
 
-#include "analysis/attention.h"
+#include "graph/attention.h"
 #include "joulecut/distill.h"
 #include "joulecut/graph_stats.h"
 #include "joulecut/prune.h"
 #include "joulecut/quantize.h"
-#include "prune/common.h"
+#include "graph/layer_selection.h"
+#include "graph/module_graph.h"
 
 using namespace joulecut;
 using Catch::Matchers::Contains;
@@ -67,16 +68,16 @@ TEST_CASE("attention: written out as plain ops, every Linear at the top level, s
     const auto inputs = inputs_for(f.file, 5);
     at::NoGradGuard no_grad;
     const at::Tensor expected = first_output(model.forward(inputs));
-    auto graph = prune_detail::inlined_forward(model, "test", prune_detail::GraphUse::inference);
+    auto graph = graph::inlined_forward(model, "test", graph::GraphUse::inference);
     CHECK(std::size_t(count_top_level(*graph, "aten::linear")) == f.linears);
-    for (const auto* n : prune_detail::all_nodes(graph->block())) {
+    for (const auto* n : graph::all_nodes(graph->block())) {
       INFO(n->kind().toQualString());
       CHECK(n->kind() != c10::Symbol::fromQualString("aten::_native_multi_head_attention"));
       CHECK(n->kind() != c10::Symbol::fromQualString("aten::_transformer_encoder_layer_fwd"));
       if (n->kind() == c10::aten::linear) CHECK(n->owningBlock() == graph->block());
     }
     torch::jit::Module rewritten = model.clone();
-    prune_detail::replace_forward(rewritten, prune_detail::inlined_forward(rewritten, "test", prune_detail::GraphUse::inference));
+    graph::replace_forward(rewritten, graph::inlined_forward(rewritten, "test", graph::GraphUse::inference));
     const at::Tensor got = first_output(rewritten.forward(inputs));
     REQUIRE(got.sizes() == expected.sizes());
     CHECK(at::allclose(got, expected, 1e-4, 1e-5));

@@ -122,11 +122,6 @@ DirectoryLock::~DirectoryLock() {
   if (fd_ >= 0) ::close(fd_);  // closing releases the flock
 }
 
-bool file_exists(const std::string& path) {
-  std::error_code ec;
-  return fs::is_regular_file(path, ec);
-}
-
 std::uintmax_t file_size_bytes(const std::string& path) {
   std::error_code ec;
   const auto size = fs::file_size(path, ec);

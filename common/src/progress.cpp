@@ -4,19 +4,16 @@
 
 #include <cstdio>
 
+#include "joulecut/text.h"
+
 namespace joulecut {
 
 std::string format_duration(double seconds) {
   if (seconds < 0) seconds = 0;
   const auto s = static_cast<long>(seconds + 0.5);
-  char buffer[32];
-  if (s >= 3600)
-    std::snprintf(buffer, sizeof buffer, "%ldh%02ldm", s / 3600, (s / 60) % 60);
-  else if (s >= 60)
-    std::snprintf(buffer, sizeof buffer, "%ldm%02lds", s / 60, s % 60);
-  else
-    std::snprintf(buffer, sizeof buffer, "%.1fs", seconds);
-  return buffer;
+  if (s >= 3600) return format("%ldh%02ldm", s / 3600, (s / 60) % 60);
+  if (s >= 60) return format("%ldm%02lds", s / 60, s % 60);
+  return format("%.1fs", seconds);
 }
 
 ProgressBar::ProgressBar(std::string label, std::int64_t total, bool enabled)

@@ -6,6 +6,7 @@
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
 #include "joulecut/model.h"
+#include "joulecut/text.h"
 #include "options.h"
 
 namespace joulecut::cli {
@@ -34,9 +35,7 @@ void run_calibrate(CalibrateCliOptions o, const Invocation& invocation) {
               (long long)result.samples, data.description.c_str());
   std::printf("%-24s %-18s %-36s %s\n", "layer", "op", "input range (scale, zero point)", "output range (scale, zero point)");
   auto range = [](const QuantRange& r) {
-    char text[80];
-    std::snprintf(text, sizeof text, "[%.4g, %.4g] (%.3g, %d)", r.min, r.max, r.scale, r.zero_point);
-    return std::string(text);
+    return format("[%.4g, %.4g] (%.3g, %d)", r.min, r.max, r.scale, r.zero_point);
   };
   for (const auto& l : result.layers)
     std::printf("%-24s %-18s %-36s %s\n", l.layer.c_str(), l.op.c_str(), range(l.input).c_str(), range(l.output).c_str());

@@ -11,6 +11,7 @@
 #include "joulecut/data.h"
 #include "joulecut/error.h"
 #include "joulecut/progress.h"
+#include "joulecut/text.h"
 #include "options.h"
 
 namespace joulecut::cli {
@@ -58,15 +59,13 @@ void run_data(const DataCliOptions& o, const Invocation& invocation) {
   if (data.spec.as_stored) {
     std::printf("values     as stored (no scaling, no normalization)\n");
   } else if (!data.spec.channel_mean.empty()) {
-    std::string mean, stddev;
+    std::vector<std::string> mean, stddev;
     for (std::size_t c = 0; c < data.spec.channel_mean.size(); ++c) {
-      char m[32], s[32];
-      std::snprintf(m, sizeof m, "%s%.4f", c ? "," : "", data.spec.channel_mean[c]);
-      std::snprintf(s, sizeof s, "%s%.4f", c ? "," : "", data.spec.channel_stddev[c]);
-      mean += m;
-      stddev += s;
+      mean.push_back(format("%.4f", data.spec.channel_mean[c]));
+      stddev.push_back(format("%.4f", data.spec.channel_stddev[c]));
     }
-    std::printf("values     pixels / 255, then (x - [%s]) / [%s] per channel\n", mean.c_str(), stddev.c_str());
+    std::printf("values     pixels / 255, then (x - [%s]) / [%s] per channel\n", join(mean, ",").c_str(),
+                join(stddev, ",").c_str());
   } else {
     std::printf("values     pixels / 255, then (x - %.4f) / %.4f\n", data.spec.mean, data.spec.stddev);
   }

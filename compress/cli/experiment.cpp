@@ -17,12 +17,6 @@ bool is_recipe_file(const std::string& path) {
 
 }  // namespace
 
-std::string short_number(double v) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%g", v);
-  return buffer;
-}
-
 Recipe recipe_for(const std::string& model_or_recipe, const RecipeOverrides& o, bool needs_passes) {
   Recipe recipe;
   if (is_recipe_file(model_or_recipe)) {

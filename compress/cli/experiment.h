@@ -42,7 +42,4 @@ measure::SweepOptions sweep_options(const ExperimentCliOptions& options, const s
 void write_tradeoff_outputs(const std::vector<measure::LedgerPoint>& points, const std::string& dir, const std::string& name,
                             const measure::TradeoffOptions& options);
 
-// "%g": 1, 0.5, 1e-05.
-std::string short_number(double v);
-
 }  // namespace joulecut::cli

@@ -22,9 +22,9 @@ struct InfoOptions {
 };
 
 std::string dims_text(const std::vector<std::int64_t>& shape) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
-  return out + "]";
+  std::vector<std::string> dims;
+  for (const auto d : shape) dims.push_back(std::to_string(d));
+  return "[" + join(dims, ",") + "]";
 }
 
 void run_info(const InfoOptions& options) {
@@ -87,8 +87,7 @@ void run_info(const InfoOptions& options) {
     std::printf("input      %s (no joulecut metadata in the file: assumed fashion-mnist; --input-shape says otherwise)\n",
                 dims_text({1, spec.channels, spec.height, spec.width}).c_str());
   }
-  std::string dtypes;
-  for (const auto& d : stats.dtypes) dtypes += (dtypes.empty() ? "" : ", ") + d;
+  const std::string dtypes = join(stats.dtypes, ", ");
   std::printf("params     %s (%s in parameters and buffers), dtype %s\n", human_count(double(stats.parameters)).c_str(),
               human_bytes(double(stats.parameter_bytes)).c_str(), dtypes.empty() ? "none" : dtypes.c_str());
   std::printf("MACs       %s per inference (conv, linear and matmul layers)\n", human_count(double(stats.macs)).c_str());

@@ -15,6 +15,7 @@
 #include "joulecut/model.h"
 #include "joulecut/pipeline.h"
 #include "joulecut/platform.h"
+#include "joulecut/text.h"
 #include "joulecut/threads.h"
 #include "joulecut/torch_compat.h"
 #include "joulecut/version.h"
@@ -87,12 +88,12 @@ void add_pass_flags(CLI::App* app, const PassFlags& flags, PassOptionMap& given)
   for (const auto& f : merged) {
     std::string help = flags.prefix + f.info.help;
     if (f.owners.size() < flags.passes.size()) {
-      std::string who;
+      std::vector<std::string> who;
       for (const auto& o : f.owners) {
         const auto label = flags.labels.find(o);
-        who += (who.empty() ? "" : ", ") + (label == flags.labels.end() ? o : label->second);
+        who.push_back(label == flags.labels.end() ? o : label->second);
       }
-      help = who + ": " + help;
+      help = join(who, ", ") + ": " + help;
     }
     const auto own_default = flags.defaults.find(f.info.name);
     const std::string shown = own_default != flags.defaults.end() ? own_default->second : f.info.default_text;
@@ -108,7 +109,10 @@ void add_pass_flags(CLI::App* app, const PassFlags& flags, PassOptionMap& given)
     if (!shown.empty()) help += " (default: " + shown + ")";
     app->add_option_function<std::string>(name, [&given, key = f.info.name](const std::string& v) { given[key] = v; },
                                            help)
-        ->type_name(f.info.type == OptionType::text ? "TEXT" : f.info.type == OptionType::integer ? "INT" : "NUMBER");
+        ->type_name(!f.info.choices.empty()            ? join(f.info.choices, "|")
+                    : f.info.type == OptionType::text    ? "TEXT"
+                    : f.info.type == OptionType::integer ? "INT"
+                                                         : "NUMBER");
   }
 }
 

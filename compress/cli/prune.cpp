@@ -2,13 +2,14 @@
 // lowering, then the model measured before and after. The pass flags come from the passes'
 // option tables.
 #include "joulecut/error.h"
+#include "joulecut/prune.h"
 #include "options.h"
 
 namespace joulecut::cli {
 namespace {
 
 const std::map<std::string, std::string> kMethods = {
-    {"magnitude", "prune-magnitude"}, {"nm", "prune-nm"}, {"channel", "prune-channel"}, {"heads", "prune-heads"}};
+    {"magnitude", MagnitudePrunePass::kName}, {"nm", NMPrunePass::kName}, {"channel", ChannelPrunePass::kName}, {"heads", HeadPrunePass::kName}};
 
 struct PruneCliOptions {
   std::string model, output, method = "magnitude";
@@ -30,7 +31,7 @@ void run_prune(const PruneCliOptions& o, const Invocation& invocation) {
   if (o.sparse_runtime) {
     PassOptionMap lowering = o.lowering_options;
     lowering["batch"] = std::to_string(parse_batches(o.measurement.batches).front());
-    passes.push_back(make_pass("lower-sparse", lowering));
+    passes.push_back(make_pass(LowerSparsePass::kName, lowering));
   } else if (!o.lowering_options.empty()) {
     throw UserError("--" + o.lowering_options.begin()->first + " applies with --sparse-runtime only");
   }
@@ -60,7 +61,7 @@ Command make_prune_command(CLI::App& app) {
   add_after_measurement(cmd, o->measurement);
   cmd->add_flag("--sparse-runtime", o->sparse_runtime,
                 "Then run sparse Linear layers on joulecut::sparse_linear where timed faster at the first --batch");
-  add_pass_flags(cmd, {{"lower-sparse"}, {}, {}, {"min-sparsity", "batch", "include", "exclude"}, "With --sparse-runtime: "},
+  add_pass_flags(cmd, {{LowerSparsePass::kName}, {}, {}, {"min-sparsity", "batch", "include", "exclude"}, "With --sparse-runtime: "},
                  o->lowering_options);
   add_progress_flag(cmd, o->no_progress);
   return {cmd, [o](const Invocation& invocation) { run_prune(*o, invocation); }};

@@ -45,7 +45,7 @@ void run_quantize(QuantizeCliOptions o, const Invocation& invocation) {
     for (const auto& [key, value] : given)
       if (key != "exclude")
         throw UserError("--" + key + " applies to static int8, not --dynamic (activations are quantized per batch)");
-    passes.push_back(make_pass("quantize-dynamic", given));
+    passes.push_back(make_pass(DynamicQuantizePass::kName, given));
   } else {
     // No slower model from `compress quantize`: on joulecut's runtime, layers are int8 only where
     // that is faster here, timed at the largest --batch (the pass's own default is every layer).
@@ -56,10 +56,10 @@ void run_quantize(QuantizeCliOptions o, const Invocation& invocation) {
       o.given["batch"] = std::to_string(*std::max_element(batches.begin(), batches.end()));
     }
     // Options go through the pass's own parser, so the CLI and pipelines check them the same way.
-    auto quantize = make_pass("quantize-static", o.given);
+    auto quantize = make_pass(StaticQuantizePass::kName, o.given);
     const auto preparation = needed_preparation(load_model(o.model).module);
-    if (preparation.batchnorm) passes.push_back(make_pass("fold-batchnorm", {}));
-    if (preparation.relu) passes.push_back(make_pass("fuse-relu", {}));
+    if (preparation.batchnorm) passes.push_back(make_pass(FoldBatchNormPass::kName, {}));
+    if (preparation.relu) passes.push_back(make_pass(FuseReluPass::kName, {}));
     passes.push_back(std::move(quantize));
   }
   apply_and_measure(passes, {o.model, o.output, 1, !o.no_progress, o.measurement, o.data}, invocation.command_line);
@@ -82,7 +82,7 @@ Command make_quantize_command(CLI::App& app) {
       "Example: compress quantize models/trained/lenet5.pt -o lenet5-int8.pt --observer mse --max-accuracy-drop 0.5");
   cmd->add_option("model", o->model, "TorchScript file (never modified)")->required();
   cmd->add_option("-o,--output", o->output, "Quantized TorchScript file (written atomically)")->required();
-  add_pass_flags(cmd, {{"quantize-static"}, {}, {{"per-layer", "auto (onednn)"}}, {"batch"}}, o->given);
+  add_pass_flags(cmd, {{StaticQuantizePass::kName}, {}, {{"per-layer", "auto (onednn)"}}, {"batch"}}, o->given);
   cmd->add_option("--calib", o->data.data, "Calibration data set (same forms as --data)");
   cmd->add_flag("--dynamic", o->dynamic, "Dynamic int8 Linear layers (needs --backend torch)");
   add_after_measurement(cmd, o->measurement);

@@ -32,7 +32,7 @@ Command make_run_command(CLI::App& app) {
   auto o = std::make_shared<ExperimentCliOptions>();
   auto* cmd = app.add_subcommand(
       "run", "Apply passes in sequence (a recipe, or a model with --passes); measure before the first pass and after each");
-  cmd->footer("Examples:\n  compress run examples/recipes/lenet5-prune-int8.yaml -o out/\n"
+  cmd->footer("Examples:\n  compress run examples/recipes/headline.yaml -o out/\n"
               "  compress run models/trained/lenet5.pt --passes \"fold-bn,prune-channel<ratio=0.5>,distill<epochs=3>,"
               "quantize-int8<observer=entropy>\" -o out/\n\nWrites out/stage-K-PASS.pt, out/ledger.jsonl, the stage table as "
               "out/stages.{txt,csv,md,tex,json} and plots out/stages-{energy,latency}.{svg,png}.\n\n"

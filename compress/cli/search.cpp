@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "experiment.h"
+#include "joulecut/text.h"
 
 namespace joulecut::cli {
 namespace {
@@ -56,7 +57,7 @@ Command make_search_command(CLI::App& app) {
   auto o = std::make_shared<ExperimentCliOptions>();
   auto* cmd = app.add_subcommand(
       "search", "Find the configuration with the lowest energy (or latency, size, MACs) within an accuracy budget");
-  cmd->footer("Example: compress search examples/recipes/lenet5-search.yaml --max-accuracy-drop 1.0 --minimize energy -o search/\n\n"
+  cmd->footer("Example: compress search examples/recipes/resnet8-search.json --max-accuracy-drop 1.0 --minimize energy -o search/\n\n"
               "The space is --grid, else the recipe's 'search' key, else one derived from its passes: sparsity for "
               "prune-magnitude, ratio for prune-channel, which layers stay fp32 (none, first, last, both) for int8. "
               "Every explored point is in DIR/ledger.jsonl (--resume continues a search).");

@@ -8,6 +8,7 @@
 
 #include "joulecut/error.h"
 #include "joulecut/models.h"
+#include "joulecut/text.h"
 
 // Each layer is its own small TorchScript class (Conv2d, BatchNorm2d, Linear) whose source
 // mirrors what torch.nn's modules script to, so passes see the same shapes of graph in our
@@ -394,11 +395,7 @@ torch::jit::Module build_reference_model(const std::string& arch, std::uint64_t 
   // Width 7, not 8: at half width the stem, BatchNorms and classifier (linear in width) leave
   // 19.8k parameters, over a quarter of ResNet-8's 77.8k; a distillation student should be under.
   if (arch == "resnet8-thin") model = build_resnet8(gen, 7);
-  if (!model) {
-    std::string known;
-    for (const auto& name : reference_architectures()) known += (known.empty() ? "" : ", ") + name;
-    throw UserError("unknown architecture '" + arch + "'; choose one of: " + known);
-  }
+  if (!model) throw UserError("unknown architecture '" + arch + "'; choose one of: " + join(reference_architectures(), ", "));
   // Like torch.nn.Parameter: trainable.
   for (const auto& p : model->parameters()) p.requires_grad_(true);
   return *model;

@@ -12,7 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$python" "$src/tests/fixtures/make_input_fixtures.py" "$tmp" 2>/dev/null || { echo "fixture script failed"; exit 1; }
 cd "$tmp" || exit 1
 passed=0 failed=0
-report() { if [ "$2" = ok ]; then passed=$((passed + 1)); echo "ok    $1"; else failed=$((failed + 1)); echo "FAIL  $1: $3"; fi; }
+. "$(dirname "$0")/../report.sh"  # report NAME ok|fail DETAIL, with each case's seconds
 expect_error() {
   local name=$1 regex=$2; shift 2
   "$compress" "$@" >out 2>err

@@ -10,9 +10,7 @@ trap 'rm -rf "$tmp"' EXIT
 models="$src/models/trained"
 passed=0 failed=0
 
-report() {  # name ok|fail detail
-  if [ "$2" = ok ]; then passed=$((passed + 1)); echo "ok    $1"; else failed=$((failed + 1)); echo "FAIL  $1: $3"; fi
-}
+. "$(dirname "$0")/../report.sh"  # report NAME ok|fail DETAIL, with each case's seconds
 
 # expect_error NAME REGEX ARGS... : non-zero exit, exactly one stderr line matching REGEX.
 expect_error() {

@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "joulecut/cuda_int8.h"
+#include "runtime/cuda/int8_linear.h"
 
 int main() {
   int devices = 0;

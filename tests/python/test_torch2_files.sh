@@ -15,7 +15,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$python" "$src/tests/fixtures/make_torch2_fixtures.py" "$tmp" >"$tmp/make.log" 2>&1 || { cat "$tmp/make.log"; exit 1; }
 libtorch=$("$compress" --version | sed -n 's/.*LibTorch \([0-9.]*\).*/\1/p')
 passed=0 failed=0
-report() { if [ "$2" = ok ]; then passed=$((passed + 1)); echo "ok    $1"; else failed=$((failed + 1)); echo "FAIL  $1: $3"; fi; }
+. "$(dirname "$0")/../report.sh"  # report NAME ok|fail DETAIL, with each case's seconds
 step() {  # NAME ARGS...: exit 0, or one stderr line and exit 1 (never a crash)
   local name=$1; shift
   "$compress" --threads 2 "$@" >"$tmp/out" 2>"$tmp/err"

@@ -30,7 +30,6 @@ class DirectoryLock {
   int fd_ = -1;
 };
 
-bool file_exists(const std::string& path);
 std::uintmax_t file_size_bytes(const std::string& path);
 // SHA-256 of a file's content, lower-case hex.
 std::string sha256_file(const std::string& path);

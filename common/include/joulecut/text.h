@@ -1,6 +1,8 @@
 #pragma once
-// Numbers as people read them in tables and summaries. Torch-free.
+// Text as joulecut writes it: numbers as people read them in tables and summaries, printf-style
+// formatting into a string of any length, and joins. Torch-free.
 #include <string>
+#include <vector>
 
 namespace joulecut {
 
@@ -8,5 +10,13 @@ namespace joulecut {
 std::string human_count(double v);
 // 512 B, 339.0 KiB, 1.25 MiB
 std::string human_bytes(double v);
+// "%g", six significant digits as a std::ostream writes a double: 1, 0.5, 1e-05, 1.23457e+06.
+std::string short_number(double v);
+
+// printf into a std::string of whatever length the text needs (no fixed-size buffer to cut it).
+std::string format(const char* pattern, ...) __attribute__((format(printf, 1, 2)));
+
+// "a, b, c" for join({"a", "b", "c"}, ", "); "" for none.
+std::string join(const std::vector<std::string>& parts, const std::string& separator);
 
 }  // namespace joulecut

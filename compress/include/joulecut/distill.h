@@ -13,6 +13,7 @@
 
 #include "joulecut/data.h"
 #include "joulecut/pass.h"
+#include "joulecut/timing.h"
 #include "joulecut/train_loop.h"
 
 namespace joulecut {
@@ -47,6 +48,8 @@ struct DistillOptions {
   // (timed; a rerun may time another, whose logits can differ in the last bits: give a batch for
   // bit-identical reruns).
   std::int64_t teacher_batch = 0;
+  // How the teacher's batch is timed (teacher_batch 0); null: default_timing().
+  const TimingService* timing = nullptr;
   LoopOptions loop;
 };
 
@@ -102,7 +105,8 @@ class DistillPass final : public Pass {
   // Its options, declared once (pass_options.h).
   static const OptionTable<DistillPassOptions>& options_table();
   static DistillPassOptions parse(const PassOptionMap& options);
-  std::string name() const override { return "distill"; }
+  static constexpr const char* kName = "distill";  // the registry's name (passes.def)
+  std::string name() const override { return kName; }
   std::string options_text() const override;
   // Needs context.train, and a teacher (the option, or context.teacher). Throws UserError
   // otherwise, and for the errors distill() throws.

@@ -1,5 +1,5 @@
 #pragma once
-// joulecut::int8_linear_dp4a: the CUDA int8 Linear kernel (joulecut/cuda_int8.h) as a
+// joulecut::int8_linear_dp4a: the CUDA int8 Linear kernel (compress/src/runtime/cuda/int8_linear.h) as a
 // TorchScript op, for files made by quantize-static with backend=cuda. Its weights are plain
 // tensors (module buffers), so `module.to("cuda")` moves them; on a CPU tensor the op runs an
 // exact reference of the same arithmetic (int8 x int8 summed in integers, then the same

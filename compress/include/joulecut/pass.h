@@ -13,6 +13,7 @@
 
 #include "joulecut/data.h"
 #include "joulecut/pass_options.h"
+#include "joulecut/timing.h"
 
 namespace joulecut {
 
@@ -24,6 +25,9 @@ struct PassContext {
   bool progress = true;
   // Distillation's default teacher: the model a pipeline started from (before its first pass).
   const torch::jit::Module* teacher = nullptr;
+  // How a pass times a choice that depends on speed; null: default_timing().
+  const TimingService* timing = nullptr;
+  const TimingService& timer() const { return timing ? *timing : default_timing(); }
 };
 
 // What a pass changed, per layer.

@@ -12,12 +12,16 @@
 //       option_at<MyOptions>("include", "'|'-separated globs", [](MyOptions& o) -> std::string& { return o.layers.include; }),
 //   });
 #include <cstdint>
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "joulecut/error.h"
+#include "joulecut/text.h"
 
 namespace joulecut {
 
@@ -34,6 +38,13 @@ struct OptionInfo {
   OptionType type = OptionType::text;
   std::string default_text;  // as it reads back ("0.5", "layer"; "" for an empty text)
   std::string help;          // one line
+  std::vector<std::string> choices;  // a choice option's values ("onednn", "torch", "cuda"); else empty
+};
+
+// One value of a choice option and, optionally, what it means ("joulecut's int8 runtime").
+struct OptionChoice {
+  std::string value;
+  std::string meaning;
 };
 
 // Shortest text that reads back as the same double.
@@ -109,6 +120,36 @@ OptionDecl<Options> option(std::string name, std::string help, T Options::*field
   return option_at<Options>(std::move(name), std::move(help), [field](Options& o) -> T& { return o.*field; });
 }
 
+namespace option_detail {
+// "PASS: KEY 'VALUE': choose a (meaning), b or c (did you mean 'b'?)", as a UserError.
+[[noreturn]] inline void wrong_choice(const std::string& pass, const std::string& key, const std::string& value,
+                                      const std::vector<OptionChoice>& choices) {
+  std::string list;
+  std::vector<std::string> values;
+  for (std::size_t i = 0; i < choices.size(); ++i) {
+    list += i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ";
+    list += choices[i].value + (choices[i].meaning.empty() ? "" : " (" + choices[i].meaning + ")");
+    values.push_back(choices[i].value);
+  }
+  throw UserError(pass + ": " + key + " '" + value + "': choose " + list + did_you_mean(value, values));
+}
+}  // namespace option_detail
+
+// A text option whose value is one of `choices`, declared here once: the table reads no other
+// value, OptionTable::check() refuses one set directly in the struct, and help shows them.
+template <class Options>
+OptionDecl<Options> choice_option(std::string name, std::string help, std::string Options::*field,
+                                  std::vector<OptionChoice> choices) {
+  OptionDecl<Options> d = option(std::move(name), std::move(help), field);
+  for (const auto& c : choices) d.info.choices.push_back(c.value);
+  d.set = [field, key = d.info.name, choices](Options& o, const std::string& pass, const std::string& text) {
+    const bool known = std::any_of(choices.begin(), choices.end(), [&](const OptionChoice& c) { return c.value == text; });
+    if (!known) option_detail::wrong_choice(pass, key, text, choices);
+    o.*field = text;
+  };
+  return d;
+}
+
 // A text option that names a file.
 template <class Options>
 OptionDecl<Options> path_option(std::string name, std::string help, std::string Options::*field) {
@@ -140,12 +181,22 @@ class OptionTable {
   // "k=v,k=v": the options that differ from the defaults, in table order ("" when none), so
   // parse(print(o)) gives o back.
   std::string print(const Options& o) const {
-    std::string out;
+    std::vector<std::string> changed;
     for (const auto& r : rows_) {
       const std::string value = r.get(o);
-      if (value != r.info.default_text) out += (out.empty() ? "" : ",") + r.info.name + "=" + value;
+      if (value != r.info.default_text) changed.push_back(r.info.name + "=" + value);
     }
-    return out;
+    return join(changed, ",");
+  }
+
+  // Throws UserError for a choice option whose value in `o` is not one of its choices (options
+  // built in C++ rather than parsed from text).
+  void check(const Options& o) const {
+    for (const auto& r : rows_)
+      if (!r.info.choices.empty()) {
+        Options copy = o;
+        r.set(copy, pass_, r.get(o));
+      }
   }
 
   std::vector<OptionInfo> describe() const {

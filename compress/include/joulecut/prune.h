@@ -74,7 +74,8 @@ class ChannelPrunePass final : public Pass {
   // Its options, declared once (pass_options.h).
   static const OptionTable<ChannelPruneOptions>& options_table();
   static ChannelPruneOptions parse(const PassOptionMap& options);
-  std::string name() const override { return "prune-channel"; }
+  static constexpr const char* kName = "prune-channel";  // the registry's name (passes.def)
+  std::string name() const override { return kName; }
   std::string options_text() const override;
   // The result's forward is the inlined, rewritten graph (group counts of depthwise
   // convolutions and reshape sizes follow the new widths); submodules keep their attributes.
@@ -104,7 +105,8 @@ class LowerSparsePass final : public Pass {
   // Its options, declared once (pass_options.h).
   static const OptionTable<SparseLoweringOptions>& options_table();
   static SparseLoweringOptions parse(const PassOptionMap& options);
-  std::string name() const override { return "lower-sparse"; }
+  static constexpr const char* kName = "lower-sparse";  // the registry's name (passes.def)
+  std::string name() const override { return kName; }
   std::string options_text() const override;
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;
 
@@ -134,7 +136,8 @@ class HeadPrunePass final : public Pass {
   explicit HeadPrunePass(HeadPruneOptions options = {});
   static const OptionTable<HeadPruneOptions>& options_table();
   static HeadPruneOptions parse(const PassOptionMap& options);
-  std::string name() const override { return "prune-heads"; }
+  static constexpr const char* kName = "prune-heads";  // the registry's name (passes.def)
+  std::string name() const override { return kName; }
   std::string options_text() const override;
   bool needs_training_data() const override {
     return options_.finetune_epochs > 0 || options_.importance == "activation";
@@ -152,7 +155,8 @@ class MagnitudePrunePass final : public Pass {
   // Its options, declared once (pass_options.h).
   static const OptionTable<MagnitudePruneOptions>& options_table();
   static MagnitudePruneOptions parse(const PassOptionMap& options);
-  std::string name() const override { return "prune-magnitude"; }
+  static constexpr const char* kName = "prune-magnitude";  // the registry's name (passes.def)
+  std::string name() const override { return kName; }
   std::string options_text() const override;
   bool needs_training_data() const override { return options_.finetune_epochs > 0; }
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;
@@ -167,7 +171,8 @@ class NMPrunePass final : public Pass {
   // Its options, declared once (pass_options.h).
   static const OptionTable<NMPruneOptions>& options_table();
   static NMPruneOptions parse(const PassOptionMap& options);
-  std::string name() const override { return "prune-nm"; }
+  static constexpr const char* kName = "prune-nm";  // the registry's name (passes.def)
+  std::string name() const override { return kName; }
   std::string options_text() const override;
   bool needs_training_data() const override { return options_.finetune_epochs > 0; }
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;

@@ -22,7 +22,8 @@ class FoldBatchNormPass final : public Pass {
   // Its options, declared once (pass_options.h).
   static const OptionTable<FoldBatchNormOptions>& options_table();
   static FoldBatchNormOptions parse(const PassOptionMap& options);
-  std::string name() const override { return "fold-batchnorm"; }
+  static constexpr const char* kName = "fold-batchnorm";  // the registry's name (passes.def)
+  std::string name() const override { return kName; }
   std::string options_text() const override { return ""; }
   // Throws UserError when the model has no BatchNorm at all.
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;
@@ -43,7 +44,8 @@ class DynamicQuantizePass final : public Pass {
   // Its options, declared once (pass_options.h).
   static const OptionTable<DynamicQuantizeOptions>& options_table();
   static DynamicQuantizeOptions parse(const PassOptionMap& options);
-  std::string name() const override { return "quantize-dynamic"; }
+  static constexpr const char* kName = "quantize-dynamic";  // the registry's name (passes.def)
+  std::string name() const override { return kName; }
   std::string options_text() const override;
   // Throws UserError when the model has no float32 Linear layer to quantize.
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;
@@ -96,7 +98,8 @@ class StaticQuantizePass final : public Pass {
   // Its options, declared once (pass_options.h).
   static const OptionTable<StaticQuantizeOptions>& options_table();
   static StaticQuantizeOptions parse(const PassOptionMap& options);
-  std::string name() const override { return "quantize-static"; }
+  static constexpr const char* kName = "quantize-static";  // the registry's name (passes.def)
+  std::string name() const override { return kName; }
   std::string options_text() const override;
   // Needs context.train (calibration, validation). Throws UserError for a model with no
   // quantizable Conv2d/Linear layer, an unknown backend or observer, a bad percentile, a
@@ -126,7 +129,8 @@ class FuseReluPass final : public Pass {
   // Its options, declared once (pass_options.h).
   static const OptionTable<FuseReluOptions>& options_table();
   static FuseReluOptions parse(const PassOptionMap& options);
-  std::string name() const override { return "fuse-relu"; }
+  static constexpr const char* kName = "fuse-relu";  // the registry's name (passes.def)
+  std::string name() const override { return kName; }
   std::string options_text() const override { return ""; }
   // Throws UserError when no Conv2d/Linear is followed by a ReLU.
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;
@@ -150,7 +154,8 @@ class ConvertPrecisionPass final : public Pass {
   // Its options, declared once (pass_options.h).
   static const OptionTable<ConvertPrecisionOptions>& options_table();
   static ConvertPrecisionOptions parse(const PassOptionMap& options);
-  std::string name() const override { return "convert-precision"; }
+  static constexpr const char* kName = "convert-precision";  // the registry's name (passes.def)
+  std::string name() const override { return kName; }
   std::string options_text() const override;
   // Throws UserError when the model has no floating Conv2d/Linear layer, or does not run in
   // the lower precision (checked on a zero input of the model's shape).

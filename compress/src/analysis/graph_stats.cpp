@@ -1,7 +1,8 @@
 #include "joulecut/graph_stats.h"
 
-#include "analysis/attention.h"
-#include "prune/common.h"
+#include "graph/attention.h"
+#include "graph/layer_selection.h"
+#include "graph/module_graph.h"
 
 #include <ATen/native/quantized/PackedParams.h>  // LinearPackedParamsBase::unpack
 
@@ -16,7 +17,7 @@
 #include "joulecut/error.h"
 #include "joulecut/model.h"
 #include "joulecut/torch_compat.h"
-#include "io/root_attributes.h"
+#include "graph/root_attributes.h"
 #ifdef JOULECUT_HAVE_ONEDNN
 #include "joulecut/int8.h"
 #endif
@@ -267,7 +268,7 @@ ModelStats analyze_model(torch::jit::Module& input_module, const std::vector<at:
   // their matrix products from the op recorder: the same arithmetic, written out in plain ops, is
   // what gets counted.
   if (attention::has_attention(module) && !module.is_training())
-    prune_detail::replace_forward(module, prune_detail::inlined_forward(module, "info", prune_detail::GraphUse::inference));
+    graph::replace_forward(module, graph::inlined_forward(module, "info", graph::GraphUse::inference));
   Recorder recorder;
   ModelStats stats;
   stats.batch = example.dim() > 0 ? example.size(0) : 1;

@@ -13,6 +13,7 @@
 #include "joulecut/measure/energy_model.h"
 #include "joulecut/progress.h"
 #include "joulecut/prune.h"
+#include "joulecut/text.h"
 
 namespace joulecut {
 namespace {
@@ -43,11 +44,7 @@ double modeled_joules(const ModelStats& stats, const measure::OpEnergyConstants&
   return measure::model_op_energy(constants, counts).joules;
 }
 
-std::string level_text(double level) {
-  char text[16];
-  std::snprintf(text, sizeof text, "%g%%", 100 * level);
-  return text;
-}
+std::string level_text(double level) { return format("%g%%", 100 * level); }
 
 std::string escape_xml(const std::string& text) {
   std::string out;
@@ -93,9 +90,7 @@ SensitivityReport analyze_sensitivity(const torch::jit::Module& input, const Ten
   } else {
     for (const auto& g : channel_groups(module)) {
       if (!g.blocked_by.empty()) continue;
-      std::string name;
-      for (const auto& p : g.producers) name += (name.empty() ? "" : "+") + p;
-      report.layers.push_back(name);
+      report.layers.push_back(join(g.producers, "+"));
     }
   }
   if (report.layers.empty())
@@ -132,10 +127,7 @@ SensitivityReport analyze_sensitivity(const torch::jit::Module& input, const Ten
       point.effective_macs = effective_macs(pruned_stats);
       point.modeled_joules = modeled_joules(pruned_stats, constants);
       report.points.push_back(point);
-      char status[120];
-      std::snprintf(status, sizeof status, "%s at %s: %.2f%%", layer.c_str(), level_text(level).c_str(),
-                    100 * point.accuracy.value);
-      bar.update(++done, status);
+      bar.update(++done, format("%s at %s: %.2f%%", layer.c_str(), level_text(level).c_str(), 100 * point.accuracy.value));
     }
   }
   bar.finish(std::to_string(done) + " pruned models evaluated");
@@ -143,24 +135,16 @@ SensitivityReport analyze_sensitivity(const torch::jit::Module& input, const Ten
 }
 
 void write_sensitivity_table(std::ostream& out, const SensitivityReport& report) {
-  char line[256];
-  std::snprintf(line, sizeof line, "sensitivity (%s pruning, one layer at a time) on %s\n", report.method.c_str(),
-                report.data.c_str());
-  out << line;
-  std::snprintf(line, sizeof line, "baseline: accuracy %.2f%% (95%% CI %.2f-%.2f), %lld effective MACs/inf, %.4g mJ/inf modeled\n\n",
+  out << format("sensitivity (%s pruning, one layer at a time) on %s\n", report.method.c_str(), report.data.c_str());
+  out << format("baseline: accuracy %.2f%% (95%% CI %.2f-%.2f), %lld effective MACs/inf, %.4g mJ/inf modeled\n\n",
                 100 * report.baseline_accuracy.value, 100 * report.baseline_accuracy.low,
                 100 * report.baseline_accuracy.high, (long long)report.baseline_macs, 1e3 * report.baseline_joules);
-  out << line;
-  std::snprintf(line, sizeof line, "%-36s %-7s %-9s %-9s %-13s %s\n", "layer", "level", "accuracy", "drop pt",
-                "eff. MACs/inf", "mJ/inf MODELED (ops, zeros skipped)");
-  out << line;
-  for (const auto& p : report.points) {
-    std::snprintf(line, sizeof line, "%-36s %-7s %7.2f%%  %+7.2f   %-13lld %.4g\n", p.layer.c_str(),
-                  level_text(p.level).c_str(), 100 * p.accuracy.value,
-                  100 * (report.baseline_accuracy.value - p.accuracy.value), (long long)p.effective_macs,
-                  1e3 * p.modeled_joules);
-    out << line;
-  }
+  out << format("%-36s %-7s %-9s %-9s %-13s %s\n", "layer", "level", "accuracy", "drop pt", "eff. MACs/inf",
+                "mJ/inf MODELED (ops, zeros skipped)");
+  for (const auto& p : report.points)
+    out << format("%-36s %-7s %7.2f%%  %+7.2f   %-13lld %.4g\n", p.layer.c_str(), level_text(p.level).c_str(),
+                  100 * p.accuracy.value, 100 * (report.baseline_accuracy.value - p.accuracy.value),
+                  (long long)p.effective_macs, 1e3 * p.modeled_joules);
   out << "\nenergy: " << report.energy_model << "\n";
   if (report.method == "magnitude")
     out << "note: zeros are skipped only by a sparse runtime (lower-sparse); dense kernels spend the baseline's energy\n";

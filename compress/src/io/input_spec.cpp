@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "joulecut/error.h"
+#include "joulecut/text.h"
 
 namespace joulecut {
 namespace {
@@ -47,9 +48,9 @@ std::vector<std::string> per_argument(const std::string& text, std::size_t argum
 }
 
 std::string dims_text(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
-  return s + "]";
+  std::vector<std::string> dims;
+  for (const auto d : shape) dims.push_back(std::to_string(d));
+  return "[" + join(dims, ",") + "]";
 }
 
 }  // namespace
@@ -82,11 +83,8 @@ InputSpec parse_input_spec(const std::string& shapes, const std::string& dtypes,
     for (std::size_t i = 0; i < parts.size(); ++i) {
       const std::string dtype = trim(parts[i]);
       const auto& known = input_dtypes();
-      if (std::find(known.begin(), known.end(), dtype) == known.end()) {
-        std::string list;
-        for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-        throw UserError("--input-dtype '" + dtype + "': unsupported; choose one of " + list);
-      }
+      if (std::find(known.begin(), known.end(), dtype) == known.end())
+        throw UserError("--input-dtype '" + dtype + "': unsupported; choose one of " + join(known, ", "));
       spec.arguments[i].dtype = dtype;
     }
   }
@@ -116,14 +114,14 @@ InputSpec parse_input_spec(const std::string& shapes, const std::string& dtypes,
 }
 
 std::string describe_input_spec(const InputSpec& spec) {
-  std::string out;
+  std::vector<std::string> described;
   for (const auto& a : spec.arguments) {
-    if (!out.empty()) out += ", ";
-    if (!a.name.empty()) out += a.name + " ";
-    out += dims_text(a.shape) + " " + a.dtype;
-    if (a.low && a.high) out += " in [" + std::to_string(*a.low) + "," + std::to_string(*a.high) + ")";
+    std::string text = a.name.empty() ? "" : a.name + " ";
+    text += dims_text(a.shape) + " " + a.dtype;
+    if (a.low && a.high) text += " in [" + std::to_string(*a.low) + "," + std::to_string(*a.high) + ")";
+    described.push_back(text);
   }
-  return out;
+  return join(described, ", ");
 }
 
 std::string input_spec_to_json(const InputSpec& spec) {

@@ -1,5 +1,5 @@
 #include "joulecut/model.h"
-#include "quantize/engine.h"
+#include "graph/quantized_engine.h"
 
 #include <nlohmann/json.hpp>
 
@@ -78,7 +78,7 @@ LoadedModel load_model(const std::string& path) {
     // they run there (oneDNN's packing refuses some shapes, e.g. a one-channel first conv).
     static const bool engine_chosen = [] {
       try {
-        quantize_detail::choose_engine("load");
+        graph::choose_engine("load");
       } catch (const UserError&) {
         // No quantized engine: quantized files fail at load and say so.
       }

@@ -6,6 +6,7 @@
 
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
+#include "joulecut/text.h"
 
 namespace joulecut {
 namespace {
@@ -23,10 +24,9 @@ at::ScalarType scalar_type(const std::string& dtype) {
 }
 
 std::string inputs_text(const std::vector<at::Tensor>& inputs) {
-  std::string out;
-  for (const auto& t : inputs)
-    out += (out.empty() ? "" : ", ") + shape_text(t.sizes()) + " " + std::string(c10::toString(t.scalar_type()));
-  return out;
+  std::vector<std::string> described;
+  for (const auto& t : inputs) described.push_back(shape_text(t.sizes()) + " " + std::string(c10::toString(t.scalar_type())));
+  return join(described, ", ");
 }
 
 std::string output_kinds(const c10::IValue& output) {
@@ -127,8 +127,7 @@ void arrange_inputs(TensorDataset& data, const torch::jit::Module& module, const
   }
   const bool named = !data.input_names.empty() && !(given == 1 && data.input_names.front().empty());
   if (!named || (given == 1 && arguments.size() == 1)) return;  // one array for one argument: its name is free
-  std::string list;
-  for (const auto& a : arguments) list += (list.empty() ? "" : ", ") + a;
+  const std::string list = join(arguments, ", ");
   std::vector<at::Tensor> all{data.images};
   all.insert(all.end(), data.more_inputs.begin(), data.more_inputs.end());
   std::vector<at::Tensor> ordered;

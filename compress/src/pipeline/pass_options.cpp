@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "joulecut/error.h"
+#include "joulecut/text.h"
 
 namespace joulecut {
 
@@ -19,16 +20,12 @@ const char* option_type_name(OptionType type) {
   return "text";
 }
 
-std::string number_text(double v) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.15g", v);
-  return buffer;
-}
+std::string number_text(double v) { return format("%.15g", v); }
 
 std::string options_summary(const std::vector<OptionInfo>& options) {
-  std::string out;
-  for (const auto& o : options) out += (out.empty() ? "" : " ") + o.name + "=" + o.default_text;
-  return out.empty() ? "no options" : out;
+  std::vector<std::string> defaults;
+  for (const auto& o : options) defaults.push_back(o.name + "=" + o.default_text);
+  return options.empty() ? "no options" : join(defaults, " ");
 }
 
 namespace option_detail {
@@ -57,10 +54,8 @@ bool read_flag(const std::string& pass, const std::string& key, const std::strin
 }
 
 void unknown_option(const std::string& pass, const std::string& key, const std::vector<std::string>& known) {
-  std::string list;
-  for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
   throw UserError(pass + ": unknown option '" + key + "'" + did_you_mean(key, known) +
-                  (known.empty() ? " (it has no options)" : " (known: " + list + ")"));
+                  (known.empty() ? " (it has no options)" : " (known: " + join(known, ", ") + ")"));
 }
 
 }  // namespace option_detail

@@ -1,6 +1,7 @@
 #include "joulecut/pipeline_text.h"
 
 #include "joulecut/error.h"
+#include "joulecut/text.h"
 
 namespace joulecut {
 namespace {
@@ -36,9 +37,9 @@ std::vector<std::string> split_top_level(const std::string& text, const std::str
 
 std::string PassSpec::text() const {
   if (options.empty()) return name;
-  std::string out = name + "<";
-  for (std::size_t i = 0; i < options.size(); ++i) out += (i ? "," : "") + options[i].first + "=" + options[i].second;
-  return out + ">";
+  std::vector<std::string> pairs;
+  for (const auto& [key, value] : options) pairs.push_back(key + "=" + value);
+  return name + "<" + join(pairs, ",") + ">";
 }
 
 void PassSpec::set(const std::string& key, const std::string& value) {
@@ -80,9 +81,9 @@ std::vector<PassSpec> parse_pipeline_text(const std::string& text) {
 }
 
 std::string pipeline_text(const std::vector<PassSpec>& passes) {
-  std::string out;
-  for (const auto& p : passes) out += (out.empty() ? "" : ",") + p.text();
-  return out;
+  std::vector<std::string> texts;
+  for (const auto& p : passes) texts.push_back(p.text());
+  return join(texts, ",");
 }
 
 }  // namespace joulecut

@@ -12,6 +12,7 @@
 
 #include "joulecut/atomic_file.h"
 #include "joulecut/error.h"
+#include "joulecut/text.h"
 
 namespace joulecut {
 namespace {
@@ -111,9 +112,7 @@ std::vector<PassSpec> read_passes(const json& v, const std::string& where) {
 void check_keys(const json& object, const std::vector<std::string>& known, const std::string& where) {
   for (const auto& [key, value] : object.items()) {
     if (std::find(known.begin(), known.end(), key) != known.end()) continue;
-    std::string list;
-    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-    throw UserError(where + ": unknown key '" + key + "'" + did_you_mean(key, known) + " (known: " + list + ")");
+    throw UserError(where + ": unknown key '" + key + "'" + did_you_mean(key, known) + " (known: " + join(known, ", ") + ")");
   }
 }
 
@@ -301,8 +300,7 @@ std::size_t find_pass(const std::string& ref, const std::string& key, const Reci
     else if (name.compare(0, ref.size(), ref) == 0) prefix.push_back(i);
   }
   const auto& found = exact.empty() ? prefix : exact;
-  std::string list;
-  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  const std::string list = join(names, ", ");
   if (found.empty())
     throw UserError("grid key '" + key + "': no pass '" + ref + "' in " + variant.name + did_you_mean(ref, names) +
                     " (its passes: " + list + ")");
@@ -317,9 +315,11 @@ std::size_t find_pass(const std::string& ref, const std::string& key, const Reci
 
 std::string RecipePoint::label() const {
   // A recipe's single pipeline is called "pipeline": a sweep's points are told apart by their values.
-  std::string out = variant == "pipeline" && !config.empty() ? "" : variant;
-  for (const auto& [k, v] : config) out += (out.empty() ? "" : " ") + k + "=" + v;
-  return out;
+  const std::string first = variant == "pipeline" && !config.empty() ? "" : variant;
+  std::vector<std::string> parts;
+  if (!first.empty()) parts.push_back(first);
+  for (const auto& [k, v] : config) parts.push_back(k + "=" + v);
+  return join(parts, " ");
 }
 
 std::vector<RecipePoint> expand(const Recipe& recipe, const std::vector<GridAxis>& grid) {
@@ -367,8 +367,7 @@ std::vector<RecipePoint> expand(const Recipe& recipe, const std::vector<GridAxis
 std::string sweep_id(const Recipe& recipe, const std::string& model_sha256, const std::vector<GridAxis>& grid) {
   std::string text = recipe.canonical_json() + "\nmodel " + model_sha256 + "\ngrid";
   for (const auto& axis : grid) {
-    text += " " + axis.key + "=";
-    for (std::size_t i = 0; i < axis.values.size(); ++i) text += (i ? "," : "") + axis.values[i];
+    text += " " + axis.key + "=" + join(axis.values, ",");
   }
   return sha256_hex(text).substr(0, 16);
 }

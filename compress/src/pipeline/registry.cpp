@@ -7,6 +7,7 @@
 #include "joulecut/pipeline_text.h"
 #include "joulecut/prune.h"
 #include "joulecut/quantize.h"
+#include "joulecut/text.h"
 
 namespace joulecut {
 
@@ -49,13 +50,9 @@ const Registered& find_pass(std::string name) {
     if (name == alias) name = canonical;
   for (const auto& r : registry())
     if (name == r.name) return r;
-  std::string known;
   std::vector<std::string> names;
-  for (const auto& r : registry()) {
-    known += (known.empty() ? "" : ", ") + std::string(r.name);
-    names.push_back(r.name);
-  }
-  throw UserError("unknown pass '" + name + "'" + did_you_mean(name, names) + "; known passes: " + known);
+  for (const auto& r : registry()) names.push_back(r.name);
+  throw UserError("unknown pass '" + name + "'" + did_you_mean(name, names) + "; known passes: " + join(names, ", "));
 }
 
 }  // namespace
@@ -83,16 +80,16 @@ std::vector<std::string> pass_names() {
 }
 
 std::string print_pipeline(const std::vector<std::unique_ptr<Pass>>& passes) {
-  std::string out;
-  for (const auto& p : passes) out += (out.empty() ? "" : ",") + p->text();
-  return out;
+  std::vector<std::string> texts;
+  for (const auto& p : passes) texts.push_back(p->text());
+  return join(texts, ",");
 }
 
 std::string describe_passes() {
-  std::string out;
+  std::vector<std::string> lines;
   for (const auto& r : registry())
-    out += std::string(out.empty() ? "" : "\n") + r.name + ": " + r.summary + "; " + options_summary(r.options());
-  return out;
+    lines.push_back(std::string(r.name) + ": " + r.summary + "; " + options_summary(r.options()));
+  return join(lines, "\n");
 }
 
 std::vector<OptionInfo> pass_options(const std::string& name) { return find_pass(name).options(); }

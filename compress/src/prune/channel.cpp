@@ -19,11 +19,16 @@
 
 #include "joulecut/error.h"
 #include "joulecut/prune.h"
-#include "analysis/attention.h"
+#include "joulecut/text.h"
+#include "graph/attention.h"
 #include "prune/channel_graph.h"
-#include "prune/common.h"
+#include "prune/channel_rewrite.h"
+#include "graph/layer_selection.h"
+#include "graph/module_graph.h"
+#include "prune/finetune.h"
 
 namespace joulecut {
+using namespace graph;
 using namespace prune_detail;
 using namespace channel_detail;
 namespace {
@@ -62,6 +67,74 @@ std::int64_t count_parameters(const torch::jit::Module& m) {
   return n;
 }
 
+// Why a group keeps all its channels ("kept: ..."), or "" when it is pruned: blocked (its first
+// blocker goes to `blockers`), or left out by include/exclude.
+std::string skip_reason(const Space& g, const LayerSelection& selection, std::vector<std::string>& blockers) {
+  if (!g.blocked.empty()) {
+    blockers.push_back(g.blocked[0]);
+    return "kept: " + join(g.blocked, "; ");
+  }
+  bool included = selection.include.empty(), excluded = false;
+  for (const auto& p : g.producers) {
+    included = included || matches_any(p, selection.include);
+    excluded = excluded || matches_any(p, selection.exclude);
+  }
+  if (!included || excluded) return excluded ? "kept: excluded" : "kept: not included";
+  return "";
+}
+
+// The channels each group keeps, with a report row per group.
+struct Selection {
+  std::map<int, at::Tensor> kept;  // group root -> kept channel indices (ascending)
+  std::vector<std::string> blockers;
+  std::int64_t channels_before = 0, channels_after = 0;
+};
+
+Selection select_channels(const std::map<int, Space>& groups, const Analyzer& analyzer, const ChannelPruneOptions& options,
+                          PassReport& report) {
+  Selection out;
+  for (const auto& [root, g] : groups) {
+    if (g.producers.empty()) continue;
+    const std::string layers = join(g.producers, "+");
+    out.channels_before += g.channels;
+    const std::string skip = skip_reason(g, options.layers, out.blockers);
+    if (!skip.empty()) {
+      out.channels_after += g.channels;
+      report.layers.push_back({layers, "channels", double(g.channels), double(g.channels), skip});
+      continue;
+    }
+    std::string note;
+    const std::int64_t k = kept_count(g.channels, options.ratio, options.round_to);
+    if (k == g.channels) {
+      out.channels_after += g.channels;
+      report.layers.push_back({layers, "channels", double(g.channels), double(g.channels),
+                               "kept: ratio and rounding remove no channel here"});
+      out.blockers.push_back("a ratio (" + number_text(options.ratio) + ") that removes no channel of " + layers);
+      continue;
+    }
+    const at::Tensor score = channel_importance(g, analyzer, options.criterion, &note);
+    const at::Tensor order = std::get<1>(score.sort(/*stable=*/true, 0, /*descending=*/true));
+    out.kept[root] = std::get<0>(order.narrow(0, 0, k).sort());
+    out.channels_after += k;
+    report.layers.push_back({layers, "channels", double(g.channels), double(k), note});
+  }
+  return out;
+}
+
+// Why no group can be pruned, for the error (": blocked by ...", and so on).
+std::string why_nothing_pruned(std::vector<std::string> blockers, const PassReport& report,
+                               const torch::jit::Module& input) {
+  std::sort(blockers.begin(), blockers.end());
+  blockers.erase(std::unique(blockers.begin(), blockers.end()), blockers.end());
+  std::string why;
+  if (!blockers.empty()) why = ": blocked by " + join(blockers, "; ");
+  else if (report.layers.empty()) why = ": no layer's output channels reach another layer the pass can follow";
+  else why = " (include/exclude left none)";
+  // Attention mixes features across heads: channel groups do not describe it, prune-heads does.
+  if (attention::has_attention(input)) why += "; for transformers, prune attention heads and MLP neurons with --method heads";
+  return why;
+}
+
 }  // namespace
 
 std::vector<ChannelGroup> channel_groups(const torch::jit::Module& module) {
@@ -82,6 +155,8 @@ std::vector<ChannelGroup> channel_groups(const torch::jit::Module& module) {
 ChannelPrunePass::ChannelPrunePass(ChannelPruneOptions options) : options_(std::move(options)) {
   if (!(options_.ratio >= 0 && options_.ratio < 1))
     throw UserError("prune-channel: ratio=" + number_text(options_.ratio) + " must be in [0, 1)");
+  // The table's choices refuse other criteria in pipeline text; options built in C++ are checked
+  // here, in the words this pass has always used for them.
   if (options_.criterion != "l1" && options_.criterion != "l2" && options_.criterion != "bn-scale")
     throw UserError("prune-channel: criterion='" + options_.criterion + "' must be l1, l2 or bn-scale");
   if (options_.round_to < 1) throw UserError("prune-channel: round-to must be >= 1");
@@ -92,11 +167,10 @@ ChannelPrunePass::ChannelPrunePass(ChannelPruneOptions options) : options_(std::
 
 const OptionTable<ChannelPruneOptions>& ChannelPrunePass::options_table() {
   using O = ChannelPruneOptions;
-  static const OptionTable<O> table(
-      "prune-channel",
+  static const OptionTable<O> table(ChannelPrunePass::kName,
       rows<O>({{option("ratio", "fraction of each group's channels removed, in [0, 1)", &O::ratio),
-                option("criterion", "l1 or l2 (filter norms), or bn-scale (|gamma| of the group's BatchNorms)",
-                       &O::criterion),
+                choice_option("criterion", "l1 or l2 (filter norms), or bn-scale (|gamma| of the group's BatchNorms)",
+                              &O::criterion, {{"l1", "filter norms"}, {"l2", "filter norms"}, {"bn-scale", "|gamma| of the group's BatchNorms"}}),
                 option("round-to", "round kept channels up to a multiple of this (8: SIMD-friendly)", &O::round_to)},
                selection_options<O>(),
                finetune_options<O>()}));
@@ -121,114 +195,17 @@ PassResult ChannelPrunePass::run(const torch::jit::Module& input, PassContext& c
   report.pass = text();
   at::NoGradGuard no_grad;
   const std::int64_t parameters_before = count_parameters(module);
-  std::map<int, at::Tensor> kept;  // group root -> kept channel indices (ascending)
-  std::vector<std::string> blockers;
-  std::int64_t channels_before = 0, channels_after = 0;
-  for (auto& [root, g] : groups) {
-    if (g.producers.empty()) continue;
-    const std::string layers = join(g.producers, "+");
-    channels_before += g.channels;
-    std::string skip;
-    if (!g.blocked.empty()) {
-      skip = "kept: " + join(g.blocked, "; ");
-      blockers.push_back(g.blocked[0]);
-    } else {
-      bool included = options_.layers.include.empty(), excluded = false;
-      for (const auto& p : g.producers) {
-        included = included || matches_any(p, options_.layers.include);
-        excluded = excluded || matches_any(p, options_.layers.exclude);
-      }
-      if (!included || excluded) skip = excluded ? "kept: excluded" : "kept: not included";
-    }
-    if (!skip.empty()) {
-      channels_after += g.channels;
-      report.layers.push_back({layers, "channels", double(g.channels), double(g.channels), skip});
-      continue;
-    }
-    std::string note;
-    const std::int64_t k = kept_count(g.channels, options_.ratio, options_.round_to);
-    if (k == g.channels) {
-      channels_after += g.channels;
-      report.layers.push_back({layers, "channels", double(g.channels), double(g.channels),
-                               "kept: ratio and rounding remove no channel here"});
-      blockers.push_back("a ratio (" + number_text(options_.ratio) + ") that removes no channel of " + layers);
-      continue;
-    }
-    const at::Tensor score = channel_importance(g, analyzer, options_.criterion, &note);
-    const at::Tensor order = std::get<1>(score.sort(/*stable=*/true, 0, /*descending=*/true));
-    kept[root] = std::get<0>(order.narrow(0, 0, k).sort());
-    channels_after += k;
-    report.layers.push_back({layers, "channels", double(g.channels), double(k), note});
-  }
-  if (kept.empty()) {
-    std::sort(blockers.begin(), blockers.end());
-    blockers.erase(std::unique(blockers.begin(), blockers.end()), blockers.end());
-    std::string why;
-    if (!blockers.empty()) why = ": blocked by " + join(blockers, "; ");
-    else if (report.layers.empty()) why = ": no layer's output channels reach another layer the pass can follow";
-    else why = " (include/exclude left none)";
-    // Attention mixes features across heads: channel groups do not describe it, prune-heads does.
-    if (attention::has_attention(input)) why += "; for transformers, prune attention heads and MLP neurons with --method heads";
-    throw UserError("prune-channel: no channel group can be pruned" + why);
-  }
+  const Selection selection = select_channels(groups, analyzer, options_, report);
+  if (selection.kept.empty())
+    throw UserError("prune-channel: no channel group can be pruned" + why_nothing_pruned(selection.blockers, report, input));
+  slice_parameters(module, analyzer, groups, selection.kept);
+  patch_channel_counts(module, analyzer, selection.kept);
 
-  // Keep-masks per (parameter, dimension), so a parameter sliced by several groups (a
-  // convolution after a concatenation) loses each group's channels in its own range.
-  std::map<std::pair<std::string, std::int64_t>, at::Tensor> masks;
-  for (const auto& [root, indices] : kept) {
-    const Space& g = groups.at(root);
-    const at::Tensor removed = at::ones({g.channels}, at::kBool).index_fill_(0, indices, false);
-    for (const auto& s : g.slices) {
-      const at::Tensor& t = analyzer.tensor(s.param);
-      auto& mask = masks[{s.param, s.dim}];
-      if (!mask.defined()) mask = at::ones({t.size(s.dim)}, at::kBool);
-      const at::Tensor spread = removed.repeat_interleave(s.factor);
-      mask.narrow(0, s.offset * s.factor, g.channels * s.factor).masked_fill_(spread, false);
-    }
-  }
-  std::map<std::string, at::Tensor> replaced;
-  for (const auto& [key, mask] : masks) {
-    const auto& [param, dim] = key;
-    at::Tensor current = replaced.count(param) ? replaced[param] : analyzer.tensor(param);
-    replaced[param] = current.index_select(dim, mask.nonzero().flatten());
-  }
-  for (const auto& [param, value] : replaced) {
-    auto [owner, attribute] = owner_of(module, param);
-    const bool grad = analyzer.tensor(param).requires_grad();
-    owner.setattr(attribute, value.contiguous().detach().requires_grad_(grad));
-  }
-
-  // Group counts and reshape sizes follow the new widths.
-  auto kept_channels = [&](const std::vector<Segment>& segments) {
-    std::int64_t total = 0;
-    for (const auto& s : segments) {
-      const auto it = kept.find(analyzer.find(s.space));
-      total += it == kept.end() ? s.channels : it->second.numel();
-    }
-    return total;
-  };
-  auto graph = analyzer.graph();
-  for (const auto& p : analyzer.patches()) {
-    const std::int64_t value = kept_channels(p.segments) * p.factor;
-    torch::jit::WithInsertPoint guard(p.node);
-    Value* constant;
-    if (p.list_index < 0) {
-      constant = graph->insertConstant(value);
-    } else {
-      auto list = torch::jit::toIValue(p.node->input(p.input))->toIntVector();
-      list[p.list_index] = value;
-      constant = graph->insertConstant(list);
-    }
-    p.node->replaceInput(p.input, constant);
-  }
-  replace_forward(module, graph);
-
-  char summary[240];
   const std::int64_t parameters_after = count_parameters(module);
-  std::snprintf(summary, sizeof summary, "%lld of %lld channels kept in %zu pruned group(s); parameters %lld -> %lld (%.1f%%)",
-                (long long)channels_after, (long long)channels_before, kept.size(), (long long)parameters_before,
-                (long long)parameters_after, 100.0 * double(parameters_after) / double(parameters_before));
-  report.summary = summary;
+  report.summary = format("%lld of %lld channels kept in %zu pruned group(s); parameters %lld -> %lld (%.1f%%)",
+                          (long long)selection.channels_after, (long long)selection.channels_before, selection.kept.size(),
+                          (long long)parameters_before, (long long)parameters_after,
+                          100.0 * double(parameters_after) / double(parameters_before));
   finetune(module, options_.finetune_epochs, options_.finetune_lr, context, report, name(), "structured (no masks)");
   report.notes.push_back("layers are physically smaller: dense kernels do less work");
   module.eval();

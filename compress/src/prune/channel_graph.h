@@ -17,10 +17,10 @@
 
 #include "joulecut/error.h"
 #include "joulecut/prune.h"
-#include "prune/common.h"
+#include "joulecut/text.h"
+#include "graph/module_graph.h"
 
 namespace joulecut::channel_detail {
-using namespace prune_detail;
 
 using torch::jit::Block;
 using torch::jit::Graph;
@@ -101,18 +101,12 @@ inline void append(std::vector<T>& to, const std::vector<T>& from) {
   to.insert(to.end(), from.begin(), from.end());
 }
 
-inline std::string join(const std::vector<std::string>& items, const std::string& separator) {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : separator) + i;
-  return out;
-}
-
 class Analyzer {
  public:
   explicit Analyzer(const torch::jit::Module& module) {
     for (const auto& p : module.named_parameters(/*recurse=*/true)) tensors_[p.name] = p.value;
     for (const auto& b : module.named_buffers(/*recurse=*/true)) tensors_[b.name] = b.value;
-    graph_ = inlined_forward(module, "prune-channel");
+    graph_ = graph::inlined_forward(module, "prune-channel");
     self_ = graph_->inputs()[0];
     for (std::size_t i = 1; i < graph_->inputs().size(); ++i) {
       Value* input = graph_->inputs()[i];
@@ -173,7 +167,7 @@ class Analyzer {
   }
 
   std::optional<std::string> parameter(Value* v) const {
-    auto path = attribute_path(v, self_);
+    auto path = graph::attribute_path(v, self_);
     if (path && tensors_.count(*path)) return path;
     return std::nullopt;
   }

@@ -16,14 +16,18 @@
 #include <optional>
 #include <set>
 
-#include "analysis/attention.h"
+#include "graph/attention.h"
 #include "joulecut/error.h"
 #include "joulecut/model.h"
 #include "joulecut/progress.h"
 #include "joulecut/prune.h"
-#include "prune/common.h"
+#include "joulecut/text.h"
+#include "graph/layer_selection.h"
+#include "graph/module_graph.h"
+#include "prune/finetune.h"
 
 namespace joulecut {
+using namespace graph;
 using namespace prune_detail;
 namespace {
 
@@ -244,20 +248,18 @@ HeadPrunePass::HeadPrunePass(HeadPruneOptions options) : options_(std::move(opti
     throw UserError("prune-heads: neuron-ratio=" + number_text(options_.neuron_ratio) + " must be in [0, 1)");
   if (options_.ratio == 0 && options_.neuron_ratio == 0)
     throw UserError("prune-heads: ratio and neuron-ratio are both 0: nothing to prune");
-  if (options_.importance != "l2" && options_.importance != "activation")
-    throw UserError("prune-heads: importance='" + options_.importance + "' must be l2 (weight norms) or activation");
+  options_table().check(options_);
   if (options_.samples < 1) throw UserError("prune-heads: samples must be >= 1");
   check_finetune("prune-heads", options_.finetune_epochs);
 }
 
 const OptionTable<HeadPruneOptions>& HeadPrunePass::options_table() {
   using O = HeadPruneOptions;
-  static const OptionTable<O> table(
-      "prune-heads",
+  static const OptionTable<O> table(HeadPrunePass::kName,
       rows<O>({{option("ratio", "fraction of each attention's heads removed, in [0, 1)", &O::ratio),
                 option("neuron-ratio", "fraction of each MLP block's hidden neurons removed, in [0, 1)", &O::neuron_ratio),
-                option("importance", "l2 (weight norms) or activation (mean |activation| on training samples)",
-                       &O::importance),
+                choice_option("importance", "l2 (weight norms) or activation (mean |activation| on training samples)",
+                              &O::importance, {{"l2", "weight norms"}, {"activation", "mean |activation| on training samples"}}),
                 option("samples", "with importance=activation: the first N training samples", &O::samples)},
                finetune_options<O>()}));
   return table;
@@ -339,15 +341,12 @@ PassResult HeadPrunePass::run(const torch::jit::Module& input, PassContext& cont
   }
   replace_forward(module, analysis.graph);
 
-  char summary[260];
   const std::int64_t parameters_after = count_parameters(module);
-  std::snprintf(summary, sizeof summary,
-                "%lld of %lld attention heads kept in %d attention(s), %lld of %lld MLP neurons kept in %d block(s); "
-                "parameters %lld -> %lld (%.1f%%)",
-                (long long)heads_after, (long long)heads_before, attentions, (long long)neurons_after,
-                (long long)neurons_before, mlps, (long long)parameters_before, (long long)parameters_after,
-                100.0 * double(parameters_after) / double(parameters_before));
-  report.summary = summary;
+  report.summary = format("%lld of %lld attention heads kept in %d attention(s), %lld of %lld MLP neurons kept in %d block(s); "
+                          "parameters %lld -> %lld (%.1f%%)",
+                          (long long)heads_after, (long long)heads_before, attentions, (long long)neurons_after,
+                          (long long)neurons_before, mlps, (long long)parameters_before, (long long)parameters_after,
+                          100.0 * double(parameters_after) / double(parameters_before));
   for (const auto& s : analysis.skipped) report.notes.push_back("MLP left whole: " + s);
   report.notes.push_back("importance: " + std::string(options_.importance == "l2"
                                                           ? "L2 norm of each unit's producer rows times its consumer columns"

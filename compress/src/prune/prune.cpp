@@ -4,11 +4,15 @@
 
 #include <cstdio>
 
-#include "prune/common.h"
+#include "graph/layer_selection.h"
+#include "graph/module_graph.h"
+#include "prune/finetune.h"
 #include "joulecut/error.h"
+#include "joulecut/text.h"
 #include "joulecut/train_loop.h"
 
 namespace joulecut {
+using namespace graph;
 using namespace prune_detail;
 namespace {
 
@@ -54,10 +58,8 @@ PassResult finish(torch::jit::Module module, PassReport report, const std::vecto
     zeros += (l.weight == 0).sum().item<std::int64_t>();
     total += l.weight.numel();
   }
-  char summary[200];
-  std::snprintf(summary, sizeof summary, "%.2f%% of %lld weights in %zu layers are zero", 100.0 * double(zeros) / double(total),
-                (long long)total, layers.size());
-  report.summary = summary;
+  report.summary = format("%.2f%% of %lld weights in %zu layers are zero", 100.0 * double(zeros) / double(total),
+                          (long long)total, layers.size());
   report.notes.push_back(
       "no speedup expected: masked zeros (dense kernels still multiply them; a sparse runtime is needed)");
   module.eval();
@@ -71,8 +73,7 @@ PassResult finish(torch::jit::Module module, PassReport report, const std::vecto
 MagnitudePrunePass::MagnitudePrunePass(MagnitudePruneOptions options) : options_(std::move(options)) {
   if (!(options_.sparsity >= 0 && options_.sparsity < 1))
     throw UserError("prune-magnitude: sparsity=" + number_text(options_.sparsity) + " must be in [0, 1)");
-  if (options_.scope != "layer" && options_.scope != "global")
-    throw UserError("prune-magnitude: scope='" + options_.scope + "' must be layer or global");
+  options_table().check(options_);
   check_finetune("prune-magnitude", options_.finetune_epochs);
   if (options_.steps < 1) throw UserError("prune-magnitude: steps must be >= 1");
   if (options_.steps > 1 && options_.finetune_epochs < options_.steps)
@@ -82,10 +83,10 @@ MagnitudePrunePass::MagnitudePrunePass(MagnitudePruneOptions options) : options_
 
 const OptionTable<MagnitudePruneOptions>& MagnitudePrunePass::options_table() {
   using O = MagnitudePruneOptions;
-  static const OptionTable<O> table(
-      "prune-magnitude",
+  static const OptionTable<O> table(MagnitudePrunePass::kName,
       rows<O>({{option("sparsity", "fraction of weights zeroed, in [0, 1)", &O::sparsity),
-                option("scope", "layer: each layer to the sparsity; global: one threshold for all layers", &O::scope)},
+                choice_option("scope", "layer: each layer to the sparsity; global: one threshold for all layers", &O::scope,
+                              {{"layer", "each layer to the sparsity"}, {"global", "one threshold for all layers"}})},
                selection_options<O>(),
                finetune_options<O>(),
                {option("steps", "prune gradually in this many steps, fine-tuning between them (cubic schedule)",
@@ -112,12 +113,9 @@ PassResult MagnitudePrunePass::run(const torch::jit::Module& input, PassContext&
     // Epochs shared out between steps, the remainder going to the last ones.
     const int epochs = options_.finetune_epochs / options_.steps +
                        (step > options_.steps - options_.finetune_epochs % options_.steps ? 1 : 0);
-    if (options_.steps > 1) {
-      char note[120];
-      std::snprintf(note, sizeof note, "step %d/%d: sparsity %.2f%%, then %d fine-tuning epoch(s)", step, options_.steps,
-                    100 * sparsity, epochs);
-      report.notes.push_back(note);
-    }
+    if (options_.steps > 1)
+      report.notes.push_back(format("step %d/%d: sparsity %.2f%%, then %d fine-tuning epoch(s)", step, options_.steps,
+                                    100 * sparsity, epochs));
     finetune_with_masks(module, layers, epochs, options_.finetune_lr, context, report, name());
   }
   for (std::size_t i = 0; i < layers.size(); ++i)
@@ -136,7 +134,7 @@ NMPrunePass::NMPrunePass(NMPruneOptions options) : options_(std::move(options)) 
 
 const OptionTable<NMPruneOptions>& NMPrunePass::options_table() {
   using O = NMPruneOptions;
-  static const OptionTable<O> table("prune-nm", rows<O>({{option("n", "weights kept per group", &O::n),
+  static const OptionTable<O> table(NMPrunePass::kName, rows<O>({{option("n", "weights kept per group", &O::n),
                                                           option("m", "group size along the input dimension", &O::m)},
                                                          selection_options<O>(),
                                                          finetune_options<O>()}));

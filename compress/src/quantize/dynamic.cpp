@@ -6,16 +6,18 @@
 #include <cstdio>
 #include <map>
 
-#include "prune/common.h"
-#include "io/root_attributes.h"
-#include "engine.h"
+#include "graph/layer_selection.h"
+#include "graph/module_graph.h"
+#include "graph/root_attributes.h"
+#include "graph/quantized_engine.h"
 #include "joulecut/error.h"
 #include "joulecut/observers.h"
 #include "joulecut/quantize.h"
+#include "joulecut/text.h"
 
 namespace joulecut {
-using namespace prune_detail;
-using namespace quantize_detail;
+using namespace graph;
+using namespace graph;
 using torch::jit::Node;
 using torch::jit::Value;
 
@@ -23,8 +25,7 @@ DynamicQuantizePass::DynamicQuantizePass(DynamicQuantizeOptions options) : optio
 
 const OptionTable<DynamicQuantizeOptions>& DynamicQuantizePass::options_table() {
   using O = DynamicQuantizeOptions;
-  static const OptionTable<O> table(
-      "quantize-dynamic", {option("exclude", "keep layers matching these '|'-separated globs in fp32", &O::exclude)});
+  static const OptionTable<O> table(DynamicQuantizePass::kName, {option("exclude", "keep layers matching these '|'-separated globs in fp32", &O::exclude)});
   return table;
 }
 
@@ -91,18 +92,14 @@ PassResult DynamicQuantizePass::run(const torch::jit::Module& input, PassContext
         owner.setattr(attribute, at::empty({0}));
       }
       change.after = 8;
-      char note[120];
-      std::snprintf(note, sizeof note, "int8 per-channel weights (max error %.2g), activations int8 per batch", error);
-      change.note = note;
+      change.note = format("int8 per-channel weights (max error %.2g), activations int8 per batch", error);
       ++quantized;
     }
     report.layers.push_back(change);
   }
   if (quantized > 0) replace_forward(module, graph);
-  char summary[200];
-  std::snprintf(summary, sizeof summary, "%d of %zu Linear layer(s) run on quantized::linear_dynamic (%s engine)",
-                quantized, candidates.size(), engine.c_str());
-  report.summary = summary;
+  report.summary = format("%d of %zu Linear layer(s) run on quantized::linear_dynamic (%s engine)", quantized,
+                          candidates.size(), engine.c_str());
   report.notes.push_back("portable: loads in stock LibTorch and Python PyTorch; convolutions stay fp32");
   module.eval();
   return {module, report};

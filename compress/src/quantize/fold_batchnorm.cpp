@@ -5,13 +5,14 @@
 
 #include <map>
 
-#include "prune/common.h"
-#include "io/root_attributes.h"
+#include "graph/layer_selection.h"
+#include "graph/module_graph.h"
+#include "graph/root_attributes.h"
 #include "joulecut/error.h"
 #include "joulecut/quantize.h"
 
 namespace joulecut {
-using namespace prune_detail;
+using namespace graph;
 namespace {
 
 using torch::jit::Node;
@@ -34,7 +35,7 @@ bool only_shape_queries_besides(Value* v, Node* user) {
 FoldBatchNormPass::FoldBatchNormPass(FoldBatchNormOptions) {}
 
 const OptionTable<FoldBatchNormOptions>& FoldBatchNormPass::options_table() {
-  static const OptionTable<FoldBatchNormOptions> table("fold-batchnorm", {});
+  static const OptionTable<FoldBatchNormOptions> table(FoldBatchNormPass::kName, {});
   return table;
 }
 

@@ -3,12 +3,13 @@
 // gone, and the int8 backends find the pair to run as one op.
 #include <torch/csrc/jit/ir/ir.h>
 
-#include "prune/common.h"
+#include "graph/layer_selection.h"
+#include "graph/module_graph.h"
 #include "joulecut/error.h"
 #include "joulecut/quantize.h"
 
 namespace joulecut {
-using namespace prune_detail;
+using namespace graph;
 
 GraphPreparation needed_preparation(const torch::jit::Module& module) {
   auto graph = inlined_forward(module, "quantize", GraphUse::inference);
@@ -27,7 +28,7 @@ GraphPreparation needed_preparation(const torch::jit::Module& module) {
 FuseReluPass::FuseReluPass(FuseReluOptions) {}
 
 const OptionTable<FuseReluOptions>& FuseReluPass::options_table() {
-  static const OptionTable<FuseReluOptions> table("fuse-relu", {});
+  static const OptionTable<FuseReluOptions> table(FuseReluPass::kName, {});
   return table;
 }
 

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "joulecut/error.h"
+#include "joulecut/text.h"
 
 namespace joulecut {
 namespace {
@@ -223,11 +224,8 @@ QuantRange affine_uint8(float min, float max) {
 std::unique_ptr<Observer> make_observer(const std::string& name, double percentile) {
   if (name == "minmax") return std::make_unique<MinMax>();
   if (name == "percentile") {
-    if (!(percentile > 0 && percentile <= 100)) {
-      char typed[32];
-      std::snprintf(typed, sizeof typed, "%.10g", percentile);
-      throw UserError(std::string("percentile ") + typed + " must be in (0, 100] (e.g. 99.99)");
-    }
+    if (!(percentile > 0 && percentile <= 100))
+      throw UserError("percentile " + format("%.10g", percentile) + " must be in (0, 100] (e.g. 99.99)");
     return std::make_unique<Percentile>(percentile);
   }
   if (name == "entropy") return std::make_unique<Entropy>();

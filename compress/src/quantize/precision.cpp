@@ -3,18 +3,23 @@
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "joulecut/error.h"
 #include "joulecut/model.h"
 #include "joulecut/quantize.h"
-#include "prune/common.h"
+#include "joulecut/text.h"
+#include "graph/layer_selection.h"
+#include "graph/module_graph.h"
 
 namespace joulecut {
-using namespace prune_detail;
+using namespace graph;
 using torch::jit::Node;
 using torch::jit::Value;
 
@@ -44,56 +49,25 @@ bool is_float_tensor(const Value* v) {
   return type && (!type->scalarType() || at::isFloatingType(*type->scalarType()));
 }
 
-}  // namespace
+// A Conv2d/Linear layer whose weight the module holds.
+struct PrecisionLayer {
+  Node* node;
+  std::string name, weight;
+};
 
-ConvertPrecisionPass::ConvertPrecisionPass(ConvertPrecisionOptions options) : options_(std::move(options)) {
-  if (options_.dtype != "bf16" && options_.dtype != "fp16")
-    throw UserError("convert-precision: dtype '" + options_.dtype + "': choose bf16 or fp16");
-}
-
-const OptionTable<ConvertPrecisionOptions>& ConvertPrecisionPass::options_table() {
-  using O = ConvertPrecisionOptions;
-  static const OptionTable<O> table(
-      "convert-precision",
-      {option("dtype", "bf16 (CPUs with AVX-512 BF16, GPUs) or fp16 (GPUs)", &O::dtype),
-       option("exclude", "keep Conv2d/Linear layers matching these '|'-separated globs in fp32", &O::exclude)});
-  return table;
-}
-
-ConvertPrecisionOptions ConvertPrecisionPass::parse(const PassOptionMap& map) { return options_table().parse(map); }
-
-std::string ConvertPrecisionPass::options_text() const { return options_table().print(options_); }
-
-PassResult ConvertPrecisionPass::run(const torch::jit::Module& input, PassContext& context) const {
-  const at::ScalarType low = options_.dtype == "bf16" ? at::kBFloat16 : at::kHalf;
-  torch::jit::Module module = clone_for_transform(input);
-  auto graph = inlined_forward(module, name(), GraphUse::inference);
-  Value* self = graph->inputs()[0];
-
-  // The layers, and which stay fp32.
-  struct Layer {
-    Node* node;
-    std::string name, weight;
-  };
-  std::vector<Layer> layers;
+std::vector<PrecisionLayer> precision_layers(const std::shared_ptr<torch::jit::Graph>& graph, Value* self) {
+  std::vector<PrecisionLayer> layers;
   for (const auto kind : {c10::aten::conv2d, c10::aten::_convolution, c10::aten::linear})
     for (Node* n : nodes_of_kind(graph->block(), kind)) {
       const auto weight = attribute_path(n->input(1), self);
       if (weight) layers.push_back({n, weight->substr(0, weight->rfind('.')), *weight});
     }
-  if (layers.empty())
-    throw UserError("convert-precision: the model has no Conv2d/Linear layer with its weight in the module");
-  std::vector<std::string> names;
-  for (const auto& l : layers) names.push_back(l.name);
-  check_patterns({"", options_.exclude, false}, names, name());
-  std::set<std::string> kept_prefixes;
-  for (const auto& l : layers)
-    if (matches_any(l.name, options_.exclude)) kept_prefixes.insert(l.name + ".");
+  return layers;
+}
 
-  PassReport report;
-  report.pass = text();
-  at::NoGradGuard no_grad;
-  // Floating parameters and buffers go down, but those of fp32 layers.
+// Floating parameters and buffers go down, but those of fp32 layers. Returns how many did.
+std::int64_t convert_tensors(torch::jit::Module& module, const std::set<std::string>& kept_prefixes,
+                             at::ScalarType low) {
   std::int64_t converted = 0;
   auto convert = [&](const std::string& path, const at::Tensor& t) {
     for (const auto& prefix : kept_prefixes)
@@ -105,9 +79,11 @@ PassResult ConvertPrecisionPass::run(const torch::jit::Module& input, PassContex
   };
   for (const auto& p : module.named_parameters(true)) convert(p.name, p.value);
   for (const auto& b : module.named_buffers(true)) convert(b.name, b.value);
+  return converted;
+}
 
-  // Activations: down where the model reads its inputs, up where it returns; fp32 layers cast
-  // their input up and their output back down.
+// Activations: down where the model reads its inputs, up where it returns.
+void cast_inputs_and_outputs(const std::shared_ptr<torch::jit::Graph>& graph, Value* self, at::ScalarType low) {
   for (Value* in : graph->inputs()) {
     if (in == self || !is_float_tensor(in)) continue;
     const std::vector<torch::jit::Use> uses = in->uses();
@@ -127,15 +103,85 @@ PassResult ConvertPrecisionPass::run(const torch::jit::Module& input, PassContex
       cast_for(out, ret, at::kFloat);
     }
   }
+}
+
+// An fp32 layer casts its input up and its output back down.
+void keep_layer_fp32(const std::shared_ptr<torch::jit::Graph>& graph, Node* layer, at::ScalarType low) {
+  cast_for(layer->input(0), layer, at::kFloat);
+  Value* out = layer->output();
+  torch::jit::WithInsertPoint guard(layer->next());
+  Value* down = graph->insert(c10::aten::to, {out, low, false, false});
+  out->replaceAllUsesAfterNodeWith(down->node(), down);
+}
+
+// The model must run as converted (ops that make float32 tensors of their own can meet
+// lower-precision weights): checked on two test images when the pipeline has them.
+void check_runs(torch::jit::Module& module, const PassContext& context, const std::string& dtype, PassReport& report) {
+  if (context.test && context.test->size() > 0) {
+    try {
+      module.forward(context.test->inputs(0, std::min<std::int64_t>(2, context.test->size())));
+    } catch (const std::exception& e) {
+      throw UserError("convert-precision: the model does not run in " + dtype + " (" + torch_error_summary(e) +
+                      "); keep the layer involved in fp32 with exclude=");
+    }
+  } else {
+    report.notes.push_back("not run on data here (no test set in the pipeline): the measurement runs it");
+  }
+}
+
+std::string precision_summary(const PassReport& report, const std::string& dtype, std::int64_t converted) {
+  std::int64_t total = 0, low_layers = 0;
+  for (const auto& l : report.layers) {
+    ++total;
+    low_layers += l.after == 16;
+  }
+  return format("%lld of %lld Conv2d/Linear layer(s) in %s, %lld tensor(s) converted; input and output stay float32",
+                (long long)low_layers, (long long)total, dtype.c_str(), (long long)converted);
+}
+
+}  // namespace
+
+ConvertPrecisionPass::ConvertPrecisionPass(ConvertPrecisionOptions options) : options_(std::move(options)) {
+  options_table().check(options_);
+}
+
+const OptionTable<ConvertPrecisionOptions>& ConvertPrecisionPass::options_table() {
+  using O = ConvertPrecisionOptions;
+  static const OptionTable<O> table(ConvertPrecisionPass::kName,
+      {choice_option("dtype", "bf16 (CPUs with AVX-512 BF16, GPUs) or fp16 (GPUs)", &O::dtype, {{"bf16", ""}, {"fp16", ""}}),
+       option("exclude", "keep Conv2d/Linear layers matching these '|'-separated globs in fp32", &O::exclude)});
+  return table;
+}
+
+ConvertPrecisionOptions ConvertPrecisionPass::parse(const PassOptionMap& map) { return options_table().parse(map); }
+
+std::string ConvertPrecisionPass::options_text() const { return options_table().print(options_); }
+
+PassResult ConvertPrecisionPass::run(const torch::jit::Module& input, PassContext& context) const {
+  const at::ScalarType low = options_.dtype == "bf16" ? at::kBFloat16 : at::kHalf;
+  torch::jit::Module module = clone_for_transform(input);
+  auto graph = inlined_forward(module, name(), GraphUse::inference);
+  Value* self = graph->inputs()[0];
+
+  // The layers, and which stay fp32.
+  const std::vector<PrecisionLayer> layers = precision_layers(graph, self);
+  if (layers.empty())
+    throw UserError("convert-precision: the model has no Conv2d/Linear layer with its weight in the module");
+  std::vector<std::string> names;
+  for (const auto& l : layers) names.push_back(l.name);
+  check_patterns({"", options_.exclude, false}, names, name());
+  std::set<std::string> kept_prefixes;
+  for (const auto& l : layers)
+    if (matches_any(l.name, options_.exclude)) kept_prefixes.insert(l.name + ".");
+
+  PassReport report;
+  report.pass = text();
+  at::NoGradGuard no_grad;
+  const std::int64_t converted = convert_tensors(module, kept_prefixes, low);
+  cast_inputs_and_outputs(graph, self, low);
   for (const auto& l : layers) {
     const bool kept = matches_any(l.name, options_.exclude);
-    if (kept) {
-      cast_for(l.node->input(0), l.node, at::kFloat);
-      Value* out = l.node->output();
-      torch::jit::WithInsertPoint guard(l.node->next());
-      Value* down = graph->insert(c10::aten::to, {out, low, false, false});
-      out->replaceAllUsesAfterNodeWith(down->node(), down);
-    }
+    if (kept) keep_layer_fp32(graph, l.node, low);
     report.layers.push_back({l.name, "bits", 32, kept ? 32.0 : 16.0,
                              kept ? "kept fp32 (exclude)" : options_.dtype});
   }
@@ -143,27 +189,8 @@ PassResult ConvertPrecisionPass::run(const torch::jit::Module& input, PassContex
   replace_forward(module, graph);
   module.eval();
 
-  // The model must run as converted (ops that make float32 tensors of their own can meet
-  // lower-precision weights): checked on two test images when the pipeline has them.
-  if (context.test && context.test->size() > 0) {
-    try {
-      module.forward(context.test->inputs(0, std::min<std::int64_t>(2, context.test->size())));
-    } catch (const std::exception& e) {
-      throw UserError("convert-precision: the model does not run in " + options_.dtype + " (" + torch_error_summary(e) +
-                      "); keep the layer involved in fp32 with exclude=");
-    }
-  } else {
-    report.notes.push_back("not run on data here (no test set in the pipeline): the measurement runs it");
-  }
-  std::int64_t total = 0, low_layers = 0;
-  for (const auto& l : report.layers) {
-    ++total;
-    low_layers += l.after == 16;
-  }
-  char summary[200];
-  std::snprintf(summary, sizeof summary, "%lld of %lld Conv2d/Linear layer(s) in %s, %lld tensor(s) converted; input and output stay float32",
-                (long long)low_layers, (long long)total, options_.dtype.c_str(), (long long)converted);
-  report.summary = summary;
+  check_runs(module, context, options_.dtype, report);
+  report.summary = precision_summary(report, options_.dtype, converted);
   if (low == at::kHalf && !cpu_has_native_fp16())
     report.notes.push_back("this CPU has no native fp16 arithmetic (no AVX512-FP16): fp16 runs emulated here, slower than "
                            "fp32; it is meant for GPUs (--device cuda)");

@@ -6,14 +6,15 @@
 #include <cmath>
 #include <cstdio>
 
-#include "io/root_attributes.h"
+#include "graph/root_attributes.h"
 #include "joulecut/error.h"
 #include "joulecut/model.h"
 #include "joulecut/progress.h"
-#include "prune/common.h"
+#include "graph/layer_selection.h"
+#include "graph/module_graph.h"
 
 namespace joulecut::static_quant {
-using namespace prune_detail;
+using namespace graph;
 using torch::jit::WithInsertPoint;
 
 bool is_relu(const Node* n) { return n->kind() == c10::aten::relu || n->kind() == c10::aten::relu_; }

@@ -1,7 +1,8 @@
 #pragma once
 // Internal to quantize-static: reading the inlined forward graph (its layers, the values to
-// calibrate, their ranges) before static.cpp rewrites it. Values are numbered in graph order so
-// that calibration (on one copy) and every rewrite (on a fresh clone) name the same values.
+// calibrate, their ranges) before static_rewrite.cpp rewrites it. Values are numbered in graph
+// order so that calibration (on one copy) and every rewrite (on a fresh clone) name the same
+// values.
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/script.h>
 

@@ -15,7 +15,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "joulecut/cuda_int8.h"
+#include "cuda/int8_linear.h"
 #endif
 
 namespace joulecut {

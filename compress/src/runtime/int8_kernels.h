@@ -1,6 +1,9 @@
 #pragma once
-// Internal: the elementwise uint8 loops of the int8 runtime, in their own file so they can be
-// compiled for the build machine's CPU (JOULECUT_NATIVE_KERNELS) and vectorize.
+// Internal: the elementwise uint8 loops of the int8 runtime and its few-channel convolutions, in
+// their own Torch-free files so they can be compiled for the build machine's CPU
+// (JOULECUT_NATIVE_KERNELS) and vectorize: int8_kernels.cpp (the loops, max pooling),
+// small_channel_conv.cpp (SmallChannelConv), amx_conv.cpp (AmxConv), int8_epilogue.h (what the
+// two convolutions share).
 #include <cstdint>
 #include <vector>
 
@@ -88,6 +91,8 @@ class SmallChannelConv : private SmallConvTerms {
            std::int64_t end_image) const;
 
  private:
+  template <int Vectors>
+  class Expansion;  // one call's expanded input rows (small_channel_conv.cpp)
   template <int Vectors, int Blocks>
   void run_tiles(const std::uint8_t* in, const std::uint8_t* residual, void* out, std::int64_t first_image,
                  std::int64_t end_image) const;
@@ -134,6 +139,8 @@ class AmxConv : private SmallConvTerms {
            std::int64_t end_image) const;
 
  private:
+  // One image into the planes of its padded copy (their padding already the input zero point).
+  void copy_image(const std::uint8_t* image, std::uint8_t* padded) const;
   template <int Tiles>
   void run_tiles(const std::uint8_t* in, const std::uint8_t* residual, void* out, std::int64_t first_image,
                  std::int64_t end_image) const;

@@ -11,6 +11,7 @@
 #include "joulecut/model.h"
 #include "joulecut/model_input.h"
 #include "joulecut/platform.h"
+#include "joulecut/text.h"
 #include "joulecut/torch_compat.h"
 
 namespace joulecut {
@@ -24,8 +25,9 @@ void check_model_accepts(torch::jit::Module& module, TensorDataset& data, const 
   arrange_inputs(data, module, model_path);
   const std::int64_t count = std::min<std::int64_t>(2, data.size());
   const auto sample = data.input_tensors(0, count);
-  std::string shapes;
-  for (const auto& t : sample) shapes += (shapes.empty() ? "" : ", ") + shape_text(t.sizes());
+  std::vector<std::string> parts;
+  for (const auto& t : sample) parts.push_back(shape_text(t.sizes()));
+  const std::string shapes = join(parts, ", ");
   at::Tensor out;
   c10::IValue result;
   try {

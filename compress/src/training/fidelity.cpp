@@ -8,6 +8,7 @@
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
 #include "joulecut/model_input.h"
+#include "joulecut/text.h"
 
 namespace joulecut {
 namespace {
@@ -81,19 +82,13 @@ Fidelity fidelity(torch::jit::Module& reference, torch::jit::Module& model, cons
 }
 
 std::string fidelity_text(const Fidelity& f) {
-  char text[240];
   std::string agreement = "agreement n/a";
-  if (f.agreement) {
-    std::snprintf(text, sizeof text, "agreement %.2f%% (%.2f-%.2f)", 100 * f.agreement->value, 100 * f.agreement->low,
-                  100 * f.agreement->high);
-    agreement = text;
-  }
-  char snr[32];
-  if (std::isinf(f.snr_db)) std::snprintf(snr, sizeof snr, "inf");
-  else std::snprintf(snr, sizeof snr, "%.1f", f.snr_db);
-  std::snprintf(text, sizeof text, "%s, cosine %.4f ± %.4f, SNR %s dB, max |error| %.3g", agreement.c_str(),
-                f.cosine.mean, f.cosine.half_width, snr, f.max_abs_error);
-  return text;
+  if (f.agreement)
+    agreement = format("agreement %.2f%% (%.2f-%.2f)", 100 * f.agreement->value, 100 * f.agreement->low,
+                       100 * f.agreement->high);
+  const std::string snr = std::isinf(f.snr_db) ? "inf" : format("%.1f", f.snr_db);
+  return format("%s, cosine %.4f ± %.4f, SNR %s dB, max |error| %.3g", agreement.c_str(), f.cosine.mean,
+                f.cosine.half_width, snr.c_str(), f.max_abs_error);
 }
 
 }  // namespace joulecut

@@ -29,6 +29,7 @@
 #include "joulecut/model.h"
 #include "joulecut/model_input.h"
 #include "joulecut/progress.h"
+#include "joulecut/text.h"
 
 namespace joulecut {
 namespace {
@@ -136,6 +137,135 @@ std::uint64_t view_seed(std::uint64_t seed, int epoch, std::int64_t step) {
   return h;
 }
 
+// The module's parameters made trainable leaves, then the extra ones. Throws UserError when the
+// module has none.
+std::vector<at::Tensor> trainable_parameters(torch::jit::Module& module, std::vector<at::Tensor>& extra) {
+  std::vector<at::Tensor> parameters;
+  for (auto p : module.parameters()) {
+    // Module::clone() copies parameters with autograd history; the optimizer needs leaves.
+    if (!p.is_leaf()) p.detach_();
+    p.requires_grad_(true);
+    parameters.push_back(p);
+  }
+  if (parameters.empty())
+    throw UserError("the model has no trainable parameters (a frozen module cannot be trained)");
+  for (auto& p : extra) parameters.push_back(p.requires_grad_(true));
+  return parameters;
+}
+
+// SGD (Nesterov momentum when there is momentum) or Adam, as the options say.
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const LoopOptions& options, const std::vector<at::Tensor>& parameters) {
+  if (options.optimizer == "adam")
+    return std::make_unique<torch::optim::Adam>(
+        parameters, torch::optim::AdamOptions(options.learning_rate).weight_decay(options.weight_decay));
+  return std::make_unique<torch::optim::SGD>(parameters, torch::optim::SGDOptions(options.learning_rate)
+                                                             .momentum(options.momentum)
+                                                             .nesterov(options.momentum > 0)
+                                                             .weight_decay(options.weight_decay));
+}
+
+// The learning rate of a step: step decay every step_epochs epochs, or cosine (per step) to zero
+// over the run's `total_steps`.
+double learning_rate_at(const LoopOptions& options, int epoch, std::int64_t step, double total_steps) {
+  if (options.schedule == "step") return options.learning_rate * std::pow(options.gamma, (epoch - 1) / options.step_epochs);
+  return 0.5 * options.learning_rate * (1 + std::cos(M_PI * double(step) / total_steps));  // to zero over the run
+}
+
+// What every step of one train_loop call uses.
+struct TrainingRun {
+  torch::jit::Module& module;
+  const TensorDataset& train;
+  const LoopOptions& options;
+  const std::function<void()>& after_step;
+  const BatchLoss& batch_loss;
+  torch::optim::Optimizer& optimizer;
+  const std::vector<at::Tensor>& extra;
+  std::int64_t steps_per_epoch;
+  double total_steps;
+};
+
+// An epoch's running sums, over the steps run so far.
+struct EpochTotals {
+  double loss_sum = 0;
+  std::int64_t correct = 0, seen = 0;
+};
+
+// Step `s` of `epoch` (its batch: positions of `order`): one optimizer step; adds the batch's
+// loss and correct answers to `totals`.
+void train_step(const TrainingRun& run, int epoch, std::int64_t s, const at::Tensor& order, EpochTotals& totals) {
+  const LoopOptions& options = run.options;
+  const TensorDataset& train = run.train;
+  const std::int64_t n = train.size();
+  const std::int64_t step = std::int64_t(epoch - 1) * run.steps_per_epoch + s;
+  const double lr = learning_rate_at(options, epoch, step, run.total_steps);
+  for (auto& group : run.optimizer.param_groups()) group.options().set_lr(lr);
+  const auto count = std::min(options.batch, n - s * options.batch);
+  const at::Tensor index = order.narrow(0, s * options.batch, count);
+  // A streamed folder: decode the next batch on the background thread while this one trains.
+  if (train.stream && s + 1 < run.steps_per_epoch) {
+    const at::Tensor next = order.narrow(0, (s + 1) * options.batch, std::min(options.batch, n - (s + 1) * options.batch));
+    train.stream->prefetch({next.data_ptr<std::int64_t>(), next.data_ptr<std::int64_t>() + next.numel()});
+  }
+  std::vector<c10::IValue> x = train.gather(index);
+  if (options.augment.any())
+    x.front() = augment_images(x.front().toTensor(), options.augment, view_seed(options.seed, epoch, s));
+  const at::Tensor y = train.labelled() ? train.labels.index_select(0, index) : at::Tensor();
+  at::Tensor loss, logits;
+  if (run.batch_loss) {
+    std::tie(loss, logits) = run.batch_loss(x, y, index);
+  } else {
+    logits = select_output(run.module.forward(x), train.output, train.description);
+    loss = at::cross_entropy_loss(logits, y);
+  }
+  run.optimizer.zero_grad();
+  loss.backward();
+  run.optimizer.step();
+  if (run.after_step) run.after_step();
+  totals.loss_sum += loss.item<double>() * double(count);
+  if (y.defined()) totals.correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
+  totals.seen += count;
+}
+
+// The progress bar's status during an epoch.
+std::string step_status(const EpochTotals& t, bool labelled) {
+  if (labelled)
+    return format("loss %.4f train-acc %.2f%%", t.loss_sum / double(t.seen), 100.0 * double(t.correct) / double(t.seen));
+  return format("loss %.4f (no labels)", t.loss_sum / double(t.seen));
+}
+
+// The steps of one epoch from step `first`. On Ctrl-C: saves a checkpoint where it stopped and
+// throws UserError.
+EpochTotals train_epoch(const TrainingRun& run, int epoch, std::int64_t first, const at::Tensor& order, ProgressBar& bar) {
+  EpochTotals totals;
+  for (std::int64_t s = first; s < run.steps_per_epoch; ++s) {
+    train_step(run, epoch, s, order, totals);
+    bar.update(s + 1, step_status(totals, run.train.labelled()));
+    if (interrupted) {
+      bar.finish("interrupted");
+      const Position here = s + 1 < run.steps_per_epoch ? Position{epoch, s + 1} : Position{epoch + 1, 0};
+      save_checkpoint(run.options, run.module, run.optimizer, run.extra, here);
+      throw UserError("interrupted at epoch " + std::to_string(epoch) + ", step " + std::to_string(s + 1) +
+                      ": checkpoint saved to " + run.options.checkpoint + "; run the same command with --resume to continue");
+    }
+  }
+  return totals;
+}
+
+// The status that ends an epoch; with a labelled test set, evaluates the module on it
+// (result.test_accuracy).
+std::string epoch_status(torch::jit::Module& module, const TensorDataset& train, const TensorDataset* test,
+                         const EpochTotals& t, LoopResult& result) {
+  std::string status = train.labelled()
+                           ? format("loss %.4f train-acc %.2f%%", t.seen ? t.loss_sum / double(t.seen) : 0.0,
+                                    t.seen ? 100.0 * double(t.correct) / double(t.seen) : 0.0)
+                           : format("loss %.4f", t.seen ? t.loss_sum / double(t.seen) : 0.0);
+  if (test && test->labelled()) {
+    result.test_accuracy = evaluate(module, *test).accuracy.value;
+    status += format(" test-acc %.2f%%", 100.0 * result.test_accuracy);
+  }
+  return status;
+}
+
 }  // namespace
 
 at::Tensor augment_images(const at::Tensor& images, const Augmentation& a, std::uint64_t seed) {
@@ -209,34 +339,14 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
   if (!batch_loss) require_labels(train, "fine-tuning");
   check_loop_options(options);
   if (options.augment.any() && train.size() > 0) augment_images(train.gather_first(at::arange(1, at::kLong)), options.augment, 0);
-  std::vector<at::Tensor> parameters;
-  for (auto p : module.parameters()) {
-    // Module::clone() copies parameters with autograd history; the optimizer needs leaves.
-    if (!p.is_leaf()) p.detach_();
-    p.requires_grad_(true);
-    parameters.push_back(p);
-  }
-  if (parameters.empty())
-    throw UserError("the model has no trainable parameters (a frozen module cannot be trained)");
-  for (auto& p : extra_parameters) parameters.push_back(p.requires_grad_(true));
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
-  if (options.optimizer == "adam")
-    optimizer = std::make_unique<torch::optim::Adam>(
-        parameters, torch::optim::AdamOptions(options.learning_rate).weight_decay(options.weight_decay));
-  else
-    optimizer = std::make_unique<torch::optim::SGD>(parameters, torch::optim::SGDOptions(options.learning_rate)
-                                                                    .momentum(options.momentum)
-                                                                    .nesterov(options.momentum > 0)
-                                                                    .weight_decay(options.weight_decay));
+  const std::vector<at::Tensor> parameters = trainable_parameters(module, extra_parameters);
+  const std::unique_ptr<torch::optim::Optimizer> optimizer = make_optimizer(options, parameters);
   const Position start = prepare_checkpoint(options, module, *optimizer, extra_parameters);
   InterruptGuard interrupt_guard(!options.checkpoint.empty());
   const std::int64_t n = train.size();
   const std::int64_t steps_per_epoch = (n + options.batch - 1) / options.batch;
-  const double total_steps = double(steps_per_epoch) * options.epochs;
-  const auto learning_rate = [&](int epoch, std::int64_t step) {
-    if (options.schedule == "step") return options.learning_rate * std::pow(options.gamma, (epoch - 1) / options.step_epochs);
-    return 0.5 * options.learning_rate * (1 + std::cos(M_PI * double(step) / total_steps));  // to zero over the run
-  };
+  const TrainingRun run{module,     train,      options,          after_step,      batch_loss,
+                        *optimizer, extra_parameters, steps_per_epoch, double(steps_per_epoch) * options.epochs};
   LoopResult result;
   result.resumed_at_epoch = start.epoch > 1 || start.step > 0 ? start.epoch : 0;
   for (int epoch = start.epoch; epoch <= options.epochs; ++epoch) {
@@ -245,64 +355,9 @@ LoopResult train_loop(torch::jit::Module& module, const TensorDataset& train, co
     const at::Tensor order = at::tensor(shuffled(n, options.seed * 1000003ULL + std::uint64_t(epoch)), at::kLong);
     ProgressBar bar("epoch " + std::to_string(epoch) + "/" + std::to_string(options.epochs), steps_per_epoch,
                     options.progress);
-    double loss_sum = 0;
-    std::int64_t correct = 0, seen = 0;
-    const std::int64_t first = epoch == start.epoch ? start.step : 0;
-    for (std::int64_t s = first; s < steps_per_epoch; ++s) {
-      const std::int64_t step = std::int64_t(epoch - 1) * steps_per_epoch + s;
-      const double lr = learning_rate(epoch, step);
-      for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
-      const auto count = std::min(options.batch, n - s * options.batch);
-      const at::Tensor index = order.narrow(0, s * options.batch, count);
-      // A streamed folder: decode the next batch on the background thread while this one trains.
-      if (train.stream && s + 1 < steps_per_epoch) {
-        const at::Tensor next = order.narrow(0, (s + 1) * options.batch, std::min(options.batch, n - (s + 1) * options.batch));
-        train.stream->prefetch({next.data_ptr<std::int64_t>(), next.data_ptr<std::int64_t>() + next.numel()});
-      }
-      std::vector<c10::IValue> x = train.gather(index);
-      if (options.augment.any())
-        x.front() = augment_images(x.front().toTensor(), options.augment, view_seed(options.seed, epoch, s));
-      const at::Tensor y = train.labelled() ? train.labels.index_select(0, index) : at::Tensor();
-      at::Tensor loss, logits;
-      if (batch_loss) {
-        std::tie(loss, logits) = batch_loss(x, y, index);
-      } else {
-        logits = select_output(module.forward(x), train.output, train.description);
-        loss = at::cross_entropy_loss(logits, y);
-      }
-      optimizer->zero_grad();
-      loss.backward();
-      optimizer->step();
-      if (after_step) after_step();
-      loss_sum += loss.item<double>() * double(count);
-      if (y.defined()) correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
-      seen += count;
-      char status[96];
-      if (y.defined())
-        std::snprintf(status, sizeof status, "loss %.4f train-acc %.2f%%", loss_sum / double(seen),
-                      100.0 * double(correct) / double(seen));
-      else
-        std::snprintf(status, sizeof status, "loss %.4f (no labels)", loss_sum / double(seen));
-      bar.update(s + 1, status);
-      if (interrupted) {
-        bar.finish("interrupted");
-        const Position here = s + 1 < steps_per_epoch ? Position{epoch, s + 1} : Position{epoch + 1, 0};
-        save_checkpoint(options, module, *optimizer, extra_parameters, here);
-        throw UserError("interrupted at epoch " + std::to_string(epoch) + ", step " + std::to_string(s + 1) +
-                        ": checkpoint saved to " + options.checkpoint + "; run the same command with --resume to continue");
-      }
-    }
+    const EpochTotals totals = train_epoch(run, epoch, epoch == start.epoch ? start.step : 0, order, bar);
     result.epoch_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    char status[128];
-    int used = train.labelled()
-                   ? std::snprintf(status, sizeof status, "loss %.4f train-acc %.2f%%", seen ? loss_sum / double(seen) : 0.0,
-                                   seen ? 100.0 * double(correct) / double(seen) : 0.0)
-                   : std::snprintf(status, sizeof status, "loss %.4f", seen ? loss_sum / double(seen) : 0.0);
-    if (test && test->labelled()) {
-      result.test_accuracy = evaluate(module, *test).accuracy.value;
-      std::snprintf(status + used, sizeof status - std::size_t(used), " test-acc %.2f%%", 100.0 * result.test_accuracy);
-    }
-    bar.finish(status);
+    bar.finish(epoch_status(module, train, test, totals, result));
     if (!options.checkpoint.empty()) save_checkpoint(options, module, *optimizer, extra_parameters, {epoch + 1, 0});
   }
   // Done: the caller saves the result, and a finished run's checkpoint would only block the next.

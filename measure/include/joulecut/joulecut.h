@@ -19,6 +19,8 @@
 #include "joulecut/graph_stats.h"  // analyze_model: parameters, MACs per layer
 
 #include "joulecut/pass.h"      // Pass, PassContext, parse_pipeline, print_pipeline
+#include "joulecut/freeze.h"    // freeze_for_inference: the deployable form
+#include "joulecut/timing.h"    // TimingService: how passes time a choice
 #include "joulecut/prune.h"
 #include "joulecut/quantize.h"
 #include "joulecut/distill.h"

@@ -3,11 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cstdio>
 #include <map>
+#include <vector>
 
 #include "joulecut/error.h"
 #include "joulecut/measure/energy_per_op_data.h"
+#include "joulecut/text.h"
 
 namespace joulecut::measure {
 
@@ -26,10 +27,8 @@ TimePowerModel make_time_power_model(std::optional<double> cpu_watts, int logica
 }
 
 std::string describe_time_power(const TimePowerModel& model) {
-  char detail[256];
-  std::snprintf(detail, sizeof detail, "%.1f W x CPU share over %d logical cores; W from %s", model.watts,
-                model.logical_cores, model.source.c_str());
-  return detail;
+  return format("%.1f W x CPU share over %d logical cores; W from %s", model.watts, model.logical_cores,
+                model.source.c_str());
 }
 
 ModeledEnergy model_time_power(const TimePowerModel& model, double cpu_seconds, double inferences) {
@@ -65,24 +64,19 @@ ModeledEnergy model_op_energy(const OpEnergyConstants& constants, const OpCounts
   std::map<std::string, std::int64_t> macs = counts.macs_by_dtype;
   if (macs.empty()) macs[counts.dtype] = counts.macs;
   double arithmetic_pj = 0;
-  std::string per_mac;
+  std::vector<std::string> per_mac;
   for (const auto& [dtype, count] : macs) {
     const auto it = constants.mac_pj.find(dtype);
     if (it == constants.mac_pj.end()) throw UserError("no energy per MAC for dtype " + dtype + " in the energy constants");
     arithmetic_pj += double(count) * it->second;
-    char item[64];
-    std::snprintf(item, sizeof item, "%s%s MAC %.2f pJ", per_mac.empty() ? "" : ", ", dtype.c_str(), it->second);
-    per_mac += item;
+    per_mac.push_back(format("%s MAC %.2f pJ", dtype.c_str(), it->second));
   }
   const double memory_pj = double(counts.weight_bytes + counts.activation_bytes) * constants.dram_pj_per_byte;
   ModeledEnergy out;
   out.model = "op count x energy per op";
   out.joules = (arithmetic_pj + memory_pj) * 1e-12 / double(counts.batch);
-  char detail[256];
-  std::snprintf(detail, sizeof detail, "%s, DRAM %.1f pJ/byte; %.0f%% of it memory", per_mac.c_str(),
-                constants.dram_pj_per_byte,
-                100.0 * memory_pj / std::max(1e-30, arithmetic_pj + memory_pj));
-  out.detail = detail;
+  out.detail = format("%s, DRAM %.1f pJ/byte; %.0f%% of it memory", join(per_mac, ", ").c_str(),
+                      constants.dram_pj_per_byte, 100.0 * memory_pj / std::max(1e-30, arithmetic_pj + memory_pj));
   return out;
 }
 

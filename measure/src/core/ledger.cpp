@@ -16,7 +16,9 @@
 #include <stdexcept>
 
 #include "quality_json.h"
+#include "ratios.h"
 #include "joulecut/error.h"
+#include "joulecut/text.h"
 
 namespace joulecut::measure {
 namespace {
@@ -52,17 +54,17 @@ EnergyFigure energy_from(const json& j) {
 }  // namespace
 
 EnergyRatio energy_ratio(const BatchFigures& baseline, const BatchFigures& stage) {
-  const bool metered = baseline.meter && stage.meter;
-  const EnergyFigure& base = metered ? *baseline.meter : baseline.modeled_time_power;
-  const EnergyFigure& compared = metered ? *stage.meter : stage.modeled_time_power;
-  const double value = compared.joules_per_inference.mean > 0
-                           ? base.joules_per_inference.mean / compared.joules_per_inference.mean
-                           : 0;
-  return {value, compared.provenance};
+  auto meter_mean = [](const BatchFigures& b) {
+    return b.meter ? std::optional<double>(b.meter->joules_per_inference.mean) : std::nullopt;
+  };
+  const ratios::Energy ratio =
+      ratios::energy(meter_mean(baseline), baseline.modeled_time_power.joules_per_inference.mean, meter_mean(stage),
+                     stage.modeled_time_power.joules_per_inference.mean);
+  return {ratio.value, ratio.metered ? stage.meter->provenance : stage.modeled_time_power.provenance};
 }
 
 double speedup(const BatchFigures& baseline, const BatchFigures& stage) {
-  return stage.p50_seconds > 0 ? baseline.p50_seconds / stage.p50_seconds : 0;
+  return ratios::speedup(baseline.p50_seconds, stage.p50_seconds);
 }
 
 const BatchFigures* StageFigures::at_batch(std::int64_t batch) const {
@@ -73,9 +75,11 @@ const BatchFigures* StageFigures::at_batch(std::int64_t batch) const {
 
 std::string LedgerPoint::label() const {
   // A recipe's single pipeline is called "pipeline": a sweep's points are told apart by their values.
-  std::string out = variant == "pipeline" && !config.empty() ? "" : variant;
-  for (const auto& [k, v] : config) out += (out.empty() ? "" : " ") + k + "=" + v;
-  return out;
+  const std::string first = variant == "pipeline" && !config.empty() ? "" : variant;
+  std::vector<std::string> parts;
+  if (!first.empty()) parts.push_back(first);
+  for (const auto& [k, v] : config) parts.push_back(k + "=" + v);
+  return join(parts, " ");
 }
 
 namespace {

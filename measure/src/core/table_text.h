@@ -1,18 +1,10 @@
 #pragma once
-// Internal: text helpers shared by the table reporters (report.cpp, tradeoff.cpp).
+// Internal: text helpers shared by the table reporters (report.cpp, tradeoff.cpp). Torch-free.
 #include <cstddef>
-#include <cstdio>
 #include <ostream>
 #include <string>
 
 namespace joulecut::measure::table_text {
-
-// snprintf of up to three numbers.
-inline std::string fmt(const char* format, double a, double b = 0, double c = 0) {
-  char buffer[96];
-  std::snprintf(buffer, sizeof buffer, format, a, b, c);
-  return buffer;
-}
 
 // Width on a terminal: UTF-8 code points (for "±", "Δ"), not bytes.
 inline std::size_t shown_width(const std::string& text) {
@@ -26,6 +18,17 @@ inline void pad(std::ostream& out, const std::string& text, std::size_t width, b
   const std::string fill(width > shown ? width - shown : 0, ' ');
   if (right) out << fill << text;
   else out << text << fill;
+}
+
+// A CSV text field, the one quoting of every CSV joulecut writes (RFC 4180): always quoted,
+// inner quotes doubled, so commas, quotes and newlines in labels stay inside the field.
+inline std::string csv_quote(const std::string& text) {
+  std::string out = "\"";
+  for (char ch : text) {
+    if (ch == '"') out += '"';
+    out += ch;
+  }
+  return out + "\"";
 }
 
 }  // namespace joulecut::measure::table_text

@@ -16,6 +16,7 @@
 #include "joulecut/atomic_file.h"
 #include "joulecut/error.h"
 #include "joulecut/text.h"
+#include "ratios.h"
 #include "table_text.h"
 
 extern char** environ;
@@ -23,7 +24,7 @@ extern char** environ;
 namespace joulecut::measure {
 namespace {
 
-using table_text::fmt;
+using table_text::csv_quote;
 using table_text::pad;
 
 std::string provenance_text(const EnergyFigure& e) { return e.provenance + " (" + e.source + ")"; }
@@ -51,7 +52,8 @@ bool shows_agreement(const std::vector<TradeoffRow>& rows) {
   return false;
 }
 
-// What a row shows, computed once for every format.
+// What a row shows, in the units the formats print, read once for every format; the ratios
+// come from the row, which computed them.
 struct Cells {
   std::string label, config, sha;
   double acc = -1, acc_low = 0, acc_high = 0, delta = 0;
@@ -84,8 +86,7 @@ Cells cells(const TradeoffRow& row, std::int64_t batch) {
   c.bytes = row.stage->file_bytes;
   c.macs = row.stage->macs_per_inference;
   const BatchFigures* b = row.stage->at_batch(batch);
-  const BatchFigures* base = row.baseline->at_batch(batch);
-  JOULECUT_ASSERT(b && base, "table_batch checked every row");
+  JOULECUT_ASSERT(b, "table_batch checked every row");
   c.p50 = b->p50_seconds * 1e3;
   c.p50_low = b->p50_low * 1e3;
   c.p50_high = b->p50_high * 1e3;
@@ -93,17 +94,11 @@ Cells cells(const TradeoffRow& row, std::int64_t batch) {
   c.mj_ci = b->energy().joules_per_inference.half_width * 1e3;
   c.provenance = provenance_text(b->energy());
   c.wide = b->quality.wide();
-  c.speedup = speedup(*base, *b);
-  c.energy_ratio = energy_ratio(*base, *b).value;
-  c.size_ratio = c.bytes > 0 ? double(row.baseline->file_bytes) / double(c.bytes) : 0;
+  c.speedup = row.speedup;
+  c.energy_ratio = row.energy_ratio;
+  c.size_ratio = row.size_ratio;
   c.pareto = row.pareto;
   return c;
-}
-
-std::string csv_quote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
 }
 
 std::string latex_escape(const std::string& s) {
@@ -159,7 +154,7 @@ std::string ratio_note(const std::vector<TradeoffRow>& rows, std::int64_t batch)
   for (const auto& r : rows) {
     const MeasurementQuality& q = r.stage->at_batch(batch)->quality;
     if (!q.wide()) continue;
-    note += " †: the energy or latency interval stayed wider than +-" + fmt("%.0f", 100 * q.limit) +
+    note += " †: the energy or latency interval stayed wider than +-" + format("%.0f", 100 * q.limit) +
             "% of its mean after the windows were run again (a noisy machine: see other_load in the ledger); treat "
             "that row's figures with care.";
     break;
@@ -191,6 +186,183 @@ void mark_pareto(std::vector<TradeoffRow>& rows, std::int64_t batch) {
   for (std::size_t i = 0; i < which.size(); ++i) which[i]->pareto = front[i];
 }
 
+// The ratios every format prints, computed once, when the rows are built: each row against its
+// own point's baseline, at `batch`.
+void set_ratios(std::vector<TradeoffRow>& rows, std::int64_t batch) {
+  for (auto& r : rows) {
+    const BatchFigures* b = r.stage->at_batch(batch);
+    const BatchFigures* base = r.baseline->at_batch(batch);
+    JOULECUT_ASSERT(b && base, "table_batch checked every row");
+    r.speedup = speedup(*base, *b);
+    r.energy_ratio = energy_ratio(*base, *b).value;
+    r.size_ratio = ratios::against(double(r.baseline->file_bytes), double(r.stage->file_bytes));
+  }
+}
+
+// What every format renders, computed once from a table; the reporters below only format it.
+struct TableView {
+  std::int64_t batch = 0;
+  std::vector<Cells> rows;
+  const Manifest* manifest = nullptr;
+  std::vector<std::string> sources;  // the energy sources, with their detail
+  std::string note, title;
+  bool agreement = false;  // the quality shown is agreement with the baseline, not accuracy
+};
+
+TableView table_view(const TradeoffTable& tradeoff) {
+  TableView v;
+  v.batch = tradeoff.batch;
+  for (const auto& r : tradeoff.rows) v.rows.push_back(cells(r, tradeoff.batch));
+  const LedgerPoint& first = tradeoff.points->front();
+  v.manifest = &first.manifest;
+  v.sources = energy_sources(tradeoff.rows, tradeoff.batch, /*with_detail=*/true);
+  v.note = ratio_note(tradeoff.rows, tradeoff.batch);
+  v.title = tradeoff.options.title.empty() ? "joulecut: " + first.recipe : tradeoff.options.title;
+  v.agreement = shows_agreement(tradeoff.rows);
+  return v;
+}
+
+// The console and Markdown tables: their headings and cells, as text.
+std::vector<std::string> text_heads(const TableView& v) {
+  return {"stage", v.agreement ? "agreement % [95% CI]" : "top-1 % [95% CI]",
+          "Δ pt", "params", "size", "MACs/inf",
+          "p50 ms [95% CI]", "mJ/inf ± 95% CI", "energy provenance", "speed-up",
+          "energy ratio", "Pareto"};
+}
+
+std::vector<std::vector<std::string>> text_cells(const TableView& v) {
+  std::vector<std::vector<std::string>> table;
+  for (std::size_t i = 0; i < v.rows.size(); ++i) {
+    const Cells& c = v.rows[i];
+    const std::string acc = c.has_acc ? format("%.2f [%.2f, %.2f]", c.acc, c.acc_low, c.acc_high) : c.acc_note;
+    const std::string delta = !c.has_acc || i == 0 ? "-" : format("%+.2f", c.delta);
+    table.push_back({c.label, acc, delta, human_count(double(c.params)), human_bytes(double(c.bytes)),
+                     human_count(double(c.macs)), format("%.3g [%.3g, %.3g]", c.p50, c.p50_low, c.p50_high),
+                     format("%.4g ± %.2g", c.mj, c.mj_ci) + (c.wide ? " †" : ""), c.provenance, format("%.2fx", c.speedup),
+                     format("%.2fx", c.energy_ratio), c.pareto ? "*" : ""});
+  }
+  return table;
+}
+
+void console_report(std::ostream& out, const TableView& v) {
+  const auto heads = text_heads(v);
+  const auto table = text_cells(v);
+  std::vector<std::size_t> widths(heads.size());
+  for (std::size_t i = 0; i < heads.size(); ++i) {
+    widths[i] = table_text::shown_width(heads[i]);
+    for (const auto& row : table) widths[i] = std::max(widths[i], table_text::shown_width(row[i]));
+    widths[i] += 3;
+  }
+  out << v.title << " (batch " << v.batch << ")\n\n";
+  // Right-aligned numbers; a left-aligned column gets its gap on the left.
+  auto cell = [&](std::size_t i, const std::string& text) {
+    const bool left = i == 0 || i == 8 || i == 11;
+    if (left && i > 0) out << "   ";
+    pad(out, text, left ? widths[i] - (i > 0 ? 3 : 0) : widths[i], !left);
+  };
+  for (std::size_t i = 0; i < heads.size(); ++i) cell(i, heads[i]);
+  out << "\n";
+  for (const auto& row : table) {
+    for (std::size_t i = 0; i < row.size(); ++i) cell(i, row[i]);
+    out << "\n";
+  }
+  out << "\n" << v.note << "\nPareto *: no other row is both more accurate and cheaper in energy.\n";
+  if (v.agreement)
+    out << "agreement: top-1 agreement with the baseline on the same inputs (label-free fidelity; the data has no "
+           "labels, or --metric agreement); the baseline agrees with itself fully.\n";
+  out << "content sha256 (TorchScript archive without joulecut's metadata):\n";
+  for (const auto& c : v.rows) out << "  " << c.sha.substr(0, 16) << "  " << c.label << "\n";
+  out << "energy figures:\n";
+  for (const auto& source : v.sources) out << "  " << source << "\n";
+  out << "\nmanifest:\n";
+  for (const auto& [k, value] : v.manifest->entries) out << "  " << k << ": " << value << "\n";
+}
+
+void markdown_report(std::ostream& out, const TableView& v) {
+  const auto heads = text_heads(v);
+  out << "**" << markdown_escape(v.title) << "** (batch " << v.batch << ")\n\n|";
+  for (const auto& h : heads) out << " " << h << " |";
+  out << "\n|";
+  for (std::size_t i = 0; i < heads.size(); ++i) out << (i == 0 || i == 8 ? " --- |" : " ---: |");
+  out << "\n";
+  for (const auto& row : text_cells(v)) {
+    out << "|";
+    for (const auto& cell : row) out << " " << markdown_escape(cell) << " |";
+    out << "\n";
+  }
+  out << "\n" << v.note << " Energy: ";
+  out << join(v.sources, "; ");
+  out << ".\n\n<details><summary>manifest</summary>\n\n";
+  for (const auto& [k, value] : v.manifest->entries) out << "- " << k << ": " << markdown_escape(value) << "\n";
+  out << "\n</details>\n";
+}
+
+void csv_report(std::ostream& out, const TableView& v) {
+  for (const auto& [k, value] : v.manifest->entries) out << "# " << k << ": " << value << "\n";
+  if (v.agreement) out << "# accuracy_pct: top-1 agreement with the baseline (data without labels)\n";
+  out << "stage,config,batch,accuracy_pct,accuracy_ci95_low,accuracy_ci95_high,delta_accuracy_pt,parameters,file_bytes,"
+         "macs_per_inf,p50_ms,p50_ci95_low_ms,p50_ci95_high_ms,energy_mj_per_inf,energy_ci95_mj,energy_provenance,"
+         "speedup,energy_ratio,size_ratio,pareto,content_sha256\n";
+  for (const auto& c : v.rows) {
+    out << csv_quote(c.label) << ',' << csv_quote(c.config) << ',' << v.batch << ',';
+    if (c.has_acc) out << c.acc << ',' << c.acc_low << ',' << c.acc_high << ',' << c.delta << ',';
+    else out << ",,,,";
+    out << c.params << ',' << c.bytes << ',' << c.macs << ',' << c.p50 << ',' << c.p50_low << ',' << c.p50_high << ','
+        << c.mj << ',' << c.mj_ci << ',' << csv_quote(c.provenance) << ',' << c.speedup << ',' << c.energy_ratio << ','
+        << c.size_ratio << ',' << (c.pareto ? 1 : 0) << ',' << c.sha << "\n";
+  }
+}
+
+// booktabs, ready for \input inside a table environment.
+void latex_report(std::ostream& out, const TableView& v) {
+  out << "% " << v.title << " (batch " << v.batch << "); generated by joulecut, do not edit.\n";
+  for (const auto& [k, value] : v.manifest->entries) out << "% " << k << ": " << value << "\n";
+  out << "\\begin{tabular}{lrrrrrrrrr}\n\\toprule\n"
+      << "Stage & Top-1 (\\%) & $\\Delta$ (pt) & Params & Size & MACs & p50 (ms) & Energy (mJ/inf) & Speed-up & Energy ratio \\\\\n"
+      << "\\midrule\n";
+  for (std::size_t i = 0; i < v.rows.size(); ++i) {
+    const Cells& c = v.rows[i];
+    out << latex_escape(c.label) << " & "
+        << (c.has_acc ? format("%.2f {\\scriptsize [%.2f, %.2f]}", c.acc, c.acc_low, c.acc_high) : std::string("--")) << " & "
+        << (i == 0 || !c.has_acc ? std::string("--") : format("%+.2f", c.delta)) << " & " << latex_escape(human_count(double(c.params)))
+        << " & " << latex_escape(human_bytes(double(c.bytes))) << " & " << latex_escape(human_count(double(c.macs))) << " & "
+        << format("%.3g {\\scriptsize [%.3g, %.3g]}", c.p50, c.p50_low, c.p50_high) << " & "
+        << format("%.4g $\\pm$ %.2g", c.mj, c.mj_ci) << (c.wide ? "$^\\dagger$" : "") << " & " << format("%.2f$\\times$", c.speedup) << " & "
+        << format("%.2f$\\times$", c.energy_ratio) << " \\\\\n";
+  }
+  out << "\\bottomrule\n\\end{tabular}\n% energy: ";
+  out << join(v.sources, "; ");
+  out << "\n% " << v.note << "\n";
+}
+
+void json_report(std::ostream& out, const TableView& v) {
+  using json = nlohmann::ordered_json;
+  json jrows = json::array();
+  for (std::size_t i = 0; i < v.rows.size(); ++i) {
+    const Cells& c = v.rows[i];
+    json row = {{"stage", c.label}, {"config", c.config}, {"batch", v.batch},
+                {"quality", v.agreement ? "top-1 agreement with the baseline" : "top-1 accuracy"}};
+    row["accuracy_pct"] = c.has_acc ? json{{"value", c.acc}, {"ci95", {c.acc_low, c.acc_high}}} : json(nullptr);
+    row["delta_accuracy_pt"] = c.has_acc && i > 0 ? json(c.delta) : json(nullptr);
+    row["parameters"] = c.params;
+    row["file_bytes"] = c.bytes;
+    row["macs_per_inference"] = c.macs;
+    row["p50_ms"] = {{"value", c.p50}, {"ci95", {c.p50_low, c.p50_high}}};
+    row["energy_mj_per_inference"] = {{"mean", c.mj}, {"ci95_half_width", c.mj_ci}, {"provenance", c.provenance}};
+    row["wide_interval"] = c.wide;
+    row["speedup"] = c.speedup;
+    row["energy_ratio"] = c.energy_ratio;
+    row["size_ratio"] = c.size_ratio;
+    row["pareto"] = c.pareto;
+    row["content_sha256"] = c.sha;
+    jrows.push_back(row);
+  }
+  json jmanifest = json::object();
+  for (const auto& [k, value] : v.manifest->entries) jmanifest[k] = value;
+  out << json{{"title", v.title}, {"batch", v.batch}, {"rows", jrows}, {"note", v.note}, {"manifest", jmanifest}}.dump(2)
+      << "\n";
+}
+
 }  // namespace
 
 std::vector<TradeoffRow> tradeoff_rows(const std::vector<LedgerPoint>& points, const TradeoffOptions& options) {
@@ -209,7 +381,9 @@ std::vector<TradeoffRow> tradeoff_rows(const std::vector<LedgerPoint>& points, c
       rows.push_back({label, &p, &p.stages[s], &p.stages.front(), false});
     }
   }
-  mark_pareto(rows, table_batch(rows, options));
+  const std::int64_t batch = table_batch(rows, options);
+  mark_pareto(rows, batch);
+  set_ratios(rows, batch);
   return rows;
 }
 
@@ -237,150 +411,17 @@ void write_tradeoff(std::ostream& out, const std::vector<LedgerPoint>& points, c
   write_tradeoff(out, tradeoff_table(points, options), format);
 }
 
+// One reporter per format, each rendering the same view of the table.
 void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std::string& format) {
-  if (format != "table" && format != "csv" && format != "markdown" && format != "latex" && format != "json")
-    throw UserError("--format '" + format + "': choose table, csv, markdown, latex or json");
-  const auto& points = *tradeoff.points;
-  const auto& options = tradeoff.options;
-  const auto& rows = tradeoff.rows;
-  const std::int64_t batch = tradeoff.batch;
-  std::vector<Cells> all;
-  for (const auto& r : rows) all.push_back(cells(r, batch));
-  const Manifest& manifest = points.front().manifest;
-  const auto sources = energy_sources(rows, batch, /*with_detail=*/true);
-  const std::string note = ratio_note(rows, batch);
-  const std::string title = options.title.empty() ? "joulecut: " + points.front().recipe : options.title;
-  auto acc_text = [](const Cells& c) {
-    return c.has_acc ? fmt("%.2f [%.2f, %.2f]", c.acc, c.acc_low, c.acc_high) : c.acc_note;
-  };
-  auto delta_text = [](const Cells& c, bool first) { return !c.has_acc ? "-" : first ? "-" : fmt("%+.2f", c.delta); };
-
-  if (format == "table" || format == "markdown") {
-    const bool md = format == "markdown";
-    const std::vector<std::string> heads = {"stage", shows_agreement(rows) ? "agreement % [95% CI]" : "top-1 % [95% CI]",
-                                            "Δ pt", "params", "size", "MACs/inf",
-                                            "p50 ms [95% CI]", "mJ/inf ± 95% CI", "energy provenance", "speed-up",
-                                            "energy ratio", "Pareto"};
-    std::vector<std::vector<std::string>> table;
-    for (std::size_t i = 0; i < all.size(); ++i) {
-      const Cells& c = all[i];
-      table.push_back({c.label, acc_text(c), delta_text(c, i == 0), human_count(double(c.params)), human_bytes(double(c.bytes)),
-                       human_count(double(c.macs)), fmt("%.3g [%.3g, %.3g]", c.p50, c.p50_low, c.p50_high),
-                       fmt("%.4g ± %.2g", c.mj, c.mj_ci) + (c.wide ? " †" : ""), c.provenance, fmt("%.2fx", c.speedup),
-                       fmt("%.2fx", c.energy_ratio), c.pareto ? "*" : ""});
-    }
-    if (md) {
-      out << "**" << markdown_escape(title) << "** (batch " << batch << ")\n\n|";
-      for (const auto& h : heads) out << " " << h << " |";
-      out << "\n|";
-      for (std::size_t i = 0; i < heads.size(); ++i) out << (i == 0 || i == 8 ? " --- |" : " ---: |");
-      out << "\n";
-      for (const auto& row : table) {
-        out << "|";
-        for (const auto& cell : row) out << " " << markdown_escape(cell) << " |";
-        out << "\n";
-      }
-      out << "\n" << note << " Energy: ";
-      for (std::size_t i = 0; i < sources.size(); ++i) out << (i ? "; " : "") << sources[i];
-      out << ".\n\n<details><summary>manifest</summary>\n\n";
-      for (const auto& [k, v] : manifest.entries) out << "- " << k << ": " << markdown_escape(v) << "\n";
-      out << "\n</details>\n";
-      return;
-    }
-    std::vector<std::size_t> widths(heads.size());
-    for (std::size_t i = 0; i < heads.size(); ++i) {
-      widths[i] = table_text::shown_width(heads[i]);
-      for (const auto& row : table) widths[i] = std::max(widths[i], table_text::shown_width(row[i]));
-      widths[i] += 3;
-    }
-    out << title << " (batch " << batch << ")\n\n";
-    // Right-aligned numbers; a left-aligned column gets its gap on the left.
-    auto cell = [&](std::size_t i, const std::string& text) {
-      const bool left = i == 0 || i == 8 || i == 11;
-      if (left && i > 0) out << "   ";
-      pad(out, text, left ? widths[i] - (i > 0 ? 3 : 0) : widths[i], !left);
-    };
-    for (std::size_t i = 0; i < heads.size(); ++i) cell(i, heads[i]);
-    out << "\n";
-    for (const auto& row : table) {
-      for (std::size_t i = 0; i < row.size(); ++i) cell(i, row[i]);
-      out << "\n";
-    }
-    out << "\n" << note << "\nPareto *: no other row is both more accurate and cheaper in energy.\n";
-    if (shows_agreement(rows))
-      out << "agreement: top-1 agreement with the baseline on the same inputs (label-free fidelity; the data has no "
-             "labels, or --metric agreement); the baseline agrees with itself fully.\n";
-    out << "content sha256 (TorchScript archive without joulecut's metadata):\n";
-    for (std::size_t i = 0; i < all.size(); ++i) out << "  " << all[i].sha.substr(0, 16) << "  " << all[i].label << "\n";
-    out << "energy figures:\n";
-    for (const auto& source : sources) out << "  " << source << "\n";
-    out << "\nmanifest:\n";
-    for (const auto& [k, v] : manifest.entries) out << "  " << k << ": " << v << "\n";
-    return;
-  }
-  if (format == "csv") {
-    for (const auto& [k, v] : manifest.entries) out << "# " << k << ": " << v << "\n";
-    if (shows_agreement(rows)) out << "# accuracy_pct: top-1 agreement with the baseline (data without labels)\n";
-    out << "stage,config,batch,accuracy_pct,accuracy_ci95_low,accuracy_ci95_high,delta_accuracy_pt,parameters,file_bytes,"
-           "macs_per_inf,p50_ms,p50_ci95_low_ms,p50_ci95_high_ms,energy_mj_per_inf,energy_ci95_mj,energy_provenance,"
-           "speedup,energy_ratio,size_ratio,pareto,content_sha256\n";
-    for (const auto& c : all) {
-      out << csv_quote(c.label) << ',' << csv_quote(c.config) << ',' << batch << ',';
-      if (c.has_acc) out << c.acc << ',' << c.acc_low << ',' << c.acc_high << ',' << c.delta << ',';
-      else out << ",,,,";
-      out << c.params << ',' << c.bytes << ',' << c.macs << ',' << c.p50 << ',' << c.p50_low << ',' << c.p50_high << ','
-          << c.mj << ',' << c.mj_ci << ',' << csv_quote(c.provenance) << ',' << c.speedup << ',' << c.energy_ratio << ','
-          << c.size_ratio << ',' << (c.pareto ? 1 : 0) << ',' << c.sha << "\n";
-    }
-    return;
-  }
-  if (format == "latex") {
-    // booktabs, ready for \input inside a table environment.
-    out << "% " << title << " (batch " << batch << "); generated by joulecut, do not edit.\n";
-    for (const auto& [k, v] : manifest.entries) out << "% " << k << ": " << v << "\n";
-    out << "\\begin{tabular}{lrrrrrrrrr}\n\\toprule\n"
-        << "Stage & Top-1 (\\%) & $\\Delta$ (pt) & Params & Size & MACs & p50 (ms) & Energy (mJ/inf) & Speed-up & Energy ratio \\\\\n"
-        << "\\midrule\n";
-    for (std::size_t i = 0; i < all.size(); ++i) {
-      const Cells& c = all[i];
-      out << latex_escape(c.label) << " & "
-          << (c.has_acc ? fmt("%.2f {\\scriptsize [%.2f, %.2f]}", c.acc, c.acc_low, c.acc_high) : std::string("--")) << " & "
-          << (i == 0 || !c.has_acc ? std::string("--") : fmt("%+.2f", c.delta)) << " & " << latex_escape(human_count(double(c.params)))
-          << " & " << latex_escape(human_bytes(double(c.bytes))) << " & " << latex_escape(human_count(double(c.macs))) << " & "
-          << fmt("%.3g {\\scriptsize [%.3g, %.3g]}", c.p50, c.p50_low, c.p50_high) << " & "
-          << fmt("%.4g $\\pm$ %.2g", c.mj, c.mj_ci) << (c.wide ? "$^\\dagger$" : "") << " & " << fmt("%.2f$\\times$", c.speedup) << " & "
-          << fmt("%.2f$\\times$", c.energy_ratio) << " \\\\\n";
-    }
-    out << "\\bottomrule\n\\end{tabular}\n% energy: ";
-    for (std::size_t i = 0; i < sources.size(); ++i) out << (i ? "; " : "") << sources[i];
-    out << "\n% " << note << "\n";
-    return;
-  }
-  using json = nlohmann::ordered_json;
-  json jrows = json::array();
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    const Cells& c = all[i];
-    json row = {{"stage", c.label}, {"config", c.config}, {"batch", batch},
-                {"quality", shows_agreement(rows) ? "top-1 agreement with the baseline" : "top-1 accuracy"}};
-    row["accuracy_pct"] = c.has_acc ? json{{"value", c.acc}, {"ci95", {c.acc_low, c.acc_high}}} : json(nullptr);
-    row["delta_accuracy_pt"] = c.has_acc && i > 0 ? json(c.delta) : json(nullptr);
-    row["parameters"] = c.params;
-    row["file_bytes"] = c.bytes;
-    row["macs_per_inference"] = c.macs;
-    row["p50_ms"] = {{"value", c.p50}, {"ci95", {c.p50_low, c.p50_high}}};
-    row["energy_mj_per_inference"] = {{"mean", c.mj}, {"ci95_half_width", c.mj_ci}, {"provenance", c.provenance}};
-    row["wide_interval"] = c.wide;
-    row["speedup"] = c.speedup;
-    row["energy_ratio"] = c.energy_ratio;
-    row["size_ratio"] = c.size_ratio;
-    row["pareto"] = c.pareto;
-    row["content_sha256"] = c.sha;
-    jrows.push_back(row);
-  }
-  json jmanifest = json::object();
-  for (const auto& [k, v] : manifest.entries) jmanifest[k] = v;
-  out << json{{"title", title}, {"batch", batch}, {"rows", jrows}, {"note", note}, {"manifest", jmanifest}}.dump(2)
-      << "\n";
+  using Reporter = void (*)(std::ostream&, const TableView&);
+  static const std::pair<const char*, Reporter> reporters[] = {{"table", console_report},
+                                                               {"csv", csv_report},
+                                                               {"markdown", markdown_report},
+                                                               {"latex", latex_report},
+                                                               {"json", json_report}};
+  for (const auto& [name, reporter] : reporters)
+    if (format == name) return reporter(out, table_view(tradeoff));
+  throw UserError("--format '" + format + "': choose table, csv, markdown, latex or json");
 }
 
 namespace {
@@ -444,8 +485,8 @@ std::vector<std::string> write_tradeoff_plots(const TradeoffTable& tradeoff, con
     std::string short_label = label.size() > 40 ? label.substr(0, 37) + "..." : label;
     for (char& ch : short_label)
       if (ch == '"') ch = '\'';
-    lines.push_back(fmt("%.9g %.9g %.9g ", c.mj, c.mj_ci, c.acc) + fmt("%.9g %.9g %.9g ", c.acc_low, c.acc_high, c.p50) +
-                    fmt("%.9g %.9g ", c.p50_low, c.p50_high) + (i == 0 ? "1 " : "0 ") + "\"" + short_label + "\"\n");
+    lines.push_back(format("%.9g %.9g %.9g ", c.mj, c.mj_ci, c.acc) + format("%.9g %.9g %.9g ", c.acc_low, c.acc_high, c.p50) +
+                    format("%.9g %.9g ", c.p50_low, c.p50_high) + (i == 0 ? "1 " : "0 ") + "\"" + short_label + "\"\n");
     shown.push_back(c);
   }
   if (shown.empty()) throw UserError("no accuracy figures to plot (the ledger's points were not evaluated)");
@@ -480,8 +521,7 @@ std::vector<std::string> write_tradeoff_plots(const TradeoffTable& tradeoff, con
   const std::string data_path = work + "/points.dat", front_path = work + "/front.dat";
   std::ofstream(data_path) << data;
 
-  std::string sources;
-  for (const auto& s : energy_sources(rows, batch, /*with_detail=*/false)) sources += (sources.empty() ? "" : "; ") + s;
+  const std::string sources = join(energy_sources(rows, batch, /*with_detail=*/false), "; ");
   const std::string energy_label = "energy per inference (mJ), " + sources;
   const std::string title = (options.title.empty() ? points.front().recipe : options.title) + ", batch " + std::to_string(batch);
   std::vector<std::string> written;

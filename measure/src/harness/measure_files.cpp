@@ -13,6 +13,7 @@
 #include "joulecut/int8.h"
 #include "joulecut/model.h"
 #include "joulecut/model_input.h"
+#include "joulecut/text.h"
 
 namespace joulecut::measure {
 namespace {
@@ -69,9 +70,8 @@ std::string unique_label(const std::string& path, const std::vector<ModelSummary
   }
 }
 
-}  // namespace
-
-Report measure_files(const MeasureJob& job) {
+// The checks that need no file: UserError for the first problem.
+void check_job(const MeasureJob& job) {
   if (job.models.empty()) throw UserError("no model to measure");
   if (job.metric != "auto" && job.metric != "top1" && job.metric != "agreement" && job.metric != "cosine" &&
       job.metric != "snr")
@@ -80,125 +80,177 @@ Report measure_files(const MeasureJob& job) {
   if (job.batches.empty()) throw UserError("--batch: give at least one batch size");
   for (auto b : job.batches)
     if (b <= 0) throw UserError("--batch " + std::to_string(b) + ": batch sizes must be positive");
-  const c10::Device device = parse_device(job.run.device);
-  MeterChoice choice = choose_meter(job.run);
+}
 
-  Report report;
-  std::vector<torch::jit::Module> prepared;
-  std::vector<torch::jit::Module> originals;
+bool fidelity_metric(const std::string& metric) {
+  return metric == "agreement" || metric == "cosine" || metric == "snr";
+}
+
+// The job's models, loaded once, and what they are all fed.
+struct Models {
+  std::vector<torch::jit::Module> prepared;   // as deployed: evaluated and measured
+  std::vector<torch::jit::Module> originals;  // as loaded: graph statistics and fidelity
   std::optional<TensorDataset> data;
   std::optional<ResolvedInput> input;  // the first model's; every model is fed the same
-  std::string how;
+  std::string how;                     // how they were prepared, for the manifest
+
   // A batch of `count`: real data, or (no data for the model's input) generated from its spec.
-  const auto batch_of = [&](std::int64_t count) {
-    return input->synthetic ? synthetic_inputs(input->spec, count, kSyntheticSeed)
-                            : input_batch(*data, count);
-  };
+  std::vector<at::Tensor> batch_of(std::int64_t count) const {
+    return input->synthetic ? synthetic_inputs(input->spec, count, kSyntheticSeed) : input_batch(*data, count);
+  }
+};
+
+// Resolves the input (from the first model) and loads the data once; UserError naming `path`
+// when the model does not accept them.
+void check_input(Models& models, const MeasureJob& job, LoadedModel& loaded, const std::string& path) {
+  std::optional<DatasetSpec> spec;
+  if (loaded.metadata) spec = loaded.metadata->dataset;
+  if (!models.input) models.input = resolve_input(job.data, loaded);
+  if (models.input->synthetic) {
+    check_model_accepts_inputs(loaded.module, models.batch_of(2), path);
+  } else {
+    if (!models.data) models.data = load_dataset(job.data, Split::test, spec);
+    check_model_accepts(loaded.module, *models.data, path);
+  }
+}
+
+// Top-1 accuracy of the model as deployed, or why there is none.
+void evaluate_accuracy(ModelSummary& summary, torch::jit::Module& deployed, const Models& models,
+                       const MeasureJob& job, const c10::Device& device) {
+  if (models.input->synthetic) {
+    summary.accuracy_data = "n/a (no data)";
+  } else if (!models.data->labelled()) {
+    summary.accuracy_data = "n/a (no labels)";
+  } else if (fidelity_metric(job.metric)) {
+    summary.accuracy_data = "not measured (--metric " + job.metric + ")";
+  } else if (job.accuracy_limit >= 0) {
+    TensorDataset eval_data = take_first(*models.data, job.accuracy_limit);
+    if (device.is_cuda()) {
+      eval_data.stream_device = device;
+      if (eval_data.images.defined()) eval_data.images = eval_data.images.to(device);
+      for (auto& t : eval_data.more_inputs) t = t.to(device);
+      if (eval_data.labelled()) eval_data.labels = eval_data.labels.to(device);
+    }
+    summary.accuracy = evaluate(deployed, eval_data).accuracy;
+    summary.accuracy_data = eval_data.description + ", model as measured";
+  }
+}
+
+// Loads, checks, analyzes, prepares and evaluates each model, in order; their summaries go
+// into `report.models`.
+Models load_models(const MeasureJob& job, const c10::Device& device, Report& report) {
+  Models models;
   for (const auto& path : job.models) {
     LoadedModel loaded = load_model(path);
-    std::optional<DatasetSpec> spec;
-    if (loaded.metadata) spec = loaded.metadata->dataset;
-    if (!input) input = resolve_input(job.data, loaded);
-    if (input->synthetic) {
-      check_model_accepts_inputs(loaded.module, batch_of(2), path);
-    } else {
-      if (!data) data = load_dataset(job.data, Split::test, spec);
-      check_model_accepts(loaded.module, *data, path);
-    }
+    check_input(models, job, loaded, path);
     ModelSummary summary;
     summary.label = unique_label(path, report.models);
     summary.path = path;
     summary.file_bytes = std::int64_t(loaded.file_bytes);
     loaded.module.eval();
-    const ModelStats stats = analyze_model(loaded.module, batch_of(1));
+    const ModelStats stats = analyze_model(loaded.module, models.batch_of(1));
     summary.parameters = stats.parameters;
     summary.macs_per_inference = stats.macs;
-    torch::jit::Module deployed = prepare_for_inference(loaded.module, job.optimize, device, &how);
-    if (input->synthetic) {
-      summary.accuracy_data = "n/a (no data)";
-    } else if (!data->labelled()) {
-      summary.accuracy_data = "n/a (no labels)";
-    } else if (job.metric == "agreement" || job.metric == "cosine" || job.metric == "snr") {
-      summary.accuracy_data = "not measured (--metric " + job.metric + ")";
-    } else if (job.accuracy_limit >= 0) {
-      TensorDataset eval_data = take_first(*data, job.accuracy_limit);
-      if (device.is_cuda()) {
-        eval_data.stream_device = device;
-        if (eval_data.images.defined()) eval_data.images = eval_data.images.to(device);
-        for (auto& t : eval_data.more_inputs) t = t.to(device);
-        if (eval_data.labelled()) eval_data.labels = eval_data.labels.to(device);
-      }
-      summary.accuracy = evaluate(deployed, eval_data).accuracy;
-      summary.accuracy_data = eval_data.description + ", model as measured";
-    }
+    torch::jit::Module deployed = prepare_for_inference(loaded.module, job.optimize, device, &models.how);
+    evaluate_accuracy(summary, deployed, models, job, device);
     report.models.push_back(summary);
-    prepared.push_back(deployed);
-    originals.push_back(loaded.module);
+    models.prepared.push_back(deployed);
+    models.originals.push_back(loaded.module);
   }
+  return models;
+}
 
-  // Fidelity against the baseline on the same inputs: asked for, or the only quality there is.
-  const bool want_fidelity = job.metric == "agreement" || job.metric == "cosine" || job.metric == "snr" ||
-                             (job.metric == "auto" && data && !data->labelled());
-  if (want_fidelity && originals.size() > 1) {
-    if (input->synthetic) throw UserError("--metric " + job.metric + ": fidelity needs real inputs; give --data");
-    const TensorDataset inputs = take_first(*data, job.accuracy_limit > 0 ? job.accuracy_limit : 0);
-    for (std::size_t i = 1; i < originals.size(); ++i) {
-      const Fidelity f = fidelity(originals[0], originals[i], inputs);
-      ModelSummary::Fidelity out{f.agreement, f.cosine, f.snr_db, f.max_abs_error, fidelity_text(f)};
-      report.models[i].fidelity = out;
-      report.models[i].fidelity_data = inputs.description;
-    }
+// Fidelity against the baseline on the same inputs: asked for, or the only quality there is.
+void add_fidelity(const MeasureJob& job, Models& models, Report& report) {
+  const bool want_fidelity =
+      fidelity_metric(job.metric) || (job.metric == "auto" && models.data && !models.data->labelled());
+  if (!want_fidelity || models.originals.size() <= 1) return;
+  if (models.input->synthetic) throw UserError("--metric " + job.metric + ": fidelity needs real inputs; give --data");
+  const TensorDataset inputs = take_first(*models.data, job.accuracy_limit > 0 ? job.accuracy_limit : 0);
+  for (std::size_t i = 1; i < models.originals.size(); ++i) {
+    const Fidelity f = fidelity(models.originals[0], models.originals[i], inputs);
+    ModelSummary::Fidelity out{f.agreement, f.cosine, f.snr_db, f.max_abs_error, fidelity_text(f)};
+    report.models[i].fidelity = out;
+    report.models[i].fidelity_data = inputs.description;
   }
+}
 
-  if (job.progress) std::fprintf(stderr, "energy meter: %s\n", choice.explanation.c_str());
+// Every model at every batch, windows interleaved; the runs go into `report.runs`.
+void measure_batches(const MeasureJob& job, Models& models, const c10::Device& device, MeterChoice& choice,
+                     Report& report) {
   for (const auto batch : job.batches) {
     RunOptions options = job.run;
     options.batch = batch;
-    std::vector<at::Tensor> arguments = batch_of(batch);
+    std::vector<at::Tensor> arguments = models.batch_of(batch);
     std::vector<Candidate> candidates;
-    for (std::size_t i = 0; i < prepared.size(); ++i) {
-      Candidate c{report.models[i].label, prepared[i], {}};
-      c.ops = op_counts(analyze_model(originals[i], arguments));
+    for (std::size_t i = 0; i < models.prepared.size(); ++i) {
+      Candidate c{report.models[i].label, models.prepared[i], {}};
+      c.ops = op_counts(analyze_model(models.originals[i], arguments));
       candidates.push_back(c);
     }
     for (auto& a : arguments) a = a.to(device);
     for (auto& r : run_interleaved(candidates, arguments, options, choice, job.progress)) report.runs.push_back(r);
   }
+}
 
-  report.manifest = collect_manifest(job.run, choice);
-  std::string batches;
-  for (auto b : job.batches) batches += (batches.empty() ? "" : ",") + std::to_string(b);
-  report.manifest.set("batches", batches);
-  report.manifest.set("dtype", "as stored in each model");
-  std::string setups;
-  for (const auto& r : report.runs)
-    setups += (setups.empty() ? "" : "; ") + r.label + " at batch " + std::to_string(r.batch) + ": " + r.thread_search;
-  report.manifest.set("blas_threads", "the faster of 1 and " + std::to_string(at::get_num_threads()) +
-                                          " per model and batch, timed before the windows (" + setups + ")");
-  report.manifest.set("prepared", how);
+// Which int8 kernels ran, for the manifest ("" when none did): joulecut's few-channel
+// convolution runs where it timed faster than oneDNN's on the layer's first input, so two
+// runs may differ.
+std::string int8_kernels_used() {
 #ifdef JOULECUT_HAVE_ONEDNN
-  // Which int8 kernels ran: joulecut's few-channel convolution runs where it timed faster than
-  // oneDNN's on the layer's first input, so two runs may differ.
-  if (const std::string kernels = int8_implementations(); !kernels.empty()) {
-    const char* value = std::getenv("JOULECUT_INT8_SMALL_CONV");
-    const std::string forced = value && std::string(value) != "auto" ? value : "";
-    std::string how;
-    if (!forced.empty()) {
-      how = " (JOULECUT_INT8_SMALL_CONV=" + forced + ")";
-    } else if (kernels.find("joulecut:") != std::string::npos) {
-      how = " (joulecut's where it timed faster than oneDNN's on a layer's first input)";
-    }
-    report.manifest.set("int8_kernels", kernels + how);
+  const std::string kernels = int8_implementations();
+  if (kernels.empty()) return "";
+  const char* value = std::getenv("JOULECUT_INT8_SMALL_CONV");
+  const std::string forced = value && std::string(value) != "auto" ? value : "";
+  std::string how;
+  if (!forced.empty()) {
+    how = " (JOULECUT_INT8_SMALL_CONV=" + forced + ")";
+  } else if (kernels.find("joulecut:") != std::string::npos) {
+    how = " (joulecut's where it timed faster than oneDNN's on a layer's first input)";
   }
+  return kernels + how;
+#else
+  return "";
 #endif
-  report.manifest.set("input_spec", describe_input_spec(input->spec) + " (from the " + input->origin + ")");
-  report.manifest.set("input", input->synthetic
-                                   ? "synthetic input (no data given): generated from the input spec, seed " +
-                                         std::to_string(kSyntheticSeed) + "; accuracy n/a"
-                                   : "first images of " + data->description + " (real data, fixed order)");
-  report.manifest.set("seeds", input->synthetic ? "synthetic input seed " + std::to_string(kSyntheticSeed) +
-                                                    "; each model's training seed is in its metadata"
-                                              : "none drawn while measuring; each model's training seed is in its metadata");
+}
+
+// The manifest: this process's, and how this job measured.
+Manifest job_manifest(const MeasureJob& job, const Models& models, const MeterChoice& choice, const Report& report) {
+  Manifest manifest = collect_manifest(job.run, choice);
+  std::vector<std::string> batches;
+  for (auto b : job.batches) batches.push_back(std::to_string(b));
+  manifest.set("batches", join(batches, ","));
+  manifest.set("dtype", "as stored in each model");
+  std::vector<std::string> setups;
+  for (const auto& r : report.runs)
+    setups.push_back(r.label + " at batch " + std::to_string(r.batch) + ": " + r.thread_search);
+  manifest.set("blas_threads", "the faster of 1 and " + std::to_string(at::get_num_threads()) +
+                                   " per model and batch, timed before the windows (" + join(setups, "; ") + ")");
+  manifest.set("prepared", models.how);
+  if (const std::string kernels = int8_kernels_used(); !kernels.empty()) manifest.set("int8_kernels", kernels);
+  const ResolvedInput& input = *models.input;
+  manifest.set("input_spec", describe_input_spec(input.spec) + " (from the " + input.origin + ")");
+  manifest.set("input", input.synthetic ? "synthetic input (no data given): generated from the input spec, seed " +
+                                              std::to_string(kSyntheticSeed) + "; accuracy n/a"
+                                        : "first images of " + models.data->description + " (real data, fixed order)");
+  manifest.set("seeds", input.synthetic ? "synthetic input seed " + std::to_string(kSyntheticSeed) +
+                                              "; each model's training seed is in its metadata"
+                                        : "none drawn while measuring; each model's training seed is in its metadata");
+  return manifest;
+}
+
+}  // namespace
+
+Report measure_files(const MeasureJob& job) {
+  check_job(job);
+  const c10::Device device = parse_device(job.run.device);
+  MeterChoice choice = choose_meter(job.run);
+  Report report;
+  Models models = load_models(job, device, report);
+  add_fidelity(job, models, report);
+  if (job.progress) std::fprintf(stderr, "energy meter: %s\n", choice.explanation.c_str());
+  measure_batches(job, models, device, choice, report);
+  report.manifest = job_manifest(job, models, choice, report);
   report.title = job.models.size() == 1 ? "compress measure " + job.models.front()
                                         : "compress compare (ratios against " + report.models.front().label + ")";
   return report;

@@ -8,19 +8,21 @@
 
 #include "joulecut/error.h"
 #include "joulecut/measure/runner.h"
+#include "joulecut/text.h"
 #include "core/quality_json.h"
+#include "core/ratios.h"
 #include "core/table_text.h"
 
 namespace joulecut::measure {
 namespace {
 
-using table_text::fmt;
+using table_text::csv_quote;
 using table_text::pad;
 
 // Energy per inference in millijoules with its 95% CI half-width.
 std::string mj(const MeanCI& v) {
-  if (v.n <= 1) return fmt("%.4g", v.mean * 1e3);
-  return fmt("%.4g ± %.2g", v.mean * 1e3, v.half_width * 1e3);
+  if (v.n <= 1) return format("%.4g", v.mean * 1e3);
+  return format("%.4g ± %.2g", v.mean * 1e3, v.half_width * 1e3);
 }
 
 const RunResult* baseline_for(const Report& report, const RunResult& run) {
@@ -30,7 +32,40 @@ const RunResult* baseline_for(const Report& report, const RunResult& run) {
   return nullptr;
 }
 
-std::string ratio(double base, double value) { return value > 0 && base > 0 ? fmt("%.2fx", base / value) : "-"; }
+std::optional<double> meter_mean(const RunResult& run) {
+  return run.measured ? std::optional<double>(run.measured->joules_per_inference.mean) : std::nullopt;
+}
+
+// One run as every reporter shows it, with its ratios against the baseline's run at the same
+// batch computed once, here; the reporters only format them.
+struct RunRow {
+  const RunResult* run = nullptr;
+  const ModelSummary* model = nullptr;  // the model of the run's label; null when none
+  bool has_baseline = false;            // the baseline ran at this batch
+  double speedup = 0;                   // p50, baseline / this; 0 when unknown
+  ratios::Energy energy;                // the like-with-like rule; value 0 when unknown
+};
+
+std::vector<RunRow> run_rows(const Report& report) {
+  std::vector<RunRow> rows;
+  for (const auto& r : report.runs) {
+    RunRow row;
+    row.run = &r;
+    for (const auto& m : report.models)
+      if (m.label == r.label) row.model = &m;
+    if (const RunResult* base = baseline_for(report, r)) {
+      row.has_baseline = true;
+      row.speedup = ratios::speedup(base->p50_seconds, r.p50_seconds);
+      row.energy = ratios::energy(meter_mean(*base), base->modeled_time_power.joules_per_inference.mean, meter_mean(r),
+                                  r.modeled_time_power.joules_per_inference.mean);
+    }
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+// A ratio as the console table prints it: "-" when unknown.
+std::string ratio_text(double ratio) { return ratio > 0 ? format("%.2fx", ratio) : "-"; }
 
 }  // namespace
 
@@ -45,37 +80,34 @@ std::string measurement_quality(const Report& report) {
       last_batch = r.batch;
       if (q.rounds > 1)
         out << "batch " << r.batch << ": measured " << q.rounds << " times; the earlier window sets had an interval wider "
-            << "than +-" << fmt("%.0f", 100 * q.limit) << "% of a mean and were discarded\n";
+            << "than +-" << format("%.0f", 100 * q.limit) << "% of a mean and were discarded\n";
       if (q.other_load >= 0)
-        out << "batch " << r.batch << ": beside the windows, other processes used " << fmt("%.0f", 100 * q.other_load)
-            << "% of the machine's CPU time and the hypervisor took " << fmt("%.0f", 100 * q.steal)
+        out << "batch " << r.batch << ": beside the windows, other processes used " << format("%.0f", 100 * q.other_load)
+            << "% of the machine's CPU time and the hypervisor took " << format("%.0f", 100 * q.steal)
             << "% (steal; measured from /proc/stat)"
             << (q.other_load + q.steal > 0.1 ? ": the figures were measured on a busy machine" : "") << "\n";
     }
     if (q.wide())
       out << "† " << r.label << " at batch " << r.batch << ": its 95% interval is still +-"
-          << fmt("%.1f", 100 * q.relative_half_width) << "% of its mean after " << q.rounds
+          << format("%.1f", 100 * q.relative_half_width) << "% of its mean after " << q.rounds
           << " window set(s): measure again on a quieter machine, or with more --windows\n";
   }
   return out.str();
 }
 
-void write_table(std::ostream& out, const Report& report) {
-  if (!report.title.empty()) out << report.title << "\n\n";
-  // The name column fits the longest label (pipeline stages have long ones), at least 22 wide.
-  std::size_t name_width = 22;
-  for (const auto& m : report.models) name_width = std::max(name_width, m.label.size() + 2);
-  for (const auto& r : report.runs) name_width = std::max(name_width, r.label.size() + 2);
-  // Models: size and accuracy.
+namespace {
+
+// The console table's parts, in the order it prints them.
+void write_models(std::ostream& out, const Report& report, std::size_t name_width) {
   pad(out, "model", name_width);
   out << "params      MACs/inf    file        accuracy (95% CI, Wilson)\n";
   for (const auto& m : report.models) {
     pad(out, m.label, name_width);
     pad(out, std::to_string(m.parameters), 12);
     pad(out, std::to_string(m.macs_per_inference), 12);
-    pad(out, fmt("%.1f KiB", double(m.file_bytes) / 1024), 12);
-    out << (m.accuracy ? fmt("%.2f%%", 100 * m.accuracy->value) + fmt(" (%.2f-", 100 * m.accuracy->low) +
-                             fmt("%.2f%%)", 100 * m.accuracy->high)
+    pad(out, format("%.1f KiB", double(m.file_bytes) / 1024), 12);
+    out << (m.accuracy ? format("%.2f%%", 100 * m.accuracy->value) + format(" (%.2f-", 100 * m.accuracy->low) +
+                             format("%.2f%%)", 100 * m.accuracy->high)
                        : m.accuracy_data.empty() ? "not evaluated" : m.accuracy_data)
         << "\n";
   }
@@ -91,6 +123,9 @@ void write_table(std::ostream& out, const Report& report) {
       }
     out << "\n";
   }
+}
+
+void write_runs(std::ostream& out, const Report& report, std::size_t name_width) {
   const bool any_measured = !report.runs.empty() && report.runs.front().measured.has_value();
   std::string measured_heading = "mJ/inf MEASURED";
   if (any_measured) {
@@ -104,28 +139,25 @@ void write_table(std::ostream& out, const Report& report) {
       {"mJ/inf MODELED (ops)", 21}, {"speed-up", 9},  {"energy ratio", 12}};
   for (const auto& [name, width] : columns) pad(out, name, width);
   out << "\n";
-  for (const auto& r : report.runs) {
-    const RunResult* base = baseline_for(report, r);
+  for (const auto& row : run_rows(report)) {
+    const RunResult& r = *row.run;
     pad(out, r.label, name_width);
     pad(out, std::to_string(r.batch), 6);
-    pad(out, fmt("%.4g", r.p50_seconds * 1e3), 10);
-    pad(out, fmt("%.4g ± %.2g", r.latency_seconds.mean * 1e3, r.latency_seconds.half_width * 1e3), 18);
-    pad(out, fmt("%.0f", r.throughput.mean), 10);
+    pad(out, format("%.4g", r.p50_seconds * 1e3), 10);
+    pad(out, format("%.4g ± %.2g", r.latency_seconds.mean * 1e3, r.latency_seconds.half_width * 1e3), 18);
+    pad(out, format("%.0f", r.throughput.mean), 10);
     pad(out, r.measured ? mj(r.measured->joules_per_inference) : "n/a (no meter)", 26);
     pad(out, mj(r.modeled_time_power.joules_per_inference), 31);
     pad(out, mj(r.modeled_ops.joules_per_inference), 21);
-    pad(out, base ? ratio(base->p50_seconds, r.p50_seconds) : "-", 9);
+    pad(out, ratio_text(row.speedup), 9);
     // The energy ratio uses the best figure there is, and says which.
-    std::string energy_ratio = "-";
-    if (base && r.measured && base->measured)
-      energy_ratio = ratio(base->measured->joules_per_inference.mean, r.measured->joules_per_inference.mean) + " meas.";
-    else if (base)
-      energy_ratio = ratio(base->modeled_time_power.joules_per_inference.mean,
-                           r.modeled_time_power.joules_per_inference.mean) + " mod.";
-    pad(out, energy_ratio, 12);
+    pad(out, row.has_baseline ? ratio_text(row.energy.value) + (row.energy.metered ? " meas." : " mod.") : "-", 12);
     if (r.quality.wide()) out << "  wide †";
     out << "\n";
   }
+}
+
+void write_notes(std::ostream& out, const Report& report) {
   out << "\nspeed-up and energy ratio: baseline (" << (report.models.empty() ? "-" : report.models.front().label)
       << ") / this model at the same batch, measured side by side in this run; > 1 is better.\n";
   out << measurement_quality(report);
@@ -148,6 +180,19 @@ void write_table(std::ostream& out, const Report& report) {
   for (const auto& [k, v] : report.manifest.entries) out << "  " << k << ": " << v << "\n";
 }
 
+}  // namespace
+
+void write_table(std::ostream& out, const Report& report) {
+  if (!report.title.empty()) out << report.title << "\n\n";
+  // The name column fits the longest label (pipeline stages have long ones), at least 22 wide.
+  std::size_t name_width = 22;
+  for (const auto& m : report.models) name_width = std::max(name_width, m.label.size() + 2);
+  for (const auto& r : report.runs) name_width = std::max(name_width, r.label.size() + 2);
+  write_models(out, report, name_width);
+  write_runs(out, report, name_width);
+  write_notes(out, report);
+}
+
 void write_csv(std::ostream& out, const Report& report) {
   for (const auto& [k, v] : report.manifest.entries) out << "# " << k << ": " << v << "\n";
   out << "model,batch,windows,iterations_per_window,p50_ms,p99_ms,mean_ms,mean_ms_ci95,throughput_per_s,"
@@ -155,12 +200,10 @@ void write_csv(std::ostream& out, const Report& report) {
          "energy_net_mj_per_inf,energy_net_ci95,"
          "energy_modeled_time_power_mj_per_inf,energy_modeled_time_power_ci95,energy_modeled_ops_mj_per_inf,"
          "speedup_vs_baseline,accuracy,accuracy_ci95_low,accuracy_ci95_high,parameters,macs_per_inf,file_bytes\n";
-  for (const auto& r : report.runs) {
-    const RunResult* base = baseline_for(report, r);
-    const ModelSummary* model = nullptr;
-    for (const auto& m : report.models)
-      if (m.label == r.label) model = &m;
-    out << '"' << r.label << "\"," << r.batch << ',' << r.windows << ',' << r.iterations_per_window << ','
+  for (const auto& row : run_rows(report)) {
+    const RunResult& r = *row.run;
+    const ModelSummary* model = row.model;
+    out << csv_quote(r.label) << ',' << r.batch << ',' << r.windows << ',' << r.iterations_per_window << ','
         << r.p50_seconds * 1e3 << ',' << r.p99_seconds * 1e3 << ',' << r.latency_seconds.mean * 1e3 << ','
         << r.latency_seconds.half_width * 1e3 << ',' << r.throughput.mean << ',';
     if (r.measured)
@@ -175,8 +218,7 @@ void write_csv(std::ostream& out, const Report& report) {
       out << ",,";
     out << r.modeled_time_power.joules_per_inference.mean * 1e3 << ','
         << r.modeled_time_power.joules_per_inference.half_width * 1e3 << ','
-        << r.modeled_ops.joules_per_inference.mean * 1e3 << ','
-        << (base && r.p50_seconds > 0 ? base->p50_seconds / r.p50_seconds : 0.0) << ',';
+        << r.modeled_ops.joules_per_inference.mean * 1e3 << ',' << row.speedup << ',';
     if (model && model->accuracy)
       out << model->accuracy->value << ',' << model->accuracy->low << ',' << model->accuracy->high << ',';
     else
@@ -214,7 +256,8 @@ void write_json(std::ostream& out, const Report& report) {
     models.push_back(j);
   }
   json runs = json::array();
-  for (const auto& r : report.runs) {
+  for (const auto& row : run_rows(report)) {
+    const RunResult& r = *row.run;
     json energy = json::array();
     if (r.measured) {
       json e = {{"provenance", provenance_name(r.measured->provenance)}, {"meter", r.measured->meter},
@@ -230,12 +273,11 @@ void write_json(std::ostream& out, const Report& report) {
     for (const auto* m : {&r.modeled_time_power, &r.modeled_ops})
       energy.push_back({{"provenance", "modeled"}, {"model", m->model}, {"detail", m->detail},
                         {"joules_per_inference", ci(m->joules_per_inference)}});
-    const RunResult* base = baseline_for(report, r);
     runs.push_back({{"model", r.label}, {"device", r.device}, {"batch", r.batch}, {"windows", r.windows},
                     {"iterations_per_window", r.iterations_per_window}, {"window_seconds", r.window_seconds},
                     {"latency_seconds_per_batch", ci(r.latency_seconds)}, {"p50_seconds", r.p50_seconds},
                     {"p99_seconds", r.p99_seconds}, {"throughput_per_second", ci(r.throughput)},
-                    {"speedup_vs_baseline", base && r.p50_seconds > 0 ? base->p50_seconds / r.p50_seconds : 0.0},
+                    {"speedup_vs_baseline", row.speedup},
                     {"energy", energy},
                     {"quality", quality_json(r.quality)}});
   }

@@ -15,10 +15,12 @@
 #include <tuple>
 
 #include "joulecut/error.h"
+#include "joulecut/freeze.h"
 #include "joulecut/model.h"
 #include "joulecut/platform.h"
 #include "joulecut/threads.h"
 #include "joulecut/progress.h"
+#include "joulecut/text.h"
 #include "joulecut/torch_compat.h"
 #include "joulecut/version.h"
 
@@ -66,12 +68,6 @@ std::string read_first_line(const std::string& path) {
   std::string line;
   if (!in || !std::getline(in, line)) return "unreadable";
   return line;
-}
-
-std::string format_double(double v) {
-  std::ostringstream out;
-  out << v;
-  return out.str();
 }
 
 }  // namespace
@@ -140,15 +136,12 @@ torch::jit::Module prepare_for_inference(const torch::jit::Module& module, bool 
     if (how) *how = "plain TorchScript module in eval mode (--no-optimize)";
     return copy;
   }
-  try {
-    torch::jit::Module frozen = torch::jit::freeze(copy);
-    torch::jit::Module optimized = torch::jit::optimize_for_inference(frozen);
-    if (how) *how = "frozen + optimize_for_inference (constant folding, conv-BN folding, oneDNN layouts)";
-    return optimized;
-  } catch (const std::exception& e) {
-    throw UserError("cannot freeze and optimize the model for inference (" + torch_error_summary(e) +
+  InferenceForm form = freeze_for_inference(copy);
+  if (!form.frozen)
+    throw UserError("cannot freeze and optimize the model for inference (" + form.why_not +
                     "); measure it as it is with --no-optimize");
-  }
+  if (how) *how = "frozen + optimize_for_inference (constant folding, conv-BN folding, oneDNN layouts)";
+  return form.module;
 }
 
 namespace {
@@ -253,10 +246,8 @@ void choose_blas_threads(Candidate& candidate, CandidateState& s, const std::vec
   // has turned into windows twice as slow. They are chosen only when clearly faster (by 10%).
   s.blas_threads = best[1] < 0.9 * best[0] ? n : 1;
   set_blas_threads(1);
-  char text[160];
-  std::snprintf(text, sizeof text, "BLAS %d thread(s): %.4g ms per batch against %.4g ms with %d", s.blas_threads,
-                1e3 * std::min(best[0], best[1]), 1e3 * std::max(best[0], best[1]), s.blas_threads == 1 ? n : 1);
-  s.thread_search = text;
+  s.thread_search = format("BLAS %d thread(s): %.4g ms per batch against %.4g ms with %d", s.blas_threads,
+                           1e3 * std::min(best[0], best[1]), 1e3 * std::max(best[0], best[1]), s.blas_threads == 1 ? n : 1);
 }
 
 // One window of one candidate: s.iterations timed forwards inside the meter's window.
@@ -419,9 +410,7 @@ std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const
   int rounds = 1;
   for (double width = widest_interval(states, meter != nullptr); width > options.wide_interval && rounds <= options.remeasure_rounds;
        width = widest_interval(states, meter != nullptr)) {
-    char why[80];
-    std::snprintf(why, sizeof why, " again (a +-%.0f%% interval)", 100 * width);
-    load = run_round(why);
+    load = run_round(format(" again (a +-%.0f%% interval)", 100 * width));
     ++rounds;
   }
 
@@ -478,16 +467,16 @@ Manifest collect_manifest(const RunOptions& options, const MeterChoice& choice) 
   m.set("compiler", JOULECUT_COMPILER);
   m.set("threads", std::to_string(at::get_num_threads()));
   m.set("device", options.device);
-  m.set("protocol", "warm-up " + format_double(options.warmup_seconds) + " s; " + std::to_string(options.windows) +
-                        " windows of >= " + format_double(options.min_window_seconds) +
+  m.set("protocol", "warm-up " + short_number(options.warmup_seconds) + " s; " + std::to_string(options.windows) +
+                        " windows of >= " + short_number(options.min_window_seconds) +
                         " s, interleaved across models; mean and 95% CI (Student t) over windows; a set whose interval is wider "
-                        "than +-" + format_double(100 * options.wide_interval) + "% of a mean is run again (up to " +
+                        "than +-" + short_number(100 * options.wide_interval) + "% of a mean is run again (up to " +
                         std::to_string(options.remeasure_rounds) + " more), every model, and flagged if it stays wide");
   m.set("meter", choice.explanation);
   if (choice.meter) {
-    m.set("meter_update_period_s", format_double(choice.meter->update_period_seconds()));
+    m.set("meter_update_period_s", short_number(choice.meter->update_period_seconds()));
     m.set("energy_reported", options.idle_seconds > 0 ? "gross and net of idle (idle measured for " +
-                                                            format_double(options.idle_seconds) + " s)"
+                                                            short_number(options.idle_seconds) + " s)"
                                                       : "gross (no idle baseline; --idle SECONDS adds net)");
   }
   const auto tp = make_time_power_model(options.cpu_watts, logical_cores());

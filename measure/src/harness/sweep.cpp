@@ -16,6 +16,9 @@
 #include "joulecut/pass.h"
 #include "joulecut/pipeline.h"
 #include "joulecut/progress.h"
+#include "joulecut/prune.h"
+#include "joulecut/quantize.h"
+#include "joulecut/text.h"
 
 namespace joulecut::measure {
 namespace {
@@ -41,9 +44,7 @@ std::string stage_path(const std::string& stage_dir, int k, std::string pass_nam
 
 std::string point_dir(const SweepOptions& options, bool single_pipeline, std::int64_t index) {
   if (single_pipeline) return options.output_dir;
-  char dir[32];
-  std::snprintf(dir, sizeof dir, "point-%04lld", (long long)index);
-  return (std::filesystem::path(options.output_dir) / dir).string();
+  return (std::filesystem::path(options.output_dir) / format("point-%04lld", (long long)index)).string();
 }
 
 
@@ -175,24 +176,24 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
   out.stages.push_back(baseline);
 
   std::filesystem::create_directories(stage_dir);
-  std::string applied;
+  std::vector<std::string> applied;
   PassHooks hooks;
   hooks.before = [&](std::size_t i, const Pass& pass) {
     if (options.progress) std::fprintf(stderr, "  stage %zu/%zu: %s\n", i + 1, passes.size(), pass.text().c_str());
   };
   hooks.after = [&](std::size_t i, const Pass& pass, const PassResult& result) {
     if (options.on_pass_report) options.on_pass_report(result.report);
-    applied += (i ? "," : "") + pass.text();
+    applied.push_back(pass.text());
     json stage_fields = point_fields;
     stage_fields["stage"] = i + 1;
-    stage_fields["passes_applied"] = applied;
+    stage_fields["passes_applied"] = join(applied, ",");
     metadata.provenance_json = pipeline_provenance(options.command, out.pipeline, point.seed, input, stage_fields.dump());
     const std::string path = stage_path(stage_dir, int(i + 1), pass.name());
     save_model(result.module, metadata, path, recipe.model);
     StageFigures stage;
     stage.index = int(i + 1);
     stage.name = pass.text();
-    stage.passes_applied = applied;
+    stage.passes_applied = join(applied, ",");
     stage.model_path = path;
     stage.content_sha256 = content_sha256(result.module);
     out.stages.push_back(stage);
@@ -400,9 +401,9 @@ std::string default_search_space(const Recipe& recipe) {
       const std::string& name = names[i];
       const std::string key = std::to_string(i + 1) + ".";
       std::string axis;
-      if (name == "prune-magnitude") axis = key + "sparsity=0.5,0.7,0.8,0.9";
-      else if (name == "prune-channel") axis = key + "ratio=0.25,0.5,0.75";
-      else if ((name == "quantize-static" || name == "quantize-dynamic") && layers.size() >= 2)
+      if (name == MagnitudePrunePass::kName) axis = key + "sparsity=0.5,0.7,0.8,0.9";
+      else if (name == ChannelPrunePass::kName) axis = key + "ratio=0.25,0.5,0.75";
+      else if ((name == StaticQuantizePass::kName || name == DynamicQuantizePass::kName) && layers.size() >= 2)
         axis = key + "exclude=," + layers.front() + "," + layers.back() + "," + layers.front() + "|" + layers.back();
       if (!axis.empty() && space.find(axis) == std::string::npos) space += (space.empty() ? "" : " ") + axis;
     }

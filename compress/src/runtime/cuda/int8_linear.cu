@@ -3,7 +3,7 @@
 // walks K four bytes at a time through shared memory.
 #include <cuda_runtime.h>
 
-#include "joulecut/cuda_int8.h"
+#include "int8_linear.h"
 
 namespace joulecut::cuda {
 namespace {

@@ -43,6 +43,8 @@ struct Report {
   std::string title;
 };
 
+// Each run's ratios against the baseline's run at the same batch (speed-up, energy ratio:
+// ledger.h's rules) are computed once per report; the three reporters only format them.
 void write_table(std::ostream& out, const Report& report);
 void write_csv(std::ostream& out, const Report& report);
 void write_json(std::ostream& out, const Report& report);

@@ -26,10 +26,15 @@ struct TradeoffRow {
   const StageFigures* stage = nullptr;
   const StageFigures* baseline = nullptr;  // the same point's stage 0 (same run)
   bool pareto = false;                     // no other row is both more accurate and cheaper in energy
+  // Against `baseline` at the table's batch, computed once when the rows are built (every
+  // format prints these): p50 latency, energy (speedup() and energy_ratio() of ledger.h) and
+  // file size, baseline / this row, > 1 is better; 0 when unknown.
+  double speedup = 0, energy_ratio = 0, size_ratio = 0;
 };
 
 // One point: the baseline and each stage. Several: the baseline (of the first point), then
-// the last stage of each point (every stage with all_stages). Precondition: points non-empty.
+// the last stage of each point (every stage with all_stages). Pareto marks and ratios are at
+// table_batch(). Precondition: points non-empty.
 std::vector<TradeoffRow> tradeoff_rows(const std::vector<LedgerPoint>& points, const TradeoffOptions& options);
 
 // The batch the table shows (options.batch, or the first measured). UserError when a row

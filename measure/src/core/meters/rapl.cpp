@@ -8,6 +8,7 @@
 
 #include "joulecut/error.h"
 #include "joulecut/measure/meter.h"
+#include "joulecut/text.h"
 
 namespace joulecut::measure {
 namespace {
@@ -51,9 +52,9 @@ class RaplMeter final : public Meter {
   bool supported() const override { return why_.empty(); }
   std::string why_unsupported() const override { return why_; }
   std::string domains() const override {
-    std::string out;
-    for (const auto& z : zones_) out += (out.empty() ? "" : " + ") + z.name;
-    return out + (dropped_.empty() ? "" : " (ignored: " + dropped_ + ")");
+    std::vector<std::string> names;
+    for (const auto& z : zones_) names.push_back(z.name);
+    return join(names, " + ") + (dropped_.empty() ? "" : " (ignored: " + dropped_ + ")");
   }
   double update_period_seconds() const override { return 0.001; }  // ~1 ms on Intel and AMD
 

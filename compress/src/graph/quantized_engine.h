@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace joulecut::quantize_detail {
+namespace joulecut::graph {
 
 // Selects the best quantized engine this LibTorch has (FBGEMM, else ONEDNN, else QNNPACK) and
 // returns its name. Throws UserError naming `pass` when there is none.
@@ -28,4 +28,4 @@ c10::IValue prepack_conv2d(const at::Tensor& qweight, const c10::optional<at::Te
                            const std::vector<std::int64_t>& stride, const std::vector<std::int64_t>& padding,
                            const std::vector<std::int64_t>& dilation, std::int64_t groups);
 
-}  // namespace joulecut::quantize_detail
+}  // namespace joulecut::graph

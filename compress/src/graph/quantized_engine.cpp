@@ -1,4 +1,4 @@
-#include "engine.h"
+#include "graph/quantized_engine.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 
@@ -7,7 +7,7 @@
 #include "joulecut/error.h"
 #include "joulecut/observers.h"
 
-namespace joulecut::quantize_detail {
+namespace joulecut::graph {
 
 std::string choose_engine(const std::string& pass) {
   const auto& engines = at::globalContext().supportedQEngines();
@@ -46,4 +46,4 @@ c10::IValue prepack_conv2d(const at::Tensor& qweight, const c10::optional<at::Te
   return call_op("quantized::conv2d_prepack", {qweight, optional_tensor(bias), stride, padding, dilation, groups});
 }
 
-}  // namespace joulecut::quantize_detail
+}  // namespace joulecut::graph

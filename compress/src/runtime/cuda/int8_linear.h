@@ -1,5 +1,6 @@
 #pragma once
-// joulecut's int8 Linear kernel for NVIDIA GPUs (LibTorch's quantized ops are CPU-only).
+// Internal to joulecut_ops: the int8 Linear kernel for NVIDIA GPUs (LibTorch's quantized ops are CPU-only),
+// behind the public op of joulecut/int8_cuda.h.
 // Plain CUDA C++ with no LibTorch dependency, so it compiles (and is compile-checked in CI)
 // wherever nvcc exists. This header needs neither CUDA nor Torch.
 #include <cstdint>

@@ -1,4 +1,4 @@
-#include "analysis/attention.h"
+#include "graph/attention.h"
 
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/frontend/resolver.h>
@@ -11,7 +11,8 @@
 #include <vector>
 
 #include "joulecut/error.h"
-#include "prune/common.h"
+#include "graph/layer_selection.h"
+#include "graph/module_graph.h"
 
 namespace joulecut::attention {
 namespace {
@@ -133,7 +134,7 @@ Node* fused_kernel(Node* call, const char* kernel) {
   torch::jit::Function* method = type->findMethod(call->s(c10::attr::name));
   if (!method) return nullptr;
   const c10::Symbol symbol = c10::Symbol::fromQualString(kernel);
-  for (Node* n : prune_detail::all_nodes(torch::jit::toGraphFunction(*method).graph()->block()))
+  for (Node* n : graph::all_nodes(torch::jit::toGraphFunction(*method).graph()->block()))
     if (n->kind() == symbol) return n;
   return nullptr;
 }
@@ -145,7 +146,7 @@ std::optional<std::int64_t> traced_head_count(Node* call) {
   torch::jit::Function* method = type->findMethod(call->s(c10::attr::name));
   if (!method) return std::nullopt;
   std::optional<std::int64_t> heads;
-  for (Node* n : prune_detail::all_nodes(torch::jit::toGraphFunction(*method).graph()->block())) {
+  for (Node* n : graph::all_nodes(torch::jit::toGraphFunction(*method).graph()->block())) {
     if (n->kind() != c10::aten::div || n->inputs().size() != 3) continue;
     const auto divisor = torch::jit::toIValue(n->input(1)), mode = torch::jit::toIValue(n->input(2));
     if (!divisor || !mode || !mode->isString() || mode->toStringRef() != "trunc") continue;
@@ -180,7 +181,7 @@ std::optional<std::vector<Value*>> attention_inputs(Graph& graph, Value* attenti
   const at::Tensor in_proj = attention.attr("in_proj_weight").toTensor();
   if (heads <= 0 || in_proj.dim() != 2 || in_proj.size(0) % (3 * heads) != 0) return std::nullopt;
   const std::int64_t head_dim = in_proj.size(0) / (3 * heads);
-  const auto path = prune_detail::attribute_path(attention_value, graph.inputs()[0]);
+  const auto path = graph::attribute_path(attention_value, graph.inputs()[0]);
   if (!path) return std::nullopt;
   if (sites) sites->push_back({*path, heads, head_dim});
   const torch::jit::Module projection = attention.attr("out_proj").toModule();
@@ -194,7 +195,7 @@ std::optional<std::vector<Value*>> attention_inputs(Graph& graph, Value* attenti
 
 // The submodule a call's first input is (followed through prim::GetAttr from the graph's self).
 std::optional<torch::jit::Module> callee_module(Graph& graph, Node* call, const torch::jit::Module& root) {
-  const auto path = prune_detail::attribute_path(call->input(0), graph.inputs()[0]);
+  const auto path = graph::attribute_path(call->input(0), graph.inputs()[0]);
   if (!path) return std::nullopt;
   torch::jit::Module module = root;
   std::size_t start = 0;
@@ -398,7 +399,7 @@ int canonical_inline(const std::shared_ptr<Graph>& shared, const torch::jit::Mod
   int replaced = 0;
   for (;;) {
     Node* call = nullptr;
-    for (Node* n : prune_detail::all_nodes(graph.block()))
+    for (Node* n : graph::all_nodes(graph.block()))
       if (n->kind() == c10::prim::CallMethod) {
         call = n;
         break;

@@ -1,90 +1,17 @@
-#include "prune/common.h"
+#include "graph/module_graph.h"
 
-#include "analysis/attention.h"
-
-#include <fnmatch.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
 
-#include <algorithm>
-#include <chrono>
+#include <set>
 
-#include <cstdio>
-#include <sstream>
-
+#include "graph/attention.h"
 #include "joulecut/error.h"
-#include "joulecut/train_loop.h"
+#include "joulecut/text.h"
 
-namespace joulecut::prune_detail {
-
-void check_finetune(const std::string& pass, int epochs) {
-  if (epochs < 0) throw UserError(pass + ": finetune-epochs must be >= 0");
-}
-
-bool matches_any(const std::string& name, const std::string& patterns) {
-  std::stringstream in(patterns);
-  std::string pattern;
-  while (std::getline(in, pattern, '|'))
-    if (!pattern.empty() && fnmatch(pattern.c_str(), name.c_str(), 0) == 0) return true;
-  return false;
-}
-
-std::vector<PrunableLayer> prunable_layers(const torch::jit::Module& module, const std::string& pass) {
-  std::vector<PrunableLayer> all;
-  const auto ends_with = [](const std::string& name, const std::string& suffix) {
-    return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
-    if (p.value.dim() < 2) continue;
-    if (ends_with(p.name, ".weight")) {
-      all.push_back({p.name.substr(0, p.name.size() - 7), p.value});
-    } else if (ends_with(p.name, ".in_proj_weight")) {
-      // nn.MultiheadAttention's packed Q, K, V projection: a Linear layer in all but name.
-      all.push_back({p.name.substr(0, p.name.size() - 15) + ".in_proj", p.value});
-    }
-  }
-  if (all.empty())
-    throw UserError(pass + ": the model has no prunable layer (no Linear or Conv weights; a frozen model "
-                           "keeps its weights as constants: prune before freezing)");
-  return all;
-}
-
-void check_patterns(const LayerSelection& selection, const std::vector<std::string>& names, const std::string& pass) {
-  for (const auto* patterns : {&selection.include, &selection.exclude}) {
-    std::stringstream in(*patterns);
-    std::string pattern;
-    while (std::getline(in, pattern, '|')) {
-      bool any = false;
-      for (const auto& n : names) any = any || fnmatch(pattern.c_str(), n.c_str(), 0) == 0;
-      if (!pattern.empty() && !any) {
-        std::string list;
-        for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-        throw UserError(pass + ": layer pattern '" + pattern + "' matches no layer (layers: " + list + ")");
-      }
-    }
-  }
-}
-
-std::vector<PrunableLayer> select_layers(const torch::jit::Module& module, const LayerSelection& selection,
-                                         const std::string& pass) {
-  const std::vector<PrunableLayer> all = prunable_layers(module, pass);
-  std::vector<std::string> names;
-  for (const auto& l : all) names.push_back(l.name);
-  check_patterns(selection, names, pass);
-  std::vector<PrunableLayer> chosen;
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    const bool edge = i == 0 || i + 1 == all.size();
-    const bool included = selection.include.empty() ? (!edge || selection.include_first_last)
-                                                    : matches_any(all[i].name, selection.include);
-    if (included && !matches_any(all[i].name, selection.exclude)) chosen.push_back(all[i]);
-  }
-  if (chosen.empty())
-    throw UserError(pass + ": no layer left to prune after include/exclude (the first and last layers are "
-                           "excluded unless first-last=true)");
-  return chosen;
-}
+namespace joulecut::graph {
 
 torch::jit::Module clone_for_transform(const torch::jit::Module& input) {
   at::NoGradGuard no_grad;
@@ -97,8 +24,6 @@ torch::jit::Module clone_for_transform(const torch::jit::Module& input) {
   return copy;
 }
 
-double zero_fraction(const at::Tensor& w) { return (w == 0).sum().item<double>() / double(w.numel()); }
-
 std::optional<std::string> attribute_path(torch::jit::Value* v, torch::jit::Value* self) {
   std::vector<std::string> names;
   while (v->node()->kind() == c10::prim::GetAttr) {
@@ -106,9 +31,7 @@ std::optional<std::string> attribute_path(torch::jit::Value* v, torch::jit::Valu
     v = v->node()->input(0);
   }
   if (v != self || names.empty()) return std::nullopt;
-  std::string path;
-  for (auto it = names.rbegin(); it != names.rend(); ++it) path += (path.empty() ? "" : ".") + *it;
-  return path;
+  return join(std::vector<std::string>(names.rbegin(), names.rend()), ".");
 }
 
 std::pair<torch::jit::Module, std::string> owner_of(torch::jit::Module root, const std::string& path) {
@@ -120,7 +43,6 @@ std::pair<torch::jit::Module, std::string> owner_of(torch::jit::Module root, con
   return {root, path.substr(start)};
 }
 
-// Counts, per module attribute path, the graph inputs that read it (nested blocks included).
 std::vector<torch::jit::Node*> nodes_of_kind(torch::jit::Block* block, c10::Symbol kind) {
   std::vector<torch::jit::Node*> out;
   for (torch::jit::Node* n : block->nodes()) {
@@ -140,31 +62,6 @@ void count_reads(torch::jit::Block* block, torch::jit::Value* self, std::map<std
         if (auto path = attribute_path(v, self)) ++reads[*path];
     for (torch::jit::Block* inner : n->blocks()) count_reads(inner, self, reads);
   }
-}
-
-std::pair<double, double> interleaved_median_us(const std::function<void()>& a, const std::function<void()>& b,
-                                                double budget_seconds) {
-  for (int i = 0; i < 3; ++i) {
-    a();
-    b();
-  }
-  std::vector<double> ta, tb;
-  using clock = std::chrono::steady_clock;
-  const auto deadline = clock::now() + std::chrono::duration<double>(budget_seconds);
-  while (ta.size() < 9 || (ta.size() < 101 && clock::now() < deadline)) {
-    auto t0 = clock::now();
-    a();
-    auto t1 = clock::now();
-    b();
-    auto t2 = clock::now();
-    ta.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-    tb.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
-  }
-  auto median = [](std::vector<double>& v) {
-    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-    return v[v.size() / 2];
-  };
-  return {median(ta), median(tb)};
 }
 
 std::vector<torch::jit::Node*> all_nodes(torch::jit::Block* block) {
@@ -256,25 +153,4 @@ void replace_forward(torch::jit::Module& module, const std::shared_ptr<torch::ji
   type->addMethod(unit->create_function(name, graph));
 }
 
-void finetune(torch::jit::Module& module, int epochs, double lr, PassContext& context, PassReport& report,
-              const std::string& pass, const std::string& what, const std::function<void()>& after_step) {
-  if (epochs <= 0) return;
-  if (!context.train) throw UserError(pass + ": finetune-epochs needs training data (--data)");
-  at::AutoGradMode grad_enabled(true);  // callers prune under no_grad
-  LoopOptions loop;
-  loop.epochs = epochs;
-  loop.learning_rate = lr;
-  loop.seed = context.seed;
-  loop.progress = context.progress;
-  const auto result = train_loop(module, *context.train, context.test, loop, after_step);
-  char note[200];
-  std::snprintf(note, sizeof note, "fine-tuned %d epoch(s), lr %g, seed %llu%s%s", epochs, lr,
-                (unsigned long long)context.seed, what.empty() ? "" : ", ", what.c_str());
-  report.notes.push_back(note);
-  if (context.test && context.test->labelled()) {
-    std::snprintf(note, sizeof note, "test accuracy after fine-tuning %.2f%%", 100 * result.test_accuracy);
-    report.notes.push_back(note);
-  }
-}
-
-}  // namespace joulecut::prune_detail
+}  // namespace joulecut::graph

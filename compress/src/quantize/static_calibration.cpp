@@ -1,0 +1,38 @@
+// quantize-static's first step: the model checked for the pass, and the activation ranges
+// calibrated on the first training images (numbered as static_graph.h numbers values).
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "graph/layer_selection.h"
+#include "graph/module_graph.h"
+#include "joulecut/error.h"
+#include "quantize/static_internal.h"
+
+namespace joulecut::static_quant {
+using namespace graph;
+
+std::map<std::size_t, QuantRange> calibrate_ranges(const torch::jit::Module& input, const StaticQuantizeOptions& options,
+                                                   const TensorDataset& train, bool progress, const std::string& pass) {
+  torch::jit::Module probe = clone_for_transform(input);
+  auto graph = inlined_forward(probe, pass, GraphUse::inference);
+  const auto layers = find_layers(*graph, probe, pass, options.backend == "onednn");
+  std::vector<std::string> names;
+  for (const auto& l : layers) names.push_back(l.name);
+  check_patterns({"", options.exclude, false}, names, pass);
+  for (Node* n : graph->nodes())
+    if (n->kind() == c10::aten::batch_norm)
+      for (const auto& l : layers)
+        if (n->input(0) == l.node->output())
+          throw UserError("quantize-static: " + l.name + " is followed by a BatchNorm; run fold-batchnorm first");
+  return calibrate_values(input, values_to_observe(*graph, layers), train, options, progress);
+}
+
+std::string calibration_note(const StaticQuantizeOptions& options, const TensorDataset& train) {
+  return "calibration: " + options.observer + " observer on the first " +
+         std::to_string(std::min<std::int64_t>(options.samples, train.size())) + " training images";
+}
+
+}  // namespace joulecut::static_quant

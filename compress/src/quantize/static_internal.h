@@ -1,0 +1,79 @@
+#pragma once
+// Internal to quantize-static: the steps StaticQuantizePass::run (static.cpp) strings together,
+// each in a file named for what it does:
+//   static_calibration.cpp  checking the model and calibrating the activation ranges
+//   static_rewrite.cpp      the rewrite of a fresh clone to int8 (the Rewriter)
+//   static_budget.cpp       the accuracy budget: layers returned to fp32 until the drop fits
+//   static_per_layer.cpp    per-layer=auto: each layer timed in fp32 and int8, the faster kept
+// Values are numbered as static_graph.h numbers them, so that the ranges calibrated on one copy
+// name the same values in every rewrite.
+#include <torch/script.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "joulecut/data.h"
+#include "joulecut/observers.h"
+#include "joulecut/pass.h"
+#include "joulecut/quantize.h"
+#include "quantize/static_graph.h"
+
+namespace joulecut::static_quant {
+
+// A rewrite's result: the int8 model, a report row per layer, and the counts the summary gives.
+struct Built {
+  torch::jit::Module module;
+  std::vector<LayerChange> layers;
+  int int8_layers = 0, quantize_ops = 0, dequantize_ops = 0, fused = 0, fused_adds = 0, scaled = 0;
+};
+
+// What the pass has chosen so far.
+struct Choice {
+  Built built;
+  std::set<std::string> keep;                       // layers kept fp32 (the budget's, then per-layer=auto's)
+  std::map<std::string, std::string> budget_notes;  // layers the accuracy budget keeps fp32, and why
+};
+
+// static_calibration.cpp. Checks that the pass can run on `input` (its exclude patterns match
+// layers, no BatchNorm follows a layer) and returns the calibrated range of each observed value.
+std::map<std::size_t, QuantRange> calibrate_ranges(const torch::jit::Module& input, const StaticQuantizeOptions& options,
+                                                   const TensorDataset& train, bool progress, const std::string& pass);
+// The report's note on how the ranges were calibrated.
+std::string calibration_note(const StaticQuantizeOptions& options, const TensorDataset& train);
+
+// static_rewrite.cpp. A fresh clone of `input` with every layer int8 that can be, but those in
+// `keep_fp32` and those options.exclude names; the input is never changed.
+Built build_int8(const torch::jit::Module& input, const StaticQuantizeOptions& options,
+                 const std::map<std::size_t, QuantRange>& ranges, const std::set<std::string>& keep_fp32);
+
+// static_budget.cpp. With options.max_accuracy_drop >= 0: measures the int8 model on the last
+// `validation` training images and returns, greedily, the layer whose fp32 return buys the most
+// to fp32 until the drop is within budget. Updates `choice` and adds its notes to `notes`;
+// throws UserError when no int8 layer fits the budget.
+void apply_accuracy_budget(const torch::jit::Module& input, const StaticQuantizeOptions& options,
+                           const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& train, bool progress,
+                           Choice& choice, std::vector<std::string>& notes);
+// The note of each layer the budget keeps fp32 put first in its report row (before "; ...").
+void note_budget_layers(Choice& choice);
+
+// per-layer=auto's clock: given what is compared and the two runs, the median microseconds of
+// each (StaticQuantizeOptions::timer, or the context's timing service).
+using Timer = std::function<std::pair<double, double>(const std::string&, const std::function<void()>&,
+                                                      const std::function<void()>&)>;
+
+#ifdef JOULECUT_HAVE_ONEDNN
+// static_per_layer.cpp. per-layer=auto: each int8 layer timed in place against its fp32 op at
+// options.batch; those slower in int8 go back to fp32 when the whole model then runs faster.
+// Updates `choice`, its layers' notes, and adds its notes to `notes`.
+void choose_per_layer(const torch::jit::Module& input, const StaticQuantizeOptions& options,
+                      const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& train, const Timer& timer,
+                      bool progress, Choice& choice, std::vector<std::string>& notes);
+#endif
+
+}  // namespace joulecut::static_quant
