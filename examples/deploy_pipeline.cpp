@@ -102,10 +102,12 @@ void measure_before_and_after(const joulecut::PipelineInput& input, const torch:
   const std::vector<c10::IValue> inputs = input.test->inputs(0, batch);
   joulecut::measure::EnergySession session;
   std::printf("meter: %s\n", session.meter_explanation().c_str());
-  torch::jit::Module before = joulecut::freeze_for_inference(input.loaded.module).module;
-  torch::jit::Module after = joulecut::freeze_for_inference(compressed).module;
-  const double t_before = timed_window(session, "before", before, inputs, batch, 50);
-  const double t_after = timed_window(session, "after", after, inputs, batch, 50);
+  joulecut::InferenceForm before = joulecut::freeze_for_inference(input.loaded.module);
+  joulecut::InferenceForm after = joulecut::freeze_for_inference(compressed);
+  for (const auto* form : {&before, &after})
+    if (!form->frozen) std::printf("  %s runs unfrozen: %s\n", form == &before ? "before" : "after", form->why_not.c_str());
+  const double t_before = timed_window(session, "before", before.module, inputs, batch, 50);
+  const double t_after = timed_window(session, "after", after.module, inputs, batch, 50);
   std::printf("  speed-up %.2fx (one window each: a benchmark, not a paper figure; use compress compare)\n",
               t_before / t_after);
 }

@@ -16,8 +16,8 @@ Report JSON (compare / measure --json FILE):
   ratio FILE MODEL BATCH speedup|energy [--against OTHER]
                                     baseline (the file's first model, or OTHER) / MODEL: > 1 is better.
                                     speedup: p50 latency (read from speedup_vs_baseline against the
-                                    baseline); energy: the meter's figures when both have one, else
-                                    the time x power model's on both (the report's rule)
+                                    baseline); energy: read from energy_ratio_vs_baseline (the
+                                    report's rule: meters on both sides, else time x power on both)
   file-ratio FILE MODEL [--against OTHER]
                                     MODEL's file bytes / the baseline's (or OTHER's): < 1 is smaller
   drop FILE MODEL [--against OTHER] accuracy points lost: baseline's (or OTHER's) accuracy - MODEL's
@@ -221,20 +221,13 @@ def model_field(model, path, field):
 
 
 def energy_ratio(doc, path, label, batch, against):
-    run = find_run(doc, path, label, batch)
-    # A ratio the report writes itself is read, not recomputed.
-    if against is None and "energy_ratio_vs_baseline" in run:
-        written = run["energy_ratio_vs_baseline"]
-        value = written.get("value") if isinstance(written, dict) else written
-        return positive_ratio(value, f"{path}: '{label}' at batch {batch}: energy_ratio_vs_baseline")
-    base = find_run(doc, path, against or baseline_label(doc, path), batch)
-    where = f"{path}: batch {batch}"
-    if measured_energy(run) and measured_energy(base):  # like with like: meters on both sides ...
-        b, v = joules(measured_energy(base), where), joules(measured_energy(run), where)
-    else:  # ... else the time x power model on both
-        b = joules(modeled_energy(base, TIME_POWER), f"{where}: time x power energy")
-        v = joules(modeled_energy(run, TIME_POWER), f"{where}: time x power energy")
-    return positive_ratio(b / v if v > 0 else 0, f"{where}: energy ratio of '{label}'")
+    # The report computes it once, by its own rule (meters on both sides, else the time x power
+    # model on both), and writes it with its provenance: read, never recomputed here.
+    if against is not None and against != baseline_label(doc, path):
+        raise Failure("an energy ratio is read against the report's baseline only: compare MODEL with OTHER first")
+    written = key(find_run(doc, path, label, batch), "energy_ratio_vs_baseline", f"{path}: '{label}' at batch {batch}")
+    return positive_ratio(written.get("value") if isinstance(written, dict) else written,
+                          f"{path}: '{label}' at batch {batch}: energy_ratio_vs_baseline")
 
 
 def ratio(doc, path, label, batch, kind, against):
@@ -459,7 +452,7 @@ SAMPLE = {
 }
 
 
-def _run(label, batch, p50, time_power_j, measured_j=None, speedup=None):
+def _run(label, batch, p50, time_power_j, measured_j=None, speedup=None, energy_ratio=None):
     ci = lambda mean: {"mean": mean, "ci95_half_width": mean / 50, "stddev": mean / 20, "n": 10}
     energy = []
     if measured_j is not None:
@@ -472,15 +465,17 @@ def _run(label, batch, p50, time_power_j, measured_j=None, speedup=None):
     return {"model": label, "device": "cpu", "batch": batch, "windows": 10, "iterations_per_window": 100,
             "window_seconds": 0.2, "latency_seconds_per_batch": ci(p50 * 1.01), "p50_seconds": p50,
             "p99_seconds": p50 * 1.3, "throughput_per_second": ci(batch / p50),
-            "speedup_vs_baseline": speedup if speedup is not None else 0.0, "energy": energy,
+            "speedup_vs_baseline": speedup if speedup is not None else 0.0,
+            "energy_ratio_vs_baseline": {"value": energy_ratio or 0.0, "provenance": "measured" if measured_j else "modeled"},
+            "energy": energy,
             "quality": {"rounds": 1, "relative_half_width": 0.02, "wide_limit": 0.1, "wide_interval": False,
                         "other_load": 0.01, "steal": 0.0}}
 
 
 SAMPLE["runs"] = [
-    _run("lenet5", 64, 0.0018, 0.0004, measured_j=0.0005, speedup=1.0),
-    _run("lenet5-onednn", 64, 0.0018 / 2.004, 0.00015, measured_j=0.0002, speedup=2.004),
-    _run("lenet5-torch", 64, 0.0018 / 1.336, 0.00035, speedup=1.336),
+    _run("lenet5", 64, 0.0018, 0.0004, measured_j=0.0005, speedup=1.0, energy_ratio=1.0),
+    _run("lenet5-onednn", 64, 0.0018 / 2.004, 0.00015, measured_j=0.0002, speedup=2.004, energy_ratio=2.5),
+    _run("lenet5-torch", 64, 0.0018 / 1.336, 0.00035, speedup=1.336, energy_ratio=0.0004 / 0.00035),
     _run("lenet5", 1, 0.0001, 0.00002, measured_j=0.00003, speedup=1.0),
     _run("lenet5-onednn", 1, 0.0001 / 3.3049, 0.00001, measured_j=0.00001, speedup=3.3049),
 ]
@@ -507,8 +502,8 @@ def selftest():
             # 2.004 / 1.336 = 1.5; from the table's rounded text (2.00x / 1.34x) it was 1.4925, a MISS of >= 1.5
             (["ratio", path, "lenet5-onednn", "64", "speedup", "--against", "lenet5-torch", "--digits", "4"],
              "1.5000", 0),
-            (["ratio", path, "lenet5-onednn", "64", "energy", "--digits", "2"], "2.50", 0),  # meters on both
-            (["ratio", path, "lenet5-torch", "64", "energy", "--digits", "3"], "1.143", 0),  # modeled on both
+            (["ratio", path, "lenet5-onednn", "64", "energy", "--digits", "2"], "2.50", 0),  # read, not recomputed
+            (["ratio", path, "lenet5-torch", "64", "energy", "--digits", "3"], "1.143", 0),
             (["file-ratio", path, "lenet5-onednn", "--digits", "4"], "0.2802", 0),
             (["drop", path, "lenet5-onednn", "--digits", "3"], "-0.062", 0),
             (["model", path, "lenet5", "accuracy", "--digits", "3"], "91.394", 0),

@@ -26,6 +26,20 @@ using namespace joulecut;
 using Catch::Matchers::Contains;
 
 namespace {
+// A timing service that answers with the times a test chooses (the decision under test follows
+// them), given what is compared and the two runs.
+struct ScriptedTiming : TimingService {
+  std::function<std::pair<double, double>(const std::string&, const std::function<void()>&, const std::function<void()>&)>
+      times;
+  PairTiming compare(const std::string& what, const std::function<void()>& a, const std::function<void()>& b,
+                     double) const override {
+    const auto [a_us, b_us] = times(what, a, b);
+    return {a_us, b_us};
+  }
+};
+}  // namespace
+
+namespace {
 
 c10::IValue call(const char* op, std::vector<c10::IValue> stack) {
   const auto handle = c10::Dispatcher::singleton().findSchemaOrThrow(op, "");
@@ -655,10 +669,13 @@ TEST_CASE("quantize-static per-layer=auto: a layer slower in int8 stays fp32, ea
       CHECK(l.note.find("fp32 0.0 us") == std::string::npos);
     }
   }
+  // A clock of the test's own, handed to the pass through its context as any timing service is.
+  ScriptedTiming clock;
+  context.timing = &clock;
   // Then a clock that makes tiny slower in int8 (as a layer dominated by its quantize is, though
   // by how much depends on the machine): the decision follows the times.
   std::vector<std::string> asked;
-  options.timer = [&](const std::string& what, const std::function<void()>& a, const std::function<void()>& b) {
+  clock.times = [&](const std::string& what, const std::function<void()>& a, const std::function<void()>& b) {
     asked.push_back(what);
     a();
     b();
@@ -682,7 +699,7 @@ TEST_CASE("quantize-static per-layer=auto: a layer slower in int8 stays fp32, ea
     if (n.find("per-layer=auto at batch 64") != std::string::npos) whole = n;
   CHECK_THAT(whole, Contains("1 layer(s) faster in fp32 kept fp32"));
   // A per-layer model slower whole than all int8: all int8 is kept, and says so.
-  options.timer = [](const std::string& what, const std::function<void()>&, const std::function<void()>&) {
+  clock.times = [](const std::string& what, const std::function<void()>&, const std::function<void()>&) {
     if (what.rfind("layer tiny", 0) == 0) return std::make_pair(2.0, 9.0);
     if (what == "model: all int8 vs per layer") return std::make_pair(290.0, 300.0);
     return std::make_pair(900.0, 250.0);
@@ -690,7 +707,7 @@ TEST_CASE("quantize-static per-layer=auto: a layer slower in int8 stays fp32, ea
   const auto all = StaticQuantizePass(options).run(model, context);
   for (const auto& l : all.report.layers) CHECK(l.after == 8);
   // Slower than fp32 whole: said in bold.
-  options.timer = [](const std::string& what, const std::function<void()>&, const std::function<void()>&) {
+  clock.times = [](const std::string& what, const std::function<void()>&, const std::function<void()>&) {
     if (what == "model: fp32 vs all int8") return std::make_pair(100.0, 300.0);
     return std::make_pair(9.0, 2.0);
   };

@@ -2,6 +2,8 @@
 // pipeline runs the same way for the CLI, sweeps and the C++ API.
 #include <catch2/catch.hpp>
 
+#include <chrono>
+
 #include <nlohmann/json.hpp>
 
 #include "joulecut/error.h"
@@ -99,4 +101,26 @@ TEST_CASE("the pipeline runner applies passes in order with hooks, and records p
   CHECK(provenance["source_sha256"] == input.sha256);
   CHECK(provenance["source_provenance"]["trained"] == true);
   CHECK(provenance["stage"] == 2);
+}
+
+TEST_CASE("the timing service runs both sides alternately after warm-up, and gives each one's median", "[pass]") {
+  std::string order;
+  int slow_runs = 0;
+  const auto fast = [&] { order += 'a'; };
+  const auto slow = [&] {
+    order += 'b';
+    ++slow_runs;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(300);
+    while (std::chrono::steady_clock::now() < until) {
+    }
+  };
+  const PairTiming t = default_timing().compare("test: fast vs slow", fast, slow, 0.0);
+  // 3 warm-up pairs and at least 9 timed ones, always a then b.
+  REQUIRE(order.size() >= 24);
+  for (std::size_t i = 0; i < order.size(); ++i) CHECK(order[i] == (i % 2 == 0 ? 'a' : 'b'));
+  CHECK(t.b_us >= 300);  // a bound the busy wait guarantees; no assertion on which side is faster
+  CHECK(t.a_us >= 0);
+  slow_runs = 0;
+  CHECK(default_timing().median_us("test: slow", slow, 2, 5) >= 300);
+  CHECK(slow_runs == 7);
 }

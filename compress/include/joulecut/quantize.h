@@ -83,13 +83,8 @@ struct StaticQuantizeOptions {
   // is slower than its fp32 op; the model is then timed whole, and the faster of the two int8
   // models kept.
   std::string per_layer = "all";
-  std::int64_t batch = 64;
-  // per-layer=auto's clock (C++ API only; tests and custom cost models): given what is compared
-  // ("layer NAME: fp32 vs int8", "model: fp32 vs all int8", "model: all int8 vs per layer") and
-  // the two runs, the median microseconds of each. Empty: both timed here, interleaved.
-  std::function<std::pair<double, double>(const std::string& what, const std::function<void()>& a,
-                                          const std::function<void()>& b)>
-      timer;
+  std::int64_t batch = 64;  // per-layer=auto times through PassContext::timer() ("layer NAME: fp32 vs
+                            // int8", "model: fp32 vs all int8", "model: all int8 vs per layer")
 };
 
 class StaticQuantizePass final : public Pass {

@@ -2,7 +2,8 @@
 // The timing service passes receive through their context (PassContext::timing) when a choice
 // depends on speed (a kernel, a layer's precision, a sparse kernel, the teacher's batch). One
 // implementation of interleaved repeats, so every timed decision follows the same protocol;
-// tests hand a pass a clock of their own to force the decision.
+// tests hand a pass a clock of their own (a TimingService whose compare returns chosen times)
+// through PassContext::timing to force the decision.
 #include <functional>
 #include <string>
 
@@ -10,10 +11,6 @@ namespace joulecut {
 
 struct PairTiming {
   double a_us = 0, b_us = 0;  // the median run of each, microseconds
-  // The 95% interval of the median of the paired ratios b/a (distribution-free, from order
-  // statistics): a choice should change only when it excludes 1.
-  double ratio_low = 0, ratio_high = 0;
-  int pairs = 0;
 };
 
 class TimingService {

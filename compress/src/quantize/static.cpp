@@ -180,14 +180,7 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
     apply_accuracy_budget(input, options_, ranges, train, context.progress, choice, report.notes);
 #ifdef JOULECUT_HAVE_ONEDNN
   if (options_.per_layer == "auto") {
-    const TimingService& service = context.timer();
-    const Timer timer = options_.timer ? options_.timer
-                                       : Timer([&service](const std::string& what, const std::function<void()>& a,
-                                                          const std::function<void()>& b) {
-                                           const PairTiming t = service.compare(what, a, b, what.rfind("model", 0) == 0 ? 1.0 : 0.2);
-                                           return std::make_pair(t.a_us, t.b_us);
-                                         });
-    choose_per_layer(input, options_, ranges, train, timer, context.progress, choice, report.notes);
+    choose_per_layer(input, options_, ranges, train, context.timer(), context.progress, choice, report.notes);
   }
 #endif
   note_budget_layers(choice);

@@ -62,18 +62,13 @@ void apply_accuracy_budget(const torch::jit::Module& input, const StaticQuantize
 // The note of each layer the budget keeps fp32 put first in its report row (before "; ...").
 void note_budget_layers(Choice& choice);
 
-// per-layer=auto's clock: given what is compared and the two runs, the median microseconds of
-// each (StaticQuantizeOptions::timer, or the context's timing service).
-using Timer = std::function<std::pair<double, double>(const std::string&, const std::function<void()>&,
-                                                      const std::function<void()>&)>;
-
 #ifdef JOULECUT_HAVE_ONEDNN
 // static_per_layer.cpp. per-layer=auto: each int8 layer timed in place against its fp32 op at
 // options.batch; those slower in int8 go back to fp32 when the whole model then runs faster.
 // Updates `choice`, its layers' notes, and adds its notes to `notes`.
 void choose_per_layer(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                      const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& train, const Timer& timer,
-                      bool progress, Choice& choice, std::vector<std::string>& notes);
+                      const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& train,
+                      const TimingService& timer, bool progress, Choice& choice, std::vector<std::string>& notes);
 #endif
 
 }  // namespace joulecut::static_quant

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <tuple>
 
 #include "quantize/static_internal.h"
 
@@ -20,6 +19,9 @@
 namespace joulecut::static_quant {
 using namespace graph;
 namespace {
+
+// How long each comparison may run: a layer is cheap to time, a whole model less so.
+constexpr double kLayerSeconds = 0.2, kModelSeconds = 1.0;
 
 // The layer alone in fp32 as it would be deployed: a module of the layer and its activation,
 // frozen and optimized for inference (prepacked oneDNN convolution where LibTorch picks it), so
@@ -82,7 +84,7 @@ std::map<std::string, Int8Op> int8_ops(const Built& built) {
 // `state` with the quantize of its input and the dequantize of its output that the int8 model
 // runs only because of it.
 LayerTiming time_layer(const Layer& l, const Int8Op& op, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
-                       const c10::IValue& state, const Timer& timer) {
+                       const c10::IValue& state, const TimingService& timer) {
   const auto constant = [](Node* n, std::size_t i) { return *torch::jit::toIValue(n->input(i)); };
   // The uint8 input the int8 op reads: quantized here once when a producer hands it over int8.
   at::Tensor q;
@@ -108,13 +110,15 @@ LayerTiming time_layer(const Layer& l, const Int8Op& op, const at::Tensor& x, co
       call_op("joulecut::dequantize_u8", {y, constant(op.dequantize, 1), constant(op.dequantize, 2)});
   };
   LayerTiming t;
-  std::tie(t.fp32_us, t.int8_us) = timer("layer " + l.name + ": fp32 vs int8", fp32, int8);
+  const PairTiming timed = timer.compare("layer " + l.name + ": fp32 vs int8", fp32, int8, kLayerSeconds);
+  t.fp32_us = timed.a_us;
+  t.int8_us = timed.b_us;
   return t;
 }
 
 // Each int8 layer timed in place at the batch of `inputs` (see time_layer).
 std::map<std::string, LayerTiming> time_layers(const torch::jit::Module& input, const Built& built,
-                                               const std::vector<c10::IValue>& inputs, const Timer& timer) {
+                                               const std::vector<c10::IValue>& inputs, const TimingService& timer) {
   torch::jit::Module probe = clone_for_transform(input);
   auto graph = inlined_forward(probe, "quantize-static", GraphUse::inference);
   const auto layers = find_layers(*graph, probe, "quantize-static", true);
@@ -173,20 +177,23 @@ struct ModelTimes {
 
 // The whole models at the batch: fp32, all int8, and (when there is one) the per-layer model.
 ModelTimes time_models(const torch::jit::Module& input, const Built& all, const Built* per_layer,
-                       const std::vector<c10::IValue>& batch, const Timer& timer) {
+                       const std::vector<c10::IValue>& batch, const TimingService& timer) {
   // fp32 as it would be deployed and measured: frozen and optimized for inference (timed as it
   // is when it cannot be frozen: an attribute forward assigns).
   torch::jit::Module fp32 = freeze_for_inference(input).module;
   torch::jit::Module all_int8 = all.module;
   at::NoGradGuard no_grad;
   ModelTimes t;
-  std::tie(t.fp32_us, t.all_us) =
-      timer("model: fp32 vs all int8", [&] { fp32.forward(batch); }, [&] { all_int8.forward(batch); });
+  const PairTiming whole = timer.compare(
+      "model: fp32 vs all int8", [&] { fp32.forward(batch); }, [&] { all_int8.forward(batch); }, kModelSeconds);
+  t.fp32_us = whole.a_us;
+  t.all_us = whole.b_us;
   t.chosen_us = t.all_us;
   if (per_layer) {
     torch::jit::Module mixed = per_layer->module;
-    const auto [all_again, per_layer_us] =
-        timer("model: all int8 vs per layer", [&] { all_int8.forward(batch); }, [&] { mixed.forward(batch); });
+    const PairTiming again = timer.compare("model: all int8 vs per layer", [&] { all_int8.forward(batch); },
+                                           [&] { mixed.forward(batch); }, kModelSeconds);
+    const double all_again = again.a_us, per_layer_us = again.b_us;
     if (per_layer_us < all_again) {
       t.per_layer_faster = true;
       t.chosen_us = per_layer_us * t.all_us / all_again;  // on the first pair's scale
@@ -229,7 +236,7 @@ void note_models(std::vector<std::string>& notes, std::int64_t batch, const std:
 }  // namespace
 
 void choose_per_layer(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                      const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& train, const Timer& timer,
+                      const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& train, const TimingService& timer,
                       bool progress, Choice& choice, std::vector<std::string>& notes) {
   if (progress) std::fprintf(stderr, "quantize-static: timing each layer in fp32 and int8 at batch %lld\n",
                              (long long)options.batch);

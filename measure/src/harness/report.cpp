@@ -278,6 +278,11 @@ void write_json(std::ostream& out, const Report& report) {
                     {"latency_seconds_per_batch", ci(r.latency_seconds)}, {"p50_seconds", r.p50_seconds},
                     {"p99_seconds", r.p99_seconds}, {"throughput_per_second", ci(r.throughput)},
                     {"speedup_vs_baseline", row.speedup},
+                    // Computed once, by the report's rule, with the energy figures it compares.
+                    {"energy_ratio_vs_baseline",
+                     {{"value", row.energy.value},
+                      {"provenance", row.energy.metered ? provenance_name(r.measured->provenance) : "modeled"},
+                      {"basis", row.energy.metered ? "meters on both sides" : "time x power model on both sides"}}},
                     {"energy", energy},
                     {"quality", quality_json(r.quality)}});
   }
