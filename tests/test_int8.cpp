@@ -486,6 +486,7 @@ TEST_CASE("quantize-static: both backends, int8 from layer to layer, close to fp
       StaticQuantizeOptions options;
       options.backend = backend;
       options.samples = 300;
+      options.guard = "off";  // the rewrite itself, every layer: random weights on noise have near ties
       const auto result = StaticQuantizePass(options).run(model, context);
       for (const auto& l : result.report.layers) CHECK(l.after == 8);
       CHECK_THAT(result.report.summary, Contains("1 quantize"));
@@ -765,6 +766,7 @@ TEST_CASE("quantize-static: the accuracy budget keeps the costly layers in fp32"
   StaticQuantizeOptions options;
   options.samples = 100;
   options.validation = 300;
+  options.guard = "off";  // the budget alone (the guard, on by default, would also step in)
   const auto unbudgeted = StaticQuantizePass(options).run(model, context);
   const at::Tensor validation = train.images.narrow(0, 300, 300);
   const auto agreement = [&](torch::jit::Module m) {
@@ -783,6 +785,78 @@ TEST_CASE("quantize-static: the accuracy budget keeps the costly layers in fp32"
   bool within = false;
   for (const auto& n : budgeted.report.notes) within = within || n.find("within budget") != std::string::npos;
   CHECK(within);
+}
+
+// The outlier model of the budget test: calibration ranges that crush the first layer's input.
+static TensorDataset outlier_calibration(torch::jit::Module& model) {
+  TensorDataset train = noise_dataset(600);
+  train.labels = model.forward({train.images}).toTensor().argmax(1);
+  train.images[0][0][0][0].fill_(1e4);
+  return train;
+}
+
+static bool has_note(const PassReport& report, const std::string& text) {
+  for (const auto& n : report.notes)
+    if (n.find(text) != std::string::npos) return true;
+  return false;
+}
+
+TEST_CASE("quantize-static: the fidelity guard, on by default, returns the harmful layers to fp32", "[quantize][int8]") {
+  at::manual_seed(7);
+  torch::jit::Module model = build_reference_model("lenet5", 2);
+  model.eval();
+  const TensorDataset train = outlier_calibration(model);
+  PassContext context = context_with(train);
+  StaticQuantizeOptions options;
+  options.samples = 100;
+  options.validation = 300;
+  const auto guarded = StaticQuantizePass(options).run(model, context);
+  // Judged on the last 300 samples, which calibration (the first 100) never saw.
+  const at::Tensor held_out = train.images.narrow(0, 300, 300);
+  torch::jit::Module q = guarded.module;
+  const double agreement =
+      q.forward({held_out}).toTensor().argmax(1).eq(train.labels.narrow(0, 300, 300)).to(at::kFloat).mean().item<double>();
+  CHECK(agreement >= 0.99 - 1e-9);
+  CHECK(has_note(guarded.report, "fidelity guard: top-1 agreement with fp32"));
+  CHECK(has_note(guarded.report, "returned to fp32, the most harmful first"));
+  CHECK(has_note(guarded.report, "the fidelity guard on the last 300 (held out)"));
+  int int8_layers = 0, guarded_layers = 0;
+  for (const auto& l : guarded.report.layers) {
+    int8_layers += l.after == 8;
+    guarded_layers += l.note.rfind("fp32: fidelity guard", 0) == 0;
+  }
+  CHECK(int8_layers >= 1);
+  CHECK(guarded_layers >= 1);
+  CHECK_THAT(guarded.report.layers.front().note, Contains("fp32: fidelity guard"));  // conv1 reads the outlier
+
+  // A limit no int8 layer can reach: the pass refuses, loudly, naming the layers.
+  options.guard_metric = "cosine";
+  options.min_cosine = 1.0;
+  CHECK_THROWS_WITH(StaticQuantizePass(options).run(model, context),
+                    Contains("FIDELITY GUARD NOT MET") && Contains("most harmful in int8: ") && Contains("fc"));
+}
+
+TEST_CASE("quantize-static: the guard holds out samples calibration never sees, and says how it split", "[quantize][int8]") {
+  at::manual_seed(9);
+  torch::jit::Module model = build_reference_model("mlp", 1);
+  model.eval();
+  TensorDataset small = noise_dataset(40);
+  small.labels = at::Tensor();  // no labels: the guard is on cosine
+  PassContext context = context_with(small);
+  StaticQuantizeOptions options;
+  options.guard_metric = "auto";
+  const auto result = StaticQuantizePass(options).run(model, context);
+  CHECK(has_note(result.report, "on the first 30 training samples; the fidelity guard on the last 10 (held out)"));
+  CHECK(has_note(result.report, "fidelity guard: cosine to fp32"));
+
+  options.guard = "off";
+  const auto unguarded = StaticQuantizePass(options).run(model, context);
+  CHECK(has_note(unguarded.report, "on the first 40 training samples"));
+  CHECK(has_note(unguarded.report, "fidelity guard: OFF"));
+
+  const TensorDataset one = noise_dataset(1);
+  PassContext tiny = context_with(one);
+  CHECK_THROWS_WITH(StaticQuantizePass(StaticQuantizeOptions{}).run(model, tiny), Contains("the training data has 1"));
 }
 
 TEST_CASE("fuse-relu makes ReLU in place without changing outputs", "[quantize][int8]") {

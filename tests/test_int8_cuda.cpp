@@ -111,6 +111,7 @@ TEST_CASE("quantize-static backend=cuda: Linear layers on the dp4a op, convoluti
     StaticQuantizeOptions options;
     options.backend = "cuda";
     options.samples = 200;
+    options.guard = "off";  // every Linear layer on the op: random weights on noise have near ties
     const auto result = StaticQuantizePass(options).run(model, context);
     int linear = 0, conv = 0;
     for (const auto& l : result.report.layers) {

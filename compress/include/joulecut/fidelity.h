@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "joulecut/data.h"
 #include "joulecut/measure/stats.h"
@@ -26,6 +27,15 @@ struct Fidelity {
 // models' outputs differ in structure or shape.
 Fidelity fidelity(torch::jit::Module& reference, torch::jit::Module& model, const TensorDataset& data,
                   std::int64_t batch = 256);
+
+// The reference model's outputs on `data`, batch by batch: computed once to judge many
+// candidate models against (quantize-static's fidelity guard).
+struct ReferenceOutputs {
+  std::vector<c10::IValue> batches;
+  std::int64_t batch = 256;
+};
+ReferenceOutputs reference_outputs(torch::jit::Module& reference, const TensorDataset& data, std::int64_t batch = 256);
+Fidelity fidelity(const ReferenceOutputs& reference, torch::jit::Module& model, const TensorDataset& data);
 
 // "agreement 98.5% (97.9-99.0), cosine 0.9993 ± 0.0002, SNR 31.2 dB, max |error| 0.041".
 std::string fidelity_text(const Fidelity& f);

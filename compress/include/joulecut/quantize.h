@@ -83,6 +83,14 @@ struct StaticQuantizeOptions {
   // is slower than its fp32 op; the model is then timed whole, and the faster of the two int8
   // models kept.
   std::string per_layer = "all";
+  // The fidelity guard (on by default): the int8 model judged against fp32 on held-out training
+  // samples (the last ones, never the calibration ones), layers returned to fp32, the most
+  // harmful first, until it holds. Class scores on labelled data: top-1 agreement with fp32 at
+  // most max_agreement_drop points below 100; other outputs: mean cosine >= min_cosine.
+  std::string guard = "on";            // on | off
+  std::string guard_metric = "auto";   // auto | agreement | cosine
+  double min_cosine = 0.99;
+  double max_agreement_drop = 1.0;
   std::int64_t batch = 64;  // per-layer=auto times through PassContext::timer() ("layer NAME: fp32 vs
                             // int8", "model: fp32 vs all int8", "model: all int8 vs per layer")
 };

@@ -59,7 +59,7 @@ std::string summary_text(const StaticQuantizeOptions& options, const Built& buil
 // The notes every report ends with: what else runs int8, how the ranges were calibrated, and
 // what the model needs to load.
 void add_closing_notes(std::vector<std::string>& notes, const torch::jit::Module& input, const Built& built,
-                       const StaticQuantizeOptions& options, const TensorDataset& train, const std::string& engine) {
+                       const StaticQuantizeOptions& options, const HeldOut& split, const std::string& engine) {
   if (attention::has_attention(input))
     notes.push_back("attention: its Linear layers (the packed Q/K/V projection and the output projection) as "
                     "listed; LayerNorm, softmax and the two attention matrix products stay fp32, activations "
@@ -67,7 +67,7 @@ void add_closing_notes(std::vector<std::string>& notes, const torch::jit::Module
   if (built.scaled > 0)
     notes.push_back("squeeze-and-excitation: " + std::to_string(built.scaled) +
                     " channel scaling(s) run on uint8 (joulecut::int8_scale_channels)");
-  notes.push_back(calibration_note(options, train));
+  notes.push_back(calibration_note(options, split));
 #ifdef JOULECUT_HAVE_ONEDNN
   if (options.backend == "onednn") notes.push_back("int8 kernels: " + int8_implementations());
 #endif
@@ -137,7 +137,18 @@ const OptionTable<StaticQuantizeOptions>& StaticQuantizePass::options_table() {
        choice_option("per-layer", "all (every layer int8) or auto (onednn: a layer stays fp32 where int8 is slower, "
                                   "timed here at the batch)",
                      &O::per_layer, {{"all", "every layer int8"}, {"auto", "timed"}}),
-       option("batch", "with per-layer=auto: the batch size the layers are timed at", &O::batch)});
+       option("batch", "with per-layer=auto: the batch size the layers are timed at", &O::batch),
+       choice_option("guard",
+                     "the fidelity guard: the int8 model judged against fp32 on held-out training samples (never "
+                     "the calibration ones), the most harmful layers returned to fp32 until it holds",
+                     &O::guard, {{"on", "the default"}, {"off", "no check against fp32"}}),
+       choice_option("guard-metric",
+                     "what the guard judges: agreement (top-1 agreement with fp32, for class scores), cosine (of "
+                     "every output to fp32's), or auto (agreement on labelled data, cosine otherwise)",
+                     &O::guard_metric, {{"auto", ""}, {"agreement", ""}, {"cosine", ""}}),
+       option("min-cosine", "the guard on cosine: the mean cosine to fp32 it keeps, in (0, 1]", &O::min_cosine),
+       option("max-agreement-drop", "the guard on agreement: points of top-1 agreement with fp32 it may lose",
+              &O::max_agreement_drop)});
   return table;
 }
 
@@ -151,6 +162,9 @@ StaticQuantizeOptions StaticQuantizePass::parse(const PassOptionMap& map) {
   if (o.per_layer == "auto" && o.backend != "onednn")
     throw UserError("quantize-static: per-layer=auto times joulecut's int8 ops: it needs backend=onednn");
   if (o.batch < 1) throw UserError("quantize-static: batch must be >= 1");
+  if (!(o.min_cosine > 0 && o.min_cosine <= 1)) throw UserError("quantize-static: min-cosine must be in (0, 1]");
+  if (!(o.max_agreement_drop >= 0 && o.max_agreement_drop <= 100))
+    throw UserError("quantize-static: max-agreement-drop must be in [0, 100] points");
   return o;
 }
 
@@ -166,7 +180,8 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
 #endif
   std::string engine;
   if (options_.backend == "torch") engine = choose_engine(name());
-  const auto ranges = calibrate_ranges(input, options_, train, context.progress, name());
+  const HeldOut split = hold_out(options_, train);
+  const auto ranges = calibrate_ranges(input, options_, split.calibration, context.progress, name());
 
   PassReport report;
   report.pass = text();
@@ -178,6 +193,7 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
                     (layers.empty() ? std::string("none found") : layers.front().layer + ": " + layers.front().note) + ")");
   if (options_.max_accuracy_drop >= 0)
     apply_accuracy_budget(input, options_, ranges, train, context.progress, choice, report.notes);
+  apply_fidelity_guard(input, options_, ranges, split.held_out, context.progress, choice, report.notes);
 #ifdef JOULECUT_HAVE_ONEDNN
   if (options_.per_layer == "auto") {
     choose_per_layer(input, options_, ranges, train, context.timer(), context.progress, choice, report.notes);
@@ -187,7 +203,7 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
   check_int8_runs(choice.built.module, train);
   report.layers = choice.built.layers;
   report.summary = summary_text(options_, choice.built);
-  add_closing_notes(report.notes, input, choice.built, options_, train, engine);
+  add_closing_notes(report.notes, input, choice.built, options_, split, engine);
   return {choice.built.module, report};
 }
 

@@ -30,9 +30,13 @@ std::map<std::size_t, QuantRange> calibrate_ranges(const torch::jit::Module& inp
   return calibrate_values(input, values_to_observe(*graph, layers), train, options, progress);
 }
 
-std::string calibration_note(const StaticQuantizeOptions& options, const TensorDataset& train) {
-  return "calibration: " + options.observer + " observer on the first " +
-         std::to_string(std::min<std::int64_t>(options.samples, train.size())) + " training images";
+std::string calibration_note(const StaticQuantizeOptions& options, const HeldOut& split) {
+  const auto used = std::min<std::int64_t>(options.samples, split.calibration.size());
+  std::string note = "calibration: " + options.observer + " observer on the first " + std::to_string(used) +
+                     " training samples";
+  if (split.held_out.size() > 0)
+    note += "; the fidelity guard on the last " + std::to_string(split.held_out.size()) + " (held out)";
+  return note;
 }
 
 }  // namespace joulecut::static_quant

@@ -4,6 +4,7 @@
 //   static_calibration.cpp  checking the model and calibrating the activation ranges
 //   static_rewrite.cpp      the rewrite of a fresh clone to int8 (the Rewriter)
 //   static_budget.cpp       the accuracy budget: layers returned to fp32 until the drop fits
+//   static_guard.cpp        the fidelity guard: int8 judged against fp32 on held-out samples
 //   static_per_layer.cpp    per-layer=auto: each layer timed in fp32 and int8, the faster kept
 // Values are numbered as static_graph.h numbers them, so that the ranges calibrated on one copy
 // name the same values in every rewrite.
@@ -45,7 +46,8 @@ struct Choice {
 std::map<std::size_t, QuantRange> calibrate_ranges(const torch::jit::Module& input, const StaticQuantizeOptions& options,
                                                    const TensorDataset& train, bool progress, const std::string& pass);
 // The report's note on how the ranges were calibrated.
-std::string calibration_note(const StaticQuantizeOptions& options, const TensorDataset& train);
+struct HeldOut;
+std::string calibration_note(const StaticQuantizeOptions& options, const HeldOut& split);
 
 // static_rewrite.cpp. A fresh clone of `input` with every layer int8 that can be, but those in
 // `keep_fp32` and those options.exclude names; the input is never changed.
@@ -61,6 +63,20 @@ void apply_accuracy_budget(const torch::jit::Module& input, const StaticQuantize
                            Choice& choice, std::vector<std::string>& notes);
 // The note of each layer the budget keeps fp32 put first in its report row (before "; ...").
 void note_budget_layers(Choice& choice);
+
+// static_guard.cpp. The training data split for the fidelity guard: calibration on the first
+// samples, the guard on the last ones (options.validation, or a quarter of a small set); with
+// guard=off, calibration on all of it. Throws UserError when there is nothing to hold out.
+struct HeldOut {
+  TensorDataset calibration, held_out;
+};
+HeldOut hold_out(const StaticQuantizeOptions& options, const TensorDataset& train);
+// The guard (options.guard): `choice` judged on `held_out`; when it misses the limit, the fewest
+// most harmful layers go back to fp32 until it holds. Updates `choice` and adds its notes; throws
+// UserError, naming the most harmful layers, when it holds only with no int8 layer.
+void apply_fidelity_guard(const torch::jit::Module& input, const StaticQuantizeOptions& options,
+                          const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& held_out, bool progress,
+                          Choice& choice, std::vector<std::string>& notes);
 
 #ifdef JOULECUT_HAVE_ONEDNN
 // static_per_layer.cpp. per-layer=auto: each int8 layer timed in place against its fp32 op at

@@ -29,10 +29,18 @@ void flatten_outputs(const c10::IValue& v, std::vector<at::Tensor>& out) {
 
 }  // namespace
 
-Fidelity fidelity(torch::jit::Module& reference, torch::jit::Module& model, const TensorDataset& data,
-                  std::int64_t batch) {
+ReferenceOutputs reference_outputs(torch::jit::Module& reference, const TensorDataset& data, std::int64_t batch) {
   JOULECUT_ASSERT(batch > 0, "fidelity batch must be positive");
   if (reference.hasattr("training")) reference.eval();
+  at::NoGradGuard no_grad;
+  ReferenceOutputs r;
+  r.batch = batch;
+  for (std::int64_t i = 0; i < data.size(); i += batch)
+    r.batches.push_back(reference.forward(data.inputs(i, std::min(batch, data.size() - i))));
+  return r;
+}
+
+Fidelity fidelity(const ReferenceOutputs& reference, torch::jit::Module& model, const TensorDataset& data) {
   if (model.hasattr("training")) model.eval();
   at::NoGradGuard no_grad;
   Fidelity f;
@@ -40,10 +48,13 @@ Fidelity fidelity(torch::jit::Module& reference, torch::jit::Module& model, cons
   double signal = 0, noise = 0;
   std::int64_t agree = 0;
   bool classifier = true;
+  const std::int64_t batch = reference.batch;
+  JOULECUT_ASSERT(std::int64_t(reference.batches.size()) == (data.size() + batch - 1) / batch,
+                  "reference outputs were computed on other data");
   for (std::int64_t i = 0; i < data.size(); i += batch) {
     const auto n = std::min(batch, data.size() - i);
-    const auto inputs = data.inputs(i, n);
-    const c10::IValue ref_out = reference.forward(inputs), out = model.forward(inputs);
+    const c10::IValue& ref_out = reference.batches[std::size_t(i / batch)];
+    const c10::IValue out = model.forward(data.inputs(i, n));
     std::vector<at::Tensor> a, b;
     flatten_outputs(ref_out, a);
     flatten_outputs(out, b);
@@ -79,6 +90,11 @@ Fidelity fidelity(torch::jit::Module& reference, torch::jit::Module& model, cons
   f.cosine = measure::mean_ci95(cosines);
   f.snr_db = noise > 0 ? 10 * std::log10(signal / noise) : INFINITY;
   return f;
+}
+
+Fidelity fidelity(torch::jit::Module& reference, torch::jit::Module& model, const TensorDataset& data,
+                  std::int64_t batch) {
+  return fidelity(reference_outputs(reference, data, batch), model, data);
 }
 
 std::string fidelity_text(const Fidelity& f) {
