@@ -7,6 +7,10 @@
 #include <filesystem>
 #include <sstream>
 
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
 #include "joulecut/atomic_file.h"
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
@@ -219,6 +223,13 @@ void print_pass_report(const PassReport& report) {
     }
   }
   for (const auto& n : report.notes) std::printf("  note: %s\n", n.c_str());
+  // Harm to the model is said loudly: bold on a terminal, and on stderr too.
+  const bool terminal = isatty(fileno(stdout));
+  for (const auto& w : report.warnings) {
+    std::printf("  %sWARNING: %s%s\n", terminal ? "\033[1m" : "", w.c_str(), terminal ? "\033[0m" : "");
+    std::fflush(stdout);
+    std::fprintf(stderr, "compress: warning: %s: %s\n", report.pass.c_str(), w.c_str());
+  }
 }
 
 void print_problems(const std::vector<std::string>& problems) {
@@ -253,7 +264,12 @@ void apply_and_measure(const std::vector<std::unique_ptr<Pass>>& passes, const A
   const auto applied = apply_passes(passes, input.loaded.module, context);
   for (const auto& r : applied.reports) print_pass_report(r);
   ModelMetadata metadata = input.metadata;
-  metadata.provenance_json = pipeline_provenance(command, print_pipeline(passes), job.seed, input);
+  // A pass's warnings travel with the file it wrote.
+  nlohmann::json warnings = nlohmann::json::array();
+  for (const auto& r : applied.reports)
+    for (const auto& w : r.warnings) warnings.push_back(r.pass + ": " + w);
+  metadata.provenance_json = pipeline_provenance(command, print_pipeline(passes), job.seed, input,
+                                                 warnings.empty() ? "" : nlohmann::json{{"warnings", warnings}}.dump());
   save_model(applied.module, metadata, job.output, job.model);
   std::printf("wrote %s (sha256 %s)\n\n", job.output.c_str(), sha256_file(job.output).substr(0, 16).c_str());
   if (job.measurement.no_measure) return;

@@ -44,6 +44,9 @@ struct PassReport {
   std::string summary;             // one line
   std::vector<LayerChange> layers;
   std::vector<std::string> notes;  // e.g. "no speedup expected: masked zeros"
+  // What harms the model and the user must see (printed loudly, kept in every report and ledger):
+  // e.g. quantize-static's fidelity guard not met.
+  std::vector<std::string> warnings;
 };
 
 struct PassResult {

@@ -193,7 +193,7 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
                     (layers.empty() ? std::string("none found") : layers.front().layer + ": " + layers.front().note) + ")");
   if (options_.max_accuracy_drop >= 0)
     apply_accuracy_budget(input, options_, ranges, train, context.progress, choice, report.notes);
-  apply_fidelity_guard(input, options_, ranges, split.held_out, context.progress, choice, report.notes);
+  apply_fidelity_guard(input, options_, ranges, split.held_out, context.progress, choice, report);
 #ifdef JOULECUT_HAVE_ONEDNN
   if (options_.per_layer == "auto") {
     choose_per_layer(input, options_, ranges, train, context.timer(), context.progress, choice, report.notes);

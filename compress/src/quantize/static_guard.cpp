@@ -96,38 +96,43 @@ Candidate with_most_harmful_fp32(const torch::jit::Module& input, const StaticQu
   return c;
 }
 
-// The fewest most-harmful layers whose return to fp32 makes the guard hold, leaving at least one
-// int8 layer: counts doubled until it holds, then bisected. nullopt when none does.
-std::optional<Candidate> fewest_fp32_layers(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                                            const std::map<std::size_t, QuantRange>& ranges, const Choice& choice,
-                                            const std::vector<std::pair<std::string, double>>& ranked,
-                                            const Judge& judge) {
-  if (ranked.size() < 2) return std::nullopt;
+// The guard's answer: the fewest most-harmful layers whose return to fp32 makes it hold, leaving
+// at least one int8 layer (counts doubled until it holds, then bisected); when none does, the
+// candidate closest to the limit (ties: the fewest fp32 layers), and met false.
+struct Outcome {
+  Candidate chosen;
+  bool met = false;
+};
+
+Outcome fewest_fp32_layers(const torch::jit::Module& input, const StaticQuantizeOptions& options,
+                           const std::map<std::size_t, QuantRange>& ranges, const Choice& choice,
+                           const std::vector<std::pair<std::string, double>>& ranked, const Judge& judge,
+                           Candidate all_int8) {
+  Outcome outcome{std::move(all_int8)};
+  auto consider = [&](Candidate c) {
+    if (judge.holds(c.score)) {
+      if (!outcome.met || c.keep.size() < outcome.chosen.keep.size()) outcome = {std::move(c), true};
+    } else if (!outcome.met && c.score > outcome.chosen.score) {
+      outcome.chosen = std::move(c);
+    }
+  };
+  if (ranked.size() < 2) return outcome;
   const std::size_t most = ranked.size() - 1;  // at least one layer stays int8
   std::size_t failing = 0, count = 1;
-  std::optional<Candidate> best;
-  while (!best) {
-    Candidate c = with_most_harmful_fp32(input, options, ranges, choice, ranked, count, judge);
-    if (judge.holds(c.score)) {
-      best = std::move(c);
-    } else {
-      if (count == most) return std::nullopt;
-      failing = count;
-      count = std::min(most, 2 * count);
-    }
+  for (;;) {
+    consider(with_most_harmful_fp32(input, options, ranges, choice, ranked, count, judge));
+    if (outcome.met || count == most) break;
+    failing = count;
+    count = std::min(most, 2 * count);
   }
   std::size_t holding = count;
-  while (holding - failing > 1) {
+  while (outcome.met && holding - failing > 1) {
     const std::size_t middle = failing + (holding - failing) / 2;
     Candidate c = with_most_harmful_fp32(input, options, ranges, choice, ranked, middle, judge);
-    if (judge.holds(c.score)) {
-      best = std::move(c);
-      holding = middle;
-    } else {
-      failing = middle;
-    }
+    (judge.holds(c.score) ? holding : failing) = middle;
+    consider(std::move(c));
   }
-  return best;
+  return outcome;
 }
 
 std::string most_harmful_text(const std::vector<std::pair<std::string, double>>& ranked, const Judge& judge) {
@@ -163,34 +168,39 @@ HeldOut hold_out(const StaticQuantizeOptions& options, const TensorDataset& trai
 
 void apply_fidelity_guard(const torch::jit::Module& input, const StaticQuantizeOptions& options,
                           const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& held_out, bool progress,
-                          Choice& choice, std::vector<std::string>& notes) {
+                          Choice& choice, PassReport& report) {
   if (options.guard == "off") {
-    notes.push_back("fidelity guard: OFF (guard=off): nothing here checked how far the int8 model is from fp32");
+    report.notes.push_back("fidelity guard: OFF (guard=off): nothing here checked how far the int8 model is from fp32");
     return;
   }
   const Judge judge = make_judge(input, options, held_out);
-  const double all_int8 = judge.score(choice.built.module);
+  Candidate all_int8{choice.built, choice.keep, judge.score(choice.built.module)};
   const std::string where = " on the " + held_out.description + ", limit " + judge.limit_text();
-  if (judge.holds(all_int8)) {
-    notes.push_back("fidelity guard: " + judge.value_text(all_int8) + where + ": met");
+  if (judge.holds(all_int8.score)) {
+    report.notes.push_back("fidelity guard: " + judge.value_text(all_int8.score) + where + ": met");
     return;
   }
+  const double all_int8_score = all_int8.score;
   const auto ranked = rank_by_harm(input, options, ranges, choice, judge, progress);
-  const std::optional<Candidate> kept = fewest_fp32_layers(input, options, ranges, choice, ranked, judge);
-  if (!kept)
-    throw UserError("quantize-static: FIDELITY GUARD NOT MET: " + judge.value_text(all_int8) + " with every layer int8" +
-                    where + ", and no int8 layer is left once it holds; most harmful in int8: " +
-                    most_harmful_text(ranked, judge) + ". Try observer=mse or entropy, or lower the limit (min-cosine, "
-                    "max-agreement-drop)");
+  const Outcome outcome = fewest_fp32_layers(input, options, ranges, choice, ranked, judge, std::move(all_int8));
   for (const auto& [layer, score] : ranked)
-    if (kept->keep.count(layer) && !choice.keep.count(layer))
+    if (outcome.chosen.keep.count(layer) && !choice.keep.count(layer))
       choice.budget_notes[layer] = "fp32: fidelity guard (" + judge.value_text(score) + " with only this layer fp32)";
-  notes.push_back(format("fidelity guard: %s with every layer int8; %zu layer(s) returned to fp32, the most harmful "
-                         "first: %s%s: met",
-                         judge.value_text(all_int8).c_str(), kept->keep.size() - choice.keep.size(),
-                         judge.value_text(kept->score).c_str(), where.c_str()));
-  choice.keep = kept->keep;
-  choice.built = kept->built;
+  const std::string reached =
+      format("%s with every layer int8; %zu layer(s) returned to fp32, the most harmful first: %s%s",
+             judge.value_text(all_int8_score).c_str(), outcome.chosen.keep.size() - choice.keep.size(),
+             judge.value_text(outcome.chosen.score).c_str(), where.c_str());
+  if (outcome.met) {
+    report.notes.push_back("fidelity guard: " + reached + ": met");
+  } else {
+    report.warnings.push_back("FIDELITY GUARD NOT MET: " + reached + ". No set of fp32 layers that leaves one int8 "
+                              "meets it; the int8 layers harm the model. Most harmful in int8: " +
+                              most_harmful_text(ranked, judge) +
+                              ". Try observer=mse or entropy, or another pass; the limit is min-cosine or "
+                              "max-agreement-drop");
+  }
+  choice.keep = outcome.chosen.keep;
+  choice.built = outcome.chosen.built;
 }
 
 }  // namespace joulecut::static_quant

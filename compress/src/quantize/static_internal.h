@@ -72,11 +72,12 @@ struct HeldOut {
 };
 HeldOut hold_out(const StaticQuantizeOptions& options, const TensorDataset& train);
 // The guard (options.guard): `choice` judged on `held_out`; when it misses the limit, the fewest
-// most harmful layers go back to fp32 until it holds. Updates `choice` and adds its notes; throws
-// UserError, naming the most harmful layers, when it holds only with no int8 layer.
+// most harmful layers go back to fp32 until it holds. Updates `choice` and adds its notes to the
+// report; when no set of fp32 layers that leaves one int8 meets it, keeps the candidate closest
+// to the limit and adds a warning naming the most harmful layers.
 void apply_fidelity_guard(const torch::jit::Module& input, const StaticQuantizeOptions& options,
                           const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& held_out, bool progress,
-                          Choice& choice, std::vector<std::string>& notes);
+                          Choice& choice, PassReport& report);
 
 #ifdef JOULECUT_HAVE_ONEDNN
 // static_per_layer.cpp. per-layer=auto: each int8 layer timed in place against its fp32 op at

@@ -197,13 +197,24 @@ class Rewriter {
       // A channel scaling reads its x int8; its gate stays float.
       const auto scale = channel_scales_.find(const_cast<Node*>(n));
       if (scale != channel_scales_.end() && int(use.offset) != scale->second) return true;
+      if (is_tensor_add(const_cast<Node*>(n))) {
+        if (add_runs_int8(const_cast<Node*>(n))) return true;
+        continue;
+      }
       if (n->kind() == c10::aten::conv2d || n->kind() == c10::aten::_convolution || n->kind() == c10::aten::linear ||
-          is_tensor_add(const_cast<Node*>(n)) ||
           n->kind() == c10::aten::max_pool2d || n->kind() == c10::aten::adaptive_avg_pool2d ||
           n->kind() == c10::aten::flatten || is_relu(n))
         return true;
     }
     return false;
+  }
+
+  // An add runs int8 only where an int8 op reads its result (a CNN's residual add, before the next
+  // convolution). A transformer's residual add feeds LayerNorm: quantizing the residual stream,
+  // outlier channels and all, to one uint8 scale would cost more precision than it saves time.
+  bool add_runs_int8(Node* add) const {
+    Node* relu = fused_relu(add);
+    return read_by_int8_op(relu ? relu->output() : add->output());
   }
 
   // Returns "" when the layer became int8, else why it stays fp32.
@@ -382,7 +393,7 @@ class Rewriter {
     Value* result = relu ? relu->output() : n->output();
     const auto out_range = range_of(result);
     // Only worth it when one side is already int8: otherwise two quantizes buy one int8 add.
-    if (!out_range || (!int8_.count(n->input(0)) && !int8_.count(n->input(1)))) return;
+    if (!out_range || (!int8_.count(n->input(0)) && !int8_.count(n->input(1))) || !add_runs_int8(n)) return;
     WithInsertPoint guard(n);
     const auto a = int8_input(n->input(0));
     const auto b = int8_input(n->input(1));
