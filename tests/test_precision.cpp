@@ -62,3 +62,41 @@ TEST_CASE("convert-precision refuses what it cannot do and says what fp16 costs 
   const auto fp16 = make_pass("convert-precision", {{"dtype", "fp16"}})->run(model, context);
   CHECK_THAT(fp16.report.summary, Contains("in fp16"));
 }
+
+// A traced Hugging Face encoder in miniature: int64 token ids into an embedding, an int64 mask
+// the model casts to float32 itself (as a trace bakes `mask.to(float32)` in), then a Linear.
+TEST_CASE("convert-precision keeps integer inputs and what reads them, and lowers the model's own float32 casts",
+          "[quantize][precision]") {
+  torch::jit::Module model("TokenModel");
+  at::manual_seed(4);
+  model.register_parameter("embedding", at::randn({50, 16}), false);
+  torch::jit::Module dense("Dense");
+  dense.register_parameter("weight", at::randn({8, 16}) * 0.2, false);
+  dense.register_parameter("bias", at::randn({8}) * 0.1, false);
+  model.register_module("proj", dense);
+  model.define(R"JIT(
+def forward(self, ids, mask):
+    x = torch.embedding(self.embedding, ids)
+    bias = (1.0 - mask.to(6)) * -10000.0
+    y = torch.linear(x, self.proj.weight, self.proj.bias)
+    return y.sum(-1) + bias
+)JIT");
+  model.eval();
+  const at::Tensor ids = at::randint(0, 50, {3, 7}, at::kLong);
+  at::Tensor mask = at::ones({3, 7}, at::kLong);
+  mask.narrow(1, 5, 2).zero_();
+  at::NoGradGuard no_grad;
+  const at::Tensor reference = model.forward({ids, mask}).toTensor();
+  PassContext context;
+  const auto result = make_pass("convert-precision", {})->run(model, context);
+  auto converted = result.module;
+  const at::Tensor out = converted.forward({ids, mask}).toTensor();  // before: ids cast to bf16, then embedding failed
+  CHECK(out.scalar_type() == at::kFloat);
+  const at::Tensor kept = reference.narrow(1, 0, 5);  // the unmasked tokens
+  const double scale = kept.abs().max().item<double>();
+  CHECK((out.narrow(1, 0, 5) - kept).abs().max().item<double>() < 0.03 * scale + 0.05);
+  CHECK(out.narrow(1, 5, 2).max().item<double>() < -9000);  // the masked ones, as the mask says
+  bool noted = false;
+  for (const auto& n : result.report.notes) noted = noted || n.find("now made in bf16") != std::string::npos;
+  CHECK(noted);
+}

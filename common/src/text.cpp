@@ -39,4 +39,32 @@ std::string join(const std::vector<std::string>& parts, const std::string& separ
   return out;
 }
 
+// The length of the valid UTF-8 sequence (2 to 4 bytes) that starts at text[i], or 0.
+static std::size_t utf8_sequence(const std::string& text, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char lead = byte(i);
+  const std::size_t length = lead >= 0xF0 && lead <= 0xF4 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC2 && lead < 0xE0 ? 2 : 0;
+  if (length == 0 || i + length > text.size()) return 0;
+  for (std::size_t k = 1; k < length; ++k)
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+  return length;
+}
+
+std::string printable(const std::string& text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7F) {
+      out += text[i++];
+    } else if (const std::size_t n = c >= 0x80 ? utf8_sequence(text, i) : 0) {
+      out.append(text, i, n);
+      i += n;
+    } else {
+      out += format("\\x%02X", c);
+      ++i;
+    }
+  }
+  return out;
+}
+
 }  // namespace joulecut

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "joulecut/error.h"
+#include "joulecut/text.h"
 #include "joulecut/model.h"
 #include "joulecut/platform.h"
 #include "joulecut/torch_compat.h"
@@ -48,13 +49,13 @@ int main(int argc, char** argv) {
     for (const auto& command : commands)
       if (*command.app) command.run(invocation);
   } catch (const joulecut::UserError& e) {
-    std::fprintf(stderr, "compress: error: %s\n", e.what());
+    std::fprintf(stderr, "compress: error: %s\n", joulecut::printable(e.what()).c_str());
     return 1;
   } catch (const std::exception& e) {
     // Unexpected failures inside LibTorch: one line; JOULECUT_DEBUG=1 shows the whole trace.
     if (std::getenv("JOULECUT_DEBUG")) std::fprintf(stderr, "%s\n", e.what());
     std::fprintf(stderr, "compress: error: %s (set JOULECUT_DEBUG=1 for the full trace)\n",
-                 joulecut::torch_error_summary(e).c_str());
+                 joulecut::printable(joulecut::torch_error_summary(e)).c_str());
     return 1;
   }
   return 0;

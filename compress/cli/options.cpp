@@ -274,7 +274,10 @@ void apply_and_measure(const std::vector<std::unique_ptr<Pass>>& passes, const A
   std::printf("wrote %s (sha256 %s)\n\n", job.output.c_str(), sha256_file(job.output).substr(0, 16).c_str());
   if (job.measurement.no_measure) return;
   // Passes never measure; the harness does, before and after, side by side.
-  std::fputs(measure_side_by_side({job.model, job.output}, job.data, job.measurement, job.progress).c_str(), stdout);
+  // Judged on what the passes never saw: one data file's last quarter when they trained on the rest.
+  DataSource judged = job.data;
+  judged.split_one_file = needs_training_data(passes);
+  std::fputs(measure_side_by_side({job.model, job.output}, judged, job.measurement, job.progress).c_str(), stdout);
 }
 
 }  // namespace joulecut::cli

@@ -141,13 +141,16 @@ expect_error "bad: a truncated .npy" "truncated\.npy: truncated \.npy file \([0-
 expect_error "bad: an unsupported dtype" "complex\.npy: \.npy dtype '<c16' is not supported" eval resnet18-cifar-scripted.pt --data complex.npy
 expect_error "bad: a file that is no data set" "text\.npy: unknown data file: expected a NumPy \.npy or \.npz, a CIFAR-10/100 binary batch" \
   eval resnet18-cifar-scripted.pt --data text.npy
-expect_error "bad: one file for calibration names --train-data" "tokens\.npz: one file is one split, read for evaluation; give the training split .* with --train-data FILE" \
-  quantize text-classifier.pt --data tokens.npz -o tq.pt --no-progress
+expect_ok "quantize: one data file, calibrated on its first three quarters, judged on the last" \
+  "the last 128 of 512 samples \(held out from training\)" \
+  quantize text-classifier.pt --data tokens.npz -o tq.pt --batch 8 --windows 2 --no-progress
 expect_error "bad: --metric unknown" "--metric 'f1': choose top1" measure text-classifier.pt --data tokens.npz --metric f1 "${quick[@]}"
 # ---- image folders: decoded and preprocessed as torchvision does, pixel for pixel
 "$python" "$src/tests/fixtures/make_image_folder.py" img 2>/dev/null || report "make the image folder" fail "python failed"
 norm=(--resize 40 --crop 32 --mean 0.5,0.4,0.3 --std 0.2,0.25,0.3)
 expect_ok "data: an image folder with train and test splits" "^data +img/test test \(10 images, 2 classes\)" data img "${norm[@]}" --save-npy got-rgb.npy
+mkdir -p valonly && cp -r img/test valonly/val
+expect_ok "data: a folder holding only a val/ split is that split" "^data +valonly/val test \(10 images, 2 classes\)" data valonly "${norm[@]}"
 expect_ok "data: gray" "input 1 +\[1, 32, 32\]" data img --resize 40 --crop 32 --mean 0.5 --std 0.2 --color gray --save-npy got-gray.npy
 "$python" -c "
 import numpy as np

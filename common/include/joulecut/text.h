@@ -19,4 +19,8 @@ std::string format(const char* pattern, ...) __attribute__((format(printf, 1, 2)
 // "a, b, c" for join({"a", "b", "c"}, ", "); "" for none.
 std::string join(const std::vector<std::string>& parts, const std::string& separator);
 
+// Text that came from a file, safe to print on one line: bytes outside printable ASCII (control
+// characters, newlines, invalid UTF-8 from a corrupt header) as \xNN; valid UTF-8 kept as it is.
+std::string printable(const std::string& text);
+
 }  // namespace joulecut

@@ -37,6 +37,10 @@ struct DataSource {
   int resize = 0, crop = 0;
   std::string mean, stddev, color;
   std::int64_t cache_mb = 2048;
+  // One data file (no train_data/test_data) for work that calibrates or trains: the first three
+  // quarters are the training split, the last quarter the held-out test split; otherwise one
+  // file is the test split only. Set by the pipeline when a pass needs training data.
+  bool split_one_file = false;
   bool given() const { return data_given || !images.empty() || !train_data.empty() || !test_data.empty(); }
 };
 

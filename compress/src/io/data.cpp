@@ -9,6 +9,7 @@
 
 #include "joulecut/cifar.h"
 #include "joulecut/error.h"
+#include "joulecut/text.h"
 #include "joulecut/idx.h"
 #include "joulecut/npy.h"
 #include "io/image_folder.h"
@@ -299,6 +300,19 @@ TensorDataset load_file(const std::string& path, const DataSource& source, Split
                   "IDX pair given with --images and --labels");
 }
 
+// One file for both splits: the first three quarters train, the last quarter is held out.
+TensorDataset one_file_split(const TensorDataset& all, Split split) {
+  const std::int64_t n = all.size();
+  if (n < 2) throw UserError(all.description + ": one sample cannot be split into training and held-out samples");
+  const std::int64_t held = std::max<std::int64_t>(1, n / 4);
+  TensorDataset part = split == Split::train ? slice(all, 0, n - held) : slice(all, n - held, held);
+  part.description = all.description + format(split == Split::train
+                                                   ? ": the first %lld of %lld samples (training; the last %lld held out)"
+                                                   : ": the last %lld of %lld samples (held out from training)",
+                                               (long long)part.size(), (long long)n, (long long)held);
+  return part;
+}
+
 TensorDataset load_any(const DataSource& source, Split split, const std::optional<DatasetSpec>& normalization) {
   const std::string& per_split = split == Split::train ? source.train_data : source.test_data;
   const std::string path = per_split.empty() ? source.data : per_split;
@@ -307,6 +321,8 @@ TensorDataset load_any(const DataSource& source, Split split, const std::optiona
     throw UserError(path + ": unknown data set (no such file or directory); use 'fashion-mnist', a directory or file "
                     "of IDX, NumPy (.npy/.npz) or CIFAR data, or --images FILE --labels FILE");
   if (fs::is_regular_file(path)) {
+    if (per_split.empty() && source.split_one_file)
+      return one_file_split(load_file(path, source, Split::test, normalization), split);
     if (per_split.empty() && split == Split::train)
       throw UserError(path + ": one file is one split, read for evaluation; give the training split (calibration and "
                       "training read it) with --train-data FILE");
@@ -325,6 +341,13 @@ TensorDataset load_any(const DataSource& source, Split split, const std::optiona
   if (looks_like_image_folder(train_root.string()) && looks_like_image_folder(test_root.string()))
     return load_image_folder((split == Split::train ? train_root : test_root).string(), source, split_name(split),
                              normalization, train_root.string());
+  // Only a test/ or val/ split of class folders (as ImageNet's validation set ships): that one split.
+  if (!fs::exists(train_root) && looks_like_image_folder(test_root.string())) {
+    if (per_split.empty() && split == Split::train)
+      throw UserError(path + ": holds only " + test_root.filename().string() + "/, one split, read for evaluation; give "
+                      "the training split with --train-data DIR");
+    return load_image_folder(test_root.string(), source, split_name(split), normalization, test_root.string());
+  }
   if (looks_like_image_folder(path)) {
     if (per_split.empty() && split == Split::train)
       throw UserError(path + ": one image folder is one split, read for evaluation; give the training split with "

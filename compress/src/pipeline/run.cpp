@@ -15,7 +15,9 @@ bool needs_training_data(const std::vector<std::unique_ptr<Pass>>& passes) {
   return false;
 }
 
-PipelineInput load_pipeline_input(const std::string& model, const DataSource& data, bool with_train, bool with_test) {
+PipelineInput load_pipeline_input(const std::string& model, const DataSource& given, bool with_train, bool with_test) {
+  DataSource data = given;
+  data.split_one_file = data.split_one_file || with_train;  // one file: calibrate or train on part, judge on the rest
   PipelineInput in{model, load_model(model), {}, sha256_file(model), {}, {}};
   std::optional<DatasetSpec> spec;
   if (in.loaded.metadata) {

@@ -1,6 +1,7 @@
 // convert-precision: weights and activations in bfloat16 or float16, chosen layers kept fp32.
 #include <ATen/ATen.h>
 #include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/runtime/graph_iterator.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 
 #include <algorithm>
@@ -82,27 +83,70 @@ std::int64_t convert_tensors(torch::jit::Module& module, const std::set<std::str
   return converted;
 }
 
-// Activations: down where the model reads its inputs, up where it returns.
+// `v.to(dtype)` when v holds floating-point numbers, else v itself, decided when the model runs:
+// token ids, masks and indices keep their integer type (a traced graph's inputs carry no dtype).
+Value* cast_if_floating(torch::jit::Graph& graph, Value* v, at::ScalarType dtype) {
+  Value* floating = graph.insert(c10::aten::is_floating_point, {v});
+  Node* branch = graph.insertNode(graph.create(c10::prim::If, {floating}, 1));
+  branch->output()->setType(v->type());
+  torch::jit::Block* cast = branch->addBlock();
+  {
+    torch::jit::WithInsertPoint inside(cast);
+    cast->registerOutput(graph.insert(c10::aten::to, {v, dtype, false, false}));
+  }
+  branch->addBlock()->registerOutput(v);
+  return branch->output();
+}
+
+// Activations: down where the model reads its floating-point inputs, up where it returns.
 void cast_inputs_and_outputs(const std::shared_ptr<torch::jit::Graph>& graph, Value* self, at::ScalarType low) {
   for (Value* in : graph->inputs()) {
     if (in == self || !is_float_tensor(in)) continue;
     const std::vector<torch::jit::Use> uses = in->uses();
     if (uses.empty()) continue;
     torch::jit::WithInsertPoint guard(graph->block()->nodes().front());
-    Value* cast = graph->insert(c10::aten::to, {in, low, false, false});
+    Value* cast = cast_if_floating(*graph, in, low);
     for (const auto& use : uses) use.user->replaceInput(use.offset, cast);
   }
   Node* ret = graph->return_node();
+  auto cast_up = [&](Value* out, Node* user) {
+    torch::jit::WithInsertPoint guard(user);
+    user->replaceInputWith(out, cast_if_floating(*graph, out, at::kFloat));
+  };
   for (std::size_t i = 0; i < ret->inputs().size(); ++i) {
     Value* out = ret->input(i);
     if (out->node()->kind() == c10::prim::TupleConstruct) {
       Node* tuple = out->node();
       for (Value* item : tuple->inputs())
-        if (is_float_tensor(item)) cast_for(item, tuple, at::kFloat);
+        if (is_float_tensor(item)) cast_up(item, tuple);
     } else if (is_float_tensor(out)) {
-      cast_for(out, ret, at::kFloat);
+      cast_up(out, ret);
     }
   }
+}
+
+// The model's own float32 tensors (a traced attention mask: `mask.to(float32)`, or
+// `zeros(..., dtype=float32)` then filled with float32's minimum) go to the lower type, or they
+// would meet lower-precision activations in one op. Index ranges (arange) stay: bf16 counts
+// exactly only to 256.
+int lower_float32_tensors(const std::shared_ptr<torch::jit::Graph>& graph, at::ScalarType low) {
+  int lowered = 0;
+  std::shared_ptr<torch::jit::Graph> walked = graph;
+  for (torch::jit::DepthFirstGraphNodeIterator it(walked); Node* n = it.next();) {
+    const c10::FunctionSchema* schema = n->maybeSchema();
+    if (!schema || n->kind() == c10::aten::arange || n->kind() == c10::aten::linspace) continue;
+    const auto& arguments = schema->arguments();
+    for (std::size_t i = 0; i < arguments.size() && i < n->inputs().size(); ++i) {
+      Value* dtype = n->input(i);
+      if (arguments[i].name() != "dtype" || dtype->node()->kind() != c10::prim::Constant) continue;
+      const auto value = torch::jit::toIValue(dtype);
+      if (!value || !value->isInt() || value->toInt() != std::int64_t(at::kFloat)) continue;
+      torch::jit::WithInsertPoint guard(n);
+      n->replaceInput(i, graph->insertConstant(std::int64_t(low)));
+      ++lowered;
+    }
+  }
+  return lowered;
 }
 
 // An fp32 layer casts its input up and its output back down.
@@ -178,6 +222,7 @@ PassResult ConvertPrecisionPass::run(const torch::jit::Module& input, PassContex
   report.pass = text();
   at::NoGradGuard no_grad;
   const std::int64_t converted = convert_tensors(module, kept_prefixes, low);
+  const int lowered = lower_float32_tensors(graph, low);
   cast_inputs_and_outputs(graph, self, low);
   for (const auto& l : layers) {
     const bool kept = matches_any(l.name, options_.exclude);
@@ -191,6 +236,11 @@ PassResult ConvertPrecisionPass::run(const torch::jit::Module& input, PassContex
 
   check_runs(module, context, options_.dtype, report);
   report.summary = precision_summary(report, options_.dtype, converted);
+  report.notes.push_back("integer and bool inputs (token ids, masks) and what reads them keep their type; floating-point "
+                         "inputs go to " + options_.dtype + " as the model runs");
+  if (lowered > 0)
+    report.notes.push_back(format("%d float32 tensor(s) the model's own graph makes (e.g. an attention mask) now made in %s",
+                                  lowered, options_.dtype.c_str()));
   if (low == at::kHalf && !cpu_has_native_fp16())
     report.notes.push_back("this CPU has no native fp16 arithmetic (no AVX512-FP16): fp16 runs emulated here, slower than "
                            "fp32; it is meant for GPUs (--device cuda)");
