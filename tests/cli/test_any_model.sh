@@ -142,7 +142,7 @@ expect_error "bad: an unsupported dtype" "complex\.npy: \.npy dtype '<c16' is no
 expect_error "bad: a file that is no data set" "text\.npy: unknown data file: expected a NumPy \.npy or \.npz, a CIFAR-10/100 binary batch" \
   eval resnet18-cifar-scripted.pt --data text.npy
 expect_ok "quantize: one data file, calibrated on its first three quarters, judged on the last" \
-  "the last 128 of 512 samples \(held out from training\)" \
+  "^  input: .*tokens\.npz.*: the last 50 of 200 samples \(held out from training\)" \
   quantize text-classifier.pt --data tokens.npz -o tq.pt --batch 8 --windows 2 --no-progress
 expect_error "bad: --metric unknown" "--metric 'f1': choose top1" measure text-classifier.pt --data tokens.npz --metric f1 "${quick[@]}"
 # ---- image folders: decoded and preprocessed as torchvision does, pixel for pixel
