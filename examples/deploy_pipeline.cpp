@@ -127,7 +127,12 @@ void run(const Arguments& a) {
 
   // 3. Apply: the input module is never changed.
   const auto applied = joulecut::apply_passes(passes, input.loaded.module, context);
-  for (const auto& report : applied.reports) std::printf("%s: %s\n", report.pass.c_str(), report.summary.c_str());
+  for (const auto& report : applied.reports) {
+    std::printf("%s: %s\n", report.pass.c_str(), report.summary.c_str());
+    for (const auto& note : report.notes) std::printf("  note: %s\n", note.c_str());
+    // A pass that harmed the model says so; a pipeline should not ship such a file unread.
+    for (const auto& warning : report.warnings) std::fprintf(stderr, "WARNING: %s: %s\n", report.pass.c_str(), warning.c_str());
+  }
 
   // 4. Measure before and after.
   if (input.test) measure_before_and_after(input, applied.module);
