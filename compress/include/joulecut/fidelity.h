@@ -36,6 +36,9 @@ struct ReferenceOutputs {
 };
 ReferenceOutputs reference_outputs(torch::jit::Module& reference, const TensorDataset& data, std::int64_t batch = 256);
 Fidelity fidelity(const ReferenceOutputs& reference, torch::jit::Module& model, const TensorDataset& data);
+// Whether the reference's outputs are class scores ([N, classes], or the output data.output
+// names), so that fidelity() gives top-1 agreement; read off the outputs, nothing run again.
+bool has_class_scores(const ReferenceOutputs& reference, const TensorDataset& data);
 
 // "agreement 98.5% (97.9-99.0), cosine 0.9993 ± 0.0002, SNR 31.2 dB, max |error| 0.041".
 std::string fidelity_text(const Fidelity& f);

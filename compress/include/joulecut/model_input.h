@@ -33,6 +33,9 @@ void require_real_data(const ResolvedInput& input, const std::string& model_path
 
 // One float32 argument of the data set's image shape [C, H, W].
 InputSpec input_spec_of(const DatasetSpec& data);
+// What the data itself feeds: each argument's name (the .npz array's), shape and dtype, read off
+// its first sample (e.g. "input_ids [64] int64, attention_mask [64] int64" when described).
+InputSpec input_spec_of(const TensorDataset& data);
 
 // Inputs of `spec` for a batch: float arguments N(0, 1), integer ones uniform in [low, high),
 // bool ones 0/1; a fixed generator seeded with `seed`, so every run feeds the same values.

@@ -57,8 +57,11 @@ AppliedPipeline apply_passes(const std::vector<std::unique_ptr<Pass>>& passes, c
 
 // The provenance (JSON object text) every output of a pipeline records: the command, the
 // pipeline as text, the seed, and the source file with its hash and its own provenance.
-// `extra_json`: an object whose fields are added (a sweep's point and stage), or "".
+// `extra_json`: an object whose fields are added (a sweep's point and stage), or "". `reports`:
+// the passes applied so far; their warnings (harm a pass did, e.g. a fidelity guard not met)
+// travel with the file as "warnings", "PASS: text" each.
 std::string pipeline_provenance(const std::string& command, const std::string& pipeline, std::uint64_t seed,
-                                const PipelineInput& in, const std::string& extra_json = "");
+                                const PipelineInput& in, const std::string& extra_json = "",
+                                const std::vector<PassReport>& reports = {});
 
 }  // namespace joulecut

@@ -23,6 +23,13 @@ at::ScalarType scalar_type(const std::string& dtype) {
   return at::kFloat;
 }
 
+// The input spec's name for a tensor's dtype (scalar_type's inverse); LibTorch's for the others.
+std::string dtype_name(at::ScalarType type) {
+  for (const char* name : {"float32", "float16", "bfloat16", "int64", "int32", "uint8", "bool"})
+    if (scalar_type(name) == type) return name;
+  return c10::toString(type);
+}
+
 std::string inputs_text(const std::vector<at::Tensor>& inputs) {
   std::vector<std::string> described;
   for (const auto& t : inputs) described.push_back(shape_text(t.sizes()) + " " + std::string(c10::toString(t.scalar_type())));
@@ -48,6 +55,20 @@ InputSpec input_spec_of(const DatasetSpec& data) {
   InputArgument a;
   a.shape = {data.channels, data.height, data.width};
   spec.arguments.push_back(a);
+  return spec;
+}
+
+InputSpec input_spec_of(const TensorDataset& data) {
+  InputSpec spec;
+  const std::vector<at::Tensor> first = data.input_tensors(0, 1);
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    InputArgument a;
+    if (i < data.input_names.size()) a.name = data.input_names[i];
+    const auto sample = first[i].sizes().slice(1);  // without the batch dimension
+    a.shape.assign(sample.begin(), sample.end());
+    a.dtype = dtype_name(first[i].scalar_type());
+    spec.arguments.push_back(a);
+  }
   return spec;
 }
 

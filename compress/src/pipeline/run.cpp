@@ -75,7 +75,8 @@ AppliedPipeline apply_passes(const std::vector<std::unique_ptr<Pass>>& passes, c
 }
 
 std::string pipeline_provenance(const std::string& command, const std::string& pipeline, std::uint64_t seed,
-                                const PipelineInput& in, const std::string& extra_json) {
+                                const PipelineInput& in, const std::string& extra_json,
+                                const std::vector<PassReport>& reports) {
   const std::string& source = in.loaded.metadata ? in.loaded.metadata->provenance_json : std::string();
   nlohmann::json out = {{"command", command},
                         {"pipeline", pipeline},
@@ -84,6 +85,10 @@ std::string pipeline_provenance(const std::string& command, const std::string& p
                         {"source_sha256", in.sha256},
                         {"source_provenance", source.empty() ? nlohmann::json() : nlohmann::json::parse(source)}};
   if (!extra_json.empty()) out.update(nlohmann::json::parse(extra_json));
+  nlohmann::json warnings = nlohmann::json::array();
+  for (const auto& r : reports)
+    for (const auto& w : r.warnings) warnings.push_back(r.pass + ": " + w);
+  if (!warnings.empty()) out["warnings"] = warnings;
   return out.dump();
 }
 

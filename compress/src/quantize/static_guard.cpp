@@ -1,8 +1,9 @@
 // quantize-static's fidelity guard (on by default): the int8 model judged against fp32 on the
 // last training samples, which calibration never sees. When it misses the limit, each int8
 // layer is tried once in fp32 to rank the layers by harm; then the fewest of the most harmful
-// go back to fp32 (doubling, then bisecting) until the guard holds. A guard that holds only with
-// every layer fp32 stops the pass: int8 that breaks the model is never written.
+// go back to fp32 (doubling, then bisecting) until the guard holds. When no set of fp32 layers
+// that leaves one int8 meets it, the candidate closest to the limit is kept and the report warns,
+// naming the most harmful layers.
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -36,7 +37,7 @@ struct Judge {
   }
   bool holds(double score) const { return score >= limit; }
   std::string value_text(double score) const {
-    return agreement ? format("top-1 agreement with fp32 %.2f%%", score) : format("cosine to fp32 %.4f", score);
+    return agreement ? format("top-1 agreement with fp32 %.2f%%", score) : format("cosine to fp32 %.6g", score);
   }
   std::string limit_text() const {
     return agreement ? format("agreement >= %.2f%%", limit) : format("cosine >= %.4g", limit);
@@ -46,7 +47,7 @@ struct Judge {
 Judge make_judge(const torch::jit::Module& input, const StaticQuantizeOptions& options, const TensorDataset& held_out) {
   torch::jit::Module fp32 = input.clone();
   Judge judge{held_out, reference_outputs(fp32, held_out)};
-  const bool classes = fidelity(judge.reference, fp32, held_out).agreement.has_value();
+  const bool classes = has_class_scores(judge.reference, held_out);
   if (options.guard_metric == "agreement" && !classes)
     throw UserError("quantize-static: guard-metric=agreement needs class scores ([batch, classes], or the data's output "
                     "option naming them); use guard-metric=cosine");
@@ -139,7 +140,7 @@ std::string most_harmful_text(const std::vector<std::pair<std::string, double>>&
   std::vector<std::string> names;
   for (std::size_t i = 0; i < std::min<std::size_t>(5, ranked.size()); ++i)
     names.push_back(ranked[i].first + (judge.agreement ? format(" (%.2f%% in fp32)", ranked[i].second)
-                                                       : format(" (%.4f in fp32)", ranked[i].second)));
+                                                       : format(" (%.6g in fp32)", ranked[i].second)));
   return join(names, ", ");
 }
 

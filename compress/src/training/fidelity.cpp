@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
@@ -27,7 +28,26 @@ void flatten_outputs(const c10::IValue& v, std::vector<at::Tensor>& out) {
   }
 }
 
+// The class scores in `output` for `n` samples ([n, classes] as data.output selects them), or
+// nullopt: several outputs and none chosen, or not [n, classes]. The one rule for agreement.
+std::optional<at::Tensor> class_scores(const c10::IValue& output, std::int64_t n, const TensorDataset& data) {
+  try {
+    const at::Tensor t = select_output(output, data.output, data.description);
+    if (t.dim() == 2 && t.size(0) == n && t.size(1) > 1) return t;
+  } catch (const UserError&) {
+  }
+  return std::nullopt;
+}
+
 }  // namespace
+
+bool has_class_scores(const ReferenceOutputs& reference, const TensorDataset& data) {
+  for (std::size_t b = 0; b < reference.batches.size(); ++b) {
+    const std::int64_t start = std::int64_t(b) * reference.batch;
+    if (!class_scores(reference.batches[b], std::min(reference.batch, data.size() - start), data)) return false;
+  }
+  return !reference.batches.empty();
+}
 
 ReferenceOutputs reference_outputs(torch::jit::Module& reference, const TensorDataset& data, std::int64_t batch) {
   JOULECUT_ASSERT(batch > 0, "fidelity batch must be positive");
@@ -73,16 +93,11 @@ Fidelity fidelity(const ReferenceOutputs& reference, torch::jit::Module& model, 
     noise += (x - y).pow(2).sum().item<double>();
     f.max_abs_error = std::max(f.max_abs_error, (x - y).abs().max().item<double>());
     // Agreement: the class scores, where they are [N, classes].
-    try {
-      const at::Tensor ra = select_output(ref_out, data.output, data.description);
-      const at::Tensor ma = select_output(out, data.output, data.description);
-      if (ra.dim() == 2 && ra.size(0) == n && ra.size(1) > 1)
-        agree += ra.argmax(1).eq(ma.argmax(1)).sum().item<std::int64_t>();
-      else
-        classifier = false;
-    } catch (const UserError&) {
-      classifier = false;  // several outputs and none chosen: no agreement, the other figures stand
-    }
+    const auto reference_classes = class_scores(ref_out, n, data), model_classes = class_scores(out, n, data);
+    if (reference_classes && model_classes)
+      agree += reference_classes->argmax(1).eq(model_classes->argmax(1)).sum().item<std::int64_t>();
+    else
+      classifier = false;
   }
   f.samples = data.size();
   if (f.samples == 0) throw UserError(data.description + ": no samples to compare the models on");

@@ -214,21 +214,6 @@ std::string int8_kernels_used() {
 #endif
 }
 
-// What the model was fed, read off the data itself: "input_ids [64] int64, attention_mask [64]
-// int64" (the resolved spec is the synthetic input's, and for real data only its default).
-std::string describe_data_inputs(const TensorDataset& data) {
-  const std::vector<at::Tensor> first = data.input_tensors(0, 1);
-  std::vector<std::string> described;
-  for (std::size_t i = 0; i < first.size(); ++i) {
-    const auto sizes = first[i].sizes().slice(1);  // one sample: no batch dimension
-    std::vector<std::string> dims;
-    for (const auto d : sizes) dims.push_back(std::to_string(d));
-    const std::string name = i < data.input_names.size() ? data.input_names[i] + " " : "";
-    described.push_back(name + "[" + join(dims, ",") + "] " + std::string(c10::toString(first[i].scalar_type())));
-  }
-  return join(described, ", ");
-}
-
 // The manifest: this process's, and how this job measured.
 Manifest job_manifest(const MeasureJob& job, const Models& models, const MeterChoice& choice, const Report& report) {
   Manifest manifest = collect_manifest(job.run, choice);
@@ -246,7 +231,8 @@ Manifest job_manifest(const MeasureJob& job, const Models& models, const MeterCh
   const ResolvedInput& input = *models.input;
   manifest.set("input_spec", input.synthetic || !models.data ? describe_input_spec(input.spec) + " (from the " +
                                                                      input.origin + ")"
-                                                               : describe_data_inputs(*models.data) + " (the data's own)");
+                                                               : describe_input_spec(input_spec_of(*models.data)) +
+                                                                     " (the data's own)");
   manifest.set("input", input.synthetic ? "synthetic input (no data given): generated from the input spec, seed " +
                                               std::to_string(kSyntheticSeed) + "; accuracy n/a"
                                         : "first images of " + models.data->description + " (real data, fixed order)");

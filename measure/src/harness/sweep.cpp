@@ -177,6 +177,7 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
 
   std::filesystem::create_directories(stage_dir);
   std::vector<std::string> applied;
+  std::vector<PassReport> reports;  // so far: each stage's file carries the warnings of the passes before it
   PassHooks hooks;
   hooks.before = [&](std::size_t i, const Pass& pass) {
     if (options.progress) std::fprintf(stderr, "  stage %zu/%zu: %s\n", i + 1, passes.size(), pass.text().c_str());
@@ -184,10 +185,12 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
   hooks.after = [&](std::size_t i, const Pass& pass, const PassResult& result) {
     if (options.on_pass_report) options.on_pass_report(result.report);
     applied.push_back(pass.text());
+    reports.push_back(result.report);
     json stage_fields = point_fields;
     stage_fields["stage"] = i + 1;
     stage_fields["passes_applied"] = join(applied, ",");
-    metadata.provenance_json = pipeline_provenance(options.command, out.pipeline, point.seed, input, stage_fields.dump());
+    metadata.provenance_json =
+        pipeline_provenance(options.command, out.pipeline, point.seed, input, stage_fields.dump(), reports);
     const std::string path = stage_path(stage_dir, int(i + 1), pass.name());
     save_model(result.module, metadata, path, recipe.model);
     StageFigures stage;
