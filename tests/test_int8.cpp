@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "joulecut/error.h"
+#include "joulecut/fidelity.h"
 #include "joulecut/graph_stats.h"
 #include "joulecut/int8.h"
 #include "joulecut/models.h"
@@ -881,6 +882,58 @@ TEST_CASE("fuse-relu makes ReLU in place without changing outputs", "[quantize][
   torch::jit::Module plain("Plain");
   plain.define("def forward(self, x):\n    return x.relu()\n");
   CHECK_THROWS_WITH(FuseReluPass().run(plain, context), Contains("no Conv2d or Linear"));
+}
+
+
+// A LayerNorm whose few outlier channels (weights of 40 where the rest are 1) feed a Linear layer:
+// the case SmoothQuant is for.
+static torch::jit::Module outlier_layer_norm_model() {
+  torch::jit::Module model("LnLinear");
+  model.register_attribute("training", c10::BoolType::get(), false);
+  at::Tensor gamma = at::ones({64});
+  gamma.narrow(0, 0, 3).fill_(40);
+  model.register_parameter("ln_weight", gamma, false);
+  model.register_parameter("ln_bias", at::zeros({64}), false);
+  torch::jit::Module fc("Linear");
+  fc.register_attribute("training", c10::BoolType::get(), false);
+  fc.register_parameter("weight", at::randn({32, 64}) / 8, false);
+  fc.register_parameter("bias", at::zeros({32}), false);
+  fc.define("def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
+  model.register_module("fc", fc);
+  model.define("def forward(self, x):\n    h = torch.layer_norm(x, [64], self.ln_weight, self.ln_bias, 1e-5, False)\n"
+               "    return self.fc.forward(h)\n");
+  return model;
+}
+
+TEST_CASE("quantize-static smooth=auto: a LayerNorm's outlier channels moved into the next weights", "[quantize][int8]") {
+  at::manual_seed(21);
+  torch::jit::Module model = outlier_layer_norm_model();
+  const at::Tensor weight_before = model.attr("fc").toModule().attr("weight").toTensor().clone();
+  TensorDataset train;
+  train.description = "random (train)";
+  train.images = at::randn({200, 64});
+  TensorDataset fresh = train;
+  fresh.images = at::randn({100, 64});
+  PassContext context = context_with(train);
+  StaticQuantizeOptions options;
+  options.guard = "off";  // smoothing alone
+  const auto smoothed = StaticQuantizePass(options).run(model, context);
+  CHECK(has_note(smoothed.report, "smoothing (SmoothQuant): 1 of 1 LayerNorm outputs read by Linear layers scaled"));
+  options.smooth = "off";
+  const auto plain = StaticQuantizePass(options).run(model, context);
+  CHECK_FALSE(has_note(plain.report, "smoothing"));
+  torch::jit::Module a = smoothed.module, b = plain.module;
+  const double with = fidelity(model, a, fresh).cosine.mean, without = fidelity(model, b, fresh).cosine.mean;
+  INFO("cosine to fp32 on fresh inputs: smoothed " << with << ", not smoothed " << without);
+  CHECK(1 - with < 0.5 * (1 - without));
+  // The input is never changed: its weights are the ones it came with.
+  CHECK(at::equal(model.attr("fc").toModule().attr("weight").toTensor(), weight_before));
+
+  // Without outliers (every LayerNorm weight 1) smoothing buys nothing clear, and the report says so.
+  model.attr("ln_weight").toTensor().fill_(1);
+  options.smooth = "auto";
+  const auto even = StaticQuantizePass(options).run(model, context);
+  CHECK(has_note(even.report, "smoothing: none of 1 LayerNorm outputs read by Linear layers gains clearly from it"));
 }
 
 #endif  // JOULECUT_HAVE_ONEDNN

@@ -154,6 +154,41 @@ TEST_CASE("reports never put a modeled figure under a measured heading", "[repor
   CHECK_THROWS_AS(write_report(table2, report, "xml"), joulecut::UserError);
 }
 
+TEST_CASE("reports warn loudly about a model far from the baseline, and only then", "[report]") {
+  Report report;
+  report.models.push_back({"base", "base.pt", 1000, 10, 100, std::nullopt, ""});
+  ModelSummary near{"near", "near.pt", 500, 10, 100, std::nullopt, ""};
+  near.fidelity = ModelSummary::Fidelity{};
+  near.fidelity->cosine.mean = 0.995;
+  ModelSummary far = near;
+  far.label = "far";
+  far.fidelity->cosine.mean = 0.10;
+  report.models.push_back(near);
+  report.models.push_back(far);
+  auto warnings = harm_warnings(report);
+  REQUIRE(warnings.size() == 1);
+  CHECK_THAT(warnings[0], Contains("far is far from base: cosine 0.1000 (limit 0.99)"));
+
+  // Without labels cosine decides, as the guard's auto rule: the top-1 agreement of an output that
+  // may be an embedding does not; with labels, the accuracy drop in points.
+  report.models[1].fidelity->agreement = ProportionCI{0.80, 0.75, 0.85, 160, 200};
+  CHECK(harm_warnings(report).size() == 1);
+  report.models[2].fidelity.reset();
+  report.models[0].accuracy = ProportionCI{0.90, 0.88, 0.92, 900, 1000};
+  report.models[2].accuracy = ProportionCI{0.895, 0.87, 0.91, 895, 1000};
+  CHECK(harm_warnings(report).empty());
+  report.models[2].accuracy->value = 0.85;
+  report.models[2].accuracy_data = "test (1000 images)";
+  warnings = harm_warnings(report);
+  REQUIRE(warnings.size() == 1);
+  CHECK_THAT(warnings[0], Contains("85.00% against 90.00%, 5.00 points lower (limit 1) on test (1000 images)"));
+  std::ostringstream table, json;
+  write_table(table, report);
+  write_json(json, report);
+  CHECK_THAT(table.str(), Contains("WARNING: far is far from base"));
+  CHECK_THAT(json.str(), Contains("\"warnings\": [") && Contains("far is far from base"));
+}
+
 TEST_CASE("runner: a window set with a wide interval is run again, and flagged if it stays wide", "[runner]") {
   auto module = joulecut::build_reference_model("mlp", 1);
   std::vector<Candidate> candidates{{"a", module, {}}, {"b", module, {}}};

@@ -167,7 +167,7 @@ void run_distill(const DistillCliOptions& o, const Invocation& invocation) {
                                     result.loop.test_accuracy));
   models.push_back(o.output);
   if (o.measurement.no_measure) return;
-  std::fputs(measure_side_by_side(models, o.data, o.measurement, !o.no_progress).c_str(), stdout);
+  measure_side_by_side(models, o.data, o.measurement, !o.no_progress);
 }
 
 }  // namespace

@@ -42,6 +42,8 @@ void run_measure(MeasureCliOptions options, const Invocation& invocation) {
     write_file_atomic(options.json_output, json_text.str());
     std::fprintf(stderr, "wrote %s\n", options.json_output.c_str());
   }
+  std::cout.flush();
+  print_harm_warnings(report);
 }
 
 void add_measure_options(CLI::App* app, MeasureCliOptions& o) {

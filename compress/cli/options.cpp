@@ -13,6 +13,7 @@
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
 #include "joulecut/measure/measure_files.h"
+#include "joulecut/measure/report.h"
 #include "joulecut/measure/runner.h"
 #include "joulecut/model.h"
 #include "joulecut/pipeline.h"
@@ -234,8 +235,8 @@ void print_problems(const std::vector<std::string>& problems) {
   for (const auto& p : problems) std::fprintf(stderr, "compress: warning: %s\n", p.c_str());
 }
 
-std::string measure_side_by_side(const std::vector<std::string>& models, const DataSource& data,
-                                 const AfterMeasurement& measurement, bool progress) {
+void measure_side_by_side(const std::vector<std::string>& models, const DataSource& data,
+                          const AfterMeasurement& measurement, bool progress) {
   measure::MeasureJob job;
   job.models = models;
   job.data = data;
@@ -243,9 +244,16 @@ std::string measure_side_by_side(const std::vector<std::string>& models, const D
   job.run.windows = measurement.windows;
   job.run.device = measurement.device;
   job.progress = progress;
+  const measure::Report report = measure::measure_files(job);
   std::ostringstream table;
-  measure::write_table(table, measure::measure_files(job));
-  return table.str();
+  measure::write_table(table, report);
+  std::fputs(table.str().c_str(), stdout);
+  std::fflush(stdout);
+  print_harm_warnings(report);
+}
+
+void print_harm_warnings(const measure::Report& report) {
+  for (const auto& w : measure::harm_warnings(report)) std::fprintf(stderr, "compress: warning: %s\n", w.c_str());
 }
 
 void apply_and_measure(const std::vector<std::unique_ptr<Pass>>& passes, const ApplyJob& job, const std::string& command) {
@@ -270,7 +278,7 @@ void apply_and_measure(const std::vector<std::unique_ptr<Pass>>& passes, const A
   // Judged on what the passes never saw: one data file's last quarter when they trained on the rest.
   DataSource judged = job.data;
   judged.split_one_file = needs_training_data(passes);
-  std::fputs(measure_side_by_side({job.model, job.output}, judged, job.measurement, job.progress).c_str(), stdout);
+  measure_side_by_side({job.model, job.output}, judged, job.measurement, job.progress);
 }
 
 }  // namespace joulecut::cli

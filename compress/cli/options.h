@@ -14,6 +14,7 @@
 
 #include "joulecut/data.h"
 #include "joulecut/measure/measure_files.h"
+#include "joulecut/measure/report.h"
 #include "joulecut/pass.h"
 
 namespace joulecut::cli {
@@ -84,9 +85,11 @@ void check_output(const std::string& model, const std::string& output);
 // A pass's per-layer report: sparsity (%), channel counts, or latency (us), as the pass says.
 void print_pass_report(const PassReport& report);
 void print_problems(const std::vector<std::string>& problems);
-// Measures `models` side by side (windows interleaved, ratios against the first); the table.
-std::string measure_side_by_side(const std::vector<std::string>& models, const DataSource& data,
-                                 const AfterMeasurement& measurement, bool progress);
+// Measures `models` side by side (windows interleaved, ratios against the first) and prints the
+// table, then, on stderr, each model the report finds far from the first (harm_warnings).
+void measure_side_by_side(const std::vector<std::string>& models, const DataSource& data,
+                          const AfterMeasurement& measurement, bool progress);
+void print_harm_warnings(const measure::Report& report);
 
 // Loads a model, runs passes in order, writes the result atomically with its provenance,
 // prints each pass's report, then measures before and after through the harness.

@@ -134,6 +134,10 @@ expect_error "prune: unknown method" "--method 'svd'" prune "$models/lenet5.pt" 
 [ ! -e "$tmp/p.pt" ] && report "prune: nothing written on error" ok || report "prune: nothing written on error" fail "$tmp/p.pt exists"
 expect_ok "prune: magnitude, measured before and after" "l5-pruned +64 " prune "$models/lenet5.pt" -o "$tmp/l5-pruned.pt" --sparsity 0.8 --windows 2 --no-progress
 grep -q "no speedup expected: masked zeros" "$tmp/out" && report "prune: says masked zeros give no speedup" ok || report "prune: says masked zeros give no speedup" fail "$(head -12 "$tmp/out")"
+# 80% of LeNet-5's weights zeroed, no fine-tuning: 6 points of accuracy lost, said loudly (table and stderr).
+grep -Eq "^WARNING: l5-pruned is far from lenet5: top-1 accuracy .* points lower \(limit 1\)" "$tmp/out" &&
+  grep -q "^compress: warning: l5-pruned is far from lenet5" "$tmp/err" &&
+  report "prune: harm to the model is said loudly" ok || report "prune: harm to the model is said loudly" fail "$(grep -i warn "$tmp/out" "$tmp/err")"
 expect_ok "prune: output is a loadable model" "sparsity +7[0-9]\.[0-9]+% zero weights" info "$tmp/l5-pruned.pt"
 expect_ok "prune: N:M" "prune-nm: " prune "$models/mlp.pt" -o "$tmp/mlp-24.pt" --method nm --no-measure
 expect_error "prune: channel ratio outside [0, 1)" "ratio=1 must be in \[0, 1\)" prune "$models/resnet8.pt" -o "$tmp/c.pt" --method channel --ratio 1 --no-measure

@@ -88,6 +88,10 @@ struct StaticQuantizeOptions {
   // harmful first, until it holds. Class scores on labelled data: top-1 agreement with fp32 at
   // most max_agreement_drop points below 100; other outputs: mean cosine >= min_cosine.
   std::string guard = "on";            // on | off
+  // SmoothQuant: each LayerNorm output that Linear layers read divided per channel by s on the
+  // int8 path, their weights multiplied by s (the fp32 model unchanged), alpha chosen per output by
+  // the simulated int8 error; auto keeps it where it clearly lowers that error, off never smooths.
+  std::string smooth = "auto";         // auto | off
   std::string guard_metric = "auto";   // auto | agreement | cosine
   double min_cosine = 0.99;
   double max_agreement_drop = 1.0;

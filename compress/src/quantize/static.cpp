@@ -138,6 +138,11 @@ const OptionTable<StaticQuantizeOptions>& StaticQuantizePass::options_table() {
                                   "timed here at the batch)",
                      &O::per_layer, {{"all", "every layer int8"}, {"auto", "timed"}}),
        option("batch", "with per-layer=auto: the batch size the layers are timed at", &O::batch),
+       choice_option("smooth",
+                     "SmoothQuant: LayerNorm outputs that Linear layers read scaled per channel into the layers' "
+                     "weights (a transformer's outlier channels), alpha chosen per output; auto where it clearly "
+                     "lowers the simulated int8 error",
+                     &O::smooth, {{"auto", "the default"}, {"off", "never smooth"}}),
        choice_option("guard",
                      "the fidelity guard: the int8 model judged against fp32 on held-out training samples (never "
                      "the calibration ones), the most harmful layers returned to fp32 until it holds",
@@ -181,22 +186,27 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
   std::string engine;
   if (options_.backend == "torch") engine = choose_engine(name());
   const HeldOut split = hold_out(options_, train);
-  const auto ranges = calibrate_ranges(input, options_, split.calibration, context.progress, name());
+  // Smoothed, the model computes what `input` does (checked): every step after works on it, and
+  // the guard's fp32 reference is it.
+  const Smoothing smoothing = smooth_activations(input, options_, split.calibration, context.progress);
+  const torch::jit::Module& model = smoothing.module;
+  const auto ranges = calibrate_ranges(model, options_, split.calibration, context.progress, name());
 
   PassReport report;
   report.pass = text();
+  if (!smoothing.note.empty()) report.notes.push_back(smoothing.note);
   Choice choice;
-  choice.built = build_int8(input, options_, ranges, choice.keep);
+  choice.built = build_int8(model, options_, ranges, choice.keep);
   const std::vector<LayerChange>& layers = choice.built.layers;
   if (choice.built.int8_layers == 0)
     throw UserError("quantize-static: no layer could be made int8 (" +
                     (layers.empty() ? std::string("none found") : layers.front().layer + ": " + layers.front().note) + ")");
   if (options_.max_accuracy_drop >= 0)
-    apply_accuracy_budget(input, options_, ranges, train, context.progress, choice, report.notes);
-  apply_fidelity_guard(input, options_, ranges, split.held_out, context.progress, choice, report);
+    apply_accuracy_budget(model, options_, ranges, train, context.progress, choice, report.notes);
+  apply_fidelity_guard(model, options_, ranges, split.held_out, context.progress, choice, report);
 #ifdef JOULECUT_HAVE_ONEDNN
   if (options_.per_layer == "auto") {
-    choose_per_layer(input, options_, ranges, train, context.timer(), context.progress, choice, report.notes);
+    choose_per_layer(model, options_, ranges, train, context.timer(), context.progress, choice, report.notes);
   }
 #endif
   note_budget_layers(choice);

@@ -92,6 +92,10 @@ std::vector<std::pair<std::string, std::string>> unreached_layers(const torch::j
 // The values calibration observes: each layer's input and (fused) output, and the inputs and
 // (fused) output of each residual add.
 std::set<std::size_t> values_to_observe(Graph& graph, const std::vector<Layer>& layers);
+// A clone of `input` with a method "joulecut_probe" returning, as a tuple, a copy of each wanted
+// value; `order` receives the indices the tuple holds (values that are not tensors left out).
+torch::jit::Module probe_module(const torch::jit::Module& input, const std::set<std::size_t>& wanted,
+                                std::vector<std::size_t>& order);
 // The values (numbered as numbered_values does) that a forward on `inputs` computes.
 std::map<std::size_t, at::Tensor> capture_values(const torch::jit::Module& input, const std::set<std::size_t>& wanted,
                                                  const std::vector<c10::IValue>& inputs);

@@ -1,6 +1,7 @@
 #pragma once
 // Internal to quantize-static: the steps StaticQuantizePass::run (static.cpp) strings together,
 // each in a file named for what it does:
+//   static_smoothing.cpp    SmoothQuant: LayerNorm outputs scaled per channel into the next weights
 //   static_calibration.cpp  checking the model and calibrating the activation ranges
 //   static_rewrite.cpp      the rewrite of a fresh clone to int8 (the Rewriter)
 //   static_budget.cpp       the accuracy budget: layers returned to fp32 until the drop fits
@@ -48,6 +49,17 @@ std::map<std::size_t, QuantRange> calibrate_ranges(const torch::jit::Module& inp
 // The report's note on how the ranges were calibrated.
 struct HeldOut;
 std::string calibration_note(const StaticQuantizeOptions& options, const HeldOut& split);
+
+// static_smoothing.cpp. SmoothQuant (options.smooth): each LayerNorm output that int8-able Linear
+// layers read divided per channel by s before them, their weights multiplied by s, alpha chosen
+// per output by simulated int8 error on `calibration`. `module` is `input` itself when nothing is
+// smoothed, else a clone whose fp32 outputs were checked to match; `note` says what was done.
+struct Smoothing {
+  torch::jit::Module module;
+  std::string note;
+};
+Smoothing smooth_activations(const torch::jit::Module& input, const StaticQuantizeOptions& options,
+                             const TensorDataset& calibration, bool progress);
 
 // static_rewrite.cpp. A fresh clone of `input` with every layer int8 that can be, but those in
 // `keep_fp32` and those options.exclude names; the input is never changed.

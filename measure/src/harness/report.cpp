@@ -125,6 +125,12 @@ void write_models(std::ostream& out, const Report& report, std::size_t name_widt
   }
 }
 
+void write_harm(std::ostream& out, const Report& report) {
+  const auto warnings = harm_warnings(report);
+  for (const auto& w : warnings) out << "WARNING: " << w << "\n";
+  if (!warnings.empty()) out << "\n";
+}
+
 void write_runs(std::ostream& out, const Report& report, std::size_t name_width) {
   const bool any_measured = !report.runs.empty() && report.runs.front().measured.has_value();
   std::string measured_heading = "mJ/inf MEASURED";
@@ -189,6 +195,7 @@ void write_table(std::ostream& out, const Report& report) {
   for (const auto& m : report.models) name_width = std::max(name_width, m.label.size() + 2);
   for (const auto& r : report.runs) name_width = std::max(name_width, r.label.size() + 2);
   write_models(out, report, name_width);
+  write_harm(out, report);
   write_runs(out, report, name_width);
   write_notes(out, report);
 }
@@ -288,7 +295,35 @@ void write_json(std::ostream& out, const Report& report) {
   }
   json manifest = json::object();
   for (const auto& [k, v] : report.manifest.entries) manifest[k] = v;
-  out << json{{"title", report.title}, {"models", models}, {"runs", runs}, {"manifest", manifest}}.dump(2) << "\n";
+  out << json{{"title", report.title}, {"models", models},        {"runs", runs},
+              {"manifest", manifest},    {"warnings", harm_warnings(report)}}
+                 .dump(2)
+      << "\n";
+}
+
+std::vector<std::string> harm_warnings(const Report& report, const HarmLimits& limits) {
+  std::vector<std::string> warnings;
+  if (report.models.size() < 2) return warnings;
+  const ModelSummary& base = report.models.front();
+  for (std::size_t i = 1; i < report.models.size(); ++i) {
+    const ModelSummary& m = report.models[i];
+    const std::string who = m.label + " is far from " + base.label + ": ";
+    if (m.accuracy && base.accuracy) {
+      const double drop = 100 * (base.accuracy->value - m.accuracy->value);
+      if (drop > limits.max_accuracy_drop)
+        warnings.push_back(who + format("top-1 accuracy %.2f%% against %.2f%%, %.2f points lower (limit %.4g) on ",
+                                        100 * m.accuracy->value, 100 * base.accuracy->value, drop,
+                                        limits.max_accuracy_drop) +
+                           m.accuracy_data);
+    }
+    // Without labels, cosine: top-1 agreement of an output that is not class scores (an
+    // embedding's largest dimension) means nothing, and unlabelled data cannot tell them apart.
+    if (m.accuracy && base.accuracy) continue;
+    if (m.fidelity && m.fidelity->cosine.mean < limits.min_cosine)
+      warnings.push_back(who + format("cosine %.4f (limit %.4g) on ", m.fidelity->cosine.mean, limits.min_cosine) +
+                         m.fidelity_data);
+  }
+  return warnings;
 }
 
 void write_report(std::ostream& out, const Report& report, const std::string& format) {

@@ -43,6 +43,17 @@ struct Report {
   std::string title;
 };
 
+// How far a model may fall below the baseline before the report warns that it harms the model:
+// the limits (and the rule) of quantize's fidelity guard by default: accuracy on labelled data,
+// cosine to the baseline otherwise.
+struct HarmLimits {
+  double max_accuracy_drop = 1.0;  // points of top-1 accuracy (labelled data), point estimates
+  double min_cosine = 0.99;        // mean cosine to the baseline (data without labels)
+};
+// One line per model (not the baseline) that falls outside the limits, naming the figure and
+// the limit: a pass that harms the model is said loudly, whichever pass it was. Empty when none.
+std::vector<std::string> harm_warnings(const Report& report, const HarmLimits& limits = {});
+
 // Each run's ratios against the baseline's run at the same batch (speed-up, energy ratio:
 // ledger.h's rules) are computed once per report; the three reporters only format them.
 void write_table(std::ostream& out, const Report& report);
