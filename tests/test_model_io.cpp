@@ -9,6 +9,7 @@
 #include "joulecut/error.h"
 #include "joulecut/evaluate.h"
 #include "joulecut/graph_stats.h"
+#include "joulecut/freeze.h"
 #include "joulecut/model.h"
 #include "joulecut/models.h"
 #include "temp_dir.h"
@@ -126,3 +127,19 @@ TEST_CASE("TorchScript scripted and traced by Python load and run", "[io][model]
     }
   }
 }
+
+TEST_CASE("deployable forms: plain, frozen and frozen + optimize_for_inference compute the same", "[io][model]") {
+  torch::jit::Module model = joulecut::build_reference_model("lenet5", 3);
+  const at::Tensor x = at::randn({2, 1, 28, 28});
+  at::NoGradGuard no_grad;
+  model.eval();
+  const at::Tensor expected = model.forward({x}).toTensor();
+  const joulecut::DeployableForms made = joulecut::deployable_forms(model);
+  REQUIRE(made.forms.size() == 3);
+  CHECK(made.why_not_frozen.empty());
+  CHECK(made.forms[0].name == "plain");
+  CHECK(made.forms[1].name == "frozen");
+  CHECK(made.forms[2].name == "frozen + optimize_for_inference");
+  for (auto form : made.forms) CHECK(at::allclose(form.module.forward({x}).toTensor(), expected, 1e-4, 1e-5));
+}
+

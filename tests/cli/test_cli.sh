@@ -87,6 +87,11 @@ expect_error "measure: never overwrite input" "refusing to overwrite the input m
 expect_ok "measure: modeled energy labelled" "MODELED \(time x power\)" measure "$models/lenet5.pt" --batch 1,8 "${quick[@]}"
 grep -q "n/a (no meter)" "$tmp/out" && grep -q "meter: no hardware energy meter, energy is modeled only" "$tmp/out" \
   && report "measure: says which meter ran and why" ok || report "measure: says which meter ran and why" fail "$(head -20 "$tmp/out")"
+# Which deployable form ran at each batch is a timing decision (not asserted); that one was chosen
+# among the three, with the times, is.
+grep -Eq "^  deployable_forms: lenet5 at batch 1: (plain|frozen|frozen \+ optimize_for_inference): [0-9.e+-]+ ms per batch \(.*\); lenet5 at batch 8: " "$tmp/out" \
+  && report "measure: the manifest names each batch's deployable form and its times" ok \
+  || report "measure: the manifest names the deployable form" fail "$(grep -E 'prepared|deployable' "$tmp/out")"
 expect_ok "measure --format json" '"provenance": "modeled"' measure "$models/mlp.pt" --format json "${quick[@]}"
 python3 - "$tmp/out" <<'PY' && report "measure json: CIs, manifest, provenance" ok || report "measure json: CIs, manifest, provenance" fail "$(head -c 400 "$tmp/out")"
 import json, sys

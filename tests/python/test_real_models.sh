@@ -34,6 +34,9 @@ cos=$(cell minilm-eager int8 5)
   || report "minilm int8: cosine to fp32 >= 0.99" fail "cosine '$cos'"
 grep -q "fidelity guard: cosine to fp32" "$tmp/minilm-eager-int8.log" && report "minilm int8: the guard's verdict in the report" ok \
   || report "minilm int8: the guard's verdict in the report" fail "$(grep note "$tmp/minilm-eager-int8.log" | head -3)"
+grep -q "note: smoothing (SmoothQuant): [1-9][0-9]* of [0-9]* LayerNorm outputs" "$tmp/minilm-eager-int8.log" \
+  && report "minilm int8: SmoothQuant smooths its LayerNorm outputs by default" ok \
+  || report "minilm int8: SmoothQuant by default" fail "$(grep -i smooth "$tmp/minilm-eager-int8.log" | head -2)"
 grep -q "on the first .* training samples; the fidelity guard on the last" "$tmp/minilm-eager-int8.log" \
   && report "minilm int8: calibration and guard split said" ok || report "minilm int8: split said" fail "no split note"
 agree=$(cell efficientnet-lite0 int8 6 | tr -d '%')

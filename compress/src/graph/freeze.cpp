@@ -18,4 +18,20 @@ InferenceForm freeze_for_inference(const torch::jit::Module& module) {
   return form;
 }
 
+DeployableForms deployable_forms(const torch::jit::Module& module) {
+  DeployableForms result;
+  torch::jit::Module plain = module.clone();
+  if (plain.hasattr("training")) plain.eval();
+  result.forms.push_back({"plain", plain});
+  try {
+    // Each frozen form from its own freeze: optimize_for_inference changes the module it is given.
+    result.forms.push_back({"frozen", torch::jit::freeze(plain)});
+    torch::jit::Module refrozen = torch::jit::freeze(plain);
+    result.forms.push_back({"frozen + optimize_for_inference", torch::jit::optimize_for_inference(refrozen)});
+  } catch (const std::exception& e) {
+    result.why_not_frozen = torch_error_summary(e);
+  }
+  return result;
+}
+
 }  // namespace joulecut

@@ -173,7 +173,7 @@ std::string smoothing_note(const std::vector<SmoothGroup>& groups, int smoothed_
   alphas.erase(std::unique(alphas.begin(), alphas.end()), alphas.end());
   return format("smoothing (SmoothQuant): %d of %zu LayerNorm outputs read by Linear layers scaled per channel into "
                 "%d layers' weights (alpha %s, chosen per output), their simulated int8 error %.0f%% of unsmoothed "
-                "on average; the smoothed fp32 model's cosine to the original %.6g",
+                "on average; the smoothed fp32 model's cosine to the original %.6f",
                 smoothed, groups.size(), smoothed_layers, join(alphas, ", ").c_str(), 100 * kept / smoothed, cosine);
 }
 

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdlib>
+#include <functional>
 #include <map>
 
 #include "joulecut/error.h"
@@ -14,6 +15,8 @@
 #include "joulecut/model.h"
 #include "joulecut/model_input.h"
 #include "joulecut/text.h"
+#include "joulecut/torch_compat.h"
+#include "harness/deployable_choice.h"
 
 namespace joulecut::measure {
 namespace {
@@ -88,11 +91,13 @@ bool fidelity_metric(const std::string& metric) {
 
 // The job's models, loaded once, and what they are all fed.
 struct Models {
-  std::vector<torch::jit::Module> prepared;   // as deployed: evaluated and measured
+  // Each model's deployable forms (on the device); each batch measures the fastest there.
+  std::vector<std::vector<DeployableForm>> forms;
   std::vector<torch::jit::Module> originals;  // as loaded: graph statistics and fidelity
   std::optional<TensorDataset> data;
   std::optional<ResolvedInput> input;  // the first model's; every model is fed the same
   std::string how;                     // how they were prepared, for the manifest
+  std::vector<std::string> chosen;     // "MODEL at batch N: FORM: ..." for the manifest
 
   // A batch of `count`: real data, or (no data for the model's input) generated from its spec.
   std::vector<at::Tensor> batch_of(std::int64_t count) const {
@@ -136,6 +141,25 @@ void evaluate_accuracy(ModelSummary& summary, torch::jit::Module& deployed, cons
   }
 }
 
+// The forms a model may be measured in, on the device: plain only with --no-optimize, else every
+// deployable form (a model that cannot be frozen is measured plain, and the manifest says why).
+std::vector<DeployableForm> deployable(const torch::jit::Module& module, const MeasureJob& job, const c10::Device& device,
+                                       const std::string& label, std::string& how) {
+  torch::jit::Module copy = module.clone();
+  copy.to(device);
+  if (!job.optimize) {
+    if (copy.hasattr("training")) copy.eval();
+    how = "plain TorchScript modules in eval mode (--no-optimize)";
+    return {{"plain", copy}};
+  }
+  DeployableForms made = deployable_forms(copy);
+  how = "each model in the fastest of its deployable forms at each batch (plain, frozen, frozen + "
+        "optimize_for_inference: the minimum of 6 calls each, interleaved; frozen + optimize_for_inference "
+        "unless another is 10% faster)";
+  if (!made.why_not_frozen.empty()) how += "; " + label + " cannot be frozen (" + made.why_not_frozen + ")";
+  return made.forms;
+}
+
 // Loads, checks, analyzes, prepares and evaluates each model, in order; their summaries go
 // into `report.models`.
 Models load_models(const MeasureJob& job, const c10::Device& device, Report& report) {
@@ -151,10 +175,11 @@ Models load_models(const MeasureJob& job, const c10::Device& device, Report& rep
     const ModelStats stats = analyze_model(loaded.module, models.batch_of(1));
     summary.parameters = stats.parameters;
     summary.macs_per_inference = stats.macs;
-    torch::jit::Module deployed = prepare_for_inference(loaded.module, job.optimize, device, &models.how);
-    evaluate_accuracy(summary, deployed, models, job, device);
+    std::vector<DeployableForm> forms = deployable(loaded.module, job, device, summary.label, models.how);
+    // Accuracy on the preferred form (the last): every form computes the same function.
+    evaluate_accuracy(summary, forms.back().module, models, job, device);
     report.models.push_back(summary);
-    models.prepared.push_back(deployed);
+    models.forms.push_back(forms);
     models.originals.push_back(loaded.module);
   }
   return models;
@@ -183,12 +208,18 @@ void measure_batches(const MeasureJob& job, Models& models, const c10::Device& d
     options.batch = batch;
     std::vector<at::Tensor> arguments = models.batch_of(batch);
     std::vector<Candidate> candidates;
-    for (std::size_t i = 0; i < models.prepared.size(); ++i) {
-      Candidate c{report.models[i].label, models.prepared[i], {}};
+    std::vector<at::Tensor> on_device = arguments;
+    for (auto& a : on_device) a = a.to(device);
+    const std::vector<c10::IValue> inputs(on_device.begin(), on_device.end());
+    const std::function<void()> sync = [&] { compat::synchronize(device); };
+    for (std::size_t i = 0; i < models.forms.size(); ++i) {
+      const FormChoice form = fastest_form(models.forms[i], inputs, sync);
+      models.chosen.push_back(report.models[i].label + " at batch " + std::to_string(batch) + ": " + form.how);
+      Candidate c{report.models[i].label, models.forms[i][form.index].module, {}};
       c.ops = op_counts(analyze_model(models.originals[i], arguments));
       candidates.push_back(c);
     }
-    for (auto& a : arguments) a = a.to(device);
+    arguments = on_device;
     for (auto& r : run_interleaved(candidates, arguments, options, choice, job.progress)) report.runs.push_back(r);
   }
 }
@@ -227,6 +258,7 @@ Manifest job_manifest(const MeasureJob& job, const Models& models, const MeterCh
   manifest.set("blas_threads", "the faster of 1 and " + std::to_string(at::get_num_threads()) +
                                    " per model and batch, timed before the windows (" + join(setups, "; ") + ")");
   manifest.set("prepared", models.how);
+  if (job.optimize) manifest.set("deployable_forms", join(models.chosen, "; "));
   if (const std::string kernels = int8_kernels_used(); !kernels.empty()) manifest.set("int8_kernels", kernels);
   const ResolvedInput& input = *models.input;
   manifest.set("input_spec", input.synthetic || !models.data ? describe_input_spec(input.spec) + " (from the " +
