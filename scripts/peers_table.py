@@ -40,6 +40,10 @@ def model_table(report):
                      f"{b16['median_ms']:.1f} | {speedup_text(b1['speedup'])} | {speedup_text(b16['speedup'])} | {versus} |")
     lines.append("")
     lines.append(f"Fastest fp32: {fastest['1'][0]} at batch 1, {fastest['16'][0]} at batch 16.")
+    lines.append("")
+    lines.append("Targets (the peer issue), each with its figure:")
+    lines.append("")
+    lines += targets(report)
     for family, why in report["failures"].items():
         lines.append(f"**{family} failed**: {why}")
     m = report["manifest"]
@@ -49,6 +53,37 @@ def model_table(report):
                  f"({m['inputs']}), peers' int8 calibrated on {m['calibration_samples']} training samples; "
                  + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".")
     lines.append("")
+    return lines
+
+
+def ratio(report, engine, other, batch):
+    e = report["engines"]
+    if engine not in e or other not in e:
+        return None
+    return e[other]["batches"][batch]["median_ms"] / e[engine]["batches"][batch]["median_ms"]
+
+
+def verdict(value, target):
+    return "n/a" if value is None else ("PASS" if value >= target else "MISS")
+
+
+def targets(report):
+    """The peer issue's targets for one model, each with its figure, at batch 1 and 16."""
+    lines = []
+    e = report["engines"]
+    for batch in ("1", "16"):
+        fastest_label, fastest_ms = fastest_fp32(report, batch)
+        checks = [("joulecut int8 / OpenVINO int8 (NNCF) speed", ratio(report, "joulecut int8", "OpenVINO int8 (NNCF)", batch), 1.0),
+                  ("joulecut bf16 / OpenVINO bf16 speed", ratio(report, "joulecut bf16", "OpenVINO bf16", batch), 1.0),
+                  (f"joulecut int8 / fastest fp32 ({fastest_label})",
+                   fastest_ms / e["joulecut int8"]["batches"][batch]["median_ms"] if "joulecut int8" in e else None, 2.0)]
+        for name, value, target in checks:
+            figure = "n/a" if value is None else f"{value:.2f}x"
+            lines.append(f"- batch {batch}: {name}: {figure} (target >= {target:.1f}x): {verdict(value, target)}")
+    if "joulecut int8" in e and "OpenVINO int8 (NNCF)" in e:
+        ours, theirs = e["joulecut int8"]["fidelity"]["cosine"], e["OpenVINO int8 (NNCF)"]["fidelity"]["cosine"]
+        lines.append(f"- fidelity: joulecut int8 cosine {ours:.4f}, OpenVINO int8 {theirs:.4f} "
+                     f"({'equal or better' if ours >= theirs - 1e-4 else 'worse'})")
     return lines
 
 
