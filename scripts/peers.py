@@ -6,9 +6,10 @@ one process, on the same held-out inputs, the same threads, rounds interleaved.
 
 DIR holds MODEL.pt (TorchScript fp32), MODEL-int8.pt and MODEL-bf16.pt (made by compress),
 MODEL/train.npz (calibration for the other runtimes' int8) and MODEL/test.npz (held out: timing
-batches and fidelity). Writes DIR/MODEL-peers.json. Every speed-up is against TorchScript frozen
-fp32 timed in the same rounds (paired per round; median and 95% interval over rounds), and the
-report also gives each against the fastest fp32 of any runtime.
+batches and fidelity). Writes DIR/MODEL-peers.json with each engine's per-call seconds in every
+round, so that peers_table.py computes paired ratios against any engine: against LibTorch's best
+fp32 (the harness's baseline: the fastest of its deployable forms at that batch) and against the
+fastest fp32 of any runtime.
 """
 import argparse
 import json
@@ -41,15 +42,14 @@ def torch_call(module):
 
 def torchscript_forms(path):
     """The file's deployable forms: plain, frozen, frozen + optimize_for_inference (where it works)."""
-    forms = {}
-    plain = torch.jit.load(path).eval()
-    forms["plain"] = plain
-    try:
-        frozen = torch.jit.freeze(torch.jit.load(path).eval())
-        forms["frozen"] = frozen
-        forms["frozen + optimize_for_inference"] = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.load(path).eval()))
-    except Exception as e:  # noqa: BLE001 - a form that cannot be made is left out, and said
-        print(f"peers: {os.path.basename(path)}: a form failed: {type(e).__name__}: {str(e)[:120]}")
+    forms = {"plain": torch.jit.load(path).eval()}
+    makers = {"frozen": torch.jit.freeze,
+              "frozen + optimize_for_inference": lambda m: torch.jit.optimize_for_inference(torch.jit.freeze(m))}
+    for name, make in makers.items():
+        try:
+            forms[name] = make(torch.jit.load(path).eval())
+        except Exception as e:  # noqa: BLE001 - a form that cannot be made is left out, and said
+            print(f"peers: {os.path.basename(path)}: {name} failed: {type(e).__name__}: {str(e)[:120]}")
     return forms
 
 
@@ -94,7 +94,7 @@ def onnxruntime_engines(onnx_path, names, train, threads, calibration, workdir):
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([[a[i:i + 8] for a in train] for i in range(0, calibration, 8)])
+            self.batches = iter([[a[i:min(i + 8, calibration)] for a in train] for i in range(0, calibration, 8)])
 
         def get_next(self):
             batch = next(self.batches, None)
@@ -128,8 +128,9 @@ def openvino_engines(onnx_path, names, train, threads, calibration, transformer)
         return (lambda arrays: np.asarray(c(dict(zip(names, arrays)))[c.output(0)], dtype=np.float32)), precision
 
     model = core.read_model(onnx_path)
-    items = [dict(zip(names, [a[i:i + 8] for a in train])) for i in range(0, calibration, 8)]
-    quantized = nncf.quantize(core.read_model(onnx_path), nncf.Dataset(items), subset_size=calibration,
+    items = [dict(zip(names, [a[i:min(i + 8, calibration)] for a in train])) for i in range(0, calibration, 8)]
+    # subset_size counts dataset items (batches of 8 here): every item, `calibration` samples.
+    quantized = nncf.quantize(core.read_model(onnx_path), nncf.Dataset(items), subset_size=len(items),
                               model_type=nncf.ModelType.TRANSFORMER if transformer else None)
     engines = {}
     for label, m, hint in (("OpenVINO f32", model, "f32"), ("OpenVINO bf16", model, "bf16"),
@@ -150,21 +151,9 @@ def time_window(run, arrays, seconds):
             return elapsed / calls
 
 
-def interval_of_ratios(ratios):
-    """Median, and the 95% t-interval of the geometric mean, of paired per-round ratios."""
-    logs = [math.log(r) for r in ratios]
-    n = len(logs)
-    mean = statistics.fmean(logs)
-    half = 0.0
-    if n > 1:
-        t = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36, 9: 2.31, 10: 2.26}.get(n, 2.0)
-        half = t * statistics.stdev(logs) / math.sqrt(n)
-    return {"median": statistics.median(ratios), "low": math.exp(mean - half), "high": math.exp(mean + half)}
-
-
 def time_engines(engines, test, batch, rounds, window):
     """Rounds interleaved (the engines' order rotated each round); each engine's per-call seconds
-    per round, and its speed-up over the baseline (the first engine) paired within each round."""
+    in every round."""
     arrays = [a[:batch] for a in test]
     labels = list(engines)
     for label in labels:  # warm-up
@@ -175,13 +164,8 @@ def time_engines(engines, test, batch, rounds, window):
         order = labels[r % len(labels):] + labels[:r % len(labels)]
         for label in order:
             seconds[label].append(time_window(engines[label][0], arrays, window))
-    base = labels[0]
-    result = {}
-    for label in labels:
-        ratios = [b / s for b, s in zip(seconds[base], seconds[label])]
-        result[label] = {"median_ms": 1e3 * statistics.median(seconds[label]), "min_ms": 1e3 * min(seconds[label]),
-                         "speedup": interval_of_ratios(ratios)}
-    return result
+    return {label: {"median_ms": 1e3 * statistics.median(s), "min_ms": 1e3 * min(s), "seconds": s}
+            for label, s in seconds.items()}
 
 
 def fidelity(run, reference, test, classes):
@@ -196,11 +180,11 @@ def fidelity(run, reference, test, classes):
 
 
 def torchscript_engines(directory, model, arrays):
-    base_forms = torchscript_forms(os.path.join(directory, f"{model}.pt"))
-    engines = {"TorchScript fp32 (frozen)": (torch_call(base_forms["frozen"]), "frozen: the harness's baseline")}
-    if "frozen + optimize_for_inference" in base_forms:
-        engines["TorchScript fp32 (frozen + optimize_for_inference)"] = (
-            torch_call(base_forms["frozen + optimize_for_inference"]), "frozen + optimize_for_inference")
+    """LibTorch fp32 in each deployable form (plain first: the fidelity reference), then joulecut's
+    files, each in its fastest form."""
+    engines = {}
+    for form, module in torchscript_forms(os.path.join(directory, f"{model}.pt")).items():
+        engines[f"TorchScript fp32 ({form})"] = (torch_call(module), form)
     for kind in ("int8", "bf16"):
         path = os.path.join(directory, f"{model}-{kind}.pt")
         if not os.path.exists(path):
@@ -265,9 +249,10 @@ def main():
     engines = torchscript_engines(args.dir, args.model, [a[:16] for a in test])
     failures = {}
     engines.update(peer_engines(args.dir, args.model, names, train, args.threads, calibration, transformer, failures))
-    baseline = next(iter(engines))
-    reference = np.concatenate([engines[baseline][0]([a[i:i + 16] for a in test]) for i in range(0, len(test[0]), 16)])
-    report = {"model": args.model, "baseline": baseline, "engines": {}, "failures": failures,
+    reference_label = next(iter(engines))  # TorchScript fp32 (plain): what every engine's fidelity is to
+    reference = np.concatenate([engines[reference_label][0]([a[i:i + 16] for a in test])
+                                for i in range(0, len(test[0]), 16)])
+    report = {"model": args.model, "reference": reference_label, "engines": {}, "failures": failures,
               "manifest": {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu_model(), "threads": args.threads,
                            "rounds": args.rounds, "window_seconds": args.window, "batches": list(BATCHES),
                            "test_samples": int(len(test[0])), "calibration_samples": calibration,

@@ -31,7 +31,7 @@ struct DeployableForm {
 };
 struct DeployableForms {
   std::vector<DeployableForm> forms;
-  std::string why_not_frozen;  // empty when both frozen forms were made
+  std::string why_not_frozen;  // empty when both frozen forms were made, else which step failed and why
 };
 DeployableForms deployable_forms(const torch::jit::Module& module);
 

@@ -24,12 +24,17 @@ DeployableForms deployable_forms(const torch::jit::Module& module) {
   if (plain.hasattr("training")) plain.eval();
   result.forms.push_back({"plain", plain});
   try {
-    // Each frozen form from its own freeze: optimize_for_inference changes the module it is given.
     result.forms.push_back({"frozen", torch::jit::freeze(plain)});
+  } catch (const std::exception& e) {
+    result.why_not_frozen = "freezing fails: " + torch_error_summary(e);
+    return result;
+  }
+  try {
+    // Its own freeze: optimize_for_inference changes the module it is given.
     torch::jit::Module refrozen = torch::jit::freeze(plain);
     result.forms.push_back({"frozen + optimize_for_inference", torch::jit::optimize_for_inference(refrozen)});
   } catch (const std::exception& e) {
-    result.why_not_frozen = torch_error_summary(e);
+    result.why_not_frozen = "optimize_for_inference fails: " + torch_error_summary(e);
   }
   return result;
 }

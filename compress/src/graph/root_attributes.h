@@ -17,6 +17,8 @@ inline constexpr const char* kInt8Layer = "joulecut_int8__";  // static int8 Con
 inline constexpr const char* kDp4aWeight = "joulecut_dp4a_weight__";
 inline constexpr const char* kDp4aScale = "joulecut_dp4a_scale__";
 inline constexpr const char* kDp4aBias = "joulecut_dp4a_bias__";
+// quantize-static's SmoothQuant: 1/s of one LayerNorm output, named by its value number (not a layer)
+inline constexpr const char* kSmoothing = "joulecut_smooth__";
 
 inline std::string root_attribute_name(const std::string& prefix, const std::string& layer) {
   std::string flat = layer;

@@ -22,6 +22,7 @@
 #include "graph/root_attributes.h"
 #include "joulecut/error.h"
 #include "joulecut/fidelity.h"
+#include "joulecut/model.h"
 #include "joulecut/progress.h"
 #include "joulecut/text.h"
 #include "quantize/static_internal.h"
@@ -30,7 +31,6 @@ namespace joulecut::static_quant {
 using namespace graph;
 namespace {
 
-inline constexpr const char* kSmoothing = "joulecut_smooth__";  // a root buffer: 1/s of one LayerNorm output
 constexpr std::int64_t kSearchRows = 2048;                        // calibration rows the alpha search runs on
 constexpr double kClearGain = 0.5;  // smoothing kept where it at least halves the simulated error
 
@@ -100,14 +100,16 @@ void observe_groups(const torch::jit::Module& input, std::vector<SmoothGroup>& g
   bar.finish(std::to_string(groups.size()) + " LayerNorm outputs");
 }
 
-// The relative squared error of the group's layers with the input uint8 per tensor (min/max) and
-// the weights int8 per output channel, after smoothing by `s`.
-double simulated_error(const at::Tensor& x, const at::Tensor& w, const at::Tensor& s, const at::Tensor& reference) {
+// The relative squared error of the group's layers with the input uint8 per tensor (min/max; int8
+// symmetric for backend=cuda) and the weights int8 per output channel, after smoothing by `s`.
+double simulated_error(const at::Tensor& x, const at::Tensor& w, const at::Tensor& s, const at::Tensor& reference,
+                       bool symmetric) {
   const at::Tensor xs = x / s;
-  const double lo = std::min(0.0, xs.min().item<double>()), hi = std::max(0.0, xs.max().item<double>());
-  const double x_scale = std::max(hi - lo, 1e-12) / 255;
-  const double zero = std::round(-lo / x_scale);
-  const at::Tensor xq = ((xs / x_scale).round() + zero).clamp(0, 255).sub(zero).mul(x_scale);
+  double lo = std::min(0.0, xs.min().item<double>()), hi = std::max(0.0, xs.max().item<double>());
+  if (symmetric) lo = -(hi = std::max(hi, -lo));  // backend=cuda: int8 in [-127, 127]
+  const double x_scale = std::max(hi - lo, 1e-12) / (symmetric ? 254 : 255);
+  const double zero = symmetric ? 127 : std::round(-lo / x_scale);
+  const at::Tensor xq = ((xs / x_scale).round() + zero).clamp(0, symmetric ? 254 : 255).sub(zero).mul(x_scale);
   const at::Tensor ws = w * s;
   const at::Tensor w_scale = ws.abs().amax(1, true).clamp_min(1e-12) / 127;
   const at::Tensor wq = (ws / w_scale).round().clamp(-127, 127) * w_scale;
@@ -116,19 +118,19 @@ double simulated_error(const at::Tensor& x, const at::Tensor& w, const at::Tenso
 }
 
 // Chooses alpha for one group (or none) by the simulated error of its layers.
-void choose_alpha(SmoothGroup& g, const std::map<std::string, at::Tensor>& tensors) {
+void choose_alpha(SmoothGroup& g, const std::map<std::string, at::Tensor>& tensors, bool symmetric) {
   std::vector<at::Tensor> weights;
   for (const Layer* l : g.layers) weights.push_back(tensors.at(l->weight_path).detach().to(at::kFloat));
   const at::Tensor w = at::cat(weights);
   const at::Tensor w_absmax = w.abs().amax(0);
   const at::Tensor reference = at::matmul(g.rows, w.t());
   const at::Tensor ones = at::ones_like(g.x_absmax);
-  g.unsmoothed_error = g.error = simulated_error(g.rows, w, ones, reference);
+  g.unsmoothed_error = g.error = simulated_error(g.rows, w, ones, reference, symmetric);
   const at::Tensor usable = (g.x_absmax > 0) & (w_absmax > 0);
   for (double alpha : {0.4, 0.5, 0.6, 0.7, 0.8, 0.9}) {
     at::Tensor s = (g.x_absmax.pow(alpha) / w_absmax.pow(1 - alpha)).clamp(1e-5, 1e5);
     s = at::where(usable, s, ones);
-    const double error = simulated_error(g.rows, w, s, reference);
+    const double error = simulated_error(g.rows, w, s, reference, symmetric);
     if (error < g.error) {
       g.error = error;
       g.alpha = alpha;
@@ -177,23 +179,36 @@ std::string smoothing_note(const std::vector<SmoothGroup>& groups, int smoothed_
                 smoothed, groups.size(), smoothed_layers, join(alphas, ", ").c_str(), 100 * kept / smoothed, cosine);
 }
 
-}  // namespace
+// Layers whose weight tensor another parameter shares (a tied embedding) are left out: scaling
+// it would change the other reader too.
+void drop_tied_weights(std::vector<SmoothGroup>& groups, const std::map<std::string, at::Tensor>& tensors) {
+  std::map<const void*, int> readers;
+  for (const auto& [path, tensor] : tensors) ++readers[tensor.data_ptr()];
+  for (auto& g : groups)
+    g.layers.erase(std::remove_if(g.layers.begin(), g.layers.end(),
+                                  [&](const Layer* l) { return readers[tensors.at(l->weight_path).data_ptr()] > 1; }),
+                   g.layers.end());
+  groups.erase(std::remove_if(groups.begin(), groups.end(), [](const SmoothGroup& g) { return g.layers.empty(); }),
+               groups.end());
+}
 
-Smoothing smooth_activations(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                             const TensorDataset& calibration, bool progress) {
+Smoothing smooth(const torch::jit::Module& input, const StaticQuantizeOptions& options, const TensorDataset& calibration,
+                 bool progress) {
   Smoothing result{input, ""};
-  if (options.smooth == "off") return result;
   torch::jit::Module smoothed = clone_for_transform(input);
+  // In eval mode, as probe_module numbers values (training branches specialized away).
+  if (smoothed.hasattr("training")) smoothed.eval();
   auto graph = inlined_forward(smoothed, "quantize-static", GraphUse::inference);
   const auto layers = find_layers(*graph, smoothed, "quantize-static", options.backend == "onednn");
   auto groups = layer_norm_groups(*graph, layers, options);
-  if (groups.empty()) return result;  // no LayerNorm feeds a Linear layer: nothing to smooth
-  observe_groups(input, groups, calibration, options, progress);
   std::map<std::string, at::Tensor> tensors;
   for (const auto& p : smoothed.named_parameters(true)) tensors[p.name] = p.value;
+  drop_tied_weights(groups, tensors);
+  if (groups.empty()) return result;  // no LayerNorm feeds a Linear layer: nothing to smooth
+  observe_groups(smoothed, groups, calibration, options, progress);
   int smoothed_layers = 0;
   for (auto& g : groups) {
-    choose_alpha(g, tensors);
+    choose_alpha(g, tensors, options.backend == "cuda");
     if (g.scale.defined()) smoothed_layers += int(g.layers.size());
   }
   if (smoothed_layers == 0) {
@@ -202,18 +217,30 @@ Smoothing smooth_activations(const torch::jit::Module& input, const StaticQuanti
     return result;
   }
   apply_smoothing(smoothed, graph, tensors, groups);
-  smoothed.eval();
   // The smoothed fp32 model computes what the original does: checked, never assumed.
   torch::jit::Module original = input.clone();
   const Fidelity same = fidelity(original, smoothed, slice(calibration, 0, std::min<std::int64_t>(16, calibration.size())));
-  if (same.cosine.mean < 0.99999) {
-    result.note = format("smoothing: not applied: the smoothed fp32 model's cosine to the original was %.6g",
-                         same.cosine.mean);
+  if (same.cosine.mean < 0.99999 || same.snr_db < 50) {
+    result.note = format("smoothing: not applied: the smoothed fp32 model differs from the original (cosine %.6f, "
+                         "SNR %.1f dB)", same.cosine.mean, same.snr_db);
     return result;
   }
   result.module = smoothed;
-  result.note = smoothing_note(groups, smoothed_layers, same.cosine.mean);
+  result.note = smoothing_note(groups, smoothed_layers, same.cosine.mean) + format(", SNR %.0f dB", same.snr_db);
   return result;
+}
+
+}  // namespace
+
+Smoothing smooth_activations(const torch::jit::Module& input, const StaticQuantizeOptions& options,
+                             const TensorDataset& calibration, bool progress) {
+  if (options.smooth == "off") return {input, ""};
+  // An optional step: what stops it is said, and int8 goes on without it.
+  try {
+    return smooth(input, options, calibration, progress);
+  } catch (const std::exception& e) {
+    return {input, "smoothing: not applied: " + torch_error_summary(e)};
+  }
 }
 
 }  // namespace joulecut::static_quant

@@ -13,15 +13,17 @@
 namespace joulecut::measure {
 
 struct FormChoice {
-  std::size_t index = 0;  // into the forms
+  torch::jit::Module module;  // the chosen form's
+  std::size_t index = 0;      // into the forms that ran
   std::string how;        // "plain: 192 ms per batch (frozen 210, frozen + optimize_for_inference 240)"
 };
 
 // Each form timed on `inputs` in interleaved rounds, the minimum of each kept (a statistic that
 // preemption does not move). The preferred form (frozen + optimize_for_inference when there is
 // one: what the harness always ran) gives way only to a form clearly faster, by 10%, so that a
-// near tie does not flip between runs. One form: chosen untimed.
-FormChoice fastest_form(std::vector<DeployableForm>& forms, const std::vector<c10::IValue>& inputs,
+// near tie does not flip between runs. A form that fails on these inputs is left out (`how` says
+// why); when none runs, the plain form's error is thrown. One form: chosen untimed.
+FormChoice fastest_form(const std::vector<DeployableForm>& forms, const std::vector<c10::IValue>& inputs,
                         const std::function<void()>& sync);
 
 }  // namespace joulecut::measure

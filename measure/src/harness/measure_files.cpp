@@ -98,6 +98,7 @@ struct Models {
   std::optional<ResolvedInput> input;  // the first model's; every model is fed the same
   std::string how;                     // how they were prepared, for the manifest
   std::vector<std::string> chosen;     // "MODEL at batch N: FORM: ..." for the manifest
+  std::vector<std::string> unfrozen;   // "MODEL: why" for each model with a form that could not be made
 
   // A batch of `count`: real data, or (no data for the model's input) generated from its spec.
   std::vector<at::Tensor> batch_of(std::int64_t count) const {
@@ -120,8 +121,10 @@ void check_input(Models& models, const MeasureJob& job, LoadedModel& loaded, con
 }
 
 // Top-1 accuracy of the model as deployed, or why there is none.
-void evaluate_accuracy(ModelSummary& summary, torch::jit::Module& deployed, const Models& models,
+void evaluate_accuracy(ModelSummary& summary, DeployableForm& deployed_form, const Models& models,
                        const MeasureJob& job, const c10::Device& device) {
+  torch::jit::Module& deployed = deployed_form.module;
+  const std::string& form = deployed_form.name;
   if (models.input->synthetic) {
     summary.accuracy_data = "n/a (no data)";
   } else if (!models.data->labelled()) {
@@ -137,26 +140,26 @@ void evaluate_accuracy(ModelSummary& summary, torch::jit::Module& deployed, cons
       if (eval_data.labelled()) eval_data.labels = eval_data.labels.to(device);
     }
     summary.accuracy = evaluate(deployed, eval_data).accuracy;
-    summary.accuracy_data = eval_data.description + ", model as measured";
+    summary.accuracy_data = eval_data.description + ", model deployed " + form;
   }
 }
 
 // The forms a model may be measured in, on the device: plain only with --no-optimize, else every
 // deployable form (a model that cannot be frozen is measured plain, and the manifest says why).
 std::vector<DeployableForm> deployable(const torch::jit::Module& module, const MeasureJob& job, const c10::Device& device,
-                                       const std::string& label, std::string& how) {
+                                       const std::string& label, Models& models) {
   torch::jit::Module copy = module.clone();
   copy.to(device);
   if (!job.optimize) {
     if (copy.hasattr("training")) copy.eval();
-    how = "plain TorchScript modules in eval mode (--no-optimize)";
+    models.how = "plain TorchScript modules in eval mode (--no-optimize)";
     return {{"plain", copy}};
   }
   DeployableForms made = deployable_forms(copy);
-  how = "each model in the fastest of its deployable forms at each batch (plain, frozen, frozen + "
-        "optimize_for_inference: the minimum of 6 calls each, interleaved; frozen + optimize_for_inference "
-        "unless another is 10% faster)";
-  if (!made.why_not_frozen.empty()) how += "; " + label + " cannot be frozen (" + made.why_not_frozen + ")";
+  models.how = "each model in the fastest of its deployable forms at each batch (plain, frozen, frozen + "
+               "optimize_for_inference: the minimum of 6 calls each, interleaved; frozen + "
+               "optimize_for_inference unless another is 10% faster)";
+  if (!made.why_not_frozen.empty()) models.unfrozen.push_back(label + ": " + made.why_not_frozen);
   return made.forms;
 }
 
@@ -175,9 +178,10 @@ Models load_models(const MeasureJob& job, const c10::Device& device, Report& rep
     const ModelStats stats = analyze_model(loaded.module, models.batch_of(1));
     summary.parameters = stats.parameters;
     summary.macs_per_inference = stats.macs;
-    std::vector<DeployableForm> forms = deployable(loaded.module, job, device, summary.label, models.how);
-    // Accuracy on the preferred form (the last): every form computes the same function.
-    evaluate_accuracy(summary, forms.back().module, models, job, device);
+    std::vector<DeployableForm> forms = deployable(loaded.module, job, device, summary.label, models);
+    // Accuracy on the preferred form (the last); the forms compute the same function up to
+    // float rounding (optimize_for_inference folds conv-BN), and the description names it.
+    evaluate_accuracy(summary, forms.back(), models, job, device);
     report.models.push_back(summary);
     models.forms.push_back(forms);
     models.originals.push_back(loaded.module);
@@ -215,7 +219,7 @@ void measure_batches(const MeasureJob& job, Models& models, const c10::Device& d
     for (std::size_t i = 0; i < models.forms.size(); ++i) {
       const FormChoice form = fastest_form(models.forms[i], inputs, sync);
       models.chosen.push_back(report.models[i].label + " at batch " + std::to_string(batch) + ": " + form.how);
-      Candidate c{report.models[i].label, models.forms[i][form.index].module, {}};
+      Candidate c{report.models[i].label, form.module, {}};
       c.ops = op_counts(analyze_model(models.originals[i], arguments));
       candidates.push_back(c);
     }
@@ -257,7 +261,8 @@ Manifest job_manifest(const MeasureJob& job, const Models& models, const MeterCh
     setups.push_back(r.label + " at batch " + std::to_string(r.batch) + ": " + r.thread_search);
   manifest.set("blas_threads", "the faster of 1 and " + std::to_string(at::get_num_threads()) +
                                    " per model and batch, timed before the windows (" + join(setups, "; ") + ")");
-  manifest.set("prepared", models.how);
+  manifest.set("prepared", models.how + (models.unfrozen.empty() ? "" : "; forms that could not be made: " +
+                                                                          join(models.unfrozen, "; ")));
   if (job.optimize) manifest.set("deployable_forms", join(models.chosen, "; "));
   if (const std::string kernels = int8_kernels_used(); !kernels.empty()) manifest.set("int8_kernels", kernels);
   const ResolvedInput& input = *models.input;
