@@ -29,13 +29,11 @@ DeployableForms deployable_forms(const torch::jit::Module& module) {
     result.why_not_frozen = "freezing fails: " + torch_error_summary(e);
     return result;
   }
-  try {
-    // Its own freeze: optimize_for_inference changes the module it is given.
-    torch::jit::Module refrozen = torch::jit::freeze(plain);
-    result.forms.push_back({"frozen + optimize_for_inference", torch::jit::optimize_for_inference(refrozen)});
-  } catch (const std::exception& e) {
-    result.why_not_frozen = "optimize_for_inference fails: " + torch_error_summary(e);
-  }
+  const InferenceForm optimized = freeze_for_inference(plain);  // its own freeze: optimize_for_inference changes it
+  if (optimized.frozen)
+    result.forms.push_back({"frozen + optimize_for_inference", optimized.module});
+  else
+    result.why_not_frozen = "optimize_for_inference fails: " + optimized.why_not;
   return result;
 }
 

@@ -19,6 +19,7 @@
 
 #include "graph/layer_selection.h"
 #include "graph/module_graph.h"
+#include "graph/quantized_engine.h"
 #include "graph/root_attributes.h"
 #include "joulecut/error.h"
 #include "joulecut/fidelity.h"
@@ -105,14 +106,15 @@ void observe_groups(const torch::jit::Module& input, std::vector<SmoothGroup>& g
 double simulated_error(const at::Tensor& x, const at::Tensor& w, const at::Tensor& s, const at::Tensor& reference,
                        bool symmetric) {
   const at::Tensor xs = x / s;
-  double lo = std::min(0.0, xs.min().item<double>()), hi = std::max(0.0, xs.max().item<double>());
-  if (symmetric) lo = -(hi = std::max(hi, -lo));  // backend=cuda: int8 in [-127, 127]
-  const double x_scale = std::max(hi - lo, 1e-12) / (symmetric ? 254 : 255);
-  const double zero = symmetric ? 127 : std::round(-lo / x_scale);
+  // The input's range as the rewrite computes it: affine_uint8 (observers.h), or backend=cuda's
+  // symmetric int8, its bound / 127.
+  const QuantRange range = affine_uint8(xs.min().item<float>(), xs.max().item<float>());
+  const double bound = std::max(-double(range.min), double(range.max));
+  const double x_scale = symmetric ? std::max(bound, 1e-12) / 127 : double(range.scale);
+  const double zero = symmetric ? 127 : double(range.zero_point);
   const at::Tensor xq = ((xs / x_scale).round() + zero).clamp(0, symmetric ? 254 : 255).sub(zero).mul(x_scale);
-  const at::Tensor ws = w * s;
-  const at::Tensor w_scale = ws.abs().amax(1, true).clamp_min(1e-12) / 127;
-  const at::Tensor wq = (ws / w_scale).round().clamp(-127, 127) * w_scale;
+  // The weight as the int8 layers hold it: int8 per output channel, symmetric.
+  const at::Tensor wq = quantize_weight_per_channel(w * s).dequantize();
   return (at::matmul(xq, wq.t()) - reference).pow(2).sum().item<double>() /
          std::max(reference.pow(2).sum().item<double>(), 1e-30);
 }

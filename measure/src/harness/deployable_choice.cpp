@@ -46,6 +46,11 @@ double seconds_of_call(DeployableForm& form, const std::vector<c10::IValue>& inp
 
 }  // namespace
 
+std::string form_choice_rule() {
+  return format("the minimum of %d calls each, interleaved; frozen + optimize_for_inference unless another is %.0f%% "
+                "faster", kRounds * kCallsPerRound, 100 * (1 - kClearlyFaster));
+}
+
 FormChoice fastest_form(const std::vector<DeployableForm>& all_forms, const std::vector<c10::IValue>& inputs,
                         const std::function<void()>& sync) {
   FormChoice choice;

@@ -23,6 +23,9 @@ struct FormChoice {
 // one: what the harness always ran) gives way only to a form clearly faster, by 10%, so that a
 // near tie does not flip between runs. A form that fails on these inputs is left out (`how` says
 // why); when none runs, the plain form's error is thrown. One form: chosen untimed.
+// The rule fastest_form follows, in words, for the manifest.
+std::string form_choice_rule();
+
 FormChoice fastest_form(const std::vector<DeployableForm>& forms, const std::vector<c10::IValue>& inputs,
                         const std::function<void()>& sync);
 

@@ -157,8 +157,7 @@ std::vector<DeployableForm> deployable(const torch::jit::Module& module, const M
   }
   DeployableForms made = deployable_forms(copy);
   models.how = "each model in the fastest of its deployable forms at each batch (plain, frozen, frozen + "
-               "optimize_for_inference: the minimum of 6 calls each, interleaved; frozen + "
-               "optimize_for_inference unless another is 10% faster)";
+               "optimize_for_inference: " + form_choice_rule() + ")";
   if (!made.why_not_frozen.empty()) models.unfrozen.push_back(label + ": " + made.why_not_frozen);
   return made.forms;
 }
