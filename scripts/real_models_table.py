@@ -38,6 +38,10 @@ def show(value, digits):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def times(value):  # a ratio, or "-" where that batch was not measured (the CI slice: batch 16 only)
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def main(out, models):
     status = {}
     for line in open(os.path.join(out, "status.tsv"), encoding="utf-8"):
@@ -60,7 +64,7 @@ def main(out, models):
             result = status[(model, family)].replace("|", "/")
             print(f"| {model} | {FAMILY_LABEL[family]} | {result} | {show(row['cosine'], 4)} | "
                   f"{show(row['agreement'], 1)}{'%' if row['agreement'] is not None else ''} | "
-                  f"{show(row['speedup1'], 2)}x / {show(row['speedup16'], 2)}x | {show(row['energy16'], 2)}x |")
+                  f"{times(row['speedup1'])} / {times(row['speedup16'])} | {times(row['energy16'])} |")
     print()
     print("Targets (the real-models issue), each against the model's own frozen fp32, measured side by side:")
     print()

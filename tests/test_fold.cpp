@@ -11,16 +11,12 @@
 #include "joulecut/models.h"
 #include "joulecut/quantize.h"
 #include "temp_dir.h"
+#include "count_ops.h"
 
 using namespace joulecut;
 using Catch::Matchers::Contains;
 
 namespace {
-int count_ops(torch::jit::Module& m, const std::string& op) {
-  int n = 0;
-  for (const auto* node : m.get_method("forward").graph()->nodes()) n += node->kind().toQualString() == op;
-  return n;
-}
 // Trained-looking statistics, so folding has something to fold.
 void randomize_batchnorms(torch::jit::Module& m) {
   at::NoGradGuard no_grad;

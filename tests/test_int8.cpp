@@ -20,6 +20,7 @@
 #include "joulecut/quantize.h"
 #include "noise_data.h"
 #include "runtime/int8_kernels.h"
+#include "count_ops.h"
 
 #ifdef JOULECUT_HAVE_ONEDNN  // the int8 runtime is built only with oneDNN
 
@@ -87,12 +88,6 @@ Int8LayerSpec conv_spec(const at::Tensor& weight, const at::Tensor& bias, std::i
   spec.relu = relu;
   spec.output_float = float_out;
   return spec;
-}
-
-int count_ops(const torch::jit::Module& m, const std::string& op) {
-  int n = 0;
-  for (const auto* node : m.get_method("forward").graph()->nodes()) n += node->kind().toQualString() == op;
-  return n;
 }
 
 PassContext context_with(const TensorDataset& train) {

@@ -13,6 +13,7 @@
 #include "joulecut/models.h"
 #include "joulecut/quantize.h"
 #include "noise_data.h"
+#include "count_ops.h"
 
 using namespace joulecut;
 using Catch::Matchers::Contains;
@@ -36,12 +37,6 @@ at::Tensor reference(const at::Tensor& x, const Dp4aWeight& w, const at::Tensor&
   std::vector<std::int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = w.weight.size(0);
   return y.to(at::kFloat).reshape(shape);
-}
-
-int count_ops(const torch::jit::Module& m, const std::string& op) {
-  int n = 0;
-  for (const auto* node : m.get_method("forward").graph()->nodes()) n += node->kind().toQualString() == op;
-  return n;
 }
 
 }  // namespace

@@ -24,6 +24,12 @@ torch::jit::Module clone_for_transform(const torch::jit::Module& input) {
   return copy;
 }
 
+std::int64_t count_parameters(const torch::jit::Module& module) {
+  std::int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
+
 std::optional<std::string> attribute_path(torch::jit::Value* v, torch::jit::Value* self) {
   std::vector<std::string> names;
   while (v->node()->kind() == c10::prim::GetAttr) {

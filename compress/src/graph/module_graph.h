@@ -3,6 +3,7 @@
 // distill, analysis). Nothing here knows about a pass; passes never reach into each other.
 #include <torch/script.h>
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -15,6 +16,9 @@ namespace joulecut::graph {
 // Clone, then transform: copies made without autograd history, so the copy's parameters are
 // plain leaves and the input's are untouched.
 torch::jit::Module clone_for_transform(const torch::jit::Module& input);
+
+// The number of parameter elements in the module and its submodules.
+std::int64_t count_parameters(const torch::jit::Module& module);
 
 // The module attribute path a graph value is read from ("layer1.conv1.weight"), following
 // prim::GetAttr nodes back to `self`; nullopt when it is not read from the module.

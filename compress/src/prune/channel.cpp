@@ -61,12 +61,6 @@ std::int64_t kept_count(std::int64_t channels, double ratio, int round_to) {
   return std::min(kept, channels);
 }
 
-std::int64_t count_parameters(const torch::jit::Module& m) {
-  std::int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
-
 // Why a group keeps all its channels ("kept: ..."), or "" when it is pruned: blocked (its first
 // blocker goes to `blockers`), or left out by include/exclude.
 std::string skip_reason(const Space& g, const LayerSelection& selection, std::vector<std::string>& blockers) {

@@ -227,12 +227,6 @@ std::map<std::string, at::Tensor> activation_importance(torch::jit::Module& modu
   return out;
 }
 
-std::int64_t count_parameters(const torch::jit::Module& m) {
-  std::int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
-
 void replace_tensor(torch::jit::Module& module, const std::string& path, const at::Tensor& value) {
   auto [owner, attribute] = owner_of(module, path);
   const bool grad = owner.attr(attribute).toTensor().requires_grad();
