@@ -10,14 +10,26 @@
 namespace joulecut {
 
 struct PairTiming {
-  double a_us = 0, b_us = 0;  // the median run of each, microseconds
+  // Each side's fast runs, microseconds: the 10th percentile of its runs (the fastest of 9).
+  // Preemption and other load only ever add time, to some runs: a low quantile stays where the
+  // code's own speed is, where a mean or a median moves with the load.
+  double a_us = 0, b_us = 0;
 };
+
+// A timed choice leaves its default (int8 for a layer, the whole model all int8, frozen +
+// optimize_for_inference for a deployable form) only for a candidate clearly faster: by more
+// than this fraction. A near tie is noise's to decide, and would flip between runs.
+constexpr double kClearlyFasterMargin = 0.10;
+inline bool clearly_faster(double candidate_us, double default_us) {
+  return candidate_us < (1 - kClearlyFasterMargin) * default_us;
+}
 
 class TimingService {
  public:
   virtual ~TimingService() = default;
   // `a` and `b` run alternately (so drift and other load hit both alike) after 3 warm-up pairs,
-  // for at least 9 pairs and up to `budget_seconds` or 101 pairs. `what` names the comparison
+  // for at least 9 pairs and up to `budget_seconds` or 101 pairs; each side's 10th percentile
+  // (PairTiming). `what` names the comparison
   // ("layer conv1: fp32 vs int8"), for a service that records or fakes it.
   virtual PairTiming compare(const std::string& what, const std::function<void()>& a, const std::function<void()>& b,
                              double budget_seconds) const;

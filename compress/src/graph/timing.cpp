@@ -15,6 +15,12 @@ double microseconds_of(const std::function<void()>& f) {
   return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
 }
 
+double quantile(std::vector<double> v, double q) {
+  const auto k = std::size_t(q * double(v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + k, v.end());
+  return v[k];
+}
+
 double median(std::vector<double> v) {
   std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
   return v[v.size() / 2];
@@ -34,7 +40,7 @@ PairTiming TimingService::compare(const std::string&, const std::function<void()
     ta.push_back(microseconds_of(a));
     tb.push_back(microseconds_of(b));
   }
-  return {median(ta), median(tb)};
+  return {quantile(ta, 0.1), quantile(tb, 0.1)};
 }
 
 double TimingService::median_us(const std::string&, const std::function<void()>& f, int warmup, int repeats) const {

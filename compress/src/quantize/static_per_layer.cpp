@@ -1,6 +1,7 @@
 // quantize-static's per-layer=auto (backend=onednn): each int8 layer timed in place at the
-// target batch against its fp32 op; those slower in int8 go back to fp32, and the whole models
-// are timed to keep the faster of the two int8 models.
+// target batch against its fp32 op; those clearly faster in fp32 (by 10%: joulecut/timing.h) go
+// back to fp32, and the whole models are timed: the per-layer model is kept only when it is
+// clearly faster than all int8, so that a near tie cannot flip the file between runs.
 #include <ATen/ATen.h>
 #include <torch/csrc/jit/ir/ir.h>
 
@@ -15,6 +16,7 @@
 #include "graph/root_attributes.h"
 #include "joulecut/freeze.h"
 #include "joulecut/text.h"
+#include "joulecut/timing.h"
 
 namespace joulecut::static_quant {
 using namespace graph;
@@ -194,7 +196,7 @@ ModelTimes time_models(const torch::jit::Module& input, const Built& all, const 
     const PairTiming again = timer.compare("model: all int8 vs per layer", [&] { all_int8.forward(batch); },
                                            [&] { mixed.forward(batch); }, kModelSeconds);
     const double all_again = again.a_us, per_layer_us = again.b_us;
-    if (per_layer_us < all_again) {
+    if (clearly_faster(per_layer_us, all_again)) {
       t.per_layer_faster = true;
       t.chosen_us = per_layer_us * t.all_us / all_again;  // on the first pair's scale
     }
@@ -225,7 +227,8 @@ void note_models(std::vector<std::string>& notes, std::int64_t batch, const std:
       "ms, kept %.3g ms (%.2fx)",
       (long long)batch, slower.size(),
       slower.empty() ? ""
-      : (per_layer_kept ? " kept fp32" : " alone, yet the whole model ran faster with every layer int8: all int8 kept"),
+      : (per_layer_kept ? " kept fp32"
+                        : " alone, yet the whole model was not clearly faster with them fp32: all int8 kept"),
       t.fp32_us / 1e3, t.all_us / 1e3, t.chosen_us / 1e3, t.fp32_us / t.chosen_us));
   if (t.chosen_us > t.fp32_us)
     notes.push_back("**slower than fp32 at batch " + std::to_string(batch) +
@@ -244,11 +247,12 @@ void choose_per_layer(const torch::jit::Module& input, const StaticQuantizeOptio
   const auto timings = time_layers(input, choice.built, batch, timer);
   std::set<std::string> slower;
   for (const auto& [layer, t] : timings)
-    if (t.note.empty() && t.int8_us > t.fp32_us) slower.insert(layer);
+    if (t.note.empty() && clearly_faster(t.fp32_us, t.int8_us)) slower.insert(layer);
   std::set<std::string> trial = choice.keep;
   trial.insert(slower.begin(), slower.end());
   const Built per_layer = slower.empty() ? choice.built : build_int8(input, options, ranges, trial);
-  // The whole models at the batch: fp32, all int8, and int8 where faster; the faster int8 kept.
+  // The whole models at the batch: fp32, all int8, and int8 where faster; the per-layer model kept
+  // only when clearly faster.
   const ModelTimes times = time_models(input, choice.built, slower.empty() ? nullptr : &per_layer, batch, timer);
   if (times.per_layer_faster) {
     choice.built = per_layer;

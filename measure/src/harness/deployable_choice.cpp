@@ -9,12 +9,12 @@
 
 #include "joulecut/model.h"
 #include "joulecut/text.h"
+#include "joulecut/timing.h"
 
 namespace joulecut::measure {
 namespace {
 
 constexpr int kRounds = 3, kCallsPerRound = 2;
-constexpr double kClearlyFaster = 0.9;
 
 // The forms that run on `inputs` (a form that fails at this batch is dropped, and why is kept).
 std::vector<DeployableForm> forms_that_run(const std::vector<DeployableForm>& forms,
@@ -48,7 +48,7 @@ double seconds_of_call(DeployableForm& form, const std::vector<c10::IValue>& inp
 
 std::string form_choice_rule() {
   return format("the minimum of %d calls each, interleaved; frozen + optimize_for_inference unless another is %.0f%% "
-                "faster", kRounds * kCallsPerRound, 100 * (1 - kClearlyFaster));
+                "faster", kRounds * kCallsPerRound, 100 * kClearlyFasterMargin);
 }
 
 FormChoice fastest_form(const std::vector<DeployableForm>& all_forms, const std::vector<c10::IValue>& inputs,
@@ -68,7 +68,7 @@ FormChoice fastest_form(const std::vector<DeployableForm>& all_forms, const std:
     for (std::size_t f = 0; f < forms.size(); ++f)
       for (int call = 0; call < kCallsPerRound; ++call) best[f] = std::min(best[f], seconds_of_call(forms[f], inputs, sync));
   const std::size_t fastest = std::size_t(std::min_element(best.begin(), best.end()) - best.begin());
-  if (best[fastest] < kClearlyFaster * best[choice.index]) choice.index = fastest;
+  if (clearly_faster(best[fastest], best[choice.index])) choice.index = fastest;
   choice.module = forms[choice.index].module;
   std::vector<std::string> others;
   for (std::size_t f = 0; f < forms.size(); ++f)
