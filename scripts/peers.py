@@ -17,10 +17,14 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import real_models  # noqa: E402  (the models' eager modules)
 
 BATCHES = (1, 16)
 
@@ -31,7 +35,7 @@ def load_inputs(path):
     return names, [data[k] for k in names]
 
 
-def torch_call(module):
+def torch_call(module):  # a TorchScript or eager module as an engine: numpy arrays in, float scores out
     def run(arrays):
         with torch.inference_mode():
             out = module(*[torch.from_numpy(a) for a in arrays])
@@ -180,11 +184,14 @@ def fidelity(run, reference, test, classes):
 
 
 def torchscript_engines(directory, model, arrays):
-    """LibTorch fp32 in each deployable form (plain first: the fidelity reference), then joulecut's
-    files, each in its fastest form."""
+    """LibTorch fp32 in each deployable form (plain first: the fidelity reference), PyTorch eager
+    (the authors' module itself, rebuilt from its wheel), then joulecut's files, each in its
+    fastest form."""
     engines = {}
     for form, module in torchscript_forms(os.path.join(directory, f"{model}.pt")).items():
         engines[f"TorchScript fp32 ({form})"] = (torch_call(module), form)
+    if model in real_models.EAGER:
+        engines["PyTorch eager fp32"] = (torch_call(real_models.EAGER[model]()), "eager, inference_mode")
     for kind in ("int8", "bf16"):
         path = os.path.join(directory, f"{model}-{kind}.pt")
         if not os.path.exists(path):

