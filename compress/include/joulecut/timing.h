@@ -6,6 +6,7 @@
 // through PassContext::timing to force the decision.
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace joulecut {
 
@@ -35,6 +36,10 @@ class TimingService {
                              double budget_seconds) const;
   // The median of `repeats` runs of `f` after `warmup` untimed ones, microseconds.
   virtual double median_us(const std::string& what, const std::function<void()>& f, int warmup, int repeats) const;
+  // Several candidates in `rounds` interleaved rounds of `calls` calls each (no warm-up: the
+  // caller's first calls are): each one's fastest call, microseconds, in their order.
+  virtual std::vector<double> fastest_us(const std::string& what, const std::vector<std::function<void()>>& candidates,
+                                         int rounds, int calls) const;
 };
 
 // The service a PassContext without one uses.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <vector>
 
 namespace joulecut {
@@ -48,6 +49,15 @@ double TimingService::median_us(const std::string&, const std::function<void()>&
   std::vector<double> times;
   for (int i = 0; i < std::max(repeats, 1); ++i) times.push_back(microseconds_of(f));
   return median(times);
+}
+
+std::vector<double> TimingService::fastest_us(const std::string&, const std::vector<std::function<void()>>& candidates,
+                                              int rounds, int calls) const {
+  std::vector<double> best(candidates.size(), std::numeric_limits<double>::infinity());
+  for (int round = 0; round < rounds; ++round)
+    for (std::size_t c = 0; c < candidates.size(); ++c)
+      for (int call = 0; call < calls; ++call) best[c] = std::min(best[c], microseconds_of(candidates[c]));
+  return best;
 }
 
 const TimingService& default_timing() {

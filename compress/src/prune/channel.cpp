@@ -156,7 +156,7 @@ ChannelPrunePass::ChannelPrunePass(ChannelPruneOptions options) : options_(std::
   if (options_.round_to < 1) throw UserError("prune-channel: round-to must be >= 1");
   if (options_.layers.include_first_last)
     throw UserError("prune-channel: first-last does not apply (inputs and outputs are never pruned)");
-  check_finetune("prune-channel", options_.finetune_epochs);
+  check_finetune(kName, options_.finetune_epochs);
 }
 
 const OptionTable<ChannelPruneOptions>& ChannelPrunePass::options_table() {

@@ -106,7 +106,7 @@ class Analyzer {
   explicit Analyzer(const torch::jit::Module& module) {
     for (const auto& p : module.named_parameters(/*recurse=*/true)) tensors_[p.name] = p.value;
     for (const auto& b : module.named_buffers(/*recurse=*/true)) tensors_[b.name] = b.value;
-    graph_ = graph::inlined_forward(module, "prune-channel");
+    graph_ = graph::inlined_forward(module, ChannelPrunePass::kName);
     self_ = graph_->inputs()[0];
     for (std::size_t i = 1; i < graph_->inputs().size(); ++i) {
       Value* input = graph_->inputs()[i];

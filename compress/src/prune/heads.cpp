@@ -244,7 +244,7 @@ HeadPrunePass::HeadPrunePass(HeadPruneOptions options) : options_(std::move(opti
     throw UserError("prune-heads: ratio and neuron-ratio are both 0: nothing to prune");
   options_table().check(options_);
   if (options_.samples < 1) throw UserError("prune-heads: samples must be >= 1");
-  check_finetune("prune-heads", options_.finetune_epochs);
+  check_finetune(kName, options_.finetune_epochs);
 }
 
 const OptionTable<HeadPruneOptions>& HeadPrunePass::options_table() {

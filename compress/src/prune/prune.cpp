@@ -74,7 +74,7 @@ MagnitudePrunePass::MagnitudePrunePass(MagnitudePruneOptions options) : options_
   if (!(options_.sparsity >= 0 && options_.sparsity < 1))
     throw UserError("prune-magnitude: sparsity=" + number_text(options_.sparsity) + " must be in [0, 1)");
   options_table().check(options_);
-  check_finetune("prune-magnitude", options_.finetune_epochs);
+  check_finetune(kName, options_.finetune_epochs);
   if (options_.steps < 1) throw UserError("prune-magnitude: steps must be >= 1");
   if (options_.steps > 1 && options_.finetune_epochs < options_.steps)
     throw UserError("prune-magnitude: steps=" + std::to_string(options_.steps) +
@@ -129,7 +129,7 @@ NMPrunePass::NMPrunePass(NMPruneOptions options) : options_(std::move(options)) 
   if (options_.m <= 0 || options_.n <= 0 || options_.n >= options_.m)
     throw UserError("prune-nm: n=" + std::to_string(options_.n) + " m=" + std::to_string(options_.m) +
                     ": need 0 < n < m (e.g. n=2,m=4)");
-  check_finetune("prune-nm", options_.finetune_epochs);
+  check_finetune(kName, options_.finetune_epochs);
 }
 
 const OptionTable<NMPruneOptions>& NMPrunePass::options_table() {

@@ -223,7 +223,7 @@ torch::jit::Module probe_module(const torch::jit::Module& input, const std::set<
                                 std::vector<std::size_t>& order) {
   torch::jit::Module module = clone_for_transform(input);
   module.eval();
-  auto graph = inlined_forward(module, "quantize-static", GraphUse::inference);
+  auto graph = inlined_forward(module, StaticQuantizePass::kName, GraphUse::inference);
   const auto values = numbered_values(*graph);
   std::vector<Value*> outputs;
   for (std::size_t i : wanted) {

@@ -122,8 +122,8 @@ LayerTiming time_layer(const Layer& l, const Int8Op& op, const at::Tensor& x, co
 std::map<std::string, LayerTiming> time_layers(const torch::jit::Module& input, const Built& built,
                                                const std::vector<c10::IValue>& inputs, const TimingService& timer) {
   torch::jit::Module probe = clone_for_transform(input);
-  auto graph = inlined_forward(probe, "quantize-static", GraphUse::inference);
-  const auto layers = find_layers(*graph, probe, "quantize-static", true);
+  auto graph = inlined_forward(probe, StaticQuantizePass::kName, GraphUse::inference);
+  const auto layers = find_layers(*graph, probe, StaticQuantizePass::kName, true);
   const auto values = numbered_values(*graph);
   std::map<Value*, std::size_t> index;
   for (std::size_t i = 0; i < values.size(); ++i) index[values[i]] = i;

@@ -66,7 +66,7 @@ class Rewriter {
         keep_fp32_(keep_fp32),
         onednn_(options.backend == "onednn"),
         cuda_(options.backend == "cuda") {
-    graph_ = inlined_forward(module_, "quantize-static", GraphUse::inference);
+    graph_ = inlined_forward(module_, StaticQuantizePass::kName, GraphUse::inference);
     const auto values = numbered_values(*graph_);
     for (const auto& [index, range] : ranges) {
       JOULECUT_ASSERT(index < values.size(), "calibrated value outside the graph");
@@ -78,7 +78,7 @@ class Rewriter {
 
   Built build() {
     at::NoGradGuard no_grad;
-    const auto layers = find_layers(*graph_, module_, "quantize-static", onednn_);
+    const auto layers = find_layers(*graph_, module_, StaticQuantizePass::kName, onednn_);
     std::vector<std::string> names;
     for (const auto& l : layers) names.push_back(l.name);
     const auto unreached = unreached_layers(module_, names);

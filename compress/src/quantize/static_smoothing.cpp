@@ -200,8 +200,8 @@ Smoothing smooth(const torch::jit::Module& input, const StaticQuantizeOptions& o
   torch::jit::Module smoothed = clone_for_transform(input);
   // In eval mode, as probe_module numbers values (training branches specialized away).
   if (smoothed.hasattr("training")) smoothed.eval();
-  auto graph = inlined_forward(smoothed, "quantize-static", GraphUse::inference);
-  const auto layers = find_layers(*graph, smoothed, "quantize-static", options.backend == "onednn");
+  auto graph = inlined_forward(smoothed, StaticQuantizePass::kName, GraphUse::inference);
+  const auto layers = find_layers(*graph, smoothed, StaticQuantizePass::kName, options.backend == "onednn");
   auto groups = layer_norm_groups(*graph, layers, options);
   std::map<std::string, at::Tensor> tensors;
   for (const auto& p : smoothed.named_parameters(true)) tensors[p.name] = p.value;

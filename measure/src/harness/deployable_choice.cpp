@@ -4,8 +4,6 @@
 #include "harness/deployable_choice.h"
 
 #include <algorithm>
-#include <chrono>
-#include <limits>
 
 #include "joulecut/model.h"
 #include "joulecut/text.h"
@@ -36,14 +34,6 @@ std::vector<DeployableForm> forms_that_run(const std::vector<DeployableForm>& fo
   return running;
 }
 
-double seconds_of_call(DeployableForm& form, const std::vector<c10::IValue>& inputs, const std::function<void()>& sync) {
-  sync();
-  const auto start = std::chrono::steady_clock::now();
-  form.module.forward(inputs);
-  sync();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 }  // namespace
 
 std::string form_choice_rule() {
@@ -63,10 +53,16 @@ FormChoice fastest_form(const std::vector<DeployableForm>& all_forms, const std:
     choice.how = forms[0].name + (failed.empty() ? "" : "; " + join(failed, "; "));
     return choice;
   }
-  std::vector<double> best(forms.size(), std::numeric_limits<double>::infinity());
-  for (int round = 0; round < kRounds; ++round)
-    for (std::size_t f = 0; f < forms.size(); ++f)
-      for (int call = 0; call < kCallsPerRound; ++call) best[f] = std::min(best[f], seconds_of_call(forms[f], inputs, sync));
+  // Each call ends with `sync` (a GPU's queue drained), so that it is timed whole.
+  std::vector<std::function<void()>> calls;
+  for (auto& form : forms)
+    calls.push_back([&form, &inputs, &sync] {
+      form.module.forward(inputs);
+      sync();
+    });
+  sync();
+  std::vector<double> best = default_timing().fastest_us("deployable forms", calls, kRounds, kCallsPerRound);
+  for (double& b : best) b /= 1e6;  // seconds
   const std::size_t fastest = std::size_t(std::min_element(best.begin(), best.end()) - best.begin());
   if (clearly_faster(best[fastest], best[choice.index])) choice.index = fastest;
   choice.module = forms[choice.index].module;
