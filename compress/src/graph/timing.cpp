@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace joulecut {
@@ -16,15 +17,20 @@ double microseconds_of(const std::function<void()>& f) {
   return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
 }
 
-double quantile(std::vector<double> v, double q) {
-  const auto k = std::size_t(q * double(v.size() - 1));
+// The k-th smallest of `v` (0-based).
+double kth_smallest(std::vector<double> v, std::size_t k) {
   std::nth_element(v.begin(), v.begin() + k, v.end());
   return v[k];
 }
 
+double quantile(std::vector<double> v, double q) {
+  const auto k = std::size_t(q * double(v.size() - 1));
+  return kth_smallest(std::move(v), k);
+}
+
 double median(std::vector<double> v) {
-  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-  return v[v.size() / 2];
+  const std::size_t k = v.size() / 2;
+  return kth_smallest(std::move(v), k);
 }
 
 }  // namespace

@@ -61,16 +61,15 @@ FormChoice fastest_form(const std::vector<DeployableForm>& all_forms, const std:
       sync();
     });
   sync();
-  std::vector<double> best = default_timing().fastest_us("deployable forms", calls, kRounds, kCallsPerRound);
-  for (double& b : best) b /= 1e6;  // seconds
+  const std::vector<double> best = default_timing().fastest_us("deployable forms", calls, kRounds, kCallsPerRound);
   const std::size_t fastest = std::size_t(std::min_element(best.begin(), best.end()) - best.begin());
   if (clearly_faster(best[fastest], best[choice.index])) choice.index = fastest;
   choice.module = forms[choice.index].module;
   std::vector<std::string> others;
   for (std::size_t f = 0; f < forms.size(); ++f)
-    if (f != choice.index) others.push_back(forms[f].name + format(" %.4g", 1e3 * best[f]));
+    if (f != choice.index) others.push_back(forms[f].name + format(" %.4g", best[f] / 1e3));
   for (const auto& f : failed) others.push_back(f);
-  choice.how = forms[choice.index].name + format(": %.4g ms per batch (", 1e3 * best[choice.index]) + join(others, ", ") + ")";
+  choice.how = forms[choice.index].name + format(": %.4g ms per batch (", best[choice.index] / 1e3) + join(others, ", ") + ")";
   return choice;
 }
 
