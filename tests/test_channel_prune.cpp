@@ -223,7 +223,7 @@ TEST_CASE("channel pruning runs on every reference CNN and on Python's ResNet-18
   std::vector<Module> models;
   for (const auto& arch : reference_architectures()) {
     if (arch == "vit") {  // attention mixes features across heads: prune-heads is its pass
-      CHECK_THROWS_WITH(prune(build_reference_model(arch, 1), {}), Contains("--method heads"));
+      CHECK_THROWS_WITH(prune(build_reference_model(arch, 1), {}), Contains("the prune-heads pass"));
       continue;
     }
     models.push_back(build_reference_model(arch, 1));

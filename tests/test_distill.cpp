@@ -197,7 +197,7 @@ TEST_CASE("training loop: interrupted, resumed, the same weights; checkpoints of
     const auto ctrl_c_at_step_10 = [&] {
       if (++steps == 10) std::raise(SIGINT);
     };
-    CHECK_THROWS_WITH(train_loop(interrupted, train, nullptr, o, ctrl_c_at_step_10), Contains("--resume"));
+    CHECK_THROWS_WITH(train_loop(interrupted, train, nullptr, o, ctrl_c_at_step_10), Contains("LoopOptions::resume"));
     CHECK(std::filesystem::exists(o.checkpoint + ".json"));
     // Another run's checkpoint: refused, and left as it was.
     LoopOptions other = o;
@@ -206,7 +206,7 @@ TEST_CASE("training loop: interrupted, resumed, the same weights; checkpoints of
     const std::string before = sha256_file(o.checkpoint + ".json");
     torch::jit::Module scratch = build_reference_model("lenet5-half", 1);
     CHECK_THROWS_WITH(train_loop(scratch, train, nullptr, other), Contains("checkpoint of another run"));
-    CHECK_THROWS_WITH(train_loop(scratch, train, nullptr, o), Contains("add --resume"));
+    CHECK_THROWS_WITH(train_loop(scratch, train, nullptr, o), Contains("add LoopOptions::resume"));
     CHECK(sha256_file(o.checkpoint + ".json") == before);
     // Resumed in a fresh module (a new process would start from a fresh model too).
     torch::jit::Module resumed = build_reference_model("lenet5-half", 1);

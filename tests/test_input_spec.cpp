@@ -39,11 +39,11 @@ TEST_CASE("input spec: JSON round trip, as stored in model metadata", "[input]")
   CHECK_THROWS_WITH(input_spec_from_json("[{\"shape\": [3], \"dtype\": \"int7\"}]", "m.pt"), Contains("unknown dtype int7"));
 }
 
-TEST_CASE("input spec: malformed flags are refused, naming the flag", "[input]") {
+TEST_CASE("input spec: malformed options are refused, naming the option", "[input]") {
   CHECK_THROWS_AS(parse_input_spec("3,x,4"), UserError);
-  CHECK_THROWS_WITH(parse_input_spec("3,x,4"), Contains("--input-shape '3,x,4': 'x' is not an integer"));
+  CHECK_THROWS_WITH(parse_input_spec("3,x,4"), Contains("DataSource::input_shape '3,x,4': 'x' is not an integer"));
   CHECK_THROWS_WITH(parse_input_spec("3,-1"), Contains("dimension -1 must be positive"));
-  CHECK_THROWS_WITH(parse_input_spec("64", "int7"), Contains("--input-dtype 'int7': unsupported"));
+  CHECK_THROWS_WITH(parse_input_spec("64", "int7"), Contains("DataSource::input_dtype 'int7': unsupported"));
   CHECK_THROWS_WITH(parse_input_spec("64;64", "int64;int64;int64"), Contains("3 values for 2 input argument(s)"));
   CHECK_THROWS_WITH(parse_input_spec("3,32,32", "", "0,10"), Contains("a range applies to integer inputs"));
   CHECK_THROWS_WITH(parse_input_spec("64", "int64", "5,5"), Contains("HIGH must be greater than LOW"));

@@ -57,8 +57,9 @@ TEST_CASE("select_output: a tensor, an element of a tuple or list, a value of a 
   CHECK(at::equal(select_output(logits, "", "m.pt"), logits));
   const c10::IValue tuple = c10::ivalue::Tuple::create({logits, pooled});
   CHECK(at::equal(select_output(tuple, "1", "m.pt"), pooled));
-  CHECK_THROWS_WITH(select_output(tuple, "", "m.pt"), Contains("m.pt: the model returns a tuple of 2 (--model-output 0, 1, ...)"));
-  CHECK_THROWS_WITH(select_output(tuple, "2", "m.pt"), Contains("--model-output 2 names no output"));
+  CHECK_THROWS_WITH(select_output(tuple, "", "m.pt"),
+                    Contains("m.pt: the model returns a tuple of 2 (DataSource::output 0, 1, ...)"));
+  CHECK_THROWS_WITH(select_output(tuple, "2", "m.pt"), Contains("DataSource::output 2 names no output"));
   CHECK_THROWS_WITH(select_output(tuple, "x", "m.pt"), Contains("names no output"));
   c10::Dict<std::string, at::Tensor> dict;
   dict.insert("logits", logits);

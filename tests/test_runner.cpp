@@ -79,10 +79,10 @@ TEST_CASE("meter choice: auto explains a fallback, a named meter must exist", "[
   CHECK_FALSE(choice.meter);
   CHECK_THAT(choice.explanation, Contains("modeled only") && Contains("rapl unavailable"));
   options.meter = "rapl";
-  CHECK_THROWS_WITH(choose_meter(options), Contains("--meter rapl is not available here"));
+  CHECK_THROWS_WITH(choose_meter(options), Contains("RunOptions::meter rapl is not available here"));
   options.meter = "nvml";
   options.nvml.library = "/nonexistent/libnvidia-ml.so.1";
-  CHECK_THROWS_WITH(choose_meter(options), Contains("--meter nvml is not available here"));
+  CHECK_THROWS_WITH(choose_meter(options), Contains("RunOptions::meter nvml is not available here"));
   options.meter = "joulemeter";
   CHECK_THROWS_AS(choose_meter(options), joulecut::UserError);
 }
@@ -90,7 +90,8 @@ TEST_CASE("meter choice: auto explains a fallback, a named meter must exist", "[
 TEST_CASE("devices: a missing CUDA is a clear error", "[runner][device]") {
   CHECK(parse_device("cpu").is_cpu());
   CHECK_THROWS_WITH(parse_device("tpu"), Contains("expected cpu, cuda or cuda:N"));
-  if (joulecut::compat::cuda_device_count() == 0) CHECK_THROWS_WITH(parse_device("cuda"), Contains("--device cuda"));
+  if (joulecut::compat::cuda_device_count() == 0)
+    CHECK_THROWS_WITH(parse_device("cuda"), Contains("RunOptions::device cuda"));
 }
 
 TEST_CASE("energy session: nested windows subtract readings", "[runner][rapl]") {

@@ -23,7 +23,45 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
+// An option reference in a message: kOptionOpen, the library's name, kOptionClose. Control
+// characters that no message text holds (printable() escapes any that come from files).
+constexpr char kOptionOpen = '\x1e';
+constexpr char kOptionClose = '\x1f';
+
+std::string render_options(const std::string& text, const std::function<std::string(const std::string&)>& name_of) {
+  std::string out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const std::size_t open = text.find(kOptionOpen, at);
+    const std::size_t close = open == std::string::npos ? open : text.find(kOptionClose, open);
+    if (close == std::string::npos) return out + text.substr(at);
+    out += text.substr(at, open - at) + name_of(text.substr(open + 1, close - open - 1));
+    at = close + 1;
+  }
+  return out;
+}
+
+// How the library itself names an option: as written, a pass as "the NAME pass".
+std::string library_name(const std::string& name) {
+  const std::string pass = "pass:";
+  return name.rfind(pass, 0) == 0 ? "the " + name.substr(pass.size()) + " pass" : name;
+}
+
 }  // namespace
+
+std::string option_ref(const std::string& library_name) { return kOptionOpen + library_name + kOptionClose; }
+
+UserError::UserError(const std::string& message)
+    : std::runtime_error(render_options(message, library_name)), unrendered_(message) {}
+
+std::string UserError::message_with(const std::function<std::string(const std::string&)>& name_of) const {
+  return render_options(unrendered_, name_of);
+}
+
+std::string unrendered_message(const std::exception& e) {
+  const auto* user_error = dynamic_cast<const UserError*>(&e);
+  return user_error ? user_error->unrendered() : e.what();
+}
 
 std::string did_you_mean(const std::string& word, const std::vector<std::string>& known) {
   // A third of the word's length, at least 1 and at most 3 edits: typos, not other names.

@@ -38,8 +38,9 @@ void run_info(const InfoOptions& options) {
   try {
     stats = analyze_model(loaded.module, synthetic_inputs(input.spec, 1));
   } catch (const UserError& e) {
-    throw UserError(options.model + ": " + e.what() +
-                    (input.origin == "flags" ? "" : "; describe its input with --input-shape, --input-dtype and --input-range"));
+    throw UserError(
+        options.model + ": " + e.unrendered() +
+        (input.origin == "flags" ? "" : "; describe its input with --input-shape, --input-dtype and --input-range"));
   }
   const std::string input_origin = input.origin == "data set" && !loaded.metadata ? "default (fashion-mnist)" : input.origin;
   if (options.json) {

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     for (const auto& command : commands)
       if (*command.app) command.run(invocation);
   } catch (const joulecut::UserError& e) {
-    std::fprintf(stderr, "compress: error: %s\n", joulecut::printable(e.what()).c_str());
+    std::fprintf(stderr, "compress: error: %s\n", joulecut::printable(e.message_with(flag_for_option)).c_str());
     return 1;
   } catch (const std::exception& e) {
     // Unexpected failures inside LibTorch: one line; JOULECUT_DEBUG=1 shows the whole trace.

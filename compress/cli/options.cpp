@@ -173,6 +173,28 @@ json runtime_json() {
           {"cpu", cpu_model()}};
 }
 
+std::string flag_for_option(const std::string& library_name) {
+  // Where a flag's name is not the field's (or pass option's) name with '-' for '_'.
+  static const std::map<std::string, std::string> differently_named = {
+      {"DataSource::output", "--model-output"},
+      {"DataSource::stddev", "--std"},
+      {"Augmentation::horizontal_flip", "--flip"},
+      {"MeasureJob::optimize", "--no-optimize"},
+      {"MeasureJob::batches", "--batch"},
+      {"RaplOptions::domains", "--rapl-domains"},
+      {"SearchOptions::batch", "--table-batch"},
+      {"SweepOptions::measure", "--no-measure"},
+      {"hints", "--hint"},
+      {"pass:prune-heads", "--method heads"},
+      {"joulecut::fidelity", "compress compare --metric agreement"},
+  };
+  if (const auto it = differently_named.find(library_name); it != differently_named.end()) return it->second;
+  const auto scope = library_name.rfind("::");
+  std::string flag = scope == std::string::npos ? library_name : library_name.substr(scope + 2);
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return "--" + flag;
+}
+
 std::vector<std::int64_t> parse_batches(const std::string& text) {
   std::vector<std::int64_t> out;
   std::stringstream in(text);
@@ -262,7 +284,7 @@ void apply_and_measure(const std::vector<std::unique_ptr<Pass>>& passes, const A
     try {
       measure::parse_device(job.measurement.device);
     } catch (const UserError& e) {
-      throw UserError(std::string(e.what()) + "; or add --no-measure and measure the output elsewhere");
+      throw UserError(e.unrendered() + "; or add --no-measure and measure the output elsewhere");
     }
   }
   const PipelineInput input = load_pipeline_input(job.model, job.data, needs_training_data(passes));

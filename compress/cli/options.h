@@ -71,6 +71,11 @@ PassOptionMap options_for(const std::string& pass, const PassOptionMap& given, c
 // Every pass with each option's default and help, for the footers of run/prune/quantize.
 std::string passes_help();
 
+// ---- errors -----------------------------------------------------------------------------------
+// The flag (or command) that sets a library option named in an error (joulecut::option_ref):
+// "DataSource::train_data" -> "--train-data", "max-accuracy-drop" -> "--max-accuracy-drop".
+std::string flag_for_option(const std::string& library_name);
+
 // ---- shared steps -----------------------------------------------------------------------------
 // Sets LibTorch's threads (BLAS pinned to one) and warns when the reference BLAS is loaded.
 void apply_threads(int threads);

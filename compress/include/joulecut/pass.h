@@ -71,6 +71,10 @@ class Pass {
   std::string text() const;  // name<options>, as written in a pipeline
 };
 
+// What a pass throws when it cannot apply or refuses a value: "NAME: MESSAGE", NAME being the
+// pass's registered name (its kName). MESSAGE may hold option_ref()s (joulecut/error.h).
+UserError pass_error(const std::string& pass, const std::string& message);
+
 // Parses "a<k=v,k=v>,b" into passes from the registry (compress/src/passes.def). Aliases:
 // fold-bn (fold-batchnorm), quantize-int8 (quantize-static), prune (prune-magnitude).
 std::vector<std::unique_ptr<Pass>> parse_pipeline(const std::string& text);

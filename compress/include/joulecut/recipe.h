@@ -40,9 +40,13 @@ struct RecipeVariant {
   std::vector<PassSpec> passes;
 };
 
+// Recipe::source of a pipeline written inline (inline_recipe). The text is what ledgers have
+// always recorded for such sweeps, so it stays as it was.
+inline constexpr const char* kInlineRecipeSource = "--passes";
+
 struct Recipe {
   std::string name;
-  std::string source;       // the file it came from, or "--passes"
+  std::string source;       // the file it came from, or kInlineRecipeSource
   std::string model;        // resolved path
   std::string model_as_written;
   DataSource data;  // data, images, labels, train-data, test-data resolved; the input spec and preprocessing

@@ -62,7 +62,8 @@ std::string escape_xml(const std::string& text) {
 SensitivityReport analyze_sensitivity(const torch::jit::Module& input, const TensorDataset& test,
                                       const SensitivityOptions& options) {
   if (options.method != "magnitude" && options.method != "channel")
-    throw UserError("sensitivity: --method '" + options.method + "': choose magnitude or channel");
+    throw UserError("sensitivity: " + option_ref("SensitivityOptions::method") + " '" + options.method +
+                    "': choose magnitude or channel");
   if (options.levels.empty()) throw UserError("sensitivity: no levels given");
   for (double level : options.levels)
     if (!(level >= 0 && level < 1)) throw UserError("sensitivity: level " + level_text(level) + " must be in [0, 1)");
@@ -94,7 +95,8 @@ SensitivityReport analyze_sensitivity(const torch::jit::Module& input, const Ten
     }
   }
   if (report.layers.empty())
-    throw UserError("sensitivity: the model has nothing to prune with --method " + options.method);
+    throw UserError("sensitivity: the model has nothing to prune with " + option_ref("SensitivityOptions::method") +
+                    " " + options.method);
 
   PassContext context;
   context.progress = false;

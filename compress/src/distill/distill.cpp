@@ -21,8 +21,8 @@ namespace {
 // Throws UserError for what distill() cannot run, before the teacher's pass over the data.
 void check_distill_inputs(const TensorDataset& train, const DistillOptions& options) {
   if (!train.labelled() && options.loss.alpha < 1)
-    throw UserError(train.description + ": no labels, so distillation learns from the teacher alone: set alpha to 1 "
-                    "(--alpha 1), it is " + std::to_string(options.loss.alpha));
+    throw UserError(train.description + ": no labels, so distillation learns from the teacher alone: set alpha to 1 (" +
+                    option_ref("alpha") + " 1), it is " + std::to_string(options.loss.alpha));
   check_loss_options(options.loss);
   check_loop_options(options.loop);  // before the teacher's pass over the data, not after it
   if (!(options.hint_weight >= 0)) throw UserError("distillation: hint weight must be >= 0");
@@ -177,10 +177,10 @@ const OptionTable<DistillPassOptions>& DistillPass::options_table() {
 
 DistillPassOptions DistillPass::parse(const PassOptionMap& map) {
   const DistillPassOptions o = options_table().parse(map);
-  if (o.epochs < 1) throw UserError("distill: epochs must be >= 1");
-  if (o.batch < 1) throw UserError("distill: batch must be >= 1");
-  if (o.teacher_batch < 0) throw UserError("distill: teacher-batch must be >= 0 (0: timed)");
-  if (o.crop_padding < 0) throw UserError("distill: crop-padding must be >= 0 (0: no crops)");
+  if (o.epochs < 1) throw pass_error(DistillPass::kName, "epochs must be >= 1");
+  if (o.batch < 1) throw pass_error(DistillPass::kName, "batch must be >= 1");
+  if (o.teacher_batch < 0) throw pass_error(DistillPass::kName, "teacher-batch must be >= 0 (0: timed)");
+  if (o.crop_padding < 0) throw pass_error(DistillPass::kName, "crop-padding must be >= 0 (0: no crops)");
   check_loss_options({o.temperature, o.alpha});
   parse_hints(o.hints);
   return o;
@@ -212,7 +212,8 @@ DistillOptions distill_options(const DistillPassOptions& o, std::uint64_t seed, 
 }
 
 PassResult DistillPass::run(const torch::jit::Module& module, PassContext& context) const {
-  if (!context.train) throw UserError("distill: needs training data (--data)");
+  if (!context.train)
+    throw pass_error(DistillPass::kName, "needs training data (" + option_ref("DataSource::data") + ")");
   torch::jit::Module teacher;
   std::string teacher_name = options_.teacher;
   if (!options_.teacher.empty()) {
@@ -221,7 +222,8 @@ PassResult DistillPass::run(const torch::jit::Module& module, PassContext& conte
     teacher = *context.teacher;
     teacher_name = "the pipeline's input model";
   } else {
-    throw UserError("distill: no teacher: give teacher=PATH, or run it in a pipeline (the pipeline's input model teaches)");
+    throw pass_error(DistillPass::kName,
+                     "no teacher: give teacher=PATH, or run it in a pipeline (the pipeline's input model teaches)");
   }
   DistillOptions options = distill_options(options_, context.seed, context.progress);
   options.timing = context.timing;

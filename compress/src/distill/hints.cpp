@@ -67,7 +67,7 @@ struct Probe {
 Probe probe_models(torch::jit::Module& teacher, torch::jit::Module& student, const TensorDataset& train, bool hints) {
   if (hints && !train.more_inputs.empty())
     throw UserError("distillation: feature hints need a model of one input; this data has " +
-                    std::to_string(1 + train.more_inputs.size()) + " (drop --hint)");
+                    std::to_string(1 + train.more_inputs.size()) + " (drop " + option_ref("hints") + ")");
   const std::vector<c10::IValue> probe_inputs = train.inputs(0, std::min<std::int64_t>(2, train.size()));
   const at::Tensor probe = probe_inputs.front().toTensor();
   Probe out;

@@ -44,7 +44,8 @@ IdxPair read_pair(const DataSource& source, Split split, std::string* name) {
   std::string images_path, labels_path;
   if (!source.images.empty() || !source.labels.empty()) {
     if (source.images.empty() || source.labels.empty())
-      throw UserError("--images and --labels must be given together (an IDX images file and its labels file)");
+      throw UserError(option_ref("DataSource::images") + " and " + option_ref("DataSource::labels") +
+                      " must be given together (an IDX images file and its labels file)");
     images_path = source.images;
     labels_path = source.labels;
     *name = source.images;
@@ -56,8 +57,9 @@ IdxPair read_pair(const DataSource& source, Split split, std::string* name) {
       hint = " (install the Debian package dataset-fashion-mnist: scripts/setup)";
       *name = "fashion-mnist";
     } else if (!fs::is_directory(source.data)) {
-      throw UserError(source.data + ": unknown data set; use 'fashion-mnist', a directory of MNIST-style IDX "
-                      "files, or --images FILE --labels FILE");
+      throw UserError(source.data +
+                      ": unknown data set; use 'fashion-mnist', a directory of MNIST-style IDX files, or " +
+                      option_ref("DataSource::images") + " FILE " + option_ref("DataSource::labels") + " FILE");
     } else {
       *name = source.data;
     }
@@ -296,8 +298,10 @@ TensorDataset load_file(const std::string& path, const DataSource& source, Split
   if (looks_like_npy(path)) return load_npy(path, source.labels, split);
   if (looks_like_zip(path)) return load_npz(path, split);
   if (looks_like_cifar(path)) return load_cifar({path}, {path}, path, split, normalization);
-  throw UserError(path + ": unknown data file: expected a NumPy .npy or .npz, a CIFAR-10/100 binary batch, or an "
-                  "IDX pair given with --images and --labels");
+  throw UserError(path +
+                  ": unknown data file: expected a NumPy .npy or .npz, a CIFAR-10/100 binary batch, or an IDX "
+                  "pair given with " +
+                  option_ref("DataSource::images") + " and " + option_ref("DataSource::labels"));
 }
 
 // One file for both splits: the first three quarters train, the last quarter is held out.
@@ -318,14 +322,18 @@ TensorDataset load_any(const DataSource& source, Split split, const std::optiona
   const std::string path = per_split.empty() ? source.data : per_split;
   if (!source.images.empty() || path == "fashion-mnist") return load_idx_dataset(source, split, normalization);
   if (!fs::exists(path))
-    throw UserError(path + ": unknown data set (no such file or directory); use 'fashion-mnist', a directory or file "
-                    "of IDX, NumPy (.npy/.npz) or CIFAR data, or --images FILE --labels FILE");
+    throw UserError(path +
+                    ": unknown data set (no such file or directory); use 'fashion-mnist', a directory or file "
+                    "of IDX, NumPy (.npy/.npz) or CIFAR data, or " +
+                    option_ref("DataSource::images") + " FILE " + option_ref("DataSource::labels") + " FILE");
   if (fs::is_regular_file(path)) {
     if (per_split.empty() && source.split_one_file)
       return one_file_split(load_file(path, source, Split::test, normalization), split);
     if (per_split.empty() && split == Split::train)
-      throw UserError(path + ": one file is one split, read for evaluation; give the training split (calibration and "
-                      "training read it) with --train-data FILE");
+      throw UserError(path +
+                      ": one file is one split, read for evaluation; give the training split (calibration and "
+                      "training read it) with " +
+                      option_ref("DataSource::train_data") + " FILE");
     return load_file(path, source, split, normalization);
   }
   if (holds_idx(path)) {
@@ -344,14 +352,15 @@ TensorDataset load_any(const DataSource& source, Split split, const std::optiona
   // Only a test/ or val/ split of class folders (as ImageNet's validation set ships): that one split.
   if (!fs::exists(train_root) && looks_like_image_folder(test_root.string())) {
     if (per_split.empty() && split == Split::train)
-      throw UserError(path + ": holds only " + test_root.filename().string() + "/, one split, read for evaluation; give "
-                      "the training split with --train-data DIR");
+      throw UserError(path + ": holds only " + test_root.filename().string() +
+                      "/, one split, read for evaluation; give the training split with " +
+                      option_ref("DataSource::train_data") + " DIR");
     return load_image_folder(test_root.string(), source, split_name(split), normalization, test_root.string());
   }
   if (looks_like_image_folder(path)) {
     if (per_split.empty() && split == Split::train)
-      throw UserError(path + ": one image folder is one split, read for evaluation; give the training split with "
-                      "--train-data DIR, or lay out DIR/train and DIR/test");
+      throw UserError(path + ": one image folder is one split, read for evaluation; give the training split with " +
+                      option_ref("DataSource::train_data") + " DIR, or lay out DIR/train and DIR/test");
     return load_image_folder(path, source, split_name(split), normalization, path);
   }
   if (const auto cifar = cifar_files(path))

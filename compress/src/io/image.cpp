@@ -230,7 +230,8 @@ Image preprocess_image(const Image& image, const ImagePreprocess& options, const
   if (options.crop > 0) {
     if (out.width < options.crop || out.height < options.crop)
       throw UserError(origin + ": " + std::to_string(out.width) + "x" + std::to_string(out.height) +
-                      " pixels is smaller than --crop " + std::to_string(options.crop) + " (add --resize)");
+                      " pixels is smaller than " + option_ref("DataSource::crop") + " " + std::to_string(options.crop) +
+                      " (add " + option_ref("DataSource::resize") + ")");
     // torchvision's CenterCrop: Python's round (half to even), as std::nearbyint does by default.
     const int top = int(std::nearbyint((out.height - options.crop) / 2.0));
     const int left = int(std::nearbyint((out.width - options.crop) / 2.0));

@@ -106,9 +106,10 @@ at::Tensor ImageStream::Source::decode_files(const std::vector<std::string>& pat
     const std::string& path = paths[std::size_t(i)];
     const Image image = preprocess_image(read_image(path, int(c)), preprocess, path);
     if (image.height != h || image.width != w)
-      throw UserError(path + ": " + std::to_string(image.width) + "x" + std::to_string(image.height) + " pixels after "
-                      "preprocessing where the first image has " + std::to_string(w) + "x" + std::to_string(h) +
-                      "; give --resize and --crop so every image comes out the same size");
+      throw UserError(path + ": " + std::to_string(image.width) + "x" + std::to_string(image.height) +
+                      " pixels after preprocessing where the first image has " + std::to_string(w) + "x" +
+                      std::to_string(h) + "; give " + option_ref("DataSource::resize") + " and " +
+                      option_ref("DataSource::crop") + " so every image comes out the same size");
     float* dst = data + i * c * h * w;
     for (std::int64_t y = 0; y < h; ++y)
       for (std::int64_t x = 0; x < w; ++x)
@@ -132,7 +133,7 @@ at::Tensor ImageStream::Source::decode_files(const std::vector<std::string>& pat
         one(i);
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(error_mutex);
-        if (i < first_error_index) first_error = e.what(), first_error_index = i;
+        if (i < first_error_index) first_error = unrendered_message(e), first_error_index = i;
       }
     }
   });
@@ -239,7 +240,7 @@ TensorDataset load_image_folder(const std::string& root, const DataSource& sourc
   if (source.color == "gray") channels = 1;
   else if (source.color.empty() && normalization && normalization->channels == 1) channels = 1;
   else if (!source.color.empty() && source.color != "rgb")
-    throw UserError("--color '" + source.color + "': choose rgb or gray");
+    throw UserError(option_ref("DataSource::color") + " '" + source.color + "': choose rgb or gray");
   src->preprocess = {source.resize, source.crop, channels};
   const Image first = preprocess_image(read_image(index.files.front(), channels), src->preprocess, index.files.front());
   src->shape = {channels, first.height, first.width};
@@ -252,11 +253,14 @@ TensorDataset load_image_folder(const std::string& root, const DataSource& sourc
   out.spec.class_names = index.class_names;
   // Normalization: the flags, else the model's metadata, else the training split's own statistics.
   if (!source.mean.empty() || !source.stddev.empty()) {
-    if (source.mean.empty() || source.stddev.empty()) throw UserError("--mean and --std must be given together");
-    out.spec.channel_mean = parse_values(source.mean, "--mean", channels);
-    out.spec.channel_stddev = parse_values(source.stddev, "--std", channels);
+    if (source.mean.empty() || source.stddev.empty())
+      throw UserError(option_ref("DataSource::mean") + " and " + option_ref("DataSource::stddev") +
+                      " must be given together");
+    out.spec.channel_mean = parse_values(source.mean, option_ref("DataSource::mean"), channels);
+    out.spec.channel_stddev = parse_values(source.stddev, option_ref("DataSource::stddev"), channels);
     for (double s : out.spec.channel_stddev)
-      if (s <= 0) throw UserError("--std '" + source.stddev + "': values must be positive");
+      if (s <= 0)
+        throw UserError(option_ref("DataSource::stddev") + " '" + source.stddev + "': values must be positive");
   } else if (normalization && normalization->channel_mean.size() == std::size_t(channels)) {
     out.spec.channel_mean = normalization->channel_mean;
     out.spec.channel_stddev = normalization->channel_stddev;

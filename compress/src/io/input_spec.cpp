@@ -71,20 +71,25 @@ InputSpec parse_input_spec(const std::string& shapes, const std::string& dtypes,
     const std::string text = trim(part);
     if (!text.empty())
       for (const auto& dim : split(text, ',')) {
-        const auto d = parse_integer(dim, "--input-shape", shapes);
-        if (d <= 0) throw UserError("--input-shape '" + shapes + "': dimension " + std::to_string(d) + " must be positive");
+        const auto d = parse_integer(dim, option_ref("DataSource::input_shape"), shapes);
+        if (d <= 0)
+          throw UserError(option_ref("DataSource::input_shape") + " '" + shapes + "': dimension " + std::to_string(d) +
+                          " must be positive");
         argument.shape.push_back(d);
       }
     spec.arguments.push_back(argument);
   }
-  if (spec.arguments.empty()) throw UserError("--input-shape: give the shape of each input without the batch, e.g. 3,224,224");
+  if (spec.arguments.empty())
+    throw UserError(option_ref("DataSource::input_shape") +
+                    ": give the shape of each input without the batch, e.g. 3,224,224");
   if (!dtypes.empty()) {
-    const auto parts = per_argument(dtypes, spec.arguments.size(), "--input-dtype");
+    const auto parts = per_argument(dtypes, spec.arguments.size(), option_ref("DataSource::input_dtype"));
     for (std::size_t i = 0; i < parts.size(); ++i) {
       const std::string dtype = trim(parts[i]);
       const auto& known = input_dtypes();
       if (std::find(known.begin(), known.end(), dtype) == known.end())
-        throw UserError("--input-dtype '" + dtype + "': unsupported; choose one of " + join(known, ", "));
+        throw UserError(option_ref("DataSource::input_dtype") + " '" + dtype + "': unsupported; choose one of " +
+                        join(known, ", "));
       spec.arguments[i].dtype = dtype;
     }
   }
@@ -94,20 +99,23 @@ InputSpec parse_input_spec(const std::string& shapes, const std::string& dtypes,
       a.high = 2;
     }
   if (!ranges.empty()) {
-    const auto parts = per_argument(ranges, spec.arguments.size(), "--input-range");
+    const auto parts = per_argument(ranges, spec.arguments.size(), option_ref("DataSource::input_range"));
     for (std::size_t i = 0; i < parts.size(); ++i) {
       InputArgument& a = spec.arguments[i];
       if (trim(parts[i]).empty()) continue;  // "0,30522;" : no range for this argument
       const auto bounds = split(trim(parts[i]), ',');
       if (!is_integer_dtype(a.dtype))
-        throw UserError("--input-range '" + ranges + "': input " + std::to_string(i + 1) + " is " + a.dtype +
-                        "; a range applies to integer inputs (token ids, indices): set --input-dtype int64");
+        throw UserError(option_ref("DataSource::input_range") + " '" + ranges + "': input " + std::to_string(i + 1) +
+                        " is " + a.dtype + "; a range applies to integer inputs (token ids, indices): set " +
+                        option_ref("DataSource::input_dtype") + " int64");
       if (bounds.size() != 2)
-        throw UserError("--input-range '" + parts[i] + "': expected LOW,HIGH (values in [LOW, HIGH), e.g. 0,30522)");
-      a.low = parse_integer(bounds[0], "--input-range", ranges);
-      a.high = parse_integer(bounds[1], "--input-range", ranges);
+        throw UserError(option_ref("DataSource::input_range") + " '" + parts[i] +
+                        "': expected LOW,HIGH (values in [LOW, HIGH), e.g. 0,30522)");
+      a.low = parse_integer(bounds[0], option_ref("DataSource::input_range"), ranges);
+      a.high = parse_integer(bounds[1], option_ref("DataSource::input_range"), ranges);
       if (*a.high <= *a.low)
-        throw UserError("--input-range '" + parts[i] + "': HIGH must be greater than LOW (values lie in [LOW, HIGH))");
+        throw UserError(option_ref("DataSource::input_range") + " '" + parts[i] +
+                        "': HIGH must be greater than LOW (values lie in [LOW, HIGH))");
     }
   }
   return spec;
@@ -155,7 +163,7 @@ InputSpec input_spec_from_json(const std::string& json, const std::string& origi
     }
     return spec;
   } catch (const std::exception& e) {
-    throw UserError(origin + ": bad input spec in metadata (" + e.what() + ")");
+    throw UserError(origin + ": bad input spec in metadata (" + unrendered_message(e) + ")");
   }
 }
 

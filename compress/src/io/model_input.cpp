@@ -37,13 +37,17 @@ std::string inputs_text(const std::vector<at::Tensor>& inputs) {
 }
 
 std::string output_kinds(const c10::IValue& output) {
-  if (output.isTuple()) return "a tuple of " + std::to_string(output.toTupleRef().elements().size()) + " (--model-output 0, 1, ...)";
-  if (output.isList()) return "a list of " + std::to_string(output.toListRef().size()) + " (--model-output 0, 1, ...)";
+  if (output.isTuple())
+    return "a tuple of " + std::to_string(output.toTupleRef().elements().size()) + " (" +
+           option_ref("DataSource::output") + " 0, 1, ...)";
+  if (output.isList())
+    return "a list of " + std::to_string(output.toListRef().size()) + " (" + option_ref("DataSource::output") +
+           " 0, 1, ...)";
   if (output.isGenericDict()) {
     std::string keys;
     for (const auto& item : output.toGenericDict())
       if (item.key().isString()) keys += (keys.empty() ? "" : ", ") + item.key().toStringRef();
-    return "a dict with keys " + keys + " (--model-output KEY)";
+    return "a dict with keys " + keys + " (" + option_ref("DataSource::output") + " KEY)";
   }
   return output.tagKind();
 }
@@ -80,7 +84,8 @@ ResolvedInput resolve_input(const DataSource& source, const LoadedModel& model) 
     r.origin = "flags";
   } else {
     if (!source.input_dtype.empty() || !source.input_range.empty())
-      throw UserError("--input-dtype and --input-range describe the arguments of --input-shape: give it too");
+      throw UserError(option_ref("DataSource::input_dtype") + " and " + option_ref("DataSource::input_range") +
+                      " describe the arguments of " + option_ref("DataSource::input_shape") + ": give it too");
     if (model.metadata && model.metadata->inputs) {
       r.spec = *model.metadata->inputs;
       r.origin = "model metadata";
@@ -100,8 +105,9 @@ void require_real_data(const ResolvedInput& input, const std::string& model_path
   if (!input.synthetic) return;
   throw UserError(model_path + ": no data for its input " + describe_input_spec(input.spec) +
                   (for_training ? ": calibration and training need real data (ranges and gradients from generated "
-                                  "inputs would be wrong); give --data"
-                                : ": accuracy needs real data; give --data"));
+                                  "inputs would be wrong); give " +
+                                      option_ref("DataSource::data")
+                                : ": accuracy needs real data; give " + option_ref("DataSource::data")));
 }
 
 std::vector<at::Tensor> synthetic_inputs(const InputSpec& spec, std::int64_t batch, std::uint64_t seed) {
@@ -113,8 +119,9 @@ std::vector<at::Tensor> synthetic_inputs(const InputSpec& spec, std::int64_t bat
     shape.insert(shape.end(), a.shape.begin(), a.shape.end());
     if (is_integer_dtype(a.dtype)) {
       if (!a.low || !a.high)
-        throw UserError("input " + std::to_string(i + 1) + (a.name.empty() ? "" : " (" + a.name + ")") + " is " + a.dtype +
-                        ": synthetic values need its range, e.g. --input-range 0,30522 for token ids");
+        throw UserError("input " + std::to_string(i + 1) + (a.name.empty() ? "" : " (" + a.name + ")") + " is " +
+                        a.dtype + ": synthetic values need its range, e.g. " + option_ref("DataSource::input_range") +
+                        " 0,30522 for token ids");
       inputs.push_back(at::randint(*a.low, *a.high, shape, generator, at::TensorOptions().dtype(at::kLong))
                            .to(scalar_type(a.dtype)));
     } else {
@@ -131,8 +138,9 @@ void check_model_accepts_inputs(torch::jit::Module& module, const std::vector<at
     module.eval();
     module.forward(std::vector<c10::IValue>(inputs.begin(), inputs.end()));
   } catch (const std::exception& e) {
-    throw UserError(model_path + ": model does not accept input " + inputs_text(inputs) + " (" + torch_error_summary(e) +
-                    "); describe its input with --input-shape, --input-dtype and --input-range");
+    throw UserError(model_path + ": model does not accept input " + inputs_text(inputs) + " (" +
+                    torch_error_summary(e) + "); describe its input with " + option_ref("DataSource::input_shape") +
+                    ", " + option_ref("DataSource::input_dtype") + " and " + option_ref("DataSource::input_range"));
   }
 }
 
@@ -171,7 +179,8 @@ void arrange_inputs(TensorDataset& data, const torch::jit::Module& module, const
 at::Tensor select_output(const c10::IValue& output, const std::string& selector, const std::string& model_path) {
   if (output.isTensor()) {
     if (!selector.empty() && selector != "0")
-      throw UserError(model_path + ": --model-output " + selector + ": the model returns a single tensor");
+      throw UserError(model_path + ": " + option_ref("DataSource::output") + " " + selector +
+                      ": the model returns a single tensor");
     return output.toTensor();
   }
   c10::IValue picked;
@@ -184,18 +193,21 @@ at::Tensor select_output(const c10::IValue& output, const std::string& selector,
     } catch (const std::exception&) {
     }
     if (used != selector.size() || index < 0 || std::size_t(index) >= elements.size())
-      throw UserError(model_path + ": --model-output " + selector + " names no output: the model returns " + output_kinds(output));
+      throw UserError(model_path + ": " + option_ref("DataSource::output") + " " + selector +
+                      " names no output: the model returns " + output_kinds(output));
     picked = elements[std::size_t(index)];
   } else if (output.isGenericDict() && !selector.empty()) {
     for (const auto& item : output.toGenericDict())
       if (item.key().isString() && item.key().toStringRef() == selector) picked = item.value();
     if (picked.isNone())
-      throw UserError(model_path + ": --model-output " + selector + " names no output: the model returns " + output_kinds(output));
+      throw UserError(model_path + ": " + option_ref("DataSource::output") + " " + selector +
+                      " names no output: the model returns " + output_kinds(output));
   } else {
     throw UserError(model_path + ": the model returns " + output_kinds(output) + "; say which holds the class scores");
   }
   if (!picked.isTensor())
-    throw UserError(model_path + ": --model-output " + selector + " is " + picked.tagKind() + ", not a tensor of scores");
+    throw UserError(model_path + ": " + option_ref("DataSource::output") + " " + selector + " is " + picked.tagKind() +
+                    ", not a tensor of scores");
   return picked.toTensor();
 }
 

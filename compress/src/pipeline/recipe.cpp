@@ -208,7 +208,7 @@ Recipe load_recipe(const std::string& path) {
     parse_grid(r.grid);
     parse_grid(r.search);
   } catch (const UserError& e) {
-    const std::string message = e.what();
+    const std::string message = e.unrendered();
     if (message.rfind(path, 0) == 0) throw;
     throw UserError(path + ": " + message);
   }
@@ -217,7 +217,7 @@ Recipe load_recipe(const std::string& path) {
 
 Recipe inline_recipe(const std::string& model, const std::string& passes) {
   Recipe r;
-  r.source = "--passes";
+  r.source = kInlineRecipeSource;
   r.name = std::filesystem::path(model).stem().string();
   r.model = r.model_as_written = model;
   r.variants.push_back({"pipeline", parse_pipeline_text(passes)});
@@ -383,12 +383,14 @@ Shard parse_shard(const std::string& text) {
     s.count = std::stoi(text.substr(slash + 1), &used);
     if (used != text.size() - slash - 1) throw std::invalid_argument(text);
   } catch (const std::exception&) {
-    throw UserError("--shard '" + text + "': write i/N, e.g. 2/8 for the second of eight shards");
+    throw UserError(option_ref("SweepOptions::shard") + " '" + text +
+                    "': write i/N, e.g. 2/8 for the second of eight shards");
   }
-  if (s.count < 1) throw UserError("--shard '" + text + "': the number of shards must be at least 1");
+  if (s.count < 1)
+    throw UserError(option_ref("SweepOptions::shard") + " '" + text + "': the number of shards must be at least 1");
   if (s.index < 1 || s.index > s.count)
-    throw UserError("--shard '" + text + "': the shard index must be between 1 and " + std::to_string(s.count) +
-                    " (shards count from 1)");
+    throw UserError(option_ref("SweepOptions::shard") + " '" + text + "': the shard index must be between 1 and " +
+                    std::to_string(s.count) + " (shards count from 1)");
   return s;
 }
 

@@ -79,6 +79,8 @@ std::vector<std::string> pass_names() {
   return names;
 }
 
+UserError pass_error(const std::string& pass, const std::string& message) { return UserError(pass + ": " + message); }
+
 std::string print_pipeline(const std::vector<std::unique_ptr<Pass>>& passes) {
   std::vector<std::string> texts;
   for (const auto& p : passes) texts.push_back(p->text());

@@ -125,7 +125,8 @@ std::string why_nothing_pruned(std::vector<std::string> blockers, const PassRepo
   else if (report.layers.empty()) why = ": no layer's output channels reach another layer the pass can follow";
   else why = " (include/exclude left none)";
   // Attention mixes features across heads: channel groups do not describe it, prune-heads does.
-  if (attention::has_attention(input)) why += "; for transformers, prune attention heads and MLP neurons with --method heads";
+  if (attention::has_attention(input))
+    why += "; for transformers, prune attention heads and MLP neurons with " + option_ref("pass:prune-heads");
   return why;
 }
 
@@ -148,14 +149,14 @@ std::vector<ChannelGroup> channel_groups(const torch::jit::Module& module) {
 
 ChannelPrunePass::ChannelPrunePass(ChannelPruneOptions options) : options_(std::move(options)) {
   if (!(options_.ratio >= 0 && options_.ratio < 1))
-    throw UserError("prune-channel: ratio=" + number_text(options_.ratio) + " must be in [0, 1)");
+    throw pass_error(ChannelPrunePass::kName, "ratio=" + number_text(options_.ratio) + " must be in [0, 1)");
   // The table's choices refuse other criteria in pipeline text; options built in C++ are checked
   // here, in the words this pass has always used for them.
   if (options_.criterion != "l1" && options_.criterion != "l2" && options_.criterion != "bn-scale")
-    throw UserError("prune-channel: criterion='" + options_.criterion + "' must be l1, l2 or bn-scale");
-  if (options_.round_to < 1) throw UserError("prune-channel: round-to must be >= 1");
+    throw pass_error(ChannelPrunePass::kName, "criterion='" + options_.criterion + "' must be l1, l2 or bn-scale");
+  if (options_.round_to < 1) throw pass_error(ChannelPrunePass::kName, "round-to must be >= 1");
   if (options_.layers.include_first_last)
-    throw UserError("prune-channel: first-last does not apply (inputs and outputs are never pruned)");
+    throw pass_error(ChannelPrunePass::kName, "first-last does not apply (inputs and outputs are never pruned)");
   check_finetune(kName, options_.finetune_epochs);
 }
 
@@ -191,7 +192,8 @@ PassResult ChannelPrunePass::run(const torch::jit::Module& input, PassContext& c
   const std::int64_t parameters_before = count_parameters(module);
   const Selection selection = select_channels(groups, analyzer, options_, report);
   if (selection.kept.empty())
-    throw UserError("prune-channel: no channel group can be pruned" + why_nothing_pruned(selection.blockers, report, input));
+    throw pass_error(ChannelPrunePass::kName,
+                     "no channel group can be pruned" + why_nothing_pruned(selection.blockers, report, input));
   slice_parameters(module, analyzer, groups, selection.kept);
   patch_channel_counts(module, analyzer, selection.kept);
 

@@ -13,7 +13,8 @@ void check_finetune(const std::string& pass, int epochs) {
 void finetune(torch::jit::Module& module, int epochs, double lr, PassContext& context, PassReport& report,
               const std::string& pass, const std::string& what, const std::function<void()>& after_step) {
   if (epochs <= 0) return;
-  if (!context.train) throw UserError(pass + ": finetune-epochs needs training data (--data)");
+  if (!context.train)
+    throw UserError(pass + ": finetune-epochs needs training data (" + option_ref("DataSource::data") + ")");
   at::AutoGradMode grad_enabled(true);  // callers prune under no_grad
   LoopOptions loop;
   loop.epochs = epochs;

@@ -198,7 +198,8 @@ std::map<std::string, at::Tensor> activation_importance(torch::jit::Module& modu
     try {
       result = method(data.inputs(start, count));
     } catch (const std::exception& e) {
-      throw UserError("prune-heads: the model does not run on the training samples (" + torch_error_summary(e) + ")");
+      throw pass_error(HeadPrunePass::kName,
+                       "the model does not run on the training samples (" + torch_error_summary(e) + ")");
     }
     const auto elements = result.toTuple()->elements();
     for (std::size_t k = 0; k < elements.size(); ++k) {
@@ -237,13 +238,13 @@ void replace_tensor(torch::jit::Module& module, const std::string& path, const a
 
 HeadPrunePass::HeadPrunePass(HeadPruneOptions options) : options_(std::move(options)) {
   if (!(options_.ratio >= 0 && options_.ratio < 1))
-    throw UserError("prune-heads: ratio=" + number_text(options_.ratio) + " must be in [0, 1)");
+    throw pass_error(HeadPrunePass::kName, "ratio=" + number_text(options_.ratio) + " must be in [0, 1)");
   if (!(options_.neuron_ratio >= 0 && options_.neuron_ratio < 1))
-    throw UserError("prune-heads: neuron-ratio=" + number_text(options_.neuron_ratio) + " must be in [0, 1)");
+    throw pass_error(HeadPrunePass::kName, "neuron-ratio=" + number_text(options_.neuron_ratio) + " must be in [0, 1)");
   if (options_.ratio == 0 && options_.neuron_ratio == 0)
-    throw UserError("prune-heads: ratio and neuron-ratio are both 0: nothing to prune");
+    throw pass_error(HeadPrunePass::kName, "ratio and neuron-ratio are both 0: nothing to prune");
   options_table().check(options_);
-  if (options_.samples < 1) throw UserError("prune-heads: samples must be >= 1");
+  if (options_.samples < 1) throw pass_error(HeadPrunePass::kName, "samples must be >= 1");
   check_finetune(kName, options_.finetune_epochs);
 }
 
@@ -272,15 +273,19 @@ PassResult HeadPrunePass::run(const torch::jit::Module& input, PassContext& cont
   int attentions = 0, mlps = 0;
   for (const auto& g : analysis.groups) (g.attention ? attentions : mlps)++;
   if (options_.ratio > 0 && attentions == 0 && (options_.neuron_ratio == 0 || mlps == 0))
-    throw UserError("prune-heads: the model has no nn.MultiheadAttention this pass can read (torch.nn's attention, "
-                    "self-attention, in evaluation mode)" +
-                    std::string(mlps > 0 ? "; it has MLP blocks: use ratio=0 with neuron-ratio" : ""));
+    throw pass_error(HeadPrunePass::kName,
+                     "the model has no nn.MultiheadAttention this pass can read (torch.nn's attention, "
+                     "self-attention, in evaluation mode)" +
+                         std::string(mlps > 0 ? "; it has MLP blocks: use ratio=0 with neuron-ratio" : ""));
   if (options_.neuron_ratio > 0 && mlps == 0 && options_.ratio == 0)
-    throw UserError("prune-heads: the model has no MLP block (Linear -> activation -> Linear) to prune neurons from");
+    throw pass_error(HeadPrunePass::kName,
+                     "the model has no MLP block (Linear -> activation -> Linear) to prune neurons from");
 
   std::map<std::string, at::Tensor> activation_scores;
   if (options_.importance == "activation") {
-    if (!context.train) throw UserError("prune-heads: importance=activation needs training data (--data)");
+    if (!context.train)
+      throw pass_error(HeadPrunePass::kName,
+                       "importance=activation needs training data (" + option_ref("DataSource::data") + ")");
     activation_scores = activation_importance(module, analysis, *context.train, options_.samples, context.progress);
   }
 
@@ -300,9 +305,11 @@ PassResult HeadPrunePass::run(const torch::jit::Module& input, PassContext& cont
     (g.attention ? heads_before : neurons_before) += g.units;
     const char* what = g.attention ? "heads" : "neurons";
     if (kept < 1)
-      throw UserError("prune-heads: " + std::string(g.attention ? "ratio=" : "neuron-ratio=") + number_text(ratio) +
-                      " leaves " + g.name + " with no " + (g.attention ? "head" : "neuron") + " (it has " +
-                      std::to_string(g.units) + "); use a ratio below " + number_text(1.0 - 0.5 / double(g.units)));
+      throw pass_error(HeadPrunePass::kName, std::string(g.attention ? "ratio=" : "neuron-ratio=") +
+                                                 number_text(ratio) + " leaves " + g.name + " with no " +
+                                                 (g.attention ? "head" : "neuron") + " (it has " +
+                                                 std::to_string(g.units) + "); use a ratio below " +
+                                                 number_text(1.0 - 0.5 / double(g.units)));
     (g.attention ? heads_after : neurons_after) += kept;
     if (kept == g.units) {
       report.layers.push_back({g.name, what, double(g.units), double(g.units),
@@ -320,7 +327,8 @@ PassResult HeadPrunePass::run(const torch::jit::Module& input, PassContext& cont
     report.layers.push_back({g.name, what, double(g.units), double(kept), kept_text});
     plans.push_back({&g, units});
   }
-  if (plans.empty()) throw UserError("prune-heads: the ratios remove nothing (each layer keeps all its units)");
+  if (plans.empty())
+    throw pass_error(HeadPrunePass::kName, "the ratios remove nothing (each layer keeps all its units)");
 
   for (const auto& [g, units] : plans) {
     const at::Tensor rows = index_tensor(producer_rows(*g, units));

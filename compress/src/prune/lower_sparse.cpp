@@ -115,9 +115,10 @@ bool time_and_lower(torch::jit::Module& module, const std::shared_ptr<torch::jit
 
 LowerSparsePass::LowerSparsePass(SparseLoweringOptions options) : options_(std::move(options)) {
   if (!(options_.min_sparsity >= 0 && options_.min_sparsity < 1))
-    throw UserError("lower-sparse: min-sparsity=" + number_text(options_.min_sparsity) + " must be in [0, 1)");
-  if (options_.batch < 1) throw UserError("lower-sparse: batch must be >= 1");
-  if (!(options_.min_speedup > 0)) throw UserError("lower-sparse: min-speedup must be > 0");
+    throw pass_error(LowerSparsePass::kName,
+                     "min-sparsity=" + number_text(options_.min_sparsity) + " must be in [0, 1)");
+  if (options_.batch < 1) throw pass_error(LowerSparsePass::kName, "batch must be >= 1");
+  if (!(options_.min_speedup > 0)) throw pass_error(LowerSparsePass::kName, "min-speedup must be > 0");
 }
 
 const OptionTable<SparseLoweringOptions>& LowerSparsePass::options_table() {
@@ -144,8 +145,9 @@ PassResult LowerSparsePass::run(const torch::jit::Module& input, PassContext& co
   std::map<std::string, int> weight_uses;
   count_reads(graph->block(), self, weight_uses);  // every read: a tied weight must stay dense
   if (candidates.empty())
-    throw UserError("lower-sparse: the model has no Linear layer with a weight read from the module (aten::linear); "
-                    "the sparse runtime covers Linear layers only");
+    throw pass_error(LowerSparsePass::kName,
+                     "the model has no Linear layer with a weight read from the module (aten::linear); "
+                     "the sparse runtime covers Linear layers only");
   std::vector<std::string> names;
   for (const auto& c : candidates) names.push_back(c.layer);
   check_patterns({options_.include, options_.exclude, false}, names, name());

@@ -72,13 +72,14 @@ PassResult finish(torch::jit::Module module, PassReport report, const std::vecto
 
 MagnitudePrunePass::MagnitudePrunePass(MagnitudePruneOptions options) : options_(std::move(options)) {
   if (!(options_.sparsity >= 0 && options_.sparsity < 1))
-    throw UserError("prune-magnitude: sparsity=" + number_text(options_.sparsity) + " must be in [0, 1)");
+    throw pass_error(MagnitudePrunePass::kName, "sparsity=" + number_text(options_.sparsity) + " must be in [0, 1)");
   options_table().check(options_);
   check_finetune(kName, options_.finetune_epochs);
-  if (options_.steps < 1) throw UserError("prune-magnitude: steps must be >= 1");
+  if (options_.steps < 1) throw pass_error(MagnitudePrunePass::kName, "steps must be >= 1");
   if (options_.steps > 1 && options_.finetune_epochs < options_.steps)
-    throw UserError("prune-magnitude: steps=" + std::to_string(options_.steps) +
-                    " needs finetune-epochs >= steps (gradual pruning fine-tunes between steps)");
+    throw pass_error(MagnitudePrunePass::kName,
+                     "steps=" + std::to_string(options_.steps) +
+                         " needs finetune-epochs >= steps (gradual pruning fine-tunes between steps)");
 }
 
 const OptionTable<MagnitudePruneOptions>& MagnitudePrunePass::options_table() {
@@ -127,8 +128,8 @@ PassResult MagnitudePrunePass::run(const torch::jit::Module& input, PassContext&
 
 NMPrunePass::NMPrunePass(NMPruneOptions options) : options_(std::move(options)) {
   if (options_.m <= 0 || options_.n <= 0 || options_.n >= options_.m)
-    throw UserError("prune-nm: n=" + std::to_string(options_.n) + " m=" + std::to_string(options_.m) +
-                    ": need 0 < n < m (e.g. n=2,m=4)");
+    throw pass_error(NMPrunePass::kName, "n=" + std::to_string(options_.n) + " m=" + std::to_string(options_.m) +
+                                             ": need 0 < n < m (e.g. n=2,m=4)");
   check_finetune(kName, options_.finetune_epochs);
 }
 
@@ -172,7 +173,8 @@ PassResult NMPrunePass::run(const torch::jit::Module& input, PassContext& contex
     pruned.push_back(l);
   }
   if (pruned.empty())
-    throw UserError("prune-nm: no selected layer has an input size divisible by m=" + std::to_string(options_.m));
+    throw pass_error(NMPrunePass::kName,
+                     "no selected layer has an input size divisible by m=" + std::to_string(options_.m));
   finetune_with_masks(module, pruned, options_.finetune_epochs, options_.finetune_lr, context, report, name());
   return finish(module, report, pruned);
 }

@@ -46,7 +46,8 @@ PassResult DynamicQuantizePass::run(const torch::jit::Module& input, PassContext
       candidates.emplace_back(n, *weight);
   }
   if (candidates.empty())
-    throw UserError("quantize-dynamic: the model has no float32 Linear layer (aten::linear) with its weight in the module");
+    throw pass_error(DynamicQuantizePass::kName,
+                     "the model has no float32 Linear layer (aten::linear) with its weight in the module");
   std::vector<std::string> names;
   for (const auto& c : candidates) names.push_back(c.second.substr(0, c.second.rfind('.')));
   check_patterns({"", options_.exclude, false}, names, name());

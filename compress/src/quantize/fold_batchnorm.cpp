@@ -53,7 +53,8 @@ PassResult FoldBatchNormPass::run(const torch::jit::Module& input, PassContext&)
   count_reads(graph->block(), self, weight_uses);
 
   const auto norms = nodes_of_kind(graph->block(), c10::aten::batch_norm);
-  if (norms.empty()) throw UserError("fold-batchnorm: the model has no BatchNorm (aten::batch_norm) to fold");
+  if (norms.empty())
+    throw pass_error(FoldBatchNormPass::kName, "the model has no BatchNorm (aten::batch_norm) to fold");
   PassReport report;
   report.pass = text();
   at::NoGradGuard no_grad;

@@ -51,7 +51,7 @@ PassResult FuseReluPass::run(const torch::jit::Module& input, PassContext&) cons
       report.layers.push_back({name, "fused", 0, 1, std::string(layer->kind().toQualString()) + " + aten::relu"});
     }
   if (relus.empty())
-    throw UserError("fuse-relu: no Conv2d or Linear layer is followed by a ReLU that is its only reader");
+    throw pass_error(FuseReluPass::kName, "no Conv2d or Linear layer is followed by a ReLU that is its only reader");
   for (torch::jit::Node* relu : relus) {
     torch::jit::WithInsertPoint guard(relu);
     torch::jit::Value* inplace = graph->insert(c10::aten::relu_, {relu->input(0)});

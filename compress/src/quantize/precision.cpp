@@ -165,8 +165,9 @@ void check_runs(torch::jit::Module& module, const PassContext& context, const st
     try {
       module.forward(context.test->inputs(0, std::min<std::int64_t>(2, context.test->size())));
     } catch (const std::exception& e) {
-      throw UserError("convert-precision: the model does not run in " + dtype + " (" + torch_error_summary(e) +
-                      "); keep the layer involved in fp32 with exclude=");
+      throw pass_error(ConvertPrecisionPass::kName, "the model does not run in " + dtype + " (" +
+                                                        torch_error_summary(e) +
+                                                        "); keep the layer involved in fp32 with exclude=");
     }
   } else {
     report.notes.push_back("not run on data here (no test set in the pipeline): the measurement runs it");
@@ -210,7 +211,7 @@ PassResult ConvertPrecisionPass::run(const torch::jit::Module& input, PassContex
   // The layers, and which stay fp32.
   const std::vector<PrecisionLayer> layers = precision_layers(graph, self);
   if (layers.empty())
-    throw UserError("convert-precision: the model has no Conv2d/Linear layer with its weight in the module");
+    throw pass_error(ConvertPrecisionPass::kName, "the model has no Conv2d/Linear layer with its weight in the module");
   std::vector<std::string> names;
   for (const auto& l : layers) names.push_back(l.name);
   check_patterns({"", options_.exclude, false}, names, name());
@@ -242,8 +243,10 @@ PassResult ConvertPrecisionPass::run(const torch::jit::Module& input, PassContex
     report.notes.push_back(format("%d float32 tensor(s) the model's own graph makes (e.g. an attention mask) now made in %s",
                                   lowered, options_.dtype.c_str()));
   if (low == at::kHalf && !cpu_has_native_fp16())
-    report.notes.push_back("this CPU has no native fp16 arithmetic (no AVX512-FP16): fp16 runs emulated here, slower than "
-                           "fp32; it is meant for GPUs (--device cuda)");
+    report.notes.push_back(
+        "this CPU has no native fp16 arithmetic (no AVX512-FP16): fp16 runs emulated here, slower than "
+        "fp32; it is meant for GPUs (" +
+        option_ref("RunOptions::device") + " cuda)");
   if (low == at::kBFloat16)
     report.notes.push_back("bf16 keeps fp32's exponent range (8 bits of mantissa): LayerNorm/softmax-heavy models may "
                            "want some layers kept fp32 (exclude=)");

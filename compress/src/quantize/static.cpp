@@ -74,7 +74,8 @@ void add_closing_notes(std::vector<std::string>& notes, const torch::jit::Module
   if (options.backend == "cuda")
     notes.push_back(std::string("backend=cuda: joulecut::int8_linear_dp4a runs the dp4a kernel on CUDA tensors") +
                     (dp4a_kernel_compiled() ? "" : " (not in this build: LibTorch without CUDA)") +
-                    " and an exact CPU reference on CPU tensors; measure on a GPU with --device cuda");
+                    " and an exact CPU reference on CPU tensors; measure on a GPU with " +
+                    option_ref("RunOptions::device") + " cuda");
   if (options.backend == "torch") notes.push_back("LibTorch quantized engine: " + engine + " (loads in stock PyTorch)");
   else notes.push_back("needs libjoulecut_ops at load time (C++: link it; Python: torch.ops.load_library)");
 }
@@ -161,27 +162,31 @@ StaticQuantizeOptions StaticQuantizePass::parse(const PassOptionMap& map) {
   const StaticQuantizeOptions o = options_table().parse(map);
   make_observer(o.observer, o.percentile);  // validates both
   if (map.count("percentile") && o.observer != "percentile")
-    throw UserError("quantize-static: percentile applies to observer=percentile only");
-  if (o.samples < 1) throw UserError("quantize-static: samples must be >= 1");
-  if (o.validation < 1) throw UserError("quantize-static: validation must be >= 1");
+    throw pass_error(StaticQuantizePass::kName, "percentile applies to observer=percentile only");
+  if (o.samples < 1) throw pass_error(StaticQuantizePass::kName, "samples must be >= 1");
+  if (o.validation < 1) throw pass_error(StaticQuantizePass::kName, "validation must be >= 1");
   if (o.per_layer == "auto" && o.backend != "onednn")
-    throw UserError("quantize-static: per-layer=auto times joulecut's int8 ops: it needs backend=onednn");
-  if (o.batch < 1) throw UserError("quantize-static: batch must be >= 1");
-  if (!(o.min_cosine > 0 && o.min_cosine <= 1)) throw UserError("quantize-static: min-cosine must be in (0, 1]");
+    throw pass_error(StaticQuantizePass::kName, "per-layer=auto times joulecut's int8 ops: it needs backend=onednn");
+  if (o.batch < 1) throw pass_error(StaticQuantizePass::kName, "batch must be >= 1");
+  if (!(o.min_cosine > 0 && o.min_cosine <= 1))
+    throw pass_error(StaticQuantizePass::kName, "min-cosine must be in (0, 1]");
   if (!(o.max_agreement_drop >= 0 && o.max_agreement_drop <= 100))
-    throw UserError("quantize-static: max-agreement-drop must be in [0, 100] points");
+    throw pass_error(StaticQuantizePass::kName, "max-agreement-drop must be in [0, 100] points");
   return o;
 }
 
 std::string StaticQuantizePass::options_text() const { return options_table().print(options_); }
 
 PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext& context) const {
-  if (!context.train) throw UserError("quantize-static: calibration needs training data (--data)");
+  if (!context.train)
+    throw pass_error(StaticQuantizePass::kName,
+                     "calibration needs training data (" + option_ref("DataSource::data") + ")");
   const TensorDataset& train = *context.train;
 #ifndef JOULECUT_HAVE_ONEDNN
   if (options_.backend == "onednn")
-    throw UserError("quantize-static: backend=onednn needs libjoulecut_ops built with oneDNN (libdnnl-dev); use "
-                    "backend=torch");
+    throw pass_error(StaticQuantizePass::kName,
+                     "backend=onednn needs libjoulecut_ops built with oneDNN (libdnnl-dev); use "
+                     "backend=torch");
 #endif
   std::string engine;
   if (options_.backend == "torch") engine = choose_engine(name());
@@ -199,8 +204,10 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
   choice.built = build_int8(model, options_, ranges, choice.keep);
   const std::vector<LayerChange>& layers = choice.built.layers;
   if (choice.built.int8_layers == 0)
-    throw UserError("quantize-static: no layer could be made int8 (" +
-                    (layers.empty() ? std::string("none found") : layers.front().layer + ": " + layers.front().note) + ")");
+    throw pass_error(
+        StaticQuantizePass::kName,
+        "no layer could be made int8 (" +
+            (layers.empty() ? std::string("none found") : layers.front().layer + ": " + layers.front().note) + ")");
   if (options_.max_accuracy_drop >= 0)
     apply_accuracy_budget(model, options_, ranges, train, context.progress, choice, report.notes);
   apply_fidelity_guard(model, options_, ranges, split.held_out, context.progress, choice, report);

@@ -27,7 +27,8 @@ double quality_points(torch::jit::Module& fp32, torch::jit::Module module, const
   if (!agreement) return accuracy_points(module, data);
   const Fidelity f = fidelity(fp32, module, data);
   if (!f.agreement)
-    throw UserError("quantize-static: metric=agreement needs class scores ([batch, classes], or --model-output naming them)");
+    throw pass_error(StaticQuantizePass::kName, "metric=agreement needs class scores ([batch, classes], or " +
+                                                    option_ref("DataSource::output") + " naming them)");
   return 100.0 * f.agreement->value;
 }
 
@@ -106,8 +107,9 @@ void apply_accuracy_budget(const torch::jit::Module& input, const StaticQuantize
     choice.built = best.built;
   }
   if (choice.built.int8_layers == 0)
-    throw UserError("quantize-static: no layer can be int8 within the accuracy budget of " + number_text(budget) +
-                    " pt; raise --max-accuracy-drop");
+    throw pass_error(StaticQuantizePass::kName, "no layer can be int8 within the accuracy budget of " +
+                                                    number_text(budget) + " pt; raise " +
+                                                    option_ref("max-accuracy-drop"));
   for (const auto& [layer, points] : cost)
     choice.budget_notes[layer] = format("fp32: accuracy budget (int8 here cost %.2f pt)", points);
   notes.push_back(format("accuracy budget: %zu layer(s) kept fp32; int8 model %.2f%% (drop %.2f pt) %s budget",

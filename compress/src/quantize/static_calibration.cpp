@@ -26,7 +26,8 @@ std::map<std::size_t, QuantRange> calibrate_ranges(const torch::jit::Module& inp
     if (n->kind() == c10::aten::batch_norm)
       for (const auto& l : layers)
         if (n->input(0) == l.node->output())
-          throw UserError("quantize-static: " + l.name + " is followed by a BatchNorm; run fold-batchnorm first");
+          throw pass_error(StaticQuantizePass::kName,
+                           "" + l.name + " is followed by a BatchNorm; run fold-batchnorm first");
   return calibrate_values(input, values_to_observe(*graph, layers), train, options, progress);
 }
 

@@ -271,7 +271,8 @@ std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& inp
     try {
       result = method(data.inputs(start, count));
     } catch (const std::exception& e) {
-      throw UserError("quantize-static: the model does not run on the calibration images (" + torch_error_summary(e) + ")");
+      throw pass_error(StaticQuantizePass::kName,
+                       "the model does not run on the calibration images (" + torch_error_summary(e) + ")");
     }
     const auto elements = result.toTuple()->elements();
     for (std::size_t k = 0; k < elements.size(); ++k) {

@@ -49,8 +49,9 @@ Judge make_judge(const torch::jit::Module& input, const StaticQuantizeOptions& o
   Judge judge{held_out, reference_outputs(fp32, held_out)};
   const bool classes = has_class_scores(judge.reference, held_out);
   if (options.guard_metric == "agreement" && !classes)
-    throw UserError("quantize-static: guard-metric=agreement needs class scores ([batch, classes], or the data's output "
-                    "option naming them); use guard-metric=cosine");
+    throw pass_error(StaticQuantizePass::kName,
+                     "guard-metric=agreement needs class scores ([batch, classes], or the data's output "
+                     "option naming them); use guard-metric=cosine");
   judge.agreement = options.guard_metric == "agreement" || (options.guard_metric == "auto" && classes && held_out.labelled());
   judge.limit = judge.agreement ? 100.0 - options.max_agreement_drop : options.min_cosine;
   return judge;

@@ -302,7 +302,7 @@ class Rewriter {
 #else
     (void)l;
     (void)p;
-    throw UserError("quantize-static: backend=onednn needs libjoulecut_ops built with oneDNN (libdnnl-dev)");
+    throw pass_error(StaticQuantizePass::kName, "backend=onednn needs libjoulecut_ops built with oneDNN (libdnnl-dev)");
 #endif
   }
 

@@ -41,7 +41,8 @@ void check_model_accepts(torch::jit::Module& module, TensorDataset& data, const 
   if (!data.labelled()) return;  // fidelity compares whatever the outputs are
   if (!result.isTensor() && data.output.empty())
     throw UserError(model_path + ": model returns " + result.tagKind() +
-                    ", expected one tensor of class scores (or choose one with --model-output)");
+                    ", expected one tensor of class scores (or choose one with " + option_ref("DataSource::output") +
+                    ")");
   out = select_output(result, data.output, model_path);
   if (out.dim() != 2 || out.size(0) != count)
     throw UserError(model_path + ": model output has shape " + shape_text(out.sizes()) + " for input " + shapes +
@@ -55,8 +56,10 @@ void check_model_accepts(torch::jit::Module& module, TensorDataset& data, const 
 EvalResult evaluate(torch::jit::Module& module, const TensorDataset& data, const EvalOptions& options) {
   JOULECUT_ASSERT(options.batch > 0, "evaluation batch must be positive");
   if (!data.labelled())
-    throw UserError(data.description + ": no labels, so no accuracy; compare a model with the one it came from by "
-                    "fidelity instead (compress compare --metric agreement)");
+    throw UserError(data.description +
+                    ": no labels, so no accuracy; compare a model with the one it came from by "
+                    "fidelity instead (" +
+                    option_ref("joulecut::fidelity") + ")");
   const auto classes = std::max<std::int64_t>(data.spec.classes, 1);
   EvalResult result;
   result.confusion.assign(classes, std::vector<std::int64_t>(classes, 0));

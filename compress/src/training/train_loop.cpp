@@ -245,7 +245,8 @@ EpochTotals train_epoch(const TrainingRun& run, int epoch, std::int64_t first, c
       const Position here = s + 1 < run.steps_per_epoch ? Position{epoch, s + 1} : Position{epoch + 1, 0};
       save_checkpoint(run.options, run.module, run.optimizer, run.extra, here);
       throw UserError("interrupted at epoch " + std::to_string(epoch) + ", step " + std::to_string(s + 1) +
-                      ": checkpoint saved to " + run.options.checkpoint + "; run the same command with --resume to continue");
+                      ": checkpoint saved to " + run.options.checkpoint + "; run the same command with " +
+                      option_ref("LoopOptions::resume") + " to continue");
     }
   }
   return totals;
@@ -274,7 +275,8 @@ at::Tensor augment_images(const at::Tensor& images, const Augmentation& a, std::
   if (images.dim() != 4 || !images.is_floating_point())
     throw UserError("augmentation (crop-padding, flip) needs image batches [N, C, H, W] of floats; this data gives " +
                     shape_text(images.sizes()) + " " + std::string(c10::toString(images.scalar_type())) +
-                    " (token ids, vectors): train without --crop-padding and --flip");
+                    " (token ids, vectors): train without " + option_ref("Augmentation::crop_padding") + " and " +
+                    option_ref("Augmentation::horizontal_flip"));
   at::NoGradGuard no_grad;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   const std::int64_t n = images.size(0), h = images.size(2), w = images.size(3);
@@ -296,7 +298,7 @@ at::Tensor augment_images(const at::Tensor& images, const Augmentation& a, std::
 
 void check_loop_options(const LoopOptions& options) {
   if (options.epochs <= 0) throw UserError("training needs at least one epoch");
-  if (options.batch <= 0) throw UserError("--batch must be positive");
+  if (options.batch <= 0) throw UserError(option_ref("LoopOptions::batch") + " must be positive");
   if (options.augment.crop_padding < 0)
     throw UserError("crop-padding must be >= 0, got " + std::to_string(options.augment.crop_padding));
   if (options.optimizer != "sgd" && options.optimizer != "adam")
@@ -307,7 +309,7 @@ void check_loop_options(const LoopOptions& options) {
     throw UserError("schedule step needs step_epochs >= 1 and gamma > 0");
   const std::string& checkpoint = options.checkpoint;
   if (checkpoint.empty()) {
-    if (options.resume) throw UserError("--resume needs a checkpoint path");
+    if (options.resume) throw UserError(option_ref("LoopOptions::resume") + " needs a checkpoint path");
     return;
   }
   const auto position = read_position(checkpoint);
@@ -319,7 +321,8 @@ void check_loop_options(const LoopOptions& options) {
     throw UserError(checkpoint + ": checkpoint of another run (different model, data or options); remove it or choose "
                     "another checkpoint path");
   if (!options.resume)
-    throw UserError(checkpoint + ": a checkpoint of this run exists; add --resume to continue it, or remove it to "
+    throw UserError(checkpoint + ": a checkpoint of this run exists; add " + option_ref("LoopOptions::resume") +
+                    " to continue it, or remove it to "
                     "start over");
 }
 

@@ -16,7 +16,7 @@ TimePowerModel make_time_power_model(std::optional<double> cpu_watts, int logica
   TimePowerModel model;
   model.logical_cores = logical_cores > 0 ? logical_cores : 1;
   if (cpu_watts) {
-    if (*cpu_watts <= 0) throw UserError("--cpu-watts must be positive");
+    if (*cpu_watts <= 0) throw UserError(option_ref("RunOptions::cpu_watts") + " must be positive");
     model.watts = *cpu_watts;
     model.source = "--cpu-watts (user-supplied)";
   } else {

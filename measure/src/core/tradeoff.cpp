@@ -390,7 +390,9 @@ std::vector<TradeoffRow> tradeoff_rows(const std::vector<LedgerPoint>& points, c
 std::int64_t table_batch(const std::vector<TradeoffRow>& rows, const TradeoffOptions& options) {
   std::int64_t batch = options.batch;
   if (batch == 0) {
-    if (rows.front().stage->batches.empty()) throw UserError("the ledger has no latency or energy figures (run without --no-measure)");
+    if (rows.front().stage->batches.empty())
+      throw UserError("the ledger has no latency or energy figures (run without " +
+                      option_ref("SweepOptions::measure") + ")");
     batch = rows.front().stage->batches.front().batch;
   }
   for (const auto& r : rows)
@@ -421,7 +423,7 @@ void write_tradeoff(std::ostream& out, const TradeoffTable& tradeoff, const std:
                                                                {"json", json_report}};
   for (const auto& [name, reporter] : reporters)
     if (format == name) return reporter(out, table_view(tradeoff));
-  throw UserError("--format '" + format + "': choose table, csv, markdown, latex or json");
+  throw UserError(option_ref("format") + " '" + format + "': choose table, csv, markdown, latex or json");
 }
 
 namespace {

@@ -78,11 +78,13 @@ void check_job(const MeasureJob& job) {
   if (job.models.empty()) throw UserError("no model to measure");
   if (job.metric != "auto" && job.metric != "top1" && job.metric != "agreement" && job.metric != "cosine" &&
       job.metric != "snr")
-    throw UserError("--metric '" + job.metric + "': choose top1 (accuracy), agreement, cosine or snr (fidelity against "
+    throw UserError(option_ref("MeasureJob::metric") + " '" + job.metric +
+                    "': choose top1 (accuracy), agreement, cosine or snr (fidelity against "
                     "the first model), or auto");
-  if (job.batches.empty()) throw UserError("--batch: give at least one batch size");
+  if (job.batches.empty()) throw UserError(option_ref("MeasureJob::batches") + ": give at least one batch size");
   for (auto b : job.batches)
-    if (b <= 0) throw UserError("--batch " + std::to_string(b) + ": batch sizes must be positive");
+    if (b <= 0)
+      throw UserError(option_ref("MeasureJob::batches") + " " + std::to_string(b) + ": batch sizes must be positive");
 }
 
 bool fidelity_metric(const std::string& metric) {
@@ -193,7 +195,9 @@ void add_fidelity(const MeasureJob& job, Models& models, Report& report) {
   const bool want_fidelity =
       fidelity_metric(job.metric) || (job.metric == "auto" && models.data && !models.data->labelled());
   if (!want_fidelity || models.originals.size() <= 1) return;
-  if (models.input->synthetic) throw UserError("--metric " + job.metric + ": fidelity needs real inputs; give --data");
+  if (models.input->synthetic)
+    throw UserError(option_ref("MeasureJob::metric") + " " + job.metric + ": fidelity needs real inputs; give " +
+                    option_ref("DataSource::data"));
   const TensorDataset inputs = take_first(*models.data, job.accuracy_limit > 0 ? job.accuracy_limit : 0);
   for (std::size_t i = 1; i < models.originals.size(); ++i) {
     const Fidelity f = fidelity(models.originals[0], models.originals[i], inputs);

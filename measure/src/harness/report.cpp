@@ -330,7 +330,8 @@ void write_report(std::ostream& out, const Report& report, const std::string& fo
   if (format == "table") write_table(out, report);
   else if (format == "csv") write_csv(out, report);
   else if (format == "json") write_json(out, report);
-  else throw UserError("--format '" + format + "': choose table, csv or json");
+  else
+    throw UserError(option_ref("format") + " '" + format + "': choose table, csv or json");
 }
 
 }  // namespace joulecut::measure

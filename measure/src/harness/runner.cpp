@@ -77,17 +77,21 @@ c10::Device parse_device(const std::string& text) {
   try {
     device = c10::Device(text);
   } catch (const std::exception&) {
-    throw UserError("--device '" + text + "': expected cpu, cuda or cuda:N");
+    throw UserError(option_ref("RunOptions::device") + " '" + text + "': expected cpu, cuda or cuda:N");
   }
   if (device.is_cpu()) return device;
-  if (!device.is_cuda()) throw UserError("--device '" + text + "': only cpu and cuda devices are supported");
+  if (!device.is_cuda())
+    throw UserError(option_ref("RunOptions::device") + " '" + text + "': only cpu and cuda devices are supported");
   if (!library_loaded("libtorch_cuda"))
-    throw UserError("--device " + text + ": this LibTorch (" + compat::torch_version() +
+    throw UserError(option_ref("RunOptions::device") + " " + text + ": this LibTorch (" + compat::torch_version() +
                     ") is a CPU-only build; build joulecut against a CUDA-enabled LibTorch (see README)");
   const auto count = compat::cuda_device_count();
-  if (count == 0) throw UserError("--device " + text + ": LibTorch has CUDA but no GPU is visible (driver, CUDA_VISIBLE_DEVICES?)");
+  if (count == 0)
+    throw UserError(option_ref("RunOptions::device") + " " + text +
+                    ": LibTorch has CUDA but no GPU is visible (driver, CUDA_VISIBLE_DEVICES?)");
   if (device.has_index() && device.index() >= count)
-    throw UserError("--device " + text + ": only " + std::to_string(count) + " GPU(s) visible");
+    throw UserError(option_ref("RunOptions::device") + " " + text + ": only " + std::to_string(count) +
+                    " GPU(s) visible");
   return device;
 }
 
@@ -110,12 +114,14 @@ MeterChoice choose_meter(const RunOptions& options) {
   if (options.meter == "rapl" || options.meter == "nvml") {
     auto meter = named(options.meter);
     if (!meter->supported())
-      throw UserError("--meter " + options.meter + " is not available here: " + meter->why_unsupported());
+      throw UserError(option_ref("RunOptions::meter") + " " + options.meter +
+                      " is not available here: " + meter->why_unsupported());
     choice.explanation = meter->name() + " (asked for): " + meter->domains();
     choice.meter = std::move(meter);
     return choice;
   }
-  if (options.meter != "auto") throw UserError("--meter '" + options.meter + "': choose auto, rapl, nvml or model");
+  if (options.meter != "auto")
+    throw UserError(option_ref("RunOptions::meter") + " '" + options.meter + "': choose auto, rapl, nvml or model");
   auto meter = named(cuda ? "nvml" : "rapl");
   if (meter->supported()) {
     choice.explanation = meter->name() + " (auto, " + (cuda ? "GPU" : "CPU") + " device): " + meter->domains();
@@ -139,7 +145,7 @@ torch::jit::Module prepare_for_inference(const torch::jit::Module& module, bool 
   InferenceForm form = freeze_for_inference(copy);
   if (!form.frozen)
     throw UserError("cannot freeze and optimize the model for inference (" + form.why_not +
-                    "); measure it as it is with --no-optimize");
+                    "); measure it as it is with " + option_ref("MeasureJob::optimize"));
   if (how) *how = "frozen + optimize_for_inference (constant folding, conv-BN folding, oneDNN layouts)";
   return form.module;
 }
@@ -365,8 +371,9 @@ std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const
 std::vector<RunResult> run_interleaved(std::vector<Candidate>& candidates, const std::vector<at::Tensor>& arguments,
                                        const RunOptions& options, MeterChoice& choice, bool progress) {
   const std::vector<c10::IValue> input(arguments.begin(), arguments.end());
-  if (options.windows < 2) throw UserError("--windows must be at least 2 (a confidence interval needs two)");
-  if (options.batch <= 0) throw UserError("--batch must be positive");
+  if (options.windows < 2)
+    throw UserError(option_ref("RunOptions::windows") + " must be at least 2 (a confidence interval needs two)");
+  if (options.batch <= 0) throw UserError(option_ref("RunOptions::batch") + " must be positive");
   const c10::Device device = parse_device(options.device);
   Meter* meter = choice.meter.get();
   const double min_window = std::max(options.min_window_seconds, meter ? 20 * meter->update_period_seconds() : 0.0);

@@ -65,7 +65,8 @@ std::vector<std::string> pass_names_of(const std::vector<PassSpec>& passes) {
   try {
     pass_names_of(variant->passes);
   } catch (const UserError& e) {
-    throw UserError(recipe.source + ": " + (recipe.variants.size() > 1 ? "variant " + variant->name + ": " : "") + e.what());
+    throw UserError(recipe.source + ": " + (recipe.variants.size() > 1 ? "variant " + variant->name + ": " : "") +
+                    e.unrendered());
   }
   Recipe one = recipe;
   one.variants = {*variant};
@@ -73,10 +74,10 @@ std::vector<std::string> pass_names_of(const std::vector<PassSpec>& passes) {
     try {
       pass_names_of(expand(one, {GridAxis{key, {value}}}).front().passes);
     } catch (const UserError& e) {
-      throw UserError("grid key '" + key + "' value '" + value + "': " + e.what());
+      throw UserError("grid key '" + key + "' value '" + value + "': " + e.unrendered());
     }
   }
-  throw UserError("grid point #" + std::to_string(point.index) + " (" + point.label() + "): " + error.what());
+  throw UserError("grid point #" + std::to_string(point.index) + " (" + point.label() + "): " + error.unrendered());
 }
 
 // Every pass of every point is built (and its options checked) before any work; returns each
@@ -240,7 +241,7 @@ LedgerPoint run_point(const Recipe& recipe, const RecipePoint& point, const std:
 // Options that name files (distill<teacher=...>) are read, like the recipe's model and data,
 // from the recipe's folder when relative.
 std::vector<RecipePoint> with_recipe_paths(std::vector<RecipePoint> points, const Recipe& recipe) {
-  if (recipe.source == "--passes") return points;  // written on the command line: relative to the shell
+  if (recipe.source == kInlineRecipeSource) return points;  // written on the command line: relative to the shell
   const std::filesystem::path base = std::filesystem::path(recipe.source).parent_path();
   for (auto& point : points)
     for (auto& pass : point.passes) {
@@ -289,7 +290,8 @@ SweepResult sweep_points(const Recipe& recipe, const std::vector<GridAxis>& grid
   std::vector<bool> done(points.size(), false);
   if (std::filesystem::exists(ledger)) {
     if (!options.resume)
-      throw UserError(ledger + " exists (an earlier run): add --resume to continue it, or choose another -o directory");
+      throw UserError(ledger + " exists (an earlier run): add " + option_ref("SweepOptions::resume") +
+                      " to continue it, or choose another -o directory");
     LedgerContents contents = read_ledger(ledger);
     result.in_ledger = contents.points;
     for (const auto& p : contents.points) {
@@ -341,7 +343,9 @@ std::vector<LedgerPoint> measure_table_side_by_side(const Recipe& recipe, const 
   std::vector<StageFigures*> shown;
   for (auto& p : table) {
     if (p.stages.front().batches.empty())
-      throw UserError("point #" + std::to_string(p.index) + " of the ledger was not measured: rerun the sweep without --no-measure");
+      throw UserError("point #" + std::to_string(p.index) +
+                      " of the ledger was not measured: rerun the sweep without " +
+                      option_ref("SweepOptions::measure"));
     for (std::size_t s = 1; s < p.stages.size(); ++s)
       if (all_stages || s + 1 == p.stages.size()) shown.push_back(&p.stages[s]);
   }
@@ -412,7 +416,9 @@ std::string default_search_space(const Recipe& recipe) {
     }
   }
   if (space.empty())
-    throw UserError(recipe.source + ": nothing to search: no prune-magnitude, prune-channel or int8 pass; give --grid or "
+    throw UserError(recipe.source + ": nothing to search: no prune-magnitude, prune-channel or int8 pass; give " +
+                    option_ref("SweepOptions::grid") +
+                    " or "
                     "a 'search' key");
   return space;
 }
@@ -420,11 +426,14 @@ std::string default_search_space(const Recipe& recipe) {
 SearchResult run_search(const Recipe& recipe, const SearchOptions& options) {
   if (options.minimize != "energy" && options.minimize != "latency" && options.minimize != "size" &&
       options.minimize != "macs")
-    throw UserError("--minimize '" + options.minimize + "': choose energy, latency, size or macs");
-  if (!(options.max_accuracy_drop >= 0)) throw UserError("--max-accuracy-drop must be >= 0 (percentage points)");
+    throw UserError(option_ref("SearchOptions::minimize") + " '" + options.minimize +
+                    "': choose energy, latency, size or macs");
+  if (!(options.max_accuracy_drop >= 0))
+    throw UserError(option_ref("SearchOptions::max_accuracy_drop") + " must be >= 0 (percentage points)");
   if (!options.sweep.measure) throw UserError("a search compares measured figures: it cannot run without measuring");
   if (options.metric != "top1" && options.metric != "agreement")
-    throw UserError("--metric '" + options.metric + "': a search's budget is on top1 (accuracy) or agreement (with the "
+    throw UserError(option_ref("SearchOptions::metric") + " '" + options.metric +
+                    "': a search's budget is on top1 (accuracy) or agreement (with the "
                     "baseline, label-free)");
   SearchResult out;
   out.space = !options.sweep.grid.empty() ? options.sweep.grid : !recipe.search.empty() ? recipe.search : default_search_space(recipe);
@@ -449,7 +458,9 @@ SearchResult run_search(const Recipe& recipe, const SearchOptions& options) {
     }
     const std::int64_t batch = options.batch > 0 ? options.batch : last.batches.front().batch;
     const BatchFigures* b = last.at_batch(batch);
-    if (!b) throw UserError("--table-batch " + std::to_string(batch) + ": the recipe did not measure it");
+    if (!b)
+      throw UserError(option_ref("SearchOptions::batch") + " " + std::to_string(batch) +
+                      ": the recipe did not measure it");
     double cost = options.minimize == "energy"    ? b->energy().joules_per_inference.mean
                   : options.minimize == "latency" ? b->p50_seconds
                   : options.minimize == "size"    ? double(last.file_bytes)

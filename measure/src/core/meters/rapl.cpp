@@ -125,7 +125,8 @@ class RaplMeter final : public Meter {
       if (options_.domains == "psys") return zone_name == "psys";
       if (options_.domains == "package") return package;
       if (options_.domains == "package+dram") return package || zone_name == "dram";
-      throw UserError("--rapl-domains '" + options_.domains + "': choose package+dram, package or psys");
+      throw UserError(option_ref("RaplOptions::domains") + " '" + options_.domains +
+                      "': choose package+dram, package or psys");
     };
     std::set<std::string> seen;
     for (auto& z : all) {
