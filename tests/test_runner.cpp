@@ -188,6 +188,21 @@ TEST_CASE("reports warn loudly about a model far from the baseline, and only the
   write_json(json, report);
   CHECK_THAT(table.str(), Contains("WARNING: far is far from base"));
   CHECK_THAT(json.str(), Contains("\"warnings\": [") && Contains("far is far from base"));
+
+  // The user's budget, not the defaults: a looser one quiets the 5-point drop, a stricter cosine
+  // limit warns about a model the default would pass; the reporters warn the same way.
+  report.harm_limits.max_accuracy_drop = 6;
+  CHECK(harm_warnings(report).empty());
+  report.harm_limits.min_cosine = 0.999;
+  report.models[2].accuracy.reset();
+  report.models[0].accuracy.reset();
+  report.models[2].fidelity = report.models[1].fidelity;  // cosine 0.995
+  warnings = harm_warnings(report);
+  REQUIRE(warnings.size() == 2);
+  CHECK_THAT(warnings[1], Contains("far is far from base: cosine 0.9950 (limit 0.999)"));
+  std::ostringstream strict;
+  write_table(strict, report);
+  CHECK_THAT(strict.str(), Contains("WARNING: near is far from base: cosine 0.9950 (limit 0.999)"));
 }
 
 TEST_CASE("runner: a window set with a wide interval is run again, and flagged if it stays wide", "[runner]") {

@@ -17,6 +17,7 @@
 #include "joulecut/measure/runner.h"
 #include "joulecut/model.h"
 #include "joulecut/pipeline.h"
+#include "joulecut/quantize.h"
 #include "joulecut/platform.h"
 #include "joulecut/text.h"
 #include "joulecut/threads.h"
@@ -257,8 +258,22 @@ void print_problems(const std::vector<std::string>& problems) {
   for (const auto& p : problems) std::fprintf(stderr, "compress: warning: %s\n", p.c_str());
 }
 
+measure::HarmLimits harm_limits_for(const std::vector<std::unique_ptr<Pass>>& passes) {
+  measure::HarmLimits limits;
+  for (const auto& pass : passes) {
+    const auto* quantize = dynamic_cast<const StaticQuantizePass*>(pass.get());
+    if (!quantize || quantize->options().guard != "on") continue;
+    const StaticQuantizeOptions& o = quantize->options();
+    limits.min_cosine = o.min_cosine;
+    // A relative accuracy budget is a share of an accuracy known only to the pass: the default stays.
+    if (o.max_accuracy_drop >= 0 && !o.relative_drop) limits.max_accuracy_drop = o.max_accuracy_drop;
+    else if (o.max_accuracy_drop < 0) limits.max_accuracy_drop = o.max_agreement_drop;
+  }
+  return limits;
+}
+
 void measure_side_by_side(const std::vector<std::string>& models, const DataSource& data,
-                          const AfterMeasurement& measurement, bool progress) {
+                          const AfterMeasurement& measurement, bool progress, const measure::HarmLimits& harm_limits) {
   measure::MeasureJob job;
   job.models = models;
   job.data = data;
@@ -266,7 +281,8 @@ void measure_side_by_side(const std::vector<std::string>& models, const DataSour
   job.run.windows = measurement.windows;
   job.run.device = measurement.device;
   job.progress = progress;
-  const measure::Report report = measure::measure_files(job);
+  measure::Report report = measure::measure_files(job);
+  report.harm_limits = harm_limits;
   std::ostringstream table;
   measure::write_table(table, report);
   std::fputs(table.str().c_str(), stdout);
@@ -300,7 +316,7 @@ void apply_and_measure(const std::vector<std::unique_ptr<Pass>>& passes, const A
   // Judged on what the passes never saw: one data file's last quarter when they trained on the rest.
   DataSource judged = job.data;
   judged.split_one_file = needs_training_data(passes);
-  measure_side_by_side({job.model, job.output}, judged, job.measurement, job.progress);
+  measure_side_by_side({job.model, job.output}, judged, job.measurement, job.progress, harm_limits_for(passes));
 }
 
 }  // namespace joulecut::cli

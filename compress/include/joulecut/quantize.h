@@ -113,6 +113,7 @@ class StaticQuantizePass final : public Pass {
   // calibration set the model does not accept, or a budget no int8 layer fits.
   bool needs_training_data() const override { return true; }  // calibration
   PassResult run(const torch::jit::Module& module, PassContext& context) const override;
+  const StaticQuantizeOptions& options() const { return options_; }
 
  private:
   StaticQuantizeOptions options_;

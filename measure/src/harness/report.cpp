@@ -301,7 +301,8 @@ void write_json(std::ostream& out, const Report& report) {
       << "\n";
 }
 
-std::vector<std::string> harm_warnings(const Report& report, const HarmLimits& limits) {
+std::vector<std::string> harm_warnings(const Report& report) {
+  const HarmLimits& limits = report.harm_limits;
   std::vector<std::string> warnings;
   if (report.models.size() < 2) return warnings;
   const ModelSummary& base = report.models.front();

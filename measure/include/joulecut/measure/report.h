@@ -36,13 +36,6 @@ struct ModelSummary {
   std::string fidelity_data;  // what the inputs were
 };
 
-struct Report {
-  std::vector<ModelSummary> models;  // the first is the baseline for ratios
-  std::vector<RunResult> runs;       // any order; ratios compare runs of equal batch
-  Manifest manifest;
-  std::string title;
-};
-
 // How far a model may fall below the baseline before the report warns that it harms the model:
 // the limits (and the rule) of quantize's fidelity guard by default: accuracy on labelled data,
 // cosine to the baseline otherwise.
@@ -50,9 +43,20 @@ struct HarmLimits {
   double max_accuracy_drop = 1.0;  // points of top-1 accuracy (labelled data), point estimates
   double min_cosine = 0.99;        // mean cosine to the baseline (data without labels)
 };
-// One line per model (not the baseline) that falls outside the limits, naming the figure and
-// the limit: a pass that harms the model is said loudly, whichever pass it was. Empty when none.
-std::vector<std::string> harm_warnings(const Report& report, const HarmLimits& limits = {});
+
+struct Report {
+  std::vector<ModelSummary> models;  // the first is the baseline for ratios
+  std::vector<RunResult> runs;       // any order; ratios compare runs of equal batch
+  Manifest manifest;
+  std::string title;
+  // What the reporters' warnings hold the models to: the budget the user gave the passes that
+  // made them (a quantize guard's own limits), else the defaults.
+  HarmLimits harm_limits;
+};
+
+// One line per model (not the baseline) that falls outside report.harm_limits, naming the figure
+// and the limit: a pass that harms the model is said loudly, whichever pass it was. Empty when none.
+std::vector<std::string> harm_warnings(const Report& report);
 
 // Each run's ratios against the baseline's run at the same batch (speed-up, energy ratio:
 // ledger.h's rules) are computed once per report; the three reporters only format them.
