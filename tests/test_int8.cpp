@@ -876,6 +876,52 @@ TEST_CASE("quantize-static: the guard holds out samples calibration never sees, 
   CHECK_THROWS_WITH(StaticQuantizePass(StaticQuantizeOptions{}).run(model, tiny), Contains("the training data has 1"));
 }
 
+// One layer whose weights all round the same way: per output channel one weight of 1 sets the
+// scale to 1/127, every other weight is 0.6/127 and rounds up to 1/127. Inputs in [4, 6] then
+// shift each output by (number of small weights) x (-0.4/127) x 5 on average.
+static torch::jit::Module systematically_rounded_layer(bool conv) {
+  const std::int64_t channels = 8, inputs = conv ? 1 : 256;
+  at::Tensor weight = at::full(conv ? std::vector<std::int64_t>{channels, 1, 3, 3} : std::vector<std::int64_t>{channels, inputs},
+                               0.6 / 127);
+  weight.view({channels, -1}).select(1, 0).fill_(1.0);
+  torch::jit::Module layer("Layer");
+  layer.register_attribute("training", c10::BoolType::get(), false);
+  layer.register_parameter("weight", weight, false);
+  layer.register_parameter("bias", at::zeros({channels}), false);
+  layer.define(conv ? "def forward(self, x):\n    return torch.conv2d(x, self.weight, self.bias, [1, 1], [0, 0], [1, 1], 8)\n"
+                    : "def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
+  return layer;
+}
+
+TEST_CASE("quantize-static: bias correction takes back the mean shift of the weights' rounding", "[quantize][int8]") {
+  at::manual_seed(21);
+  for (const bool conv : {false, true}) {
+    INFO((conv ? "depthwise conv2d" : "linear"));
+    torch::jit::Module layer = systematically_rounded_layer(conv);
+    const auto shape = conv ? std::vector<std::int64_t>{64, 8, 12, 12} : std::vector<std::int64_t>{64, 256};
+    TensorDataset train;
+    train.description = "uniform [4, 6] (train)";
+    train.images = at::rand(shape) * 2 + 4;
+    const at::Tensor held_out = at::rand(shape) * 2 + 4;
+    PassContext context = context_with(train);
+    StaticQuantizeOptions options;
+    options.samples = 64;
+    options.guard = "off";  // the layer stays int8 either way: only the bias differs
+    const auto mean_error = [&](const std::string& correction) {
+      options.bias_correction = correction;
+      auto result = StaticQuantizePass(options).run(layer, context);
+      CHECK(has_note(result.report, "bias correction: 1 of 1 int8 layer(s)") == (correction == "on"));
+      at::NoGradGuard no_grad;
+      const at::Tensor error = result.module.forward({held_out}).toTensor() - layer.forward({held_out}).toTensor();
+      return error.mean().abs().item<double>();
+    };
+    const double expected_shift = (conv ? 8 : 255) * 0.4 / 127 * 5;  // 0.126 (conv), 4.0 (linear)
+    const double off = mean_error("off"), on = mean_error("on");
+    CHECK(off == Approx(expected_shift).epsilon(0.1));
+    CHECK(on < 0.05 * expected_shift);  // held-out inputs: what is left is activation rounding noise
+  }
+}
+
 TEST_CASE("fuse-relu makes ReLU in place without changing outputs", "[quantize][int8]") {
   at::manual_seed(8);
   PassContext context;

@@ -93,6 +93,9 @@ struct StaticQuantizeOptions {
   // the simulated int8 error; auto keeps it where it clearly lowers that error, off never smooths.
   std::string smooth = "auto";         // auto | off
   std::string guard_metric = "auto";   // auto | agreement | cosine
+  // Bias correction: each int8 layer's bias plus (W - Wq)·E[x], the mean shift its weights'
+  // rounding would add (E[x]: its input's per-channel mean on the calibration samples).
+  std::string bias_correction = "on";  // on | off
   double min_cosine = 0.99;
   double max_agreement_drop = 1.0;
   std::int64_t batch = 64;  // per-layer=auto times through PassContext::timer() ("layer NAME: fp32 vs

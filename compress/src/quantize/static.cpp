@@ -68,6 +68,10 @@ void add_closing_notes(std::vector<std::string>& notes, const torch::jit::Module
     notes.push_back("squeeze-and-excitation: " + std::to_string(built.scaled) +
                     " channel scaling(s) run on uint8 (joulecut::int8_scale_channels)");
   notes.push_back(calibration_note(options, split));
+  if (built.bias_corrected > 0)
+    notes.push_back(format("bias correction: %d of %d int8 layer(s) take back the mean shift of their weights' "
+                           "rounding (weight error x the input's mean per channel on the calibration samples)",
+                           built.bias_corrected, built.int8_layers));
 #ifdef JOULECUT_HAVE_ONEDNN
   if (options.backend == "onednn") notes.push_back("int8 kernels: " + int8_implementations());
 #endif
@@ -144,6 +148,10 @@ const OptionTable<StaticQuantizeOptions>& StaticQuantizePass::options_table() {
                      "weights (a transformer's outlier channels), alpha chosen per output; auto where it clearly "
                      "lowers the simulated int8 error",
                      &O::smooth, {{"auto", "the default"}, {"off", "never smooth"}}),
+       choice_option("bias-correction",
+                     "each int8 layer's bias corrected for the mean shift its weights' rounding adds (the "
+                     "weight error times the input's mean per channel on the calibration samples)",
+                     &O::bias_correction, {{"on", "the default"}, {"off", "biases as they are"}}),
        choice_option("guard",
                      "the fidelity guard: the int8 model judged against fp32 on held-out training samples (never "
                      "the calibration ones), the most harmful layers returned to fp32 until it holds",
@@ -195,13 +203,13 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
   // the guard's fp32 reference is it.
   const Smoothing smoothing = smooth_activations(input, options_, split.calibration, context.progress);
   const torch::jit::Module& model = smoothing.module;
-  const auto ranges = calibrate_ranges(model, options_, split.calibration, context.progress, name());
+  const CalibratedValues calibration = calibrate_activations(model, options_, split.calibration, context.progress, name());
 
   PassReport report;
   report.pass = text();
   if (!smoothing.note.empty()) report.notes.push_back(smoothing.note);
   Choice choice;
-  choice.built = build_int8(model, options_, ranges, choice.keep);
+  choice.built = build_int8(model, options_, calibration, choice.keep);
   const std::vector<LayerChange>& layers = choice.built.layers;
   if (choice.built.int8_layers == 0)
     throw pass_error(
@@ -209,11 +217,11 @@ PassResult StaticQuantizePass::run(const torch::jit::Module& input, PassContext&
         "no layer could be made int8 (" +
             (layers.empty() ? std::string("none found") : layers.front().layer + ": " + layers.front().note) + ")");
   if (options_.max_accuracy_drop >= 0)
-    apply_accuracy_budget(model, options_, ranges, train, context.progress, choice, report.notes);
-  apply_fidelity_guard(model, options_, ranges, split.held_out, context.progress, choice, report);
+    apply_accuracy_budget(model, options_, calibration, train, context.progress, choice, report.notes);
+  apply_fidelity_guard(model, options_, calibration, split.held_out, context.progress, choice, report);
 #ifdef JOULECUT_HAVE_ONEDNN
   if (options_.per_layer == "auto") {
-    choose_per_layer(model, options_, ranges, train, context.timer(), context.progress, choice, report.notes);
+    choose_per_layer(model, options_, calibration, train, context.timer(), context.progress, choice, report.notes);
   }
 #endif
   note_budget_layers(choice);

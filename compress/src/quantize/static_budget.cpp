@@ -61,14 +61,14 @@ struct Step {
 };
 
 Step best_layer_to_keep(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                        const std::map<std::size_t, QuantRange>& ranges, const std::set<std::string>& keep,
+                        const CalibratedValues& calibration, const std::set<std::string>& keep,
                         const std::vector<std::string>& int8_layers, Yardstick& y, bool progress) {
   Step best;
   ProgressBar bar("accuracy budget: trying each int8 layer in fp32", std::int64_t(int8_layers.size()), progress);
   for (std::size_t i = 0; i < int8_layers.size(); ++i) {
     std::set<std::string> trial = keep;
     trial.insert(int8_layers[i]);
-    Built candidate = build_int8(input, options, ranges, trial);
+    Built candidate = build_int8(input, options, calibration, trial);
     const double a =
         candidate.int8_layers > 0 ? quality_points(y.fp32, candidate.module, y.validation, y.agreement) : y.baseline;
     if (a > best.quality) {
@@ -85,7 +85,7 @@ Step best_layer_to_keep(const torch::jit::Module& input, const StaticQuantizeOpt
 }  // namespace
 
 void apply_accuracy_budget(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                           const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& train, bool progress,
+                           const CalibratedValues& calibration, const TensorDataset& train, bool progress,
                            Choice& choice, std::vector<std::string>& notes) {
   Yardstick y = make_yardstick(input, options, train);
   const double baseline = y.baseline;
@@ -100,7 +100,7 @@ void apply_accuracy_budget(const torch::jit::Module& input, const StaticQuantize
     for (const auto& l : choice.built.layers)
       if (l.after == 8) int8_layers.push_back(l.layer);
     if (int8_layers.empty()) break;
-    Step best = best_layer_to_keep(input, options, ranges, choice.keep, int8_layers, y, progress);
+    Step best = best_layer_to_keep(input, options, calibration, choice.keep, int8_layers, y, progress);
     cost[best.layer] = best.quality - accuracy;
     choice.keep.insert(best.layer);
     accuracy = best.quality;

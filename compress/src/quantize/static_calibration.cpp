@@ -14,7 +14,7 @@
 namespace joulecut::static_quant {
 using namespace graph;
 
-std::map<std::size_t, QuantRange> calibrate_ranges(const torch::jit::Module& input, const StaticQuantizeOptions& options,
+CalibratedValues calibrate_activations(const torch::jit::Module& input, const StaticQuantizeOptions& options,
                                                    const TensorDataset& train, bool progress, const std::string& pass) {
   torch::jit::Module probe = clone_for_transform(input);
   auto graph = inlined_forward(probe, pass, GraphUse::inference);
@@ -26,8 +26,7 @@ std::map<std::size_t, QuantRange> calibrate_ranges(const torch::jit::Module& inp
     if (n->kind() == c10::aten::batch_norm)
       for (const auto& l : layers)
         if (n->input(0) == l.node->output())
-          throw pass_error(StaticQuantizePass::kName,
-                           "" + l.name + " is followed by a BatchNorm; run fold-batchnorm first");
+          throw pass_error(StaticQuantizePass::kName, l.name + " is followed by a BatchNorm; run fold-batchnorm first");
   return calibrate_values(input, values_to_observe(*graph, layers), train, options, progress);
 }
 

@@ -251,8 +251,34 @@ std::map<std::size_t, at::Tensor> capture_values(const torch::jit::Module& input
   return out;
 }
 
+namespace {
+
+// A value's running per-channel sum over the calibration batches: channels on dim 1 of a 4-D
+// tensor (a convolution's input), else on the last dim (a Linear's).
+struct ChannelMean {
+  at::Tensor sum;  // double
+  std::int64_t count = 0;
+  bool consistent = true;  // the same channel count in every batch
+  void add(const at::Tensor& t) {
+    if (t.dim() < 2 || !consistent) return;
+    const std::int64_t channel_dim = t.dim() == 4 ? 1 : t.dim() - 1;
+    std::vector<std::int64_t> other_dims;
+    for (std::int64_t d = 0; d < t.dim(); ++d)
+      if (d != channel_dim) other_dims.push_back(d);
+    const at::Tensor batch_sum = at::sum(t, other_dims, false, at::kDouble);
+    if (sum.defined() && sum.sizes() != batch_sum.sizes()) {
+      consistent = false;
+      return;
+    }
+    sum = sum.defined() ? sum + batch_sum : batch_sum;
+    count += t.numel() / t.size(channel_dim);
+  }
+};
+
+}  // namespace
+
 // Runs the calibration images through a copy of the forward that returns every observed value.
-std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& input, const std::set<std::size_t>& observed,
+CalibratedValues calibrate_values(const torch::jit::Module& input, const std::set<std::size_t>& observed,
                                                     const TensorDataset& data, const StaticQuantizeOptions& options,
                                                     bool progress) {
   std::vector<std::size_t> order;
@@ -263,6 +289,7 @@ std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& inp
   const std::int64_t samples = std::min<std::int64_t>(options.samples, data.size());
   const std::int64_t batch = 100;
   ProgressBar bar("calibration (" + options.observer + ")", samples, progress);
+  std::vector<ChannelMean> means(order.size());
   at::NoGradGuard no_grad;
   auto method = module.get_method("joulecut_probe");
   for (std::int64_t start = 0; start < samples; start += batch) {
@@ -278,13 +305,17 @@ std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& inp
     for (std::size_t k = 0; k < elements.size(); ++k) {
       const at::Tensor t = elements[k].toTensor().detach().to(at::kFloat).contiguous();
       observers[k]->observe(t.data_ptr<float>(), std::size_t(t.numel()));
+      means[k].add(t);
     }
     bar.update(start + count, std::to_string(start + count) + " images");
   }
   bar.finish(std::to_string(samples) + " images, " + std::to_string(order.size()) + " activations");
-  std::map<std::size_t, QuantRange> ranges;
-  for (std::size_t k = 0; k < order.size(); ++k) ranges[order[k]] = observers[k]->range();
-  return ranges;
+  CalibratedValues calibration;
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    calibration.ranges[order[k]] = observers[k]->range();
+    if (means[k].consistent && means[k].count > 0) calibration.channel_means[order[k]] = (means[k].sum / double(means[k].count)).to(at::kFloat);
+  }
+  return calibration;
 }
 
 // Drops the root's submodules and tensors that forward no longer reads (the fp32 layers the

@@ -99,8 +99,15 @@ torch::jit::Module probe_module(const torch::jit::Module& input, const std::set<
 // The values (numbered as numbered_values does) that a forward on `inputs` computes.
 std::map<std::size_t, at::Tensor> capture_values(const torch::jit::Module& input, const std::set<std::size_t>& wanted,
                                                  const std::vector<c10::IValue>& inputs);
+// What calibration learned of the observed values (numbered as numbered_values does): each one's
+// range, and each one's mean per channel (dim 1 of a 4-D value, else the last dim), the input
+// means bias correction reads.
+struct CalibratedValues {
+  std::map<std::size_t, QuantRange> ranges;
+  std::map<std::size_t, at::Tensor> channel_means;
+};
 // Runs the calibration images through a copy of the forward that returns every observed value.
-std::map<std::size_t, QuantRange> calibrate_values(const torch::jit::Module& input, const std::set<std::size_t>& observed,
+CalibratedValues calibrate_values(const torch::jit::Module& input, const std::set<std::size_t>& observed,
                                                     const TensorDataset& data, const StaticQuantizeOptions& options,
                                                     bool progress);
 // Drops the root's submodules and tensors that forward no longer reads. Only when forward is

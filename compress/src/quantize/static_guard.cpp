@@ -60,7 +60,7 @@ Judge make_judge(const torch::jit::Module& input, const StaticQuantizeOptions& o
 // Each int8 layer alone returned to fp32 (the rest as chosen): the layers, most harmful first.
 std::vector<std::pair<std::string, double>> rank_by_harm(const torch::jit::Module& input,
                                                          const StaticQuantizeOptions& options,
-                                                         const std::map<std::size_t, QuantRange>& ranges,
+                                                         const CalibratedValues& calibration,
                                                          const Choice& choice, const Judge& judge, bool progress) {
   std::vector<std::string> int8_layers;
   for (const auto& l : choice.built.layers)
@@ -70,7 +70,7 @@ std::vector<std::pair<std::string, double>> rank_by_harm(const torch::jit::Modul
   for (const auto& layer : int8_layers) {
     std::set<std::string> trial = choice.keep;
     trial.insert(layer);
-    const Built candidate = build_int8(input, options, ranges, trial);
+    const Built candidate = build_int8(input, options, calibration, trial);
     ranked.emplace_back(layer, candidate.int8_layers > 0 ? judge.score(candidate.module) : judge.limit);
     bar.update(std::int64_t(ranked.size()), layer);
   }
@@ -87,13 +87,13 @@ struct Candidate {
 };
 
 Candidate with_most_harmful_fp32(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                                 const std::map<std::size_t, QuantRange>& ranges, const Choice& choice,
+                                 const CalibratedValues& calibration, const Choice& choice,
                                  const std::vector<std::pair<std::string, double>>& ranked, std::size_t count,
                                  const Judge& judge) {
   Candidate c;
   c.keep = choice.keep;
   for (std::size_t i = 0; i < count; ++i) c.keep.insert(ranked[i].first);
-  c.built = build_int8(input, options, ranges, c.keep);
+  c.built = build_int8(input, options, calibration, c.keep);
   c.score = c.built.int8_layers > 0 ? judge.score(c.built.module) : judge.limit;
   return c;
 }
@@ -107,7 +107,7 @@ struct Outcome {
 };
 
 Outcome fewest_fp32_layers(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                           const std::map<std::size_t, QuantRange>& ranges, const Choice& choice,
+                           const CalibratedValues& calibration, const Choice& choice,
                            const std::vector<std::pair<std::string, double>>& ranked, const Judge& judge,
                            Candidate all_int8) {
   Outcome outcome{std::move(all_int8)};
@@ -122,7 +122,7 @@ Outcome fewest_fp32_layers(const torch::jit::Module& input, const StaticQuantize
   const std::size_t most = ranked.size() - 1;  // at least one layer stays int8
   std::size_t failing = 0, count = 1;
   for (;;) {
-    consider(with_most_harmful_fp32(input, options, ranges, choice, ranked, count, judge));
+    consider(with_most_harmful_fp32(input, options, calibration, choice, ranked, count, judge));
     if (outcome.met || count == most) break;
     failing = count;
     count = std::min(most, 2 * count);
@@ -130,7 +130,7 @@ Outcome fewest_fp32_layers(const torch::jit::Module& input, const StaticQuantize
   std::size_t holding = count;
   while (outcome.met && holding - failing > 1) {
     const std::size_t middle = failing + (holding - failing) / 2;
-    Candidate c = with_most_harmful_fp32(input, options, ranges, choice, ranked, middle, judge);
+    Candidate c = with_most_harmful_fp32(input, options, calibration, choice, ranked, middle, judge);
     (judge.holds(c.score) ? holding : failing) = middle;
     consider(std::move(c));
   }
@@ -169,7 +169,7 @@ HeldOut hold_out(const StaticQuantizeOptions& options, const TensorDataset& trai
 }
 
 void apply_fidelity_guard(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                          const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& held_out, bool progress,
+                          const CalibratedValues& calibration, const TensorDataset& held_out, bool progress,
                           Choice& choice, PassReport& report) {
   if (options.guard == "off") {
     report.notes.push_back("fidelity guard: OFF (guard=off): nothing here checked how far the int8 model is from fp32");
@@ -183,8 +183,8 @@ void apply_fidelity_guard(const torch::jit::Module& input, const StaticQuantizeO
     return;
   }
   const double all_int8_score = all_int8.score;
-  const auto ranked = rank_by_harm(input, options, ranges, choice, judge, progress);
-  const Outcome outcome = fewest_fp32_layers(input, options, ranges, choice, ranked, judge, std::move(all_int8));
+  const auto ranked = rank_by_harm(input, options, calibration, choice, judge, progress);
+  const Outcome outcome = fewest_fp32_layers(input, options, calibration, choice, ranked, judge, std::move(all_int8));
   for (const auto& [layer, score] : ranked)
     if (outcome.chosen.keep.count(layer) && !choice.keep.count(layer))
       choice.budget_notes[layer] = "fp32: fidelity guard (" + judge.value_text(score) + " with only this layer fp32)";

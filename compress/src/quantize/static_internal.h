@@ -4,6 +4,7 @@
 //   static_smoothing.cpp    SmoothQuant: LayerNorm outputs scaled per channel into the next weights
 //   static_calibration.cpp  checking the model and calibrating the activation ranges
 //   static_rewrite.cpp      the rewrite of a fresh clone to int8 (the Rewriter)
+//   static_bias_correction.cpp  each int8 layer's bias corrected for its weights' rounding
 //   static_budget.cpp       the accuracy budget: layers returned to fp32 until the drop fits
 //   static_guard.cpp        the fidelity guard: int8 judged against fp32 on held-out samples
 //   static_per_layer.cpp    per-layer=auto: each layer timed in fp32 and int8, the faster kept
@@ -15,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -33,6 +35,7 @@ struct Built {
   torch::jit::Module module;
   std::vector<LayerChange> layers;
   int int8_layers = 0, quantize_ops = 0, dequantize_ops = 0, fused = 0, fused_adds = 0, scaled = 0;
+  int bias_corrected = 0;  // int8 layers whose bias took their weights' rounding back
 };
 
 // What the pass has chosen so far.
@@ -44,7 +47,7 @@ struct Choice {
 
 // static_calibration.cpp. Checks that the pass can run on `input` (its exclude patterns match
 // layers, no BatchNorm follows a layer) and returns the calibrated range of each observed value.
-std::map<std::size_t, QuantRange> calibrate_ranges(const torch::jit::Module& input, const StaticQuantizeOptions& options,
+CalibratedValues calibrate_activations(const torch::jit::Module& input, const StaticQuantizeOptions& options,
                                                    const TensorDataset& train, bool progress, const std::string& pass);
 // The report's note on how the ranges were calibrated.
 struct HeldOut;
@@ -64,14 +67,20 @@ Smoothing smooth_activations(const torch::jit::Module& input, const StaticQuanti
 // static_rewrite.cpp. A fresh clone of `input` with every layer int8 that can be, but those in
 // `keep_fp32` and those options.exclude names; the input is never changed.
 Built build_int8(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                 const std::map<std::size_t, QuantRange>& ranges, const std::set<std::string>& keep_fp32);
+                 const CalibratedValues& calibration, const std::set<std::string>& keep_fp32);
+
+// static_bias_correction.cpp. The bias that gives an int8 layer fp32's mean output: `bias` (none:
+// zeros) + (W - Wq)·E[x], Wq the weight as the int8 backends round it, E[x] the layer input's
+// per-channel mean over the calibration samples. nullopt when the mean does not fit the weight.
+std::optional<at::Tensor> corrected_bias(const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                                         const at::Tensor& input_mean, std::int64_t groups);
 
 // static_budget.cpp. With options.max_accuracy_drop >= 0: measures the int8 model on the last
 // `validation` training images and returns, greedily, the layer whose fp32 return buys the most
 // to fp32 until the drop is within budget. Updates `choice` and adds its notes to `notes`;
 // throws UserError when no int8 layer fits the budget.
 void apply_accuracy_budget(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                           const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& train, bool progress,
+                           const CalibratedValues& calibration, const TensorDataset& train, bool progress,
                            Choice& choice, std::vector<std::string>& notes);
 // The note of each layer the budget keeps fp32 put first in its report row (before "; ...").
 void note_budget_layers(Choice& choice);
@@ -88,7 +97,7 @@ HeldOut hold_out(const StaticQuantizeOptions& options, const TensorDataset& trai
 // report; when no set of fp32 layers that leaves one int8 meets it, keeps the candidate closest
 // to the limit and adds a warning naming the most harmful layers.
 void apply_fidelity_guard(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                          const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& held_out, bool progress,
+                          const CalibratedValues& calibration, const TensorDataset& held_out, bool progress,
                           Choice& choice, PassReport& report);
 
 #ifdef JOULECUT_HAVE_ONEDNN
@@ -96,7 +105,7 @@ void apply_fidelity_guard(const torch::jit::Module& input, const StaticQuantizeO
 // options.batch; those slower in int8 go back to fp32 when the whole model then runs faster.
 // Updates `choice`, its layers' notes, and adds its notes to `notes`.
 void choose_per_layer(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                      const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& train,
+                      const CalibratedValues& calibration, const TensorDataset& train,
                       const TimingService& timer, bool progress, Choice& choice, std::vector<std::string>& notes);
 #endif
 

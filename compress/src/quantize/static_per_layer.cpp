@@ -239,7 +239,7 @@ void note_models(std::vector<std::string>& notes, std::int64_t batch, const std:
 }  // namespace
 
 void choose_per_layer(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                      const std::map<std::size_t, QuantRange>& ranges, const TensorDataset& train, const TimingService& timer,
+                      const CalibratedValues& calibration, const TensorDataset& train, const TimingService& timer,
                       bool progress, Choice& choice, std::vector<std::string>& notes) {
   if (progress) std::fprintf(stderr, "quantize-static: timing each layer in fp32 and int8 at batch %lld\n",
                              (long long)options.batch);
@@ -250,7 +250,7 @@ void choose_per_layer(const torch::jit::Module& input, const StaticQuantizeOptio
     if (t.note.empty() && clearly_faster(t.fp32_us, t.int8_us)) slower.insert(layer);
   std::set<std::string> trial = choice.keep;
   trial.insert(slower.begin(), slower.end());
-  const Built per_layer = slower.empty() ? choice.built : build_int8(input, options, ranges, trial);
+  const Built per_layer = slower.empty() ? choice.built : build_int8(input, options, calibration, trial);
   // The whole models at the batch: fp32, all int8, and int8 where faster; the per-layer model kept
   // only when clearly faster.
   const ModelTimes times = time_models(input, choice.built, slower.empty() ? nullptr : &per_layer, batch, timer);

@@ -60,7 +60,7 @@ struct LayerPlan {
 class Rewriter {
  public:
   Rewriter(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-           const std::map<std::size_t, QuantRange>& ranges, const std::set<std::string>& keep_fp32)
+           const CalibratedValues& calibration, const std::set<std::string>& keep_fp32)
       : module_(clone_for_transform(input)),
         options_(options),
         keep_fp32_(keep_fp32),
@@ -68,10 +68,11 @@ class Rewriter {
         cuda_(options.backend == "cuda") {
     graph_ = inlined_forward(module_, StaticQuantizePass::kName, GraphUse::inference);
     const auto values = numbered_values(*graph_);
-    for (const auto& [index, range] : ranges) {
+    for (const auto& [index, range] : calibration.ranges) {
       JOULECUT_ASSERT(index < values.size(), "calibrated value outside the graph");
       ranges_[values[index]] = range;
     }
+    for (const auto& [index, mean] : calibration.channel_means) means_[values[index]] = mean;
     self_ = graph_->inputs()[0];
     for (const auto& p : module_.named_parameters(true)) tensors_[p.name] = p.value;
   }
@@ -82,12 +83,16 @@ class Rewriter {
     std::vector<std::string> names;
     for (const auto& l : layers) names.push_back(l.name);
     const auto unreached = unreached_layers(module_, names);
+    // Read before any rewrite: a layer's input becomes a dequantized copy as the graph changes.
+    for (const auto& l : layers)
+      if (means_.count(l.node->input(0))) input_means_[l.node] = means_[l.node->input(0)];
     Built built;
     // Found before any rewrite: the gate's op is consumed into its layer as the graph changes.
     if (onednn_)
       for (Node* n : graph_->nodes())
         if (const auto scale = channel_scale_input(n)) channel_scales_[n] = *scale;
     rewrite_nodes(layers, built);
+    built.bias_corrected = bias_corrected_;
     // The report names every layer: those control flow hid, and those forward never reached.
     for (const auto& l : layers)
       if (l.node->owningBlock() != graph_->block()) built.layers.push_back({l.name, "bits", 32, 32, "fp32: " + l.why_fp32});
@@ -261,10 +266,17 @@ class Rewriter {
     }
   }
 
+  // The int8 layer's bias: the fp32 one, corrected for the weights' rounding unless
+  // bias-correction=off (or the input's mean is unknown).
   c10::optional<at::Tensor> layer_bias(const Layer& l) {
     c10::optional<at::Tensor> bias;
     if (l.bias_path) bias = tensors_[*l.bias_path].detach().clone();
-    return bias;
+    const auto mean = input_means_.find(l.node);
+    if (options_.bias_correction != "on" || mean == input_means_.end()) return bias;
+    const auto corrected = corrected_bias(tensors_[l.weight_path], bias, mean->second, l.conv ? l.groups : 1);
+    if (!corrected) return bias;
+    ++bias_corrected_;
+    return *corrected;
   }
 
   // backend=onednn: the layer's state for joulecut's int8 ops (joulecut/int8.h).
@@ -463,6 +475,9 @@ class Rewriter {
   std::shared_ptr<Graph> graph_;
   Value* self_ = nullptr;
   std::map<Value*, QuantRange> ranges_;
+  std::map<Value*, at::Tensor> means_;          // calibrated per-channel means
+  std::map<Node*, at::Tensor> input_means_;     // each layer's input's, by the layer's node
+  int bias_corrected_ = 0;
   std::map<std::string, at::Tensor> tensors_;
   std::map<Value*, Int8Value> int8_;
   std::map<Node*, int> channel_scales_;
@@ -473,8 +488,8 @@ class Rewriter {
 }  // namespace
 
 Built build_int8(const torch::jit::Module& input, const StaticQuantizeOptions& options,
-                 const std::map<std::size_t, QuantRange>& ranges, const std::set<std::string>& keep_fp32) {
-  return Rewriter(input, options, ranges, keep_fp32).build();
+                 const CalibratedValues& calibration, const std::set<std::string>& keep_fp32) {
+  return Rewriter(input, options, calibration, keep_fp32).build();
 }
 
 }  // namespace joulecut::static_quant
