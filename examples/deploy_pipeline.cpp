@@ -29,26 +29,44 @@ struct Arguments {
   joulecut::DataSource data;
 };
 
-// The data options, named as the compress command names them, and where each one goes.
-std::map<std::string, std::function<void(joulecut::DataSource&, const std::string&)>> data_options() {
+// The data options, named as the compress command names them: each one's flag, the library's
+// name for the field it sets (how joulecut's errors name it), and where its value goes.
+struct DataOption {
+  const char* flag;
+  const char* field;
+  std::function<void(joulecut::DataSource&, const std::string&)> set;
+};
+const std::vector<DataOption>& data_options() {
   using Source = joulecut::DataSource;
-  return {{"--train-data", [](Source& d, const std::string& v) { d.train_data = v; }},
-          {"--test-data", [](Source& d, const std::string& v) { d.test_data = v; }},
-          {"--input-shape", [](Source& d, const std::string& v) { d.input_shape = v; }},
-          {"--input-dtype", [](Source& d, const std::string& v) { d.input_dtype = v; }},
-          {"--input-range", [](Source& d, const std::string& v) { d.input_range = v; }},
-          {"--model-output", [](Source& d, const std::string& v) { d.output = v; }},
-          {"--resize", [](Source& d, const std::string& v) { d.resize = std::stoi(v); }},
-          {"--crop", [](Source& d, const std::string& v) { d.crop = std::stoi(v); }},
-          {"--mean", [](Source& d, const std::string& v) { d.mean = v; }},
-          {"--std", [](Source& d, const std::string& v) { d.stddev = v; }},
-          {"--color", [](Source& d, const std::string& v) { d.color = v; }}};
+  static const std::vector<DataOption> options = {
+      {"--train-data", "DataSource::train_data", [](Source& d, const std::string& v) { d.train_data = v; }},
+      {"--test-data", "DataSource::test_data", [](Source& d, const std::string& v) { d.test_data = v; }},
+      {"--input-shape", "DataSource::input_shape", [](Source& d, const std::string& v) { d.input_shape = v; }},
+      {"--input-dtype", "DataSource::input_dtype", [](Source& d, const std::string& v) { d.input_dtype = v; }},
+      {"--input-range", "DataSource::input_range", [](Source& d, const std::string& v) { d.input_range = v; }},
+      {"--model-output", "DataSource::output", [](Source& d, const std::string& v) { d.output = v; }},
+      {"--resize", "DataSource::resize", [](Source& d, const std::string& v) { d.resize = std::stoi(v); }},
+      {"--crop", "DataSource::crop", [](Source& d, const std::string& v) { d.crop = std::stoi(v); }},
+      {"--mean", "DataSource::mean", [](Source& d, const std::string& v) { d.mean = v; }},
+      {"--std", "DataSource::stddev", [](Source& d, const std::string& v) { d.stddev = v; }},
+      {"--color", "DataSource::color", [](Source& d, const std::string& v) { d.color = v; }}};
+  return options;
+}
+
+// How this program names an option that joulecut's error names by its library name: a data
+// option by its flag; DATA for the data set; anything else (a pass option, written in the
+// pipeline text) as it is.
+std::string option_name(const std::string& library_name) {
+  if (library_name == "DataSource::data") return "DATA";
+  for (const auto& o : data_options())
+    if (library_name == o.field) return o.flag;
+  return library_name;
 }
 
 // Throws UserError for an unknown option, a missing value or a third positional argument.
 Arguments parse_arguments(int argc, char** argv) {
   Arguments a;
-  const auto options = data_options();
+  const auto& options = data_options();
   std::vector<std::string> positional;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -56,11 +74,11 @@ Arguments parse_arguments(int argc, char** argv) {
       positional.push_back(arg);
       continue;
     }
-    const auto it = options.find(arg);
+    const auto it = std::find_if(options.begin(), options.end(), [&](const DataOption& o) { return arg == o.flag; });
     if (it == options.end()) throw joulecut::UserError("unknown option '" + arg + "'");
     if (i + 1 >= argc) throw joulecut::UserError(arg + " needs a value");
     try {
-      it->second(a.data, argv[++i]);
+      it->set(a.data, argv[++i]);
     } catch (const std::logic_error&) {  // std::stoi
       throw joulecut::UserError(arg + " '" + argv[i] + "': not a number");
     }
@@ -150,7 +168,7 @@ int main(int argc, char** argv) {
   try {
     run(parse_arguments(argc, argv));
   } catch (const joulecut::UserError& e) {
-    std::fprintf(stderr, "deploy_pipeline: %s\n", e.what());
+    std::fprintf(stderr, "deploy_pipeline: %s\n", e.message_with(option_name).c_str());
     if (argc < 3) std::fprintf(stderr, "usage: deploy_pipeline MODEL.pt OUTPUT.pt [PIPELINE] [DATA] [data options]\n");
     return 1;
   } catch (const std::exception& e) {  // LibTorch's own errors: one line, never a stack dump

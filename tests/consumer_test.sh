@@ -24,6 +24,13 @@ if "$prefix/consumer-build/deploy_pipeline" "$prefix/share/joulecut/models/lenet
   echo "FAIL: a bad pipeline was accepted"; exit 1
 fi
 grep -q "unknown option 'spars'" "$prefix/err" && [ ! -e "$prefix/x.pt" ] || { echo "FAIL: $(cat "$prefix/err")"; exit 1; }
+# joulecut's errors name the library's options; the example shows its own flags for them.
+if "$prefix/consumer-build/deploy_pipeline" "$prefix/share/joulecut/models/lenet5.pt" "$prefix/x.pt" "fold-bn" \
+    --input-shape 1,x,28 2>"$prefix/err"; then
+  echo "FAIL: a bad --input-shape was accepted"; exit 1
+fi
+grep -q "deploy_pipeline: --input-shape '1,x,28': 'x' is not an integer" "$prefix/err" && ! grep -q "DataSource::" "$prefix/err" \
+  || { echo "FAIL: the error does not name the example's flag: $(cat "$prefix/err")"; exit 1; }
 
 # Any model the CLI takes: a traced two-input sentence encoder (forward(input_ids, attention_mask),
 # a tuple out) with a folder of train.npz and test.npz, made by Debian's Python PyTorch.
