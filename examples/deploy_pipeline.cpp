@@ -14,6 +14,7 @@
 //     --resize N  --crop N  --mean M  --std S  --color rgb|gray   image folders
 // Every energy figure says where it came from: a hardware meter (measured) or a model.
 #include <joulecut/joulecut.h>
+#include <joulecut/text.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -168,7 +169,7 @@ int main(int argc, char** argv) {
   try {
     run(parse_arguments(argc, argv));
   } catch (const joulecut::UserError& e) {
-    std::fprintf(stderr, "deploy_pipeline: %s\n", e.message_with(option_name).c_str());
+    std::fprintf(stderr, "deploy_pipeline: %s\n", joulecut::printable(e.message_with(option_name)).c_str());
     if (argc < 3) std::fprintf(stderr, "usage: deploy_pipeline MODEL.pt OUTPUT.pt [PIPELINE] [DATA] [data options]\n");
     return 1;
   } catch (const std::exception& e) {  // LibTorch's own errors: one line, never a stack dump

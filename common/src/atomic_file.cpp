@@ -96,7 +96,7 @@ DirectoryLock::DirectoryLock(const std::string& dir, const std::string& what) {
     if (error == EWOULDBLOCK)
       throw UserError(dir + ": another process is writing this " + what + " (" +
                       (holder.empty() ? std::string("holder unknown") : holder) +
-                      "); wait for it to finish, or choose another -o directory");
+                      "); wait for it to finish, or choose another directory");
     throw UserError(path + ": cannot lock (" + std::strerror(error) + ")");
   }
   char host[256] = "unknown";

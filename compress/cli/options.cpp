@@ -185,6 +185,7 @@ std::string flag_for_option(const std::string& library_name) {
       {"RaplOptions::domains", "--rapl-domains"},
       {"SearchOptions::batch", "--table-batch"},
       {"SweepOptions::measure", "--no-measure"},
+      {"SweepOptions::output_dir", "-o"},
       {"hints", "--hint"},
       {"pass:prune-heads", "--method heads"},
       {"joulecut::fidelity", "compress compare --metric agreement"},

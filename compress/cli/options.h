@@ -90,12 +90,12 @@ void check_output(const std::string& model, const std::string& output);
 // A pass's per-layer report: sparsity (%), channel counts, or latency (us), as the pass says.
 void print_pass_report(const PassReport& report);
 void print_problems(const std::vector<std::string>& problems);
-// Measures `models` side by side (windows interleaved, ratios against the first) and prints the
-// table, then, on stderr, each model the report finds far from the first (harm_warnings).
 // The harm warnings' limits for models made by `passes`: a guarded quantize-static's own
 // (min-cosine; max-accuracy-drop, else max-agreement-drop), so that the report warns where the
 // user's budget does; the defaults otherwise (a guard turned off does not quiet them).
 measure::HarmLimits harm_limits_for(const std::vector<std::unique_ptr<Pass>>& passes);
+// Measures `models` side by side (windows interleaved, ratios against the first) and prints the
+// table, then, on stderr, each model the report finds far from the first (harm_warnings).
 void measure_side_by_side(const std::vector<std::string>& models, const DataSource& data,
                           const AfterMeasurement& measurement, bool progress,
                           const measure::HarmLimits& harm_limits = {});

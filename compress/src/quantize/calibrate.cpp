@@ -56,7 +56,7 @@ std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction& fn) {
   try {
     observe(*watching->layers[it->second].input, inputs[0].toTensor());
   } catch (const std::exception& e) {
-    if (watching->error.empty()) watching->error = e.what();
+    if (watching->error.empty()) watching->error = unrendered_message(e);
   }
   auto context = std::make_unique<Context>();
   context->layer = it->second;
@@ -72,7 +72,7 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
     if (!outputs.empty() && outputs[0].isTensor())
       observe(*watching->layers[static_cast<Context*>(context)->layer].output, outputs[0].toTensor());
   } catch (const std::exception& e) {
-    if (watching->error.empty()) watching->error = e.what();
+    if (watching->error.empty()) watching->error = unrendered_message(e);
   }
 }
 

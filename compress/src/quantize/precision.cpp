@@ -245,8 +245,7 @@ PassResult ConvertPrecisionPass::run(const torch::jit::Module& input, PassContex
   if (low == at::kHalf && !cpu_has_native_fp16())
     report.notes.push_back(
         "this CPU has no native fp16 arithmetic (no AVX512-FP16): fp16 runs emulated here, slower than "
-        "fp32; it is meant for GPUs (" +
-        option_ref("RunOptions::device") + " cuda)");
+        "fp32; it is meant for GPUs (measure it on a CUDA device)");
   if (low == at::kBFloat16)
     report.notes.push_back("bf16 keeps fp32's exponent range (8 bits of mantissa): LayerNorm/softmax-heavy models may "
                            "want some layers kept fp32 (exclude=)");

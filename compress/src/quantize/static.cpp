@@ -78,8 +78,7 @@ void add_closing_notes(std::vector<std::string>& notes, const torch::jit::Module
   if (options.backend == "cuda")
     notes.push_back(std::string("backend=cuda: joulecut::int8_linear_dp4a runs the dp4a kernel on CUDA tensors") +
                     (dp4a_kernel_compiled() ? "" : " (not in this build: LibTorch without CUDA)") +
-                    " and an exact CPU reference on CPU tensors; measure on a GPU with " +
-                    option_ref("RunOptions::device") + " cuda");
+                    " and an exact CPU reference on CPU tensors; measure it on a CUDA device");
   if (options.backend == "torch") notes.push_back("LibTorch quantized engine: " + engine + " (loads in stock PyTorch)");
   else notes.push_back("needs libjoulecut_ops at load time (C++: link it; Python: torch.ops.load_library)");
 }

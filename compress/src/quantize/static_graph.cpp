@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include "graph/root_attributes.h"
 #include "joulecut/error.h"
@@ -253,25 +254,38 @@ std::map<std::size_t, at::Tensor> capture_values(const torch::jit::Module& input
 
 namespace {
 
-// A value's running per-channel sum over the calibration batches: channels on dim 1 of a 4-D
-// tensor (a convolution's input), else on the last dim (a Linear's).
-struct ChannelMean {
+// A value's running mean along one dim over the calibration batches.
+struct MeanAlong {
   at::Tensor sum;  // double
   std::int64_t count = 0;
-  bool consistent = true;  // the same channel count in every batch
-  void add(const at::Tensor& t) {
-    if (t.dim() < 2 || !consistent) return;
-    const std::int64_t channel_dim = t.dim() == 4 ? 1 : t.dim() - 1;
+  bool consistent = true;  // the same size along the dim in every batch
+  void add(const at::Tensor& t, std::int64_t dim) {
+    if (!consistent) return;
     std::vector<std::int64_t> other_dims;
     for (std::int64_t d = 0; d < t.dim(); ++d)
-      if (d != channel_dim) other_dims.push_back(d);
+      if (d != dim) other_dims.push_back(d);
     const at::Tensor batch_sum = at::sum(t, other_dims, false, at::kDouble);
     if (sum.defined() && sum.sizes() != batch_sum.sizes()) {
       consistent = false;
       return;
     }
     sum = sum.defined() ? sum + batch_sum : batch_sum;
-    count += t.numel() / t.size(channel_dim);
+    count += t.numel() / t.size(dim);
+  }
+  std::optional<at::Tensor> mean() const {
+    if (!consistent || count == 0) return std::nullopt;
+    return (sum / double(count)).to(at::kFloat);
+  }
+};
+
+// Both means a layer may read: along dim 1 of a 4-D value (a convolution's input channels) and
+// along the last dim (a Linear's input features, also of a channels-last [N, H, W, C] value).
+struct ChannelMean {
+  MeanAlong conv_channels, features;
+  void add(const at::Tensor& t) {
+    if (t.dim() < 2) return;
+    if (t.dim() == 4) conv_channels.add(t, 1);
+    features.add(t, t.dim() - 1);
   }
 };
 
@@ -313,7 +327,8 @@ CalibratedValues calibrate_values(const torch::jit::Module& input, const std::se
   CalibratedValues calibration;
   for (std::size_t k = 0; k < order.size(); ++k) {
     calibration.ranges[order[k]] = observers[k]->range();
-    if (means[k].consistent && means[k].count > 0) calibration.channel_means[order[k]] = (means[k].sum / double(means[k].count)).to(at::kFloat);
+    if (const auto mean = means[k].conv_channels.mean()) calibration.conv_channel_means[order[k]] = *mean;
+    if (const auto mean = means[k].features.mean()) calibration.feature_means[order[k]] = *mean;
   }
   return calibration;
 }

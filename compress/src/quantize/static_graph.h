@@ -100,11 +100,12 @@ torch::jit::Module probe_module(const torch::jit::Module& input, const std::set<
 std::map<std::size_t, at::Tensor> capture_values(const torch::jit::Module& input, const std::set<std::size_t>& wanted,
                                                  const std::vector<c10::IValue>& inputs);
 // What calibration learned of the observed values (numbered as numbered_values does): each one's
-// range, and each one's mean per channel (dim 1 of a 4-D value, else the last dim), the input
-// means bias correction reads.
+// range, and the means bias correction reads: per channel along dim 1 of a 4-D value (what a
+// convolution reads), and per feature along the last dim (what a Linear reads).
 struct CalibratedValues {
   std::map<std::size_t, QuantRange> ranges;
-  std::map<std::size_t, at::Tensor> channel_means;
+  std::map<std::size_t, at::Tensor> conv_channel_means;
+  std::map<std::size_t, at::Tensor> feature_means;
 };
 // Runs the calibration images through a copy of the forward that returns every observed value.
 CalibratedValues calibrate_values(const torch::jit::Module& input, const std::set<std::size_t>& observed,

@@ -72,7 +72,8 @@ class Rewriter {
       JOULECUT_ASSERT(index < values.size(), "calibrated value outside the graph");
       ranges_[values[index]] = range;
     }
-    for (const auto& [index, mean] : calibration.channel_means) means_[values[index]] = mean;
+    for (const auto& [index, mean] : calibration.conv_channel_means) conv_channel_means_[values[index]] = mean;
+    for (const auto& [index, mean] : calibration.feature_means) feature_means_[values[index]] = mean;
     self_ = graph_->inputs()[0];
     for (const auto& p : module_.named_parameters(true)) tensors_[p.name] = p.value;
   }
@@ -84,8 +85,11 @@ class Rewriter {
     for (const auto& l : layers) names.push_back(l.name);
     const auto unreached = unreached_layers(module_, names);
     // Read before any rewrite: a layer's input becomes a dequantized copy as the graph changes.
-    for (const auto& l : layers)
-      if (means_.count(l.node->input(0))) input_means_[l.node] = means_[l.node->input(0)];
+    for (const auto& l : layers) {
+      const auto& means = l.conv ? conv_channel_means_ : feature_means_;
+      const auto mean = means.find(l.node->input(0));
+      if (mean != means.end()) input_means_[l.node] = mean->second;
+    }
     Built built;
     // Found before any rewrite: the gate's op is consumed into its layer as the graph changes.
     if (onednn_)
@@ -394,9 +398,10 @@ class Rewriter {
 
   // The dp4a op's bias argument: a root buffer, or None. Inserted at the current insert point.
   Value* dp4a_bias(const Layer& l) {
-    if (!l.bias_path) return graph_->insertConstant(c10::IValue());
+    const c10::optional<at::Tensor> bias = layer_bias(l);
+    if (!bias) return graph_->insertConstant(c10::IValue());
     const std::string bias_name = root_attribute_name(kDp4aBias, l.name);
-    module_.register_buffer(bias_name, tensors_[*l.bias_path].detach().to(at::kFloat).contiguous().clone());
+    module_.register_buffer(bias_name, bias->to(at::kFloat).contiguous());
     return graph_->insertGetAttr(self_, bias_name);
   }
 
@@ -475,7 +480,7 @@ class Rewriter {
   std::shared_ptr<Graph> graph_;
   Value* self_ = nullptr;
   std::map<Value*, QuantRange> ranges_;
-  std::map<Value*, at::Tensor> means_;          // calibrated per-channel means
+  std::map<Value*, at::Tensor> conv_channel_means_, feature_means_;  // calibrated means (static_graph.h)
   std::map<Node*, at::Tensor> input_means_;     // each layer's input's, by the layer's node
   int bias_corrected_ = 0;
   std::map<std::string, at::Tensor> tensors_;

@@ -291,14 +291,15 @@ SweepResult sweep_points(const Recipe& recipe, const std::vector<GridAxis>& grid
   if (std::filesystem::exists(ledger)) {
     if (!options.resume)
       throw UserError(ledger + " exists (an earlier run): add " + option_ref("SweepOptions::resume") +
-                      " to continue it, or choose another -o directory");
+                      " to continue it, or choose another " + option_ref("SweepOptions::output_dir") + " directory");
     LedgerContents contents = read_ledger(ledger);
     result.in_ledger = contents.points;
     for (const auto& p : contents.points) {
       if (p.sweep_id != id)
         throw UserError(ledger + ": point " + std::to_string(p.index) + " is from another sweep (" + p.sweep_id + ", recipe " +
                         p.recipe + "); this one is " + id +
-                        " (the recipe, its model or the grid changed): use another -o directory");
+                        " (the recipe, its model or the grid changed): use another " +
+                        option_ref("SweepOptions::output_dir") + " directory");
       if (p.index >= 0 && p.index < std::int64_t(done.size())) done[std::size_t(p.index)] = true;
     }
     if (contents.torn_tail) drop_torn_tail(ledger, contents.good_bytes);
@@ -356,7 +357,7 @@ std::vector<LedgerPoint> measure_table_side_by_side(const Recipe& recipe, const 
   for (const StageFigures* s : shown) {
     if (!std::filesystem::exists(s->model_path))
       throw UserError(s->model_path + ": the stage model is gone, so the table cannot be measured again side by side; "
-                      "rerun the sweep into a fresh -o directory");
+                      "rerun the sweep into a fresh " + option_ref("SweepOptions::output_dir") + " directory");
     job.models.push_back(s->model_path);
   }
   if (progress)
