@@ -65,31 +65,32 @@ bool is_integer_dtype(const std::string& dtype) {
 }
 
 InputSpec parse_input_spec(const std::string& shapes, const std::string& dtypes, const std::string& ranges) {
+  // How messages name the three options (joulecut/error.h).
+  const std::string shape_option = option_ref("DataSource::input_shape");
+  const std::string dtype_option = option_ref("DataSource::input_dtype");
+  const std::string range_option = option_ref("DataSource::input_range");
   InputSpec spec;
   for (const auto& part : split(shapes, ';')) {
     InputArgument argument;
     const std::string text = trim(part);
     if (!text.empty())
       for (const auto& dim : split(text, ',')) {
-        const auto d = parse_integer(dim, option_ref("DataSource::input_shape"), shapes);
+        const auto d = parse_integer(dim, shape_option, shapes);
         if (d <= 0)
-          throw UserError(option_ref("DataSource::input_shape") + " '" + shapes + "': dimension " + std::to_string(d) +
-                          " must be positive");
+          throw UserError(shape_option + " '" + shapes + "': dimension " + std::to_string(d) + " must be positive");
         argument.shape.push_back(d);
       }
     spec.arguments.push_back(argument);
   }
   if (spec.arguments.empty())
-    throw UserError(option_ref("DataSource::input_shape") +
-                    ": give the shape of each input without the batch, e.g. 3,224,224");
+    throw UserError(shape_option + ": give the shape of each input without the batch, e.g. 3,224,224");
   if (!dtypes.empty()) {
-    const auto parts = per_argument(dtypes, spec.arguments.size(), option_ref("DataSource::input_dtype"));
+    const auto parts = per_argument(dtypes, spec.arguments.size(), dtype_option);
     for (std::size_t i = 0; i < parts.size(); ++i) {
       const std::string dtype = trim(parts[i]);
       const auto& known = input_dtypes();
       if (std::find(known.begin(), known.end(), dtype) == known.end())
-        throw UserError(option_ref("DataSource::input_dtype") + " '" + dtype + "': unsupported; choose one of " +
-                        join(known, ", "));
+        throw UserError(dtype_option + " '" + dtype + "': unsupported; choose one of " + join(known, ", "));
       spec.arguments[i].dtype = dtype;
     }
   }
@@ -99,22 +100,20 @@ InputSpec parse_input_spec(const std::string& shapes, const std::string& dtypes,
       a.high = 2;
     }
   if (!ranges.empty()) {
-    const auto parts = per_argument(ranges, spec.arguments.size(), option_ref("DataSource::input_range"));
+    const auto parts = per_argument(ranges, spec.arguments.size(), range_option);
     for (std::size_t i = 0; i < parts.size(); ++i) {
       InputArgument& a = spec.arguments[i];
       if (trim(parts[i]).empty()) continue;  // "0,30522;" : no range for this argument
       const auto bounds = split(trim(parts[i]), ',');
       if (!is_integer_dtype(a.dtype))
-        throw UserError(option_ref("DataSource::input_range") + " '" + ranges + "': input " + std::to_string(i + 1) +
-                        " is " + a.dtype + "; a range applies to integer inputs (token ids, indices): set " +
-                        option_ref("DataSource::input_dtype") + " int64");
+        throw UserError(range_option + " '" + ranges + "': input " + std::to_string(i + 1) + " is " + a.dtype +
+                        "; a range applies to integer inputs (token ids, indices): set " + dtype_option + " int64");
       if (bounds.size() != 2)
-        throw UserError(option_ref("DataSource::input_range") + " '" + parts[i] +
-                        "': expected LOW,HIGH (values in [LOW, HIGH), e.g. 0,30522)");
-      a.low = parse_integer(bounds[0], option_ref("DataSource::input_range"), ranges);
-      a.high = parse_integer(bounds[1], option_ref("DataSource::input_range"), ranges);
+        throw UserError(range_option + " '" + parts[i] + "': expected LOW,HIGH (values in [LOW, HIGH), e.g. 0,30522)");
+      a.low = parse_integer(bounds[0], range_option, ranges);
+      a.high = parse_integer(bounds[1], range_option, ranges);
       if (*a.high <= *a.low)
-        throw UserError(option_ref("DataSource::input_range") + " '" + parts[i] +
+        throw UserError(range_option + " '" + parts[i] +
                         "': HIGH must be greater than LOW (values lie in [LOW, HIGH))");
     }
   }

@@ -27,7 +27,9 @@ CalibratedValues calibrate_activations(const torch::jit::Module& input, const St
       for (const auto& l : layers)
         if (n->input(0) == l.node->output())
           throw pass_error(StaticQuantizePass::kName, l.name + " is followed by a BatchNorm; run fold-batchnorm first");
-  return calibrate_values(input, values_to_observe(*graph, layers), train, options, progress);
+  // Bias correction reads the means of the layers' inputs; without it none are taken.
+  const MeansToTake means = options.bias_correction == "on" ? layer_inputs_to_average(*graph, layers) : MeansToTake{};
+  return calibrate_values(input, values_to_observe(*graph, layers), means, train, options, progress);
 }
 
 std::string calibration_note(const StaticQuantizeOptions& options, const HeldOut& split) {

@@ -217,6 +217,18 @@ std::set<std::size_t> values_to_observe(Graph& graph, const std::vector<Layer>& 
   return observed;
 }
 
+MeansToTake layer_inputs_to_average(Graph& graph, const std::vector<Layer>& layers) {
+  const auto values = numbered_values(graph);
+  std::map<Value*, std::size_t> index;
+  for (std::size_t i = 0; i < values.size(); ++i) index[values[i]] = i;
+  MeansToTake means;
+  for (const auto& l : layers) {
+    const auto it = index.find(l.node->input(0));
+    if (it != index.end()) (l.conv ? means.conv_inputs : means.linear_inputs).insert(it->second);
+  }
+  return means;
+}
+
 // A clone of `input` with a method "joulecut_probe" returning, as a tuple, a copy of each listed
 // value (numbered as numbered_values does) taken where it is made. `order` receives the indices
 // the tuple holds, in order (values that are not tensors are left out).
@@ -278,14 +290,14 @@ struct MeanAlong {
   }
 };
 
-// Both means a layer may read: along dim 1 of a 4-D value (a convolution's input channels) and
-// along the last dim (a Linear's input features, also of a channels-last [N, H, W, C] value).
+// The means a value's readers need: along dim 1 of a convolution's 4-D input, along the last dim
+// of a Linear's input (also a channels-last [N, H, W, C] one).
 struct ChannelMean {
+  bool conv_input = false, linear_input = false;
   MeanAlong conv_channels, features;
   void add(const at::Tensor& t) {
-    if (t.dim() < 2) return;
-    if (t.dim() == 4) conv_channels.add(t, 1);
-    features.add(t, t.dim() - 1);
+    if (conv_input && t.dim() == 4) conv_channels.add(t, 1);
+    if (linear_input && t.dim() >= 2) features.add(t, t.dim() - 1);
   }
 };
 
@@ -293,8 +305,8 @@ struct ChannelMean {
 
 // Runs the calibration images through a copy of the forward that returns every observed value.
 CalibratedValues calibrate_values(const torch::jit::Module& input, const std::set<std::size_t>& observed,
-                                                    const TensorDataset& data, const StaticQuantizeOptions& options,
-                                                    bool progress) {
+                                  const MeansToTake& means_to_take, const TensorDataset& data,
+                                  const StaticQuantizeOptions& options, bool progress) {
   std::vector<std::size_t> order;
   torch::jit::Module module = probe_module(input, observed, order);
 
@@ -304,6 +316,10 @@ CalibratedValues calibrate_values(const torch::jit::Module& input, const std::se
   const std::int64_t batch = 100;
   ProgressBar bar("calibration (" + options.observer + ")", samples, progress);
   std::vector<ChannelMean> means(order.size());
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    means[k].conv_input = means_to_take.conv_inputs.count(order[k]) > 0;
+    means[k].linear_input = means_to_take.linear_inputs.count(order[k]) > 0;
+  }
   at::NoGradGuard no_grad;
   auto method = module.get_method("joulecut_probe");
   for (std::int64_t start = 0; start < samples; start += batch) {

@@ -92,6 +92,12 @@ std::vector<std::pair<std::string, std::string>> unreached_layers(const torch::j
 // The values calibration observes: each layer's input and (fused) output, and the inputs and
 // (fused) output of each residual add.
 std::set<std::size_t> values_to_observe(Graph& graph, const std::vector<Layer>& layers);
+// The layer inputs whose means bias correction reads (static_bias_correction.cpp): per channel
+// along dim 1 for a convolution's, per feature along the last dim for a Linear's.
+struct MeansToTake {
+  std::set<std::size_t> conv_inputs, linear_inputs;
+};
+MeansToTake layer_inputs_to_average(Graph& graph, const std::vector<Layer>& layers);
 // A clone of `input` with a method "joulecut_probe" returning, as a tuple, a copy of each wanted
 // value; `order` receives the indices the tuple holds (values that are not tensors left out).
 torch::jit::Module probe_module(const torch::jit::Module& input, const std::set<std::size_t>& wanted,
@@ -100,8 +106,7 @@ torch::jit::Module probe_module(const torch::jit::Module& input, const std::set<
 std::map<std::size_t, at::Tensor> capture_values(const torch::jit::Module& input, const std::set<std::size_t>& wanted,
                                                  const std::vector<c10::IValue>& inputs);
 // What calibration learned of the observed values (numbered as numbered_values does): each one's
-// range, and the means bias correction reads: per channel along dim 1 of a 4-D value (what a
-// convolution reads), and per feature along the last dim (what a Linear reads).
+// range, and the means of those `MeansToTake` names.
 struct CalibratedValues {
   std::map<std::size_t, QuantRange> ranges;
   std::map<std::size_t, at::Tensor> conv_channel_means;
@@ -109,8 +114,8 @@ struct CalibratedValues {
 };
 // Runs the calibration images through a copy of the forward that returns every observed value.
 CalibratedValues calibrate_values(const torch::jit::Module& input, const std::set<std::size_t>& observed,
-                                                    const TensorDataset& data, const StaticQuantizeOptions& options,
-                                                    bool progress);
+                                  const MeansToTake& means_to_take, const TensorDataset& data,
+                                  const StaticQuantizeOptions& options, bool progress);
 // Drops the root's submodules and tensors that forward no longer reads. Only when forward is
 // the only method.
 void drop_unread_attributes(torch::jit::Module& module, Graph& forward);

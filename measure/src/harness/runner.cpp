@@ -73,25 +73,24 @@ std::string read_first_line(const std::string& path) {
 }  // namespace
 
 c10::Device parse_device(const std::string& text) {
+  const std::string device_option = option_ref("RunOptions::device");
   c10::Device device(c10::kCPU);
   try {
     device = c10::Device(text);
   } catch (const std::exception&) {
-    throw UserError(option_ref("RunOptions::device") + " '" + text + "': expected cpu, cuda or cuda:N");
+    throw UserError(device_option + " '" + text + "': expected cpu, cuda or cuda:N");
   }
   if (device.is_cpu()) return device;
-  if (!device.is_cuda())
-    throw UserError(option_ref("RunOptions::device") + " '" + text + "': only cpu and cuda devices are supported");
+  if (!device.is_cuda()) throw UserError(device_option + " '" + text + "': only cpu and cuda devices are supported");
   if (!library_loaded("libtorch_cuda"))
-    throw UserError(option_ref("RunOptions::device") + " " + text + ": this LibTorch (" + compat::torch_version() +
+    throw UserError(device_option + " " + text + ": this LibTorch (" + compat::torch_version() +
                     ") is a CPU-only build; build joulecut against a CUDA-enabled LibTorch (see README)");
   const auto count = compat::cuda_device_count();
   if (count == 0)
-    throw UserError(option_ref("RunOptions::device") + " " + text +
+    throw UserError(device_option + " " + text +
                     ": LibTorch has CUDA but no GPU is visible (driver, CUDA_VISIBLE_DEVICES?)");
   if (device.has_index() && device.index() >= count)
-    throw UserError(option_ref("RunOptions::device") + " " + text + ": only " + std::to_string(count) +
-                    " GPU(s) visible");
+    throw UserError(device_option + " " + text + ": only " + std::to_string(count) + " GPU(s) visible");
   return device;
 }
 
